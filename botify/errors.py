@@ -1,0 +1,45 @@
+"""Domain errors. Services map them to their transport (HTTP status, CLI message) in one place."""
+
+from __future__ import annotations
+
+
+class BotifyError(Exception):
+    """Root of every error botify raises on purpose."""
+
+    code = "botify_error"
+
+
+class UnknownTrackError(BotifyError):
+    code = "unknown_track"
+
+    def __init__(self, track: int) -> None:
+        super().__init__(f"track {track} is not in the catalog")
+        self.track = track
+
+
+class InvalidEventError(BotifyError):
+    code = "invalid_event"
+
+
+class InvalidRequestError(BotifyError):
+    code = "invalid_request"
+
+
+class ConfigError(BotifyError):
+    code = "config_error"
+
+
+class UnknownRecommenderError(ConfigError):
+    code = "unknown_recommender"
+
+
+class CatalogError(ConfigError):
+    code = "catalog_error"
+
+
+class ModelNotReadyError(BotifyError):
+    code = "model_not_ready"
+
+
+class BackendUnavailableError(BotifyError):
+    code = "backend_unavailable"

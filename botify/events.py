@@ -1,0 +1,103 @@
+"""Record types that travel on Kafka topics, and their codecs.
+
+``schemas/`` holds the JSON Schema for each record type; these pydantic models are the only
+codecs and mirror the schema's constraints, so an invalid record is refused at the producer
+(``InvalidEventError``) and recognised at the consumer. ``tests/unit/test_events.py`` checks
+both sides against the schema files.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from typing import Annotated, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from botify.errors import InvalidEventError
+
+LISTEN_EVENT_SCHEMA = "listen_event.v1.json"
+MAX_ID = 2**31 - 1
+
+Id = Annotated[int, Field(ge=0, le=MAX_ID)]
+Arm = Annotated[str, Field(pattern=r"^(C|T[0-9]+)$")]
+
+
+class ListenEvent(BaseModel):
+    """A listen: what the user played, how long, and what the API served next."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    schema_version: Literal[1] = 1
+    event_id: Annotated[str, Field(min_length=1, max_length=64)]
+    message: Literal["next", "last"]
+    timestamp: Annotated[int, Field(ge=0)]
+    user: Id
+    track: Id
+    time: Annotated[float, Field(ge=0.0, le=1.0)]
+    recommendation: Id | None
+    latency: Annotated[float, Field(ge=0.0)]
+    recommender: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
+    model_version: Annotated[int, Field(ge=0)] | None = None
+    experiments: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")], Arm] = {}
+
+    @field_validator("time", "latency", mode="before")
+    @classmethod
+    def _finite(cls, value: object) -> object:
+        # JSON Schema has no NaN; neither may we. ints are fine for a number field.
+        if isinstance(value, bool):
+            raise ValueError("must be a number")
+        if isinstance(value, int):
+            return float(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("must be finite")
+        return value
+
+    @model_validator(mode="after")
+    def _recommendation_matches_message(self) -> ListenEvent:
+        if self.message == "next" and self.recommendation is None:
+            raise ValueError("a next event carries a recommendation")
+        if self.message == "last" and self.recommendation is not None:
+            raise ValueError("a last event carries no recommendation")
+        return self
+
+    @property
+    def key(self) -> bytes:
+        """Kafka record key: the user id, so one user's events stay ordered."""
+        return str(self.user).encode()
+
+
+def new_event_id() -> str:
+    return uuid.uuid4().hex
+
+
+def make_listen_event(**fields: object) -> ListenEvent:
+    """Build a ListenEvent, raising ``InvalidEventError`` with the reason if it is invalid."""
+    fields.setdefault("event_id", new_event_id())
+    try:
+        return ListenEvent.model_validate(fields)
+    except ValidationError as exc:
+        raise InvalidEventError(_describe(exc)) from None
+
+
+def encode_listen_event(event: ListenEvent) -> bytes:
+    return orjson.dumps(event.model_dump(mode="python"))
+
+
+def decode_listen_event(raw: bytes | str | None) -> ListenEvent:
+    """Decode and validate one record value; ``InvalidEventError`` says what is wrong."""
+    if raw is None:
+        raise InvalidEventError("record has no value")
+    try:
+        return ListenEvent.model_validate_json(raw, strict=False)
+    except ValidationError as exc:
+        raise InvalidEventError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err.get("loc", ())) or "record"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts)

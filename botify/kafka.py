@@ -1,0 +1,155 @@
+"""The one place that builds Kafka clients (faust's own consumer aside).
+
+``ListenPublisher`` wraps confluent-kafka's producer: ``publish`` never waits for the broker,
+a background thread serves delivery callbacks, failures are counted, and a full local buffer
+is retried a bounded number of times before ``BackendUnavailableError``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from botify.errors import BackendUnavailableError
+from botify.events import ListenEvent, encode_listen_event
+from botify.settings import KafkaSettings
+
+logger = logging.getLogger(__name__)
+
+
+def producer_config(settings: KafkaSettings) -> dict[str, object]:
+    return {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "enable.idempotence": True,
+        "linger.ms": settings.linger_ms,
+        "client.id": "botify-api",
+    }
+
+
+def consumer_config(settings: KafkaSettings, group: str) -> dict[str, object]:
+    return {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "group.id": group,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "session.timeout.ms": settings.session_timeout_ms,
+    }
+
+
+def ensure_topics(settings: KafkaSettings, timeout: float = 15.0) -> None:
+    """Create the listens topic and its dead-letter topic if they do not exist."""
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    wanted = [settings.listens_topic, settings.dlq_topic]
+    try:
+        existing = set(admin.list_topics(timeout=timeout).topics)
+    except KafkaException as exc:
+        raise BackendUnavailableError(f"broker {settings.bootstrap_servers}: {exc}") from None
+    new = [
+        NewTopic(t, num_partitions=settings.partitions, replication_factor=1)
+        for t in wanted
+        if t not in existing
+    ]
+    if not new:
+        return
+    for topic, future in admin.create_topics(new, operation_timeout=timeout).items():
+        try:
+            future.result(timeout)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise BackendUnavailableError(f"cannot create topic {topic}: {exc}") from None
+
+
+def broker_reachable(settings: KafkaSettings, timeout: float = 2.0) -> bool:
+    try:
+        AdminClient({"bootstrap.servers": settings.bootstrap_servers}).list_topics(timeout=timeout)
+    except KafkaException:
+        return False
+    return True
+
+
+@dataclass
+class PublisherStats:
+    produced: int = 0
+    delivered: int = 0
+    failed: int = 0
+    buffer_full: int = 0
+
+
+class ListenPublisher:
+    """Publishes listen events keyed by user; never blocks the caller on the broker."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        on_failure: Callable[[str], None] | None = None,
+        poll_interval: float = 0.05,
+    ) -> None:
+        self._settings = settings
+        self._producer = Producer(producer_config(settings))
+        self._on_failure = on_failure
+        self._poll_interval = poll_interval
+        self.stats = PublisherStats()
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll_loop, name="kafka-poll", daemon=True)
+        self._poller.start()
+
+    def _poll_loop(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(self._poll_interval)
+
+    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is None:
+            self.stats.delivered += 1
+            return
+        self.stats.failed += 1
+        logger.error("delivery to %s failed: %s", msg.topic(), err)
+        if self._on_failure is not None:
+            self._on_failure(str(err.name()))
+
+    def publish(self, event: ListenEvent) -> None:
+        self.publish_raw(self._settings.listens_topic, event.key, encode_listen_event(event))
+
+    def publish_raw(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: Iterable[tuple[str, bytes]] | None = None,
+    ) -> None:
+        for attempt in range(self._settings.produce_retries + 1):
+            try:
+                self._producer.produce(
+                    topic,
+                    value=value,
+                    key=key,
+                    headers=list(headers or []),
+                    on_delivery=self._delivered,
+                )
+                self.stats.produced += 1
+                return
+            except BufferError:
+                self.stats.buffer_full += 1
+                # The poll thread drains the queue; give it a moment, boundedly.
+                time.sleep(0.005 * (attempt + 1))
+        raise BackendUnavailableError("the event buffer is full: the broker is not keeping up")
+
+    def pending(self) -> int:
+        return len(self._producer)
+
+    def flush(self, timeout: float | None = None) -> int:
+        return int(
+            self._producer.flush(self._settings.flush_timeout_s if timeout is None else timeout)
+        )
+
+    def close(self) -> None:
+        left = self.flush()
+        self._stop.set()
+        self._poller.join(timeout=2)
+        if left:
+            logger.error("%d events were not delivered before shutdown", left)

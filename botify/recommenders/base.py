@@ -1,0 +1,86 @@
+"""The recommender contract.
+
+A recommender is a pure function of the request and what the platform knows: it never does
+I/O on the request path. Everything it reads (catalog, popularity, model artifacts) comes
+through the ``RecommenderContext`` it was built with, refreshed off the request path.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import mmh3
+
+from botify.catalog import Catalog
+from botify.state import UserState
+
+# Bounded rejection sampling before falling back to an explicit complement.
+_MAX_TRIES = 32
+
+
+@dataclass(frozen=True, slots=True)
+class RecommendRequest:
+    """One ``/next`` call: who, what they just played and how much of it."""
+
+    user: int
+    track: int
+    time: float
+    # Tracks played or served in the current session, the request's track included.
+    played: frozenset[int] = frozenset()
+
+
+@dataclass
+class Popularity:
+    """Tracks ranked by listen time, refreshed by the service in the background."""
+
+    top: tuple[int, ...] = ()
+
+
+@dataclass
+class RecommenderContext:
+    catalog: Catalog
+    seed: int = 0
+    popularity: Popularity = field(default_factory=Popularity)
+
+
+class Recommender(Protocol):
+    name: str
+
+    def recommend(self, request: RecommendRequest, state: UserState) -> int:
+        """A catalog track not in ``request.played`` (unless the catalog is exhausted)."""
+
+
+def request_rng(seed: int, request: RecommendRequest, salt: str = "") -> random.Random:
+    """A generator seeded by the request, so the same request and seed give the same answer."""
+    key = f"{seed}:{salt}:{request.user}:{request.track}:{len(request.played)}"
+    return random.Random(mmh3.hash64(key, signed=False)[0])
+
+
+def pick_unplayed(
+    candidates: tuple[int, ...] | list[int], played: frozenset[int], rng: random.Random
+) -> int | None:
+    """A uniform pick among candidates not played yet, or None if every one was."""
+    n = len(candidates)
+    if n == 0:
+        return None
+    for _ in range(min(_MAX_TRIES, 2 * n)):
+        t = candidates[rng.randrange(n)]
+        if t not in played:
+            return t
+    rest = [t for t in candidates if t not in played]
+    return rest[rng.randrange(len(rest))] if rest else None
+
+
+def pick_any(catalog: Catalog, played: frozenset[int], rng: random.Random) -> int:
+    """A uniform unplayed catalog track; any track once the whole catalog was played."""
+    ids = catalog.ids
+    n = len(ids)
+    for _ in range(_MAX_TRIES):
+        t = int(ids[rng.randrange(n)])
+        if t not in played:
+            return t
+    rest = [int(t) for t in ids if int(t) not in played]
+    pool = rest or [int(t) for t in ids]
+    return pool[rng.randrange(len(pool))]

@@ -1,0 +1,150 @@
+"""Per-user state and its pure, replay-safe update.
+
+``apply_listen(state, event, position)`` returns the next state and the side effects the event
+causes (popularity increments). It does no I/O, reads time only from the event and uses no
+randomness. The state remembers the ``(partition, offset)`` of the last event it applied, so a
+redelivered event (same or older position) changes nothing: replays after a crash are normal
+with at-least-once delivery.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import msgpack
+
+from botify.events import ListenEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    partition: int
+    offset: int
+
+    def supersedes(self, other: Position | None) -> bool:
+        # A user's events share one partition; after a repartition we cannot compare
+        # offsets, so an event from another partition is taken as new.
+        return other is None or self.partition != other.partition or self.offset > other.offset
+
+
+@dataclass(frozen=True, slots=True)
+class StateConfig:
+    history_size: int = 50
+    fail_threshold: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class UserState:
+    """What the platform knows of a user. Tuples, newest last."""
+
+    user: int
+    history: tuple[int, ...] = ()
+    history_times: tuple[float, ...] = ()
+    in_session: bool = False
+    session_start: int | None = None
+    session_tracks: tuple[int, ...] = ()
+    fail_count: int = 0
+    listens: int = 0
+    sessions: int = 0
+    position: Position | None = None
+
+    def to_bytes(self) -> bytes:
+        pos = None if self.position is None else (self.position.partition, self.position.offset)
+        return msgpack.packb(
+            (
+                1,
+                self.user,
+                self.history,
+                self.history_times,
+                self.in_session,
+                self.session_start,
+                self.session_tracks,
+                self.fail_count,
+                self.listens,
+                self.sessions,
+                pos,
+            )
+        )
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> UserState:
+        (ver, user, hist, times, in_s, start, sess, fails, listens, sessions, pos) = (
+            msgpack.unpackb(raw)
+        )
+        if ver != 1:
+            raise ValueError(f"unknown UserState encoding version {ver}")
+        return cls(
+            user=user,
+            history=tuple(hist),
+            history_times=tuple(times),
+            in_session=in_s,
+            session_start=start,
+            session_tracks=tuple(sess),
+            fail_count=fails,
+            listens=listens,
+            sessions=sessions,
+            position=None if pos is None else Position(*pos),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TrackPlay:
+    """A popularity increment: one play of ``track`` with ``time`` listened."""
+
+    track: int
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    state: UserState
+    applied: bool
+    plays: tuple[TrackPlay, ...] = field(default=())
+
+
+def apply_listen(
+    state: UserState, event: ListenEvent, position: Position, config: StateConfig = StateConfig()
+) -> Transition:
+    """Fold one listen event into the user's state; a replayed event is a no-op."""
+    if not position.supersedes(state.position):
+        return Transition(state, applied=False)
+    n = config.history_size
+    history = (state.history + (event.track,))[-n:]
+    times = (state.history_times + (event.time,))[-n:]
+    fails = state.fail_count + 1 if event.time < config.fail_threshold else 0
+    plays = (TrackPlay(event.track, event.time),)
+    if event.message == "last":
+        new = replace(
+            state,
+            history=history,
+            history_times=times,
+            in_session=False,
+            session_start=None,
+            session_tracks=(),
+            fail_count=fails,
+            listens=state.listens + 1,
+            position=position,
+        )
+        return Transition(new, applied=True, plays=plays)
+    assert event.recommendation is not None  # guaranteed by ListenEvent
+    if state.in_session:
+        start, tracks, sessions = state.session_start, state.session_tracks, state.sessions
+    else:
+        start, tracks, sessions = event.track, (), state.sessions + 1
+    session_tracks = tracks
+    for t in (event.track, event.recommendation):
+        if t not in session_tracks:
+            session_tracks += (t,)
+    new = replace(
+        state,
+        history=history,
+        history_times=times,
+        in_session=True,
+        session_start=start,
+        session_tracks=session_tracks,
+        fail_count=fails,
+        listens=state.listens + 1,
+        sessions=sessions,
+        position=position,
+    )
+    return Transition(new, applied=True, plays=plays)

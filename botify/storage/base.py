@@ -1,0 +1,41 @@
+"""The ``UserStateStore`` protocol shared by the API (reads, session list) and the stream
+processor (state commits, popularity)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from botify.state import Transition, UserState
+
+
+class UserStateStore(Protocol):
+    async def load(self, user: int) -> UserState:
+        """The stream-maintained state, or an empty one for an unknown user."""
+
+    async def load_for_request(self, user: int) -> tuple[UserState, tuple[int, ...]]:
+        """State plus the tracks the API served this session, in one round trip."""
+
+    async def commit(self, transition: Transition) -> bool:
+        """Atomically store the new state and its popularity increments, unless a newer
+        position is already stored. Returns whether anything was written."""
+
+    async def record_served(self, user: int, tracks: Sequence[int]) -> None:
+        """Append tracks to the user's current-session list (API side, read-your-writes)."""
+
+    async def end_session(self, user: int) -> None:
+        """Forget the current-session list (on ``/last``)."""
+
+    async def top_tracks(self, k: int) -> list[int]:
+        """The k tracks with the most listen time, most first."""
+
+    async def track_stats(self, track: int) -> tuple[int, float]:
+        """(plays, total listen time) of a track."""
+
+    async def incr(self, counter: str, amount: int = 1) -> None: ...
+
+    async def counter(self, counter: str) -> int: ...
+
+    async def ping(self) -> bool: ...
+
+    async def close(self) -> None: ...

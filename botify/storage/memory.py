@@ -1,0 +1,62 @@
+"""An in-process store with the same semantics as Redis: for unit tests and notebooks."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+from botify.state import Transition, UserState
+
+
+class InMemoryUserStateStore:
+    def __init__(self) -> None:
+        self._states: dict[int, bytes] = {}
+        self._sessions: dict[int, list[int]] = defaultdict(list)
+        self._plays: dict[int, int] = defaultdict(int)
+        self._time: dict[int, float] = defaultdict(float)
+        self._counters: dict[str, int] = defaultdict(int)
+
+    async def load(self, user: int) -> UserState:
+        raw = self._states.get(user)
+        return UserState(user) if raw is None else UserState.from_bytes(raw)
+
+    async def load_for_request(self, user: int) -> tuple[UserState, tuple[int, ...]]:
+        return await self.load(user), tuple(self._sessions.get(user, ()))
+
+    async def commit(self, transition: Transition) -> bool:
+        new = transition.state
+        if not transition.applied or new.position is None:
+            return False
+        current = await self.load(new.user)
+        if not new.position.supersedes(current.position):
+            return False
+        self._states[new.user] = new.to_bytes()
+        for play in transition.plays:
+            self._plays[play.track] += 1
+            self._time[play.track] += play.time
+        return True
+
+    async def record_served(self, user: int, tracks: Sequence[int]) -> None:
+        self._sessions[user].extend(tracks)
+
+    async def end_session(self, user: int) -> None:
+        self._sessions.pop(user, None)
+
+    async def top_tracks(self, k: int) -> list[int]:
+        ranked = sorted(self._time.items(), key=lambda kv: (-kv[1], -kv[0]))
+        return [t for t, _ in ranked[:k]]
+
+    async def track_stats(self, track: int) -> tuple[int, float]:
+        return self._plays.get(track, 0), self._time.get(track, 0.0)
+
+    async def incr(self, counter: str, amount: int = 1) -> None:
+        self._counters[counter] += amount
+
+    async def counter(self, counter: str) -> int:
+        return self._counters.get(counter, 0)
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,99 @@
+"""Redis backend. Values are msgpack; a Lua script makes each commit atomic and replay-safe."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import redis.asyncio as aioredis
+
+from botify import keys
+from botify.state import Transition, UserState
+
+# KEYS: state hash, plays zset, listen-time zset. ARGV: partition, offset, state blob,
+# then (track, time) pairs. Skips everything if the stored position is not older.
+_COMMIT = """
+local pos = redis.call('HMGET', KEYS[1], 'p', 'o')
+local p, o = tonumber(ARGV[1]), tonumber(ARGV[2])
+if pos[1] and tonumber(pos[1]) == p and tonumber(pos[2]) >= o then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'p', p, 'o', o, 's', ARGV[3])
+for i = 4, #ARGV, 2 do
+  redis.call('ZINCRBY', KEYS[2], 1, ARGV[i])
+  redis.call('ZINCRBY', KEYS[3], ARGV[i + 1], ARGV[i])
+end
+return 1
+"""
+
+# Bounds the API-side session list; the simulator caps sessions well below this.
+MAX_SESSION_TRACKS = 1000
+
+
+class RedisUserStateStore:
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._redis = client
+        self._commit = client.register_script(_COMMIT)
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisUserStateStore:
+        return cls(aioredis.Redis.from_url(url, decode_responses=False))
+
+    @property
+    def client(self) -> aioredis.Redis:
+        return self._redis
+
+    async def load(self, user: int) -> UserState:
+        raw = await self._redis.hget(keys.user_state(user), "s")
+        return UserState(user) if raw is None else UserState.from_bytes(raw)
+
+    async def load_for_request(self, user: int) -> tuple[UserState, tuple[int, ...]]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hget(keys.user_state(user), "s")
+            pipe.lrange(keys.user_session(user), 0, -1)
+            raw, served = await pipe.execute()
+        state = UserState(user) if raw is None else UserState.from_bytes(raw)
+        return state, tuple(int(t) for t in served)
+
+    async def commit(self, transition: Transition) -> bool:
+        new = transition.state
+        if not transition.applied or new.position is None:
+            return False
+        args: list[object] = [new.position.partition, new.position.offset, new.to_bytes()]
+        for play in transition.plays:
+            args += [play.track, play.time]
+        written = await self._commit(
+            keys=[keys.user_state(new.user), keys.TRACK_PLAYS, keys.TRACK_LISTEN_TIME], args=args
+        )
+        return bool(written)
+
+    async def record_served(self, user: int, tracks: Sequence[int]) -> None:
+        key = keys.user_session(user)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.rpush(key, *tracks)
+            pipe.ltrim(key, -MAX_SESSION_TRACKS, -1)
+            await pipe.execute()
+
+    async def end_session(self, user: int) -> None:
+        await self._redis.delete(keys.user_session(user))
+
+    async def top_tracks(self, k: int) -> list[int]:
+        return [int(t) for t in await self._redis.zrevrange(keys.TRACK_LISTEN_TIME, 0, k - 1)]
+
+    async def track_stats(self, track: int) -> tuple[int, float]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zscore(keys.TRACK_PLAYS, track)
+            pipe.zscore(keys.TRACK_LISTEN_TIME, track)
+            plays, time = await pipe.execute()
+        return int(plays or 0), float(time or 0.0)
+
+    async def incr(self, counter: str, amount: int = 1) -> None:
+        await self._redis.incrby(counter, amount)
+
+    async def counter(self, counter: str) -> int:
+        return int(await self._redis.get(counter) or 0)
+
+    async def ping(self) -> bool:
+        return bool(await self._redis.ping())
+
+    async def close(self) -> None:
+        await self._redis.aclose()
