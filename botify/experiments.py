@@ -38,7 +38,8 @@ class ExperimentSplit:
             raise ConfigError("an experiment needs a name of 1 to 64 characters")
         if self.groups not in ALLOWED_GROUPS:
             raise ConfigError(
-                f"experiment {self.name!r}: groups must be one of {ALLOWED_GROUPS}, got {self.groups}"
+                f"experiment {self.name!r}: groups must be one of {ALLOWED_GROUPS}, "
+                f"got {self.groups}"
             )
         if self.arms:
             expected = {arm_name(g) for g in range(self.groups)}

@@ -1,0 +1,45 @@
+"""What ``/next`` decides, as a pure function: which arm, which recommender, which track."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from botify.catalog import Catalog
+from botify.errors import UnknownTrackError
+from botify.experiments import ExperimentPlan
+from botify.recommenders import Recommender, RecommendRequest
+from botify.state import UserState
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    track: int
+    recommender: str
+    arms: dict[str, str]
+    model_version: int | None = None
+
+
+@dataclass(frozen=True)
+class Router:
+    """Routes a user to their arm's recommender and asks it for the next track."""
+
+    catalog: Catalog
+    plan: ExperimentPlan
+    recommenders: Mapping[str, Recommender]
+
+    def check_track(self, track: int) -> None:
+        if track not in self.catalog.by_id:
+            raise UnknownTrackError(track)
+
+    def next_track(
+        self, user: int, track: int, time: float, state: UserState, served: tuple[int, ...]
+    ) -> Decision:
+        """``served`` is the API's own list of this session's tracks: it is up to date even
+        when the stream processor has not caught up, so no track repeats within a session."""
+        self.check_track(track)
+        name = self.plan.recommender_for(user)
+        request = RecommendRequest(user, track, time, frozenset(served).union((track,)))
+        rec = self.recommenders[name].recommend(request, state)
+        version = getattr(self.recommenders[name], "model_version", None)
+        return Decision(rec, name, self.plan.arms(user), version)

@@ -1,0 +1,95 @@
+"""``create_app(settings)``: assembles the API. The lifespan opens the catalog, experiments,
+recommenders, Redis store and Kafka publisher, and closes them in reverse."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from prometheus_client import disable_created_metrics
+
+from botify.catalog import load_catalog
+from botify.experiments import load_experiments
+from botify.kafka import ListenPublisher, ensure_topics
+from botify.recommenders import RecommenderContext, build_recommender
+from botify.serving import Router
+from botify.settings import Settings
+from botify.storage import UserStateStore, open_user_state_store
+from services.api.deps import Runtime
+from services.api.errors import install_error_handlers
+from services.api.metrics import ApiMetrics
+from services.api.routes import health, next, tracks
+
+logger = logging.getLogger(__name__)
+
+
+def build_router(settings: Settings) -> tuple[Router, RecommenderContext]:
+    """Catalog, experiments and one recommender per name the experiments use."""
+    catalog = load_catalog(settings.catalog.path)
+    plan = load_experiments(settings.experiments.path, settings.experiments.default_recommender)
+    context = RecommenderContext(catalog=catalog, seed=settings.recommender.seed)
+    params = {"top_pop_k": settings.recommender.top_pop_k}
+    recommenders = {
+        name: build_recommender(name, context, params) for name in plan.recommender_names()
+    }
+    return Router(catalog, plan, recommenders), context
+
+
+async def _refresh_popularity(
+    store: UserStateStore, context: RecommenderContext, k: int, every: float
+) -> None:
+    """Keeps TopPop's list fresh off the request path."""
+    while True:
+        try:
+            context.popularity.top = tuple(await store.top_tracks(k))
+        except Exception as exc:  # Redis blips must not kill the refresher
+            logger.warning("popularity refresh failed: %s", exc)
+        await asyncio.sleep(every)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    # `_created` series double every metric's cardinality and no dashboard reads them.
+    disable_created_metrics()
+    # Config errors surface here, at start-up, not on the first request.
+    router, context = build_router(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        metrics = ApiMetrics()
+        await asyncio.to_thread(ensure_topics, settings.kafka)
+        store = open_user_state_store(settings.redis.url)
+        publisher = ListenPublisher(
+            settings.kafka, on_failure=lambda reason: metrics.delivery_failures.labels(reason).inc()
+        )
+        app.state.metrics = metrics
+        app.state.runtime = Runtime(settings, router, store, publisher, metrics)
+        refresher = asyncio.create_task(
+            _refresh_popularity(
+                store,
+                context,
+                settings.recommender.top_pop_k,
+                settings.recommender.top_pop_refresh_s,
+            )
+        )
+        try:
+            yield
+        finally:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+            await asyncio.to_thread(publisher.close)
+            await store.close()
+
+    app = FastAPI(
+        title="botify",
+        version="1.0",
+        description="Recommendation API, wire-compatible with the original botify.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for module in (next, tracks, health):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,32 @@
+"""What handlers need, as ``Annotated`` dependencies that tests can override."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from botify.kafka import ListenPublisher
+from botify.serving import Router
+from botify.settings import Settings
+from botify.storage import UserStateStore
+from services.api.metrics import ApiMetrics
+
+
+@dataclass
+class Runtime:
+    """Everything one API process holds open, built in the lifespan."""
+
+    settings: Settings
+    router: Router
+    store: UserStateStore
+    publisher: ListenPublisher
+    metrics: ApiMetrics
+
+
+def _runtime(request: Request) -> Runtime:
+    return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+RuntimeDep = Annotated[Runtime, Depends(_runtime)]

@@ -1,0 +1,94 @@
+"""The only place where errors become HTTP answers: one table, one body shape."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from botify.errors import (
+    BackendUnavailableError,
+    BotifyError,
+    InvalidEventError,
+    InvalidRequestError,
+    ModelNotReadyError,
+    UnknownTrackError,
+)
+
+logger = logging.getLogger(__name__)
+
+STATUS_BY_ERROR: dict[type[BotifyError], int] = {
+    UnknownTrackError: 404,
+    InvalidRequestError: 400,
+    InvalidEventError: 422,
+    ModelNotReadyError: 503,
+    BackendUnavailableError: 503,
+}
+
+
+def status_for(exc: BotifyError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]  # type: ignore[index]
+    return 500
+
+
+def error_response(status: int, code: str, detail: object) -> Response:
+    body = orjson.dumps({"error": code, "detail": detail}, default=str)
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def _route(request: Request) -> str:
+    route = request.scope.get("route")
+    return getattr(route, "path", "unmatched")
+
+
+def _count(request: Request, status: int, code: str) -> None:
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        route = _route(request)
+        metrics.requests.labels(route, str(status)).inc()
+        metrics.errors.labels(route, code).inc()
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(BotifyError)
+    async def _domain(request: Request, exc: BotifyError) -> Response:
+        status = status_for(exc)
+        _count(request, status, exc.code)
+        return error_response(status, exc.code, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        errors = exc.errors()
+        malformed = any(e.get("type") == "json_invalid" for e in errors)
+        code, status = ("malformed_json", 400) if malformed else ("invalid_request", 422)
+        detail = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in errors
+        ]
+        _count(request, status, code)
+        return error_response(status, code, detail)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        code = "not_found" if exc.status_code == 404 else "http_error"
+        _count(request, exc.status_code, code)
+        return error_response(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(RedisError)
+    async def _redis(request: Request, exc: RedisError) -> Response:
+        logger.error("redis failed on %s: %s", _route(request), exc)
+        _count(request, 503, "backend_unavailable")
+        return error_response(503, "backend_unavailable", f"redis: {exc}")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        logger.exception("unexpected error on %s", _route(request))
+        _count(request, 500, "internal_error")
+        return error_response(500, "internal_error", "internal error; see the server log")

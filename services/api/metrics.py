@@ -1,0 +1,49 @@
+"""Prometheus metrics of one API process. Labels: route, recommender, arm, status; never a user."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Buckets tuned for a sub-millisecond handler with a tail into tens of milliseconds.
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0)
+
+
+@dataclass
+class ApiMetrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.requests = Counter(
+            "botify_api_requests_total", "Requests answered.", ["route", "status"], registry=r
+        )
+        self.errors = Counter(
+            "botify_api_errors_total",
+            "Requests answered with an error.",
+            ["route", "error"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "botify_api_request_duration_seconds",
+            "Time spent in the handler.",
+            ["route", "recommender"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.recommendations = Counter(
+            "botify_api_recommendations_total",
+            "Recommendations served.",
+            ["recommender", "arm"],
+            registry=r,
+        )
+        self.delivery_failures = Counter(
+            "botify_api_event_delivery_failures_total",
+            "Listen events the broker did not take.",
+            ["reason"],
+            registry=r,
+        )
+        self.pending_events = Gauge(
+            "botify_api_pending_events", "Events waiting in the producer's buffer.", registry=r
+        )
