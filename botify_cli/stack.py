@@ -1,0 +1,132 @@
+"""The embedded stack: broker, Redis, API and stream workers as supervised local processes.
+
+Used by ``botify up``, ``botify demo``, ``botify bench`` and the end-to-end tests. Each child
+gets its endpoints through ``BOTIFY_*`` variables, so the services run exactly as they would
+against a real Kafka cluster and Redis.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mirakuru.base import SimpleExecutor
+
+from botify.embedded import Child, HTTPChild, broker_process, free_port, redis_process
+from botify.errors import BackendUnavailableError
+from botify.settings import Settings
+
+
+@dataclass
+class StackEndpoints:
+    broker: str
+    redis: str
+    api: str
+    logs: Path
+
+    def env(self) -> dict[str, str]:
+        host, port = self.api.removeprefix("http://").rsplit(":", 1)
+        return {
+            "BOTIFY_KAFKA__BOOTSTRAP_SERVERS": self.broker,
+            "BOTIFY_REDIS__URL": self.redis,
+            "BOTIFY_API__HOST": host,
+            "BOTIFY_API__PORT": port,
+        }
+
+
+@dataclass
+class EmbeddedStack:
+    """Starts the children in dependency order and stops them in reverse."""
+
+    settings: Settings
+    log_dir: Path
+    api_port: int | None = None
+    stream_workers: int = 1
+    extra_env: dict[str, str] = field(default_factory=dict)
+    start_timeout: float = 60.0
+    children: list[tuple[str, SimpleExecutor]] = field(default_factory=list)
+    endpoints: StackEndpoints | None = None
+
+    def start(self, on_step: object = None) -> StackEndpoints:
+        """Start everything and wait until each part is healthy; stops all on failure."""
+        say = on_step if callable(on_step) else (lambda _msg: None)
+        broker_port, redis_port = free_port(), free_port()
+        api_port = self.api_port or free_port()
+        self.endpoints = StackEndpoints(
+            broker=f"127.0.0.1:{broker_port}",
+            redis=f"redis://127.0.0.1:{redis_port}/0",
+            api=f"http://127.0.0.1:{api_port}",
+            logs=self.log_dir,
+        )
+        env = {**os.environ, **self.extra_env, **self.endpoints.env()}
+        try:
+            say("broker")
+            self._add("broker", broker_process(broker_port, self.log_dir, self.start_timeout))
+            say("redis")
+            self._add("redis", redis_process(redis_port, self.log_dir, self.start_timeout))
+            say("api")
+            self._add("api", self._service("api", env, health=f"{self.endpoints.api}/health"))
+            for i in range(self.stream_workers):
+                say(f"stream worker {i + 1}")
+                self._add(f"stream-{i + 1}", self._service("stream", env, name=f"stream-{i + 1}"))
+        except BaseException:
+            self.stop()
+            raise
+        return self.endpoints
+
+    def _add(self, name: str, child: SimpleExecutor) -> None:
+        try:
+            child.start()
+        except Exception as exc:
+            raise BackendUnavailableError(
+                f"{name} did not become ready: {exc}; see {self.log_dir / name}.log"
+            ) from None
+        self.children.append((name, child))
+
+    def _service(
+        self, service: str, env: dict[str, str], health: str | None = None, name: str = ""
+    ) -> SimpleExecutor:
+        log = open(self.log_dir / f"{name or service}.log", "a")  # noqa: SIM115 - the child's
+        command = [sys.executable, "-m", f"services.{service}"]
+        if health:
+            return HTTPChild(
+                command,
+                url=health,
+                status="200",
+                method="GET",
+                timeout=self.start_timeout,
+                envvars=env,
+                stdout=log,
+                stderr=log,
+                stdin=None,
+            )
+        return Child(command, envvars=env, stdout=log, stderr=log, stdin=None, timeout=30)
+
+    def dead(self) -> list[str]:
+        """Names of children that have exited."""
+        return [name for name, child in self.children if not child.running()]
+
+    def stop(self) -> None:
+        for _name, child in reversed(self.children):
+            try:
+                child.stop()
+            except Exception:  # already gone, or exited with an error: it is stopped either way
+                child.kill()
+        self.children.clear()
+
+    def __enter__(self) -> EmbeddedStack:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def new_run_dir(settings: Settings, kind: str) -> Path:
+    path = settings.run_dir / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

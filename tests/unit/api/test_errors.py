@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from botify.errors import BotifyError
+from services.api.errors import STATUS_BY_ERROR, status_for
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "code"),
+    [
+        ("/next/1", b'{"track": 1', 400, "malformed_json"),
+        ("/next/1", b"not json", 400, "malformed_json"),
+        ("/next/1", b'{"track": 1}', 422, "invalid_request"),
+        ("/next/1", b'{"time": 0.5}', 422, "invalid_request"),
+        ("/next/1", b"[]", 422, "invalid_request"),
+        ("/next/1", b'{"track": -1, "time": 0.5}', 422, "invalid_request"),
+        ("/next/1", b'{"track": 1, "time": 1.5}', 422, "invalid_request"),
+        ("/next/1", b'{"track": 1, "time": -0.1}', 422, "invalid_request"),
+        ("/next/1", b'{"track": 1, "time": NaN}', 422, "invalid_request"),
+        ("/next/1", b'{"track": 1, "time": "x"}', 422, "invalid_request"),
+        ("/next/1", b'{"track": 99999999999999, "time": 0.5}', 422, "invalid_request"),
+        ("/next/1", b'{"track": 5000, "time": 0.5}', 404, "unknown_track"),
+        ("/last/1", b'{"track": 5000, "time": 0.5}', 404, "unknown_track"),
+        ("/next/-3", b'{"track": 1, "time": 0.5}', 422, "invalid_request"),
+        ("/next/99999999999", b'{"track": 1, "time": 0.5}', 422, "invalid_request"),
+        ("/next/abc", b'{"track": 1, "time": 0.5}', 422, "invalid_request"),
+    ],
+)
+def test_bad_input_gets_a_clear_4xx(
+    client: TestClient, path: str, body: bytes, status: int, code: str
+) -> None:
+    resp = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert resp.status_code == status, resp.text
+    assert resp.json()["error"] == code
+    assert resp.json()["detail"]
+
+
+def test_unknown_track_lookup_is_404(client: TestClient) -> None:
+    resp = client.get("/track/12345")
+    assert resp.status_code == 404 and resp.json()["error"] == "unknown_track"
+
+
+def test_unknown_route_is_404_in_the_same_shape(client: TestClient) -> None:
+    resp = client.get("/nope")
+    assert resp.status_code == 404 and resp.json()["error"] == "not_found"
+
+
+def test_bad_requests_publish_nothing(client: TestClient, publisher) -> None:  # type: ignore[no-untyped-def]
+    client.post("/next/1", json={"track": 5000, "time": 0.5})
+    client.post("/next/1", json={"track": 1, "time": 2})
+    assert publisher.events == []
+
+
+def test_every_domain_error_maps_to_a_client_or_availability_status() -> None:
+    for cls, status in STATUS_BY_ERROR.items():
+        assert issubclass(cls, BotifyError)
+        assert status in {400, 404, 409, 422, 503}
+        exc = cls(1) if cls.__name__ == "UnknownTrackError" else cls("x")
+        assert status_for(exc) == status
+    assert status_for(BotifyError("unmapped")) == 500

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+import jsonschema
+import orjson
+import pytest
+
+from botify.errors import InvalidEventError
+from botify.events import decode_listen_event, encode_listen_event, make_listen_event
+from botify.settings import REPO_DIR
+from tests.factories import listen
+
+
+@cache
+def listen_event_schema() -> dict[str, Any]:
+    return json.loads((REPO_DIR / "schemas" / "listen_event.v1.json").read_text())
+
+
+def valid_fields() -> dict[str, Any]:
+    return dict(
+        event_id="abc",
+        message="next",
+        timestamp=1,
+        user=1,
+        track=2,
+        time=0.5,
+        recommendation=3,
+        latency=0.001,
+        recommender="random",
+        model_version=None,
+        experiments={"AA": "C"},
+    )
+
+
+def test_schema_is_a_valid_json_schema() -> None:
+    jsonschema.Draft202012Validator.check_schema(listen_event_schema())
+
+
+@pytest.mark.parametrize("message", ["next", "last"])
+def test_encoded_events_validate_against_the_schema(message: str) -> None:
+    event = listen(message=message, experiments={"AA": "T1", "RECOMMENDERS": "C"})
+    jsonschema.validate(orjson.loads(encode_listen_event(event)), listen_event_schema())
+
+
+def test_decode_inverts_encode() -> None:
+    event = listen(experiments={"X": "T3"})
+    assert decode_listen_event(encode_listen_event(event)) == event
+
+
+BAD = [
+    ("time", float("nan")),
+    ("time", 1.01),
+    ("time", -0.1),
+    ("user", -1),
+    ("user", 2**31),
+    ("track", "7"),
+    ("message", "skip"),
+    ("recommendation", None),
+    ("experiments", {"A": "X"}),
+    ("recommender", "Not Snake"),
+    ("latency", -1.0),
+    ("timestamp", 1.5),
+    ("event_id", ""),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), BAD)
+def test_schema_and_model_reject_the_same_bad_records(field: str, value: Any) -> None:
+    fields = valid_fields() | {field: value}
+    with pytest.raises(InvalidEventError):
+        make_listen_event(**fields)
+    if not (isinstance(value, float) and value != value):  # JSON has no NaN to validate
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(fields, listen_event_schema())
+
+
+def test_last_event_must_not_carry_a_recommendation() -> None:
+    fields = valid_fields() | {"message": "last", "recommendation": 3}
+    with pytest.raises(InvalidEventError, match="no recommendation"):
+        make_listen_event(**fields)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(fields, listen_event_schema())
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"{",
+        b"[]",
+        b'{"schema_version": 2}',
+        None,
+        json.dumps(valid_fields() | {"extra": 1}).encode(),
+    ],
+)
+def test_consumer_side_decode_rejects_bad_records_with_a_reason(raw: bytes | None) -> None:
+    with pytest.raises(InvalidEventError) as info:
+        decode_listen_event(raw)
+    assert str(info.value)
