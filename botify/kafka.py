@@ -29,6 +29,9 @@ def producer_config(settings: KafkaSettings) -> dict[str, object]:
         "enable.idempotence": True,
         "linger.ms": settings.linger_ms,
         "client.id": "botify-api",
+        # Reports only for failures: a Python callback per delivered event costs the API
+        # more CPU than the rest of the publish path.
+        "delivery.report.only.error": True,
     }
 
 
@@ -76,7 +79,6 @@ def broker_reachable(settings: KafkaSettings, timeout: float = 2.0) -> bool:
 @dataclass
 class PublisherStats:
     produced: int = 0
-    delivered: int = 0
     failed: int = 0
     buffer_full: int = 0
 
@@ -104,8 +106,7 @@ class ListenPublisher:
             self._producer.poll(self._poll_interval)
 
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
-        if err is None:
-            self.stats.delivered += 1
+        if err is None:  # not reported with delivery.report.only.error; kept for safety
             return
         self.stats.failed += 1
         logger.error("delivery to %s failed: %s", msg.topic(), err)

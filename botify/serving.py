@@ -18,6 +18,8 @@ class Decision:
     recommender: str
     arms: dict[str, str]
     model_version: int | None = None
+    # The user's arm in the routing experiment, None when no experiment routes.
+    arm: str | None = None
 
 
 @dataclass(frozen=True)
@@ -38,8 +40,12 @@ class Router:
         """``served`` is the API's own list of this session's tracks: it is up to date even
         when the stream processor has not caught up, so no track repeats within a session."""
         self.check_track(track)
-        name = self.plan.recommender_for(user)
+        arms = self.plan.arms(user)
+        routing = self.plan.routing
+        arm = arms[routing.name] if routing else None
+        name = routing.arms[arm] if routing and arm else self.plan.default_recommender
+        recommender = self.recommenders[name]
         request = RecommendRequest(user, track, time, frozenset(served).union((track,)))
-        rec = self.recommenders[name].recommend(request, state)
-        version = getattr(self.recommenders[name], "model_version", None)
-        return Decision(rec, name, self.plan.arms(user), version)
+        rec = recommender.recommend(request, state)
+        version = getattr(recommender, "model_version", None)
+        return Decision(rec, name, arms, version, arm)

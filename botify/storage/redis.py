@@ -8,6 +8,7 @@ import redis.asyncio as aioredis
 
 from botify import keys
 from botify.state import Transition, UserState
+from botify.storage.pipelined import PipelinedRedis
 
 # KEYS: state hash, plays zset, listen-time zset. ARGV: partition, offset, state blob,
 # then (track, time) pairs. Skips everything if the stored position is not older.
@@ -30,13 +31,15 @@ MAX_SESSION_TRACKS = 1000
 
 
 class RedisUserStateStore:
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, fast: PipelinedRedis) -> None:
         self._redis = client
         self._commit = client.register_script(_COMMIT)
+        # The API's per-request commands go through here; see pipelined.py for why.
+        self._fast = fast
 
     @classmethod
     def from_url(cls, url: str) -> RedisUserStateStore:
-        return cls(aioredis.Redis.from_url(url, decode_responses=False))
+        return cls(aioredis.Redis.from_url(url, decode_responses=False), PipelinedRedis(url))
 
     @property
     def client(self) -> aioredis.Redis:
@@ -47,10 +50,10 @@ class RedisUserStateStore:
         return UserState(user) if raw is None else UserState.from_bytes(raw)
 
     async def load_for_request(self, user: int) -> tuple[UserState, tuple[int, ...]]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hget(keys.user_state(user), "s")
-            pipe.lrange(keys.user_session(user), 0, -1)
-            raw, served = await pipe.execute()
+        raw, served = await self._fast.call_many(
+            ("HGET", keys.user_state(user), "s"),
+            ("LRANGE", keys.user_session(user), 0, -1),
+        )
         state = UserState(user) if raw is None else UserState.from_bytes(raw)
         return state, tuple(int(t) for t in served)
 
@@ -68,13 +71,12 @@ class RedisUserStateStore:
 
     async def record_served(self, user: int, tracks: Sequence[int]) -> None:
         key = keys.user_session(user)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.rpush(key, *tracks)
-            pipe.ltrim(key, -MAX_SESSION_TRACKS, -1)
-            await pipe.execute()
+        # Reply not awaited: the connection carries it before any later read, so the user's
+        # next request sees it; a failure is logged and counted there.
+        await self._fast.send(("RPUSH", key, *tracks), ("LTRIM", key, -MAX_SESSION_TRACKS, -1))
 
     async def end_session(self, user: int) -> None:
-        await self._redis.delete(keys.user_session(user))
+        await self._fast.call("DEL", keys.user_session(user))
 
     async def top_tracks(self, k: int) -> list[int]:
         return [int(t) for t in await self._redis.zrevrange(keys.TRACK_LISTEN_TIME, 0, k - 1)]
@@ -96,4 +98,5 @@ class RedisUserStateStore:
         return bool(await self._redis.ping())
 
     async def close(self) -> None:
+        await self._fast.close()
         await self._redis.aclose()

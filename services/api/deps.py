@@ -25,7 +25,9 @@ class Runtime:
     metrics: ApiMetrics
 
 
-def _runtime(request: Request) -> Runtime:
+async def _runtime(request: Request) -> Runtime:
+    # async on purpose: FastAPI runs plain-def dependencies in a thread pool, which costs
+    # more than the whole /next handler.
     return request.app.state.runtime  # type: ignore[no-any-return]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -47,3 +48,21 @@ class ApiMetrics:
         self.pending_events = Gauge(
             "botify_api_pending_events", "Events waiting in the producer's buffer.", registry=r
         )
+        self._served: dict[tuple[str, str, str | None], tuple[Any, ...]] = {}
+
+    def served(self, route: str, recommender: str, arm: str | None, latency: float) -> None:
+        """Count one successful answer. Label children are cached: looking them up costs
+        more than observing."""
+        key = (route, recommender, arm)
+        children = self._served.get(key)
+        if children is None:
+            children = (
+                self.latency.labels(route, recommender),
+                self.requests.labels(route, "200"),
+                self.recommendations.labels(recommender, arm) if arm is not None else None,
+            )
+            self._served[key] = children
+        children[0].observe(latency)
+        children[1].inc()
+        if children[2] is not None:
+            children[2].inc()
