@@ -1,0 +1,125 @@
+"""Benchmark /next on one API worker against the same server's trivial endpoint.
+
+Starts the embedded stack (broker, Redis, one API worker, one stream worker), drives it with
+wrk from loopback, and prints throughput at saturation and p50/p99 at half of saturation,
+for GET / (the baseline) and for botify traffic on /next (+1 /last in 8), as ratios.
+Runs alternate baseline and /next so drift on a shared machine hits both alike.
+
+    python bench/bench_api.py [--seconds 6] [--rounds 2] [--connections 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from botify.settings import Settings
+from botify_cli.stack import EmbeddedStack
+
+LUA = Path(__file__).with_name("next.lua")
+console = Console()
+
+
+@dataclass
+class WrkResult:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+
+def wrk(
+    url: str, seconds: float, connections: int, trivial: bool, delay_ms: float = 0
+) -> WrkResult:
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
+    cmd += ["-s", str(LUA), url]
+    env = {
+        "BENCH_DELAY_MS": str(delay_ms),
+        "BENCH_TRACKS": "2000",
+        "BENCH_MODE": "trivial" if trivial else "next",
+        "PATH": "/usr/bin:/bin",
+    }
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=seconds + 30)
+    out = done.stdout
+    if "Requests/sec" not in out:
+        raise RuntimeError(f"wrk failed: {done.stderr.strip() or out.strip()}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = (int(bad.group(1)) if bad else 0) + (sum(map(int, sock.groups())) if sock else 0)
+    return WrkResult(rps, p50, p99, errors)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=16)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        console.print("[red]error:[/] wrk is not installed (apt-get install wrk)")
+        return 2
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedStack(Settings(), Path(tmp)) as stack:
+        api = stack.endpoints.api  # type: ignore[union-attr]
+        console.print(f"stack up: API {api} (one worker); warming up…")
+        wrk(api, 2, args.connections, trivial=False)
+        base, nxt = [], []
+        for r in range(args.rounds):
+            console.print(f"round {r + 1}/{args.rounds}: saturation")
+            base.append(wrk(api, args.seconds, args.connections, trivial=True))
+            nxt.append(wrk(api, args.seconds, args.connections, trivial=False))
+        sat_base = statistics.median(x.rps for x in base)
+        sat_next = statistics.median(x.rps for x in nxt)
+        # Half of saturation, paced per connection: rate ≈ connections / delay.
+        conns = 8
+        half = {}
+        for name, target, trivial in (
+            ("GET /", sat_base / 2, True),
+            ("/next", sat_next / 2, False),
+        ):
+            console.print(f"half saturation on {name}: ~{target:.0f} req/s")
+            half[name] = wrk(api, args.seconds, conns, trivial, delay_ms=conns * 1000 / target)
+    table = Table(title="/next on one API worker vs the same server's trivial endpoint")
+    for col in ("", "GET / (baseline)", "/next + /last", "ratio"):
+        table.add_column(col, justify="right")
+    table.add_row(
+        "saturation req/s", f"{sat_base:,.0f}", f"{sat_next:,.0f}", f"{sat_next / sat_base:.2f}"
+    )
+    hb, hn = half["GET /"], half["/next"]
+    table.add_row("half-load req/s", f"{hb.rps:,.0f}", f"{hn.rps:,.0f}", "")
+    table.add_row(
+        "half-load p50 ms", f"{hb.p50_ms:.2f}", f"{hn.p50_ms:.2f}", f"{hn.p50_ms / hb.p50_ms:.2f}"
+    )
+    table.add_row(
+        "half-load p99 ms", f"{hb.p99_ms:.2f}", f"{hn.p99_ms:.2f}", f"{hn.p99_ms / hb.p99_ms:.2f}"
+    )
+    errors = sum(x.errors for x in nxt) + hn.errors
+    table.add_row(
+        "errors (non-2xx, socket)", str(sum(x.errors for x in base) + hb.errors), str(errors), ""
+    )
+    console.print(table)
+    console.print("targets: saturation ratio ≥ 0.5; /next p99 ≤ 10 ms at half of saturation")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
