@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-unit lint bench bench-api bench-stream clean
+.PHONY: demo test test-unit lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check botify services tests bench
 
 bench: $(STAMP)
-	$(BIN)/botify bench
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python bench/bench_api.py
+	$(BIN)/python bench/bench_stream.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,3 @@
+from botify_cli.main import app
+
+app(prog_name="botify")

@@ -1,0 +1,66 @@
+"""``botify up``: starts everything, answers, and leaves no process behind on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from botify.embedded import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def test_up_serves_then_stops_every_child_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "BOTIFY_RUN_DIR": str(tmp_path), "COLUMNS": "200"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "botify_cli", "up", "--api-port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    out = ""
+    try:
+        deadline = time.monotonic() + 60
+        assert proc.stdout is not None
+        while time.monotonic() < deadline and "Press Ctrl-C" not in out:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            out += line
+        assert "Press Ctrl-C" in out, out
+        assert f"http://127.0.0.1:{port}" in out
+        assert re.search(r"redis://127\.0\.0\.1:\d+", out)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) >= 4  # broker, redis, api, stream worker
+        resp = httpx.post(f"http://127.0.0.1:{port}/next/5", json={"track": 1, "time": 1.0})
+        assert resp.status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        gone, alive = psutil.wait_procs(children, timeout=10)
+        assert not alive, [p.cmdline() for p in alive]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_up_rejects_a_bad_port_without_a_traceback() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "botify_cli", "up", "--api-port", "70000"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr + done.stdout
+    assert "api-port" in done.stderr + done.stdout
