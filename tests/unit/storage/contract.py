@@ -1,0 +1,59 @@
+"""The UserStateStore contract, run on every backend (memory: unit; Redis: integration)."""
+
+from __future__ import annotations
+
+from botify.state import Position, StateConfig, UserState, apply_listen
+from botify.storage import UserStateStore
+from tests.factories import listen
+
+CONFIG = StateConfig()
+
+
+async def check_unknown_user_has_empty_state(store: UserStateStore) -> None:
+    assert await store.load(424242) == UserState(424242)
+    assert await store.load_for_request(424242) == (UserState(424242), ())
+
+
+async def check_commit_stores_state_and_popularity(store: UserStateStore) -> None:
+    t = apply_listen(UserState(7), listen(user=7, track=3, time=0.5), Position(0, 0), CONFIG)
+    assert await store.commit(t)
+    assert await store.load(7) == t.state
+    assert await store.track_stats(3) == (1, 0.5)
+    assert 3 in await store.top_tracks(10)
+
+
+async def check_commit_of_an_older_position_is_refused(store: UserStateStore) -> None:
+    first = apply_listen(UserState(8), listen(user=8, track=4, time=1.0), Position(1, 5), CONFIG)
+    assert await store.commit(first)
+    stale = apply_listen(UserState(8), listen(user=8, track=4, time=1.0), Position(1, 5), CONFIG)
+    assert not await store.commit(stale)
+    assert await store.track_stats(4) == (1, 1.0)
+
+
+async def check_session_list_is_appended_and_cleared(store: UserStateStore) -> None:
+    await store.record_served(9, (1, 2))
+    await store.record_served(9, (2, 3))
+    assert (await store.load_for_request(9))[1] == (1, 2, 2, 3)
+    await store.end_session(9)
+    assert (await store.load_for_request(9))[1] == ()
+
+
+async def check_top_tracks_rank_by_listen_time(store: UserStateStore) -> None:
+    for offset, (track, time) in enumerate([(50, 0.2), (51, 1.0), (52, 0.6), (51, 1.0)]):
+        user = 100 + offset
+        t = apply_listen(
+            UserState(user), listen(user=user, track=track, time=time), Position(0, 0), CONFIG
+        )
+        await store.commit(t)
+    top = await store.top_tracks(3)
+    assert top[:2] == [51, 52]
+
+
+async def check_counters(store: UserStateStore) -> None:
+    await store.incr("botify:test:c")
+    await store.incr("botify:test:c", 2)
+    assert await store.counter("botify:test:c") == 3
+    assert await store.ping()
+
+
+CHECKS = [v for k, v in sorted(globals().items()) if k.startswith("check_")]

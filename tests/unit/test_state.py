@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from botify.state import Position, StateConfig, UserState, apply_listen
+from botify.storage import InMemoryUserStateStore
+from tests.factories import listen
+
+CONFIG = StateConfig(history_size=5, fail_threshold=0.5)
+
+
+def fold(events, partition: int = 0) -> UserState:  # type: ignore[no-untyped-def]
+    state = UserState(1)
+    for offset, e in enumerate(events):
+        state = apply_listen(state, e, Position(partition, offset), CONFIG).state
+    return state
+
+
+def test_first_next_starts_a_session_with_its_track_and_recommendation() -> None:
+    s = fold([listen(track=10, recommendation=11)])
+    assert s.in_session and s.session_start == 10 and s.session_tracks == (10, 11)
+    assert s.sessions == 1 and s.listens == 1 and s.history == (10,)
+
+
+def test_last_ends_the_session_and_the_next_next_starts_another() -> None:
+    s = fold(
+        [
+            listen(track=10, recommendation=11),
+            listen(track=11, recommendation=12),
+            listen(track=12, message="last"),
+            listen(track=20, recommendation=21),
+        ]
+    )
+    assert s.sessions == 2 and s.session_start == 20 and s.session_tracks == (20, 21)
+    assert s.history == (10, 11, 12, 20)
+
+
+def test_fail_count_counts_consecutive_short_listens_and_resets() -> None:
+    s = fold([listen(time=0.2), listen(time=0.1), listen(time=0.49)])
+    assert s.fail_count == 3
+    assert fold([listen(time=0.2), listen(time=0.9)]).fail_count == 0
+
+
+def test_history_is_capped_newest_last() -> None:
+    s = fold([listen(track=t, recommendation=t + 1, time=t / 10) for t in range(8)])
+    assert s.history == (3, 4, 5, 6, 7) and s.history_times == (0.3, 0.4, 0.5, 0.6, 0.7)
+
+
+def test_an_event_at_an_applied_position_changes_nothing() -> None:
+    state = fold([listen(track=1), listen(track=2)])
+    again = apply_listen(state, listen(track=3), Position(0, 1), CONFIG)
+    assert not again.applied and again.state == state and again.plays == ()
+
+
+def test_state_survives_its_encoding() -> None:
+    state = fold([listen(track=1, time=0.25), listen(track=2, message="last")])
+    assert UserState.from_bytes(state.to_bytes()) == state
+
+
+events = st.lists(
+    st.builds(
+        lambda track, rec, time, last: listen(
+            track=track,
+            recommendation=None if last else rec,
+            time=time,
+            message="last" if last else "next",
+        ),
+        st.integers(0, 20),
+        st.integers(0, 20),
+        st.sampled_from([0.0, 0.3, 0.5, 1.0]),
+        st.booleans(),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    events=events,
+    redeliveries=st.lists(st.tuples(st.integers(0, 24), st.integers(0, 24)), max_size=6),
+)
+async def test_redelivered_prefixes_leave_state_and_popularity_as_one_delivery(
+    events,
+    redeliveries,  # type: ignore[no-untyped-def]
+) -> None:
+    """At-least-once: after a crash a consumer re-reads from an older committed offset."""
+    once, replayed = InMemoryUserStateStore(), InMemoryUserStateStore()
+    positions = [Position(0, i) for i in range(len(events))]
+    for e, p in zip(events, positions, strict=True):
+        await once.commit(apply_listen(await once.load(e.user), e, p, CONFIG))
+    schedule = list(range(len(events)))
+    for at, back_to in redeliveries:  # crash after `at`, resume from `back_to`
+        if events and back_to <= at < len(events):
+            schedule = schedule[: at + 1] + list(range(back_to, len(events)))
+    for i in schedule:
+        e, p = events[i], positions[i]
+        await replayed.commit(apply_listen(await replayed.load(e.user), e, p, CONFIG))
+    assert await replayed.load(1) == await once.load(1)
+    assert await replayed.top_tracks(100) == await once.top_tracks(100)
+    for track in range(21):
+        assert await replayed.track_stats(track) == await once.track_stats(track)
