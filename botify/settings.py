@@ -70,6 +70,8 @@ class ApiSettings(_Section):
 class StreamSettings(_Section):
     app_id: str = "botify-stream"
     workers: int = Field(default=1, ge=1)
+    batch_size: int = Field(default=500, ge=1)
+    batch_wait_s: float = Field(default=0.005, gt=0)
 
 
 class Settings(BaseSettings):

@@ -13,6 +13,12 @@ class UserStateStore(Protocol):
     async def load(self, user: int) -> UserState:
         """The stream-maintained state, or an empty one for an unknown user."""
 
+    async def load_many(self, users: Sequence[int]) -> dict[int, UserState]:
+        """States of several users in one round trip."""
+
+    async def commit_many(self, transitions: Sequence[Transition]) -> list[bool]:
+        """``commit`` for each transition, in order, in one round trip."""
+
     async def load_for_request(self, user: int) -> tuple[UserState, tuple[int, ...]]:
         """State plus the tracks the API served this session, in one round trip."""
 

@@ -20,6 +20,12 @@ class InMemoryUserStateStore:
         raw = self._states.get(user)
         return UserState(user) if raw is None else UserState.from_bytes(raw)
 
+    async def load_many(self, users: Sequence[int]) -> dict[int, UserState]:
+        return {u: await self.load(u) for u in users}
+
+    async def commit_many(self, transitions: Sequence[Transition]) -> list[bool]:
+        return [await self.commit(t) for t in transitions]
+
     async def load_for_request(self, user: int) -> tuple[UserState, tuple[int, ...]]:
         return await self.load(user), tuple(self._sessions.get(user, ()))
 

@@ -57,17 +57,35 @@ class RedisUserStateStore:
         state = UserState(user) if raw is None else UserState.from_bytes(raw)
         return state, tuple(int(t) for t in served)
 
+    async def load_many(self, users: Sequence[int]) -> dict[int, UserState]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for u in users:
+                pipe.hget(keys.user_state(u), "s")
+            raws = await pipe.execute()
+        return {
+            u: UserState(u) if raw is None else UserState.from_bytes(raw)
+            for u, raw in zip(users, raws, strict=True)
+        }
+
     async def commit(self, transition: Transition) -> bool:
-        new = transition.state
-        if not transition.applied or new.position is None:
-            return False
-        args: list[object] = [new.position.partition, new.position.offset, new.to_bytes()]
-        for play in transition.plays:
-            args += [play.track, play.time]
-        written = await self._commit(
-            keys=[keys.user_state(new.user), keys.TRACK_PLAYS, keys.TRACK_LISTEN_TIME], args=args
-        )
-        return bool(written)
+        return (await self.commit_many([transition]))[0]
+
+    async def commit_many(self, transitions: Sequence[Transition]) -> list[bool]:
+        wanted = [t.applied and t.state.position is not None for t in transitions]
+        todo = [t for t, w in zip(transitions, wanted, strict=True) if w]
+        if not todo:
+            return [False] * len(transitions)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for t in todo:
+                new, pos = t.state, t.state.position
+                assert pos is not None
+                args: list[object] = [pos.partition, pos.offset, new.to_bytes()]
+                for play in t.plays:
+                    args += [play.track, play.time]
+                keys_ = [keys.user_state(new.user), keys.TRACK_PLAYS, keys.TRACK_LISTEN_TIME]
+                await self._commit(keys=keys_, args=args, client=pipe)
+            results = iter(await pipe.execute())
+        return [bool(next(results)) if w else False for w in wanted]
 
     async def record_served(self, user: int, tracks: Sequence[int]) -> None:
         key = keys.user_session(user)

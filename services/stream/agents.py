@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from botify import keys
 from botify.errors import InvalidEventError
-from botify.events import decode_listen_event
+from botify.events import ListenEvent, decode_listen_event
 from botify.state import Position, StateConfig, apply_listen
 from botify.storage import UserStateStore
 
@@ -44,24 +44,41 @@ class ListenProcessor:
 
     async def handle(self, record: Record) -> str:
         """Process one record; returns what happened: applied, duplicate or dead_letter."""
-        try:
-            event = decode_listen_event(record.value)
-            if record.key is not None and record.key != event.key:
-                raise InvalidEventError(
-                    f"record key {record.key!r} is not the user id {event.user}"
-                )
-        except InvalidEventError as exc:
-            await self._dead_letter(record, str(exc))
-            return "dead_letter"
-        state = await self.store.load(event.user)
-        transition = apply_listen(
-            state, event, Position(record.partition, record.offset), self.config
-        )
-        if transition.applied and await self.store.commit(transition):
-            await self.store.incr(keys.STREAM_APPLIED)
-            return "applied"
-        await self.store.incr(keys.STREAM_DUPLICATES)
-        return "duplicate"
+        return (await self.handle_batch([record]))[0]
+
+    async def handle_batch(self, records: list[Record]) -> list[str]:
+        """Process records in order with two Redis round trips for the whole batch: load the
+        users' states, fold every event in memory, commit each transition (pipelined)."""
+        outcomes: list[str] = [""] * len(records)
+        good: list[tuple[int, ListenEvent, Position]] = []
+        for i, record in enumerate(records):
+            try:
+                event = decode_listen_event(record.value)
+                if record.key is not None and record.key != event.key:
+                    raise InvalidEventError(
+                        f"record key {record.key!r} is not the user id {event.user}"
+                    )
+            except InvalidEventError as exc:
+                await self._dead_letter(record, str(exc))
+                outcomes[i] = "dead_letter"
+                continue
+            good.append((i, event, Position(record.partition, record.offset)))
+        if good:
+            states = await self.store.load_many(sorted({e.user for _, e, _ in good}))
+            transitions = []
+            for _, event, position in good:
+                t = apply_listen(states[event.user], event, position, self.config)
+                states[event.user] = t.state
+                transitions.append(t)
+            written = await self.store.commit_many(transitions)
+            for (i, _, _), ok in zip(good, written, strict=True):
+                outcomes[i] = "applied" if ok else "duplicate"
+        applied = outcomes.count("applied")
+        if applied:
+            await self.store.incr(keys.STREAM_APPLIED, applied)
+        if len(good) - applied:
+            await self.store.incr(keys.STREAM_DUPLICATES, len(good) - applied)
+        return outcomes
 
     async def _dead_letter(self, record: Record, reason: str) -> None:
         logger.warning(

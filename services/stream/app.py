@@ -16,6 +16,7 @@ from botify.settings import Settings
 from botify.state import StateConfig
 from botify.storage import open_user_state_store
 from services.stream.agents import ListenProcessor, Record
+from services.stream.transport import LowLatencyApp
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ def broker_urls(bootstrap_servers: str) -> list[str]:
 
 def create_app(settings: Settings) -> faust.App:
     kafka = settings.kafka
-    app = faust.App(
+    app = LowLatencyApp(
         settings.stream.app_id,
         broker=broker_urls(kafka.bootstrap_servers),
         store="memory://",
@@ -50,9 +51,16 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.agent(listens, name="listens")
     async def fold_listens(stream: Any) -> None:
-        async for event in stream.events():
-            msg = event.message
-            await processor.handle(Record(msg.topic, msg.partition, msg.offset, msg.key, msg.value))
+        # Batches amortise Redis round trips; `within` bounds the delay a batch adds.
+        async for events in stream.take_events(
+            settings.stream.batch_size, within=settings.stream.batch_wait_s
+        ):
+            await processor.handle_batch(
+                [
+                    Record(m.topic, m.partition, m.offset, m.key, m.value)
+                    for m in (e.message for e in events)
+                ]
+            )
 
     @app.on_partitions_assigned.connect
     async def _ready(app: faust.App, assigned: Any, **kwargs: Any) -> None:

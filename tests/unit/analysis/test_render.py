@@ -1,0 +1,53 @@
+"""Rendering: the course colours in the terminal table and in the HTML report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from botify.analysis import COURSE_COLUMNS, AnalysisReport, analyze, load_log
+from botify.analysis.render import course_table, forest_svg, histogram_svg, write_html
+from tests.unit.analysis.logs import EXPERIMENT, original_log, write_jsonl
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> AnalysisReport:
+    path = write_jsonl(original_log(seed=41, users=1500), tmp_path_factory.mktemp("l") / "d.json")
+    return analyze(load_log(path, EXPERIMENT))
+
+
+def test_course_table_colours_effects_by_sign_and_fills_significance(
+    report: AnalysisReport,
+) -> None:
+    table = course_table(report)
+    assert [c.header for c in table.columns] == list(COURSE_COLUMNS)
+    effects, significant = table.columns[2]._cells, table.columns[7]._cells
+    for row, effect, sig in zip(report.table, effects, significant, strict=True):
+        assert effect.style == ("red" if row.effect < 0 else "green")
+        assert sig.style == ("bold white on green" if row.significant else "bold white on red")
+    console = Console(record=True, width=200)
+    console.print(table)
+    assert "mean_time_per_session" in console.export_text()
+
+
+def test_html_is_self_contained_with_table_and_plots(
+    report: AnalysisReport, tmp_path: Path
+) -> None:
+    out = tmp_path / "report.html"
+    write_html(report, out)
+    text = out.read_text()
+    for column in COURSE_COLUMNS:
+        assert f"<th>{column}</th>" in text
+    assert text.count("<svg") == 5 + 1  # one forest plot per metric, one histogram
+    assert 'class="sig"' in text or 'class="nsig"' in text
+    assert "http://" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert "https://" not in text and "<script" not in text
+
+
+def test_plots_draw_every_arm(report: AnalysisReport) -> None:
+    forest = forest_svg(report, "mean_time_per_session")
+    assert forest.count("<circle") == 2 and ">T1<" in forest and ">T2<" in forest
+    histogram = histogram_svg(report.session_times)
+    assert histogram.count("<polyline") == 3
