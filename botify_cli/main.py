@@ -4,16 +4,34 @@ from __future__ import annotations
 
 import signal
 import time
+from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
+from botify.analysis.command import analyze_command
+from botify.analysis.render import rich_table
 from botify.errors import BotifyError
+from botify.export import export_jsonl, export_parquet
 from botify.settings import Settings
+from botify_cli.demo import run_demo, write_results
 from botify_cli.stack import EmbeddedStack, new_run_dir
+from botify_sim.config import SimConfig
+from botify_sim.config import load_config as load_sim_config
+from botify_sim.driver import DriveSummary, drive
+from botify_sim.world import load_world
+from botify_sim.worlds import ensure_world
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 console = Console()
@@ -82,6 +100,207 @@ def up(
     finally:
         stack.stop()
     console.print("stopped.")
+
+
+app.command("analyze")(analyze_command)
+
+
+def _sim_config(seed: int | None, config: Path | None) -> SimConfig:
+    try:
+        sim = load_sim_config(config) if config else load_sim_config()
+    except (OSError, ValueError) as exc:
+        raise fail(f"cannot load simulator config: {exc}") from None
+    return sim if seed is None else sim.model_copy(update={"seed": seed})
+
+
+@app.command()
+def world(
+    out: Annotated[
+        Path | None, typer.Option(help="Directory for the world (default: the cache).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="World seed (default: the config's).")] = None,
+    catalog: Annotated[
+        Path | None, typer.Option(help="Build on this botify catalog (JSON lines).")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="Simulator config TOML.")] = None,
+) -> None:
+    """Build a simulated world: public catalog.jsonl plus hidden embeddings and users."""
+    settings = load_settings()
+    sim = _sim_config(seed, config)
+    if catalog is not None and not catalog.is_file():
+        raise fail(f"no such catalog: {catalog}")
+    with console.status("building the world…"):
+        try:
+            directory, built = ensure_world(out or settings.run_dir / "worlds", sim, catalog)
+        except BotifyError as exc:
+            raise fail(str(exc)) from None
+    console.print(
+        f"world: {len(built.catalog):,} tracks, {len(built.catalog.artist_tracks):,} artists, "
+        f"{built.users:,} users in {directory}; the platform loads {directory / 'catalog.jsonl'}"
+    )
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+@app.command()
+def sim(
+    api: Annotated[str, typer.Option(help="Base URL of a botify-protocol API.")],
+    episodes: Annotated[int, typer.Option(min=1, help="Sessions to simulate.")] = 1000,
+    processes: Annotated[int, typer.Option(min=1, max=64)] = 2,
+    seed: Annotated[int | None, typer.Option(help="Seed of the world and the sessions.")] = None,
+    world_dir: Annotated[
+        Path | None, typer.Option("--world", help="A world built by `botify world`.")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="Simulator config TOML.")] = None,
+) -> None:
+    """Drive simulated users against an API (ours or the original botify)."""
+    settings = load_settings()
+    simc = _sim_config(seed, config)
+    if not api.startswith(("http://", "https://")):
+        raise fail(f"--api must be an http(s) URL, got {api!r}")
+    with console.status("loading the world…"):
+        if world_dir is not None:
+            if not (world_dir / "manifest.json").exists():
+                raise fail(f"{world_dir} is not a world directory (no manifest.json)")
+            directory, w = world_dir, load_world(world_dir)
+        else:
+            directory, w = ensure_world(settings.run_dir / "worlds", simc)
+    with _progress() as progress:
+        task = progress.add_task("sessions", total=episodes, rate="")
+        summary = drive(
+            api,
+            directory,
+            w,
+            episodes,
+            processes,
+            simc.seed,
+            simc.user,
+            lambda n: progress.advance(task, n),
+        )
+    _print_drive(summary)
+    if summary.sessions == 0:
+        raise fail("no session completed; is the API up?", code=1)
+
+
+def _print_drive(summary: DriveSummary) -> None:
+    table = Table(title="traffic", show_header=False)
+    table.add_row("sessions", f"{summary.sessions:,} ({summary.failed_sessions} failed)")
+    table.add_row("mean time per session", f"{summary.mean_time_per_session:.3f}")
+    table.add_row("mean tracks per session", f"{summary.mean_tracks_per_session:.2f}")
+    table.add_row("requests", f"{summary.requests:,} ({summary.requests_per_s:,.0f}/s)")
+    table.add_row("sessions per minute", f"{summary.sessions_per_min:,.0f}")
+    console.print(table)
+    failed = [e for e in summary.episodes if e.error]
+    if failed:
+        console.print(f"[yellow]first failure:[/] {failed[0].error}")
+
+
+@app.command()
+def demo(
+    episodes: Annotated[int, typer.Option(min=10, help="Sessions to simulate.")] = 12_000,
+    processes: Annotated[int, typer.Option(min=1, max=64)] = 2,
+    seed: Annotated[int | None, typer.Option(help="Seed of the world and the sessions.")] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the results here.")
+    ] = None,
+) -> None:
+    """The main job: an A/B test of every recommender on simulated traffic, end to end."""
+    settings = load_settings()
+    simc = _sim_config(seed, None)
+    run_dir = new_run_dir(settings, "demo")
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    started = time.perf_counter()
+    try:
+        with _progress() as progress:
+            step = progress.add_task("starting", total=None, rate="")
+            task = progress.add_task("sessions", total=episodes, rate="", visible=False)
+
+            def say(what: str) -> None:
+                progress.update(step, description=what)
+                if what.startswith("driving"):
+                    progress.update(task, visible=True)
+
+            result = run_demo(
+                settings,
+                simc,
+                run_dir,
+                episodes,
+                processes,
+                say,
+                lambda n: progress.advance(task, n),
+            )
+            progress.update(step, description="done", total=1, completed=1)
+    except (KeyboardInterrupt, _Terminated):
+        raise fail("interrupted; every process was stopped", code=130) from None
+    except BotifyError as exc:
+        raise fail(f"{exc} (logs in {run_dir / 'logs'})", code=1) from None
+    _print_drive(result.drive)
+    arms = Table(title="arms of experiment RECOMMENDERS")
+    for col in (
+        "arm",
+        "recommender",
+        "users",
+        "sessions",
+        "mean time / session",
+        "mean tracks / session",
+    ):
+        arms.add_column(col)
+    by_arm = {a.arm: a for a in result.analysis.arms}
+    for arm, name in result.arms.items():
+        a = by_arm.get(arm)
+        arms.add_row(
+            arm,
+            name,
+            *(
+                [
+                    str(a.users),
+                    str(a.sessions),
+                    f"{a.mean_time_per_session:.3f}",
+                    f"{a.mean_tracks_per_session:.2f}",
+                ]
+                if a
+                else ["0", "0", "-", "-"]
+            ),
+        )
+    console.print(arms)
+    console.print(rich_table(result.analysis))
+    srm = result.analysis.srm
+    console.print(
+        f"sample-ratio check: p = {srm.p_value:.3g}"
+        + (" [red](mismatch)[/]" if srm.mismatch else "")
+    )
+    results = write_results(result, json_path or run_dir / "results.json")
+    console.print(
+        f"report: {result.report}\nresults: {results}\nevents: {result.export.path} "
+        f"({result.export.rows:,} events, {result.export.bad_records} unreadable)"
+    )
+    console.print(f"finished in {time.perf_counter() - started:.0f} s")
+
+
+@app.command("export")
+def export(
+    out: Annotated[
+        Path, typer.Argument(help="Output file: .parquet, or .jsonl for the botify log format.")
+    ],
+) -> None:
+    """Export the listen-events topic of the configured broker."""
+    settings = load_settings()
+    try:
+        with console.status("reading the topic…"):
+            done = (export_jsonl if out.suffix == ".jsonl" else export_parquet)(settings.kafka, out)
+    except BotifyError as exc:
+        raise fail(str(exc)) from None
+    console.print(f"{done.rows:,} events → {done.path} ({done.bad_records} unreadable records)")
 
 
 @app.command("settings")
