@@ -1,42 +1,78 @@
-"""Export the listen-events topic to Parquet, or to the original botify JSON-lines log.
+"""Export the listens topic to a file: Parquet (default) or the original botify JSON lines.
 
-Reads every partition from the beginning up to its high watermark at the start, so the
-export is a consistent snapshot even while traffic continues. Records that fail to decode
-are counted (and left to the dead-letter topic's care), never silently dropped.
+The export reads every partition from the beginning up to its high watermark at the start,
+with explicit assignment (no consumer group joins, nothing is committed), and stops there
+even if producers keep writing. The watermark is the one the broker reports with the first
+fetch from each partition, taken once: Tansu answers ListOffsets (``get_watermark_offsets``
+uncached, ``offsets_for_times``) with wrong values, while its fetch responses are right.
+Records that do not decode are counted and reported, never silently skipped. Rows are
+written in batches as they arrive, to a ``.partial`` file renamed at the end, so a file
+at ``path`` is always complete.
+
+Parquet columns are the ``ListenEvent`` fields, with ``experiments`` as a JSON string
+(``{"AA":"T1","RECOMMENDERS":"C"}``, keys sorted). The JSON-lines export writes exactly the
+original log line: ``message, timestamp, user, track, time, latency, recommendation,
+experiments`` (latency in seconds, timestamp in ms). Both keep each partition's offset
+order; events are keyed by user, so a user's rows appear in their true order, which breaks
+millisecond timestamp ties for the analysis (its sort is stable).
 """
 
 from __future__ import annotations
 
+import logging
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Literal, Protocol
 
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
-from botify.errors import BackendUnavailableError, InvalidEventError
+from botify.errors import BackendUnavailableError, ConfigError, InvalidEventError
 from botify.events import ListenEvent, decode_listen_event
+from botify.kafka import consumer_config
 from botify.settings import KafkaSettings
 
-SCHEMA = pa.schema(
+logger = logging.getLogger(__name__)
+
+Format = Literal["parquet", "jsonl"]
+ORIGINAL_FIELDS = (
+    "message",
+    "timestamp",
+    "user",
+    "track",
+    "time",
+    "latency",
+    "recommendation",
+    "experiments",
+)
+PARQUET_SCHEMA = pa.schema(
     [
-        ("event_id", pa.string()),
-        ("message", pa.string()),
-        ("timestamp", pa.int64()),
-        ("user", pa.int64()),
-        ("track", pa.int64()),
-        ("time", pa.float64()),
-        ("recommendation", pa.int64()),
-        ("latency", pa.float64()),
-        ("recommender", pa.string()),
-        ("model_version", pa.int64()),
-        ("experiments", pa.string()),
-        ("partition", pa.int32()),
-        ("offset", pa.int64()),
+        pa.field("schema_version", pa.int8(), nullable=False),
+        pa.field("event_id", pa.string(), nullable=False),
+        pa.field("message", pa.string(), nullable=False),
+        pa.field("timestamp", pa.int64(), nullable=False),
+        pa.field("user", pa.int64(), nullable=False),
+        pa.field("track", pa.int64(), nullable=False),
+        pa.field("time", pa.float64(), nullable=False),
+        pa.field("recommendation", pa.int64()),
+        pa.field("latency", pa.float64(), nullable=False),
+        pa.field("recommender", pa.string(), nullable=False),
+        pa.field("model_version", pa.int64()),
+        pa.field("experiments", pa.string(), nullable=False),
     ]
 )
+MAX_BAD_SAMPLES = 20
 
 
 @dataclass(frozen=True)
@@ -44,105 +80,169 @@ class ExportResult:
     path: Path
     rows: int
     bad_records: int
+    format: Format = "parquet"
+    bad_samples: tuple[str, ...] = ()  # "partition:offset: reason", the first few
 
 
-def read_events(
-    settings: KafkaSettings, timeout_s: float = 120.0
-) -> tuple[list[tuple[ListenEvent, int, int]], int]:
-    """All decodable events on the topic now, with (partition, offset); and the bad count."""
+class _Sink(Protocol):
+    def write(self, events: list[ListenEvent]) -> None: ...
+    def close(self) -> None: ...
+
+
+class _ParquetSink:
+    def __init__(self, path: Path) -> None:
+        self._writer = pq.ParquetWriter(path, PARQUET_SCHEMA, compression="zstd")
+
+    def write(self, events: list[ListenEvent]) -> None:
+        columns: dict[str, list[object]] = {name: [] for name in PARQUET_SCHEMA.names}
+        for event in events:
+            for name, value in event.model_dump(mode="python").items():
+                columns[name].append(experiments_json(value) if name == "experiments" else value)
+        self._writer.write_batch(pa.RecordBatch.from_pydict(columns, schema=PARQUET_SCHEMA))
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class _JsonlSink:
+    def __init__(self, path: Path) -> None:
+        self._file: IO[bytes] = path.open("wb")
+
+    def write(self, events: list[ListenEvent]) -> None:
+        self._file.write(b"".join(original_line(e) for e in events))
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def experiments_json(experiments: dict[str, str]) -> str:
+    return orjson.dumps(experiments, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def original_line(event: ListenEvent) -> bytes:
+    """One line of the original botify log, newline included."""
+    row = {name: getattr(event, name) for name in ORIGINAL_FIELDS}
+    return orjson.dumps(row) + b"\n"
+
+
+def export_listens(
+    settings: KafkaSettings,
+    path: Path | str,
+    fmt: Format = "parquet",
+    topic: str | None = None,
+    batch_rows: int = 50_000,
+    timeout_s: float = 120.0,
+) -> ExportResult:
+    """Write the topic's records up to the high watermarks at start to ``path``."""
+    path = Path(path)
+    topic = topic or settings.listens_topic
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "group.id": "botify-export",
-            "enable.auto.commit": False,
-            "fetch.wait.max.ms": 20,
+            **consumer_config(settings, f"botify-export-{uuid.uuid4().hex[:8]}"),
+            "enable.partition.eof": True,
+            "client.id": "botify-export",
         }
     )
+    sink: _Sink | None = None
     try:
-        meta = consumer.list_topics(settings.listens_topic, timeout=10).topics.get(
-            settings.listens_topic
-        )
-        if meta is None or meta.error is not None:
-            raise BackendUnavailableError(f"topic {settings.listens_topic} not found")
-        ends: dict[int, int] = {}
-        for p in meta.partitions:
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(settings.listens_topic, p), timeout=10
-            )
-            if high > low:
-                ends[p] = high
-        consumer.assign([TopicPartition(settings.listens_topic, p, 0) for p in ends])
-        events: list[tuple[ListenEvent, int, int]] = []
-        bad = 0
         deadline = time.monotonic() + timeout_s
-        while ends and time.monotonic() < deadline:
-            for msg in consumer.consume(10_000, timeout=0.5):
-                if msg.error():
-                    continue
-                p, o = msg.partition(), msg.offset()
-                if p not in ends or o >= ends[p]:
-                    continue
-                try:
-                    events.append((decode_listen_event(msg.value()), p, o))
-                except InvalidEventError:
-                    bad += 1
-                if o >= ends[p] - 1:
-                    del ends[p]
-        if ends:
-            raise BackendUnavailableError(f"export timed out with partitions {sorted(ends)} unread")
-        return events, bad
+        partitions = _assign_all(consumer, topic, timeout=min(timeout_s, 15.0))
+        sink = _ParquetSink(partial) if fmt == "parquet" else _JsonlSink(partial)
+        rows, bad, samples = _drain(consumer, topic, partitions, sink, batch_rows, deadline)
+        sink.close()
+        sink = None
+        partial.replace(path)
     finally:
+        if sink is not None:
+            sink.close()
+        partial.unlink(missing_ok=True)
         consumer.close()
+    logger.info("exported %d records of %s to %s (%d bad)", rows, topic, path, bad)
+    return ExportResult(path, rows, bad, fmt, tuple(samples))
 
 
 def export_parquet(settings: KafkaSettings, path: Path | str) -> ExportResult:
-    events, bad = read_events(settings)
-    rows = {name: [] for name in SCHEMA.names}
-    for e, p, o in events:
-        d = e.model_dump()
-        for k in (
-            "event_id",
-            "message",
-            "timestamp",
-            "user",
-            "track",
-            "time",
-            "recommendation",
-            "latency",
-            "recommender",
-            "model_version",
-        ):
-            rows[k].append(d[k])
-        rows["experiments"].append(orjson.dumps(e.experiments).decode())
-        rows["partition"].append(p)
-        rows["offset"].append(o)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table(rows, schema=SCHEMA), path)
-    return ExportResult(path, len(events), bad)
+    return export_listens(settings, path, fmt="parquet")
 
 
 def export_jsonl(settings: KafkaSettings, path: Path | str) -> ExportResult:
-    """The original botify log format, one request a line, in timestamp order."""
-    events, bad = read_events(settings)
-    events.sort(key=lambda x: (x[0].timestamp, x[1], x[2]))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as fh:
-        for e, _, _ in events:
-            fh.write(
-                orjson.dumps(
-                    {
-                        "message": e.message,
-                        "timestamp": e.timestamp,
-                        "user": e.user,
-                        "track": e.track,
-                        "time": e.time,
-                        "latency": e.latency,
-                        "recommendation": e.recommendation,
-                        "experiments": e.experiments,
-                    }
-                )
-                + b"\n"
+    return export_listens(settings, path, fmt="jsonl")
+
+
+def _assign_all(consumer: Consumer, topic: str, timeout: float) -> list[int]:
+    """Assign every partition of ``topic`` from its beginning."""
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout)
+    except KafkaException as exc:
+        raise BackendUnavailableError(f"cannot list topic {topic}: {exc}") from None
+    described = metadata.topics.get(topic)
+    if described is None or described.error is not None or not described.partitions:
+        raise ConfigError(f"topic {topic} does not exist")
+    partitions = sorted(described.partitions)
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    return partitions
+
+
+def _drain(
+    consumer: Consumer,
+    topic: str,
+    partitions: list[int],
+    sink: _Sink,
+    batch_rows: int,
+    deadline: float,
+) -> tuple[int, int, list[str]]:
+    # partition -> end offset (None until its first fetch), for partitions not yet done
+    pending: dict[int, int | None] = dict.fromkeys(partitions)
+    batch: list[ListenEvent] = []
+    rows = bad = 0
+    samples: list[str] = []
+    while pending:
+        if time.monotonic() > deadline:
+            raise BackendUnavailableError(
+                f"export of {topic} timed out with {rows + len(batch) + bad} records read; "
+                f"partitions {sorted(pending)} unfinished"
             )
-    return ExportResult(path, len(events), bad)
+        for msg in consumer.consume(num_messages=min(batch_rows, 10_000), timeout=0.5):
+            partition, offset, error = msg.partition(), msg.offset(), msg.error()
+            if partition not in pending:
+                continue
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    pending.pop(partition)
+                    continue
+                raise BackendUnavailableError(f"reading {topic}[{partition}]: {error}")
+            end = pending[partition]
+            if end is None:
+                _, high = consumer.get_watermark_offsets(msg_partition(msg), cached=True)
+                end = pending[partition] = high if high > offset else offset + 1
+            if offset >= end:  # written after the export started
+                pending.pop(partition)
+                continue
+            try:
+                batch.append(decode_listen_event(msg.value()))
+            except InvalidEventError as exc:
+                bad += 1
+                _report_bad(msg, str(exc), samples)
+            if offset >= end - 1:
+                pending.pop(partition)
+            if len(batch) >= batch_rows:
+                sink.write(batch)
+                rows += len(batch)
+                batch = []
+    if batch:
+        sink.write(batch)
+        rows += len(batch)
+    return rows, bad, samples
+
+
+def msg_partition(msg: Message) -> TopicPartition:
+    return TopicPartition(msg.topic(), msg.partition())
+
+
+def _report_bad(msg: Message, reason: str, samples: list[str]) -> None:
+    where = f"{msg.partition()}:{msg.offset()}"
+    if len(samples) < MAX_BAD_SAMPLES:
+        samples.append(f"{where}: {reason}")
+        logger.warning("skipping bad record %s[%s]: %s", msg.topic(), where, reason)

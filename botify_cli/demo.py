@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from botify.analysis import AnalysisReport, analyze_file
 from botify.analysis.render import write_html
-from botify.analysis.stats import AnalysisResult, analyze
 from botify.experiments import ALLOWED_GROUPS, arm_name
 from botify.export import ExportResult, export_parquet
 from botify.recommenders import REGISTRY
@@ -52,7 +52,7 @@ class DemoResult:
     arms: dict[str, str]
     drive: DriveSummary
     export: ExportResult
-    analysis: AnalysisResult
+    analysis: AnalysisReport
     report: Path
     timings: dict[str, float]
 
@@ -125,7 +125,10 @@ def run_demo(
         )
         timings["traffic"] = time.perf_counter() - t
         t = time.perf_counter()
-        say("exporting the events topic")
+        # Stopping the API flushes its producer: every answered request is on the topic
+        # before the export reads the high watermarks.
+        say("stopping the API and exporting the events topic")
+        stack.stop_service("api")
         kafka = KafkaSettings(
             **{**settings.kafka.model_dump(), "bootstrap_servers": endpoints.broker}
         )
@@ -133,7 +136,7 @@ def run_demo(
         timings["export"] = time.perf_counter() - t
     t = time.perf_counter()
     say("analysing")
-    analysis = analyze(str(exported.path), EXPERIMENT, "C")
+    analysis = analyze_file(exported.path, EXPERIMENT, "C")
     report = write_html(analysis, run_dir / "report.html")
     timings["analysis"] = time.perf_counter() - t
     return DemoResult(run_dir, arms, summary, exported, analysis, report, timings)

@@ -21,7 +21,7 @@ from rich.progress import (
 from rich.table import Table
 
 from botify.analysis.command import analyze_command
-from botify.analysis.render import rich_table
+from botify.analysis.render import course_table, srm_text
 from botify.errors import BotifyError
 from botify.export import export_jsonl, export_parquet
 from botify.settings import Settings
@@ -273,12 +273,8 @@ def demo(
             ),
         )
     console.print(arms)
-    console.print(rich_table(result.analysis))
-    srm = result.analysis.srm
-    console.print(
-        f"sample-ratio check: p = {srm.p_value:.3g}"
-        + (" [red](mismatch)[/]" if srm.mismatch else "")
-    )
+    console.print(course_table(result.analysis))
+    console.print(srm_text(result.analysis))
     results = write_results(result, json_path or run_dir / "results.json")
     console.print(
         f"report: {result.report}\nresults: {results}\nevents: {result.export.path} "

@@ -105,6 +105,17 @@ class EmbeddedStack:
             )
         return Child(command, envvars=env, stdout=log, stderr=log, stdin=None, timeout=30)
 
+    def stop_service(self, name: str) -> None:
+        """Stop one child gracefully (the API flushes its pending events on the way out)."""
+        for i, (child_name, child) in enumerate(self.children):
+            if child_name == name:
+                try:
+                    child.stop()
+                except Exception:  # exited with an error: it is stopped either way
+                    child.kill()
+                del self.children[i]
+                return
+
     def dead(self) -> list[str]:
         """Names of children that have exited."""
         return [name for name, child in self.children if not child.running()]

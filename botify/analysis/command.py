@@ -1,4 +1,5 @@
-"""``botify analyze``: the course table for one experiment of a log."""
+"""``botify analyze LOG --experiment NAME``: load, analyse, render. Register it with
+``app.command("analyze")(analyze_command)``. Bad input exits with code 2 and one line."""
 
 from __future__ import annotations
 
@@ -9,42 +10,69 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from botify.analysis.render import rich_table, write_html
-from botify.analysis.stats import analyze
+from botify.analysis.load import load_log
+from botify.analysis.render import (
+    arms_table,
+    course_table,
+    cuped_table,
+    extras_table,
+    srm_text,
+    write_html,
+)
+from botify.analysis.report import analyze
 from botify.errors import BotifyError
 
 
 def analyze_command(
-    log: Annotated[
-        Path, typer.Argument(help="Our Parquet/JSON-lines export or an original botify log.")
-    ],
-    experiment: Annotated[str, typer.Option(help="Experiment name, e.g. RECOMMENDERS.")],
+    log: Annotated[Path, typer.Argument(help="Parquet export or botify JSON-lines log.")],
+    experiment: Annotated[str, typer.Option("--experiment", "-e", help="Experiment name.")],
     control: Annotated[str, typer.Option(help="The control arm.")] = "C",
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the course table as JSON.")
     ] = False,
-    html: Annotated[Path | None, typer.Option(help="Write an HTML report here.")] = None,
-    cuped: Annotated[
-        bool, typer.Option(help="Add CUPED-adjusted intervals (first half as pre-period).")
+    details: Annotated[
+        bool, typer.Option(help="With --json: the full report (SRM, Holm, delta, CUPED).")
     ] = False,
+    html: Annotated[Path | None, typer.Option(help="Also write an HTML report here.")] = None,
+    metric: Annotated[list[str] | None, typer.Option(help="Only this metric (repeatable).")] = None,
+    cuped: Annotated[bool, typer.Option(help="Add CUPED (covariate: before the split).")] = False,
+    cuped_split: Annotated[
+        int | None, typer.Option(help="CUPED split, ms since epoch (default: mid-log).")
+    ] = None,
 ) -> None:
-    """Rebuild sessions and per-user metrics, then compare each arm with the control."""
+    """A/B analysis of a listen log, as the course did it, plus SRM, Holm, delta and CUPED."""
     console = Console()
+    err = Console(stderr=True)
     try:
-        result = analyze(str(log), experiment, control, cuped)
-    except BotifyError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}")
+        arm_log = load_log(log, experiment)
+        kwargs = {"metrics": metric} if metric else {}
+        report = analyze(
+            arm_log, control=control, cuped=cuped or cuped_split is not None,
+            cuped_split=cuped_split, **kwargs,
+        )  # fmt: skip
+        if html is not None:
+            write_html(report, html)
+    except (BotifyError, OSError) as exc:
+        err.print(f"[bold red]error:[/] {_one_line(exc)}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
-    if html is not None:
-        write_html(result, html)
+
     if json_out:
-        typer.echo(json.dumps(result.table(), indent=2))
+        data = report.to_dict() if details else report.to_json()
+        console.out(json.dumps(data, indent=2), highlight=False)
         return
-    console.print(rich_table(result))
-    srm = result.srm
-    console.print(
-        f"users per arm: {srm.users}; sample-ratio check p = {srm.p_value:.3g}"
-        + (" [bold red](mismatch)[/]" if srm.mismatch else "")
-    )
+    console.print(arms_table(report))
+    console.print(course_table(report))
+    console.print(srm_text(report))
+    console.print(extras_table(report))
+    table = cuped_table(report)
+    if table is not None:
+        console.print(table)
+    if arm_log.excluded_rows:
+        console.print(f"{arm_log.excluded_rows} rows without an arm for {experiment} left out.")
     if html is not None:
-        console.print(f"report: {html}")
+        console.print(f"HTML report: {html}")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc) if isinstance(exc, BotifyError) else f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())

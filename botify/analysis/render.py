@@ -1,166 +1,295 @@
-"""Show an analysis: a rich table coloured as the course did, and a self-contained HTML
-report (the table, each arm's effect with its interval, session-time distributions)."""
+"""Draw an ``AnalysisReport``: rich tables for the terminal, one self-contained HTML file.
+
+Colours follow the course: effect, upper and lower in green when ≥ 0 and red when < 0; the
+significant cell filled green (True) or red (False). The HTML has no scripts and no external
+resources: CSS and the SVG plots are inline.
+"""
 
 from __future__ import annotations
 
-import html
 import math
+from html import escape
 from pathlib import Path
 
 import numpy as np
 from rich.table import Table
+from rich.text import Text
 
-from botify.analysis.stats import COURSE_KEYS, AnalysisResult, Row
+from botify.analysis.report import COURSE_COLUMNS, AnalysisReport
 
-GREEN, RED = "#2e7d32", "#c62828"
+GREEN, RED, GREY = "#1a7f37", "#cf222e", "#8c959f"
+PALETTE = ("#0969da", "#bf3989", "#1a7f37", "#bc4c00", "#8250df", "#1b7c83", "#cf222e")
 
 
-def rich_table(result: AnalysisResult) -> Table:
-    table = Table(
-        title=f"experiment {result.experiment}: treatment vs {result.control} (95 % Welch intervals over users, %)"
-    )
-    for key in COURSE_KEYS:
-        table.add_column(key, justify="left" if key in ("treatment", "metric") else "right")
-    table.add_column("p (Holm)", justify="right")
-    table.add_column("relative (delta method)", justify="right")
-    for r in result.rows:
-        colour = "green" if r.effect > 0 else "red"
-        sig_style = ("white on green" if r.effect > 0 else "white on red") if r.significant else ""
+def fmt(value: float, signed: bool = False, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "nan"
+    return f"{value:+.2f}" if signed else f"{value:.{digits}g}"
+
+
+def course_table(report: AnalysisReport) -> Table:
+    table = Table(title=f"experiment {report.experiment}: effects in % of {report.control}")
+    for column in COURSE_COLUMNS:
+        table.add_column(column, justify="left" if column in ("treatment", "metric") else "right")
+    for row in report.rows:
+        cells: list[Text | str] = [row.treatment, row.metric]
+        for value in (row.effect, row.upper, row.lower):
+            cells.append(Text(fmt(value, signed=True), style=_sign_style(value)))
+        cells += [fmt(row.control_mean), fmt(row.treatment_mean)]
+        fill = "bold white on green" if row.significant else "bold white on red"
+        cells.append(Text(str(row.significant), style=fill))
+        table.add_row(*cells)
+    return table
+
+
+
+
+def arms_table(report: AnalysisReport) -> Table:
+    table = Table(title="arms")
+    for column in ("arm", "users", "sessions", "mean_time_per_session", "mean_tracks_per_session"):
+        table.add_column(column, justify="left" if column == "arm" else "right")
+    for a in report.arms:
         table.add_row(
-            r.treatment,
-            r.metric,
-            f"[{colour}]{r.effect:+.2f}[/]",
-            f"{r.upper:+.2f}",
-            f"{r.lower:+.2f}",
-            f"{r.control_mean:.4g}",
-            f"{r.treatment_mean:.4g}",
-            f"[{sig_style}]{r.significant}[/]" if sig_style else str(r.significant),
-            f"{r.p_holm:.3g}",
-            f"[{r.rel_lower:+.2f}, {r.rel_upper:+.2f}]",
+            a.arm,
+            str(a.users),
+            str(a.sessions),
+            fmt(a.mean_time_per_session),
+            fmt(a.mean_tracks_per_session),
         )
     return table
 
 
-def _cell(key: str, r: Row) -> str:
-    value = getattr(r, key)
-    style = ""
-    if key == "effect":
-        style = f"color:{GREEN if r.effect > 0 else RED}"
-    if key == "significant" and r.significant:
-        style = f"background:{GREEN if r.effect > 0 else RED};color:white"
-    text = f"{value:.4g}" if isinstance(value, float) else html.escape(str(value))
-    return f'<td style="{style}">{text}</td>'
+def extras_table(report: AnalysisReport) -> Table:
+    table = Table(title="beyond the course: Welch p, Holm across arms, delta-method relative CI")
+    columns = ("treatment", "metric", "n_C", "n_T", "p", "p_holm", "rel_%", "lower", "upper")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("treatment", "metric") else "right")
+    for e in report.extras:
+        holm = Text(fmt(e.p_holm, digits=3), style="green" if e.significant_holm else "")
+        table.add_row(
+            e.treatment,
+            e.metric,
+            str(e.n_control),
+            str(e.n_treatment),
+            fmt(e.p_value, digits=3),
+            holm,
+            fmt(e.delta_effect, True),
+            fmt(e.delta_lower, True),
+            fmt(e.delta_upper, True),
+        )
+    return table
 
 
-def _effects_svg(result: AnalysisResult, metric: str = "mean_time_per_session") -> str:
-    rows = [r for r in result.rows if r.metric == metric]
-    if not rows:
-        return ""
-    lo = min(min(r.lower for r in rows), 0.0)
-    hi = max(max(r.upper for r in rows), 0.0)
-    span = (hi - lo) or 1.0
-    width, left, row_h = 640, 90, 34
+def cuped_table(report: AnalysisReport) -> Table | None:
+    if report.cuped is None:
+        return None
+    table = Table(title=f"CUPED after split {report.cuped_split} (covariate: same metric before)")
+    for column in ("treatment", "metric", "effect", "lower", "upper", "significant", "var_red"):
+        table.add_column(column, justify="left" if column in ("treatment", "metric") else "right")
+    for c in report.cuped:
+        table.add_row(
+            c.treatment,
+            c.metric,
+            Text(fmt(c.effect, True), style=_sign_style(c.effect)),
+            fmt(c.lower, True),
+            fmt(c.upper, True),
+            str(c.significant),
+            f"{c.variance_reduction:.1%}" if not math.isnan(c.variance_reduction) else "nan",
+        )
+    return table
+
+
+def srm_text(report: AnalysisReport) -> Text:
+    s = report.srm
+    counts = ", ".join(f"{arm}={n}" for arm, n in s.counts.items())
+    verdict = "MISMATCH" if s.mismatch else "ok"
+    return Text(
+        f"sample ratio: {counts}; chi2={fmt(s.chi2, digits=4)} p={fmt(s.p_value, digits=3)} "
+        f"(alarm below {s.threshold}): {verdict}",
+        style="bold red" if s.mismatch else "",
+    )
+
+
+def _sign_style(value: float) -> str:
+    if value is None or math.isnan(value):
+        return "dim"
+    return "red" if value < 0 else "green"
+
+
+# ---- HTML ------------------------------------------------------------------------------
+
+
+def write_html(report: AnalysisReport, path: Path | str) -> Path:
+    path = Path(path)
+    path.write_text(html_report(report), encoding="utf-8")
+    return path
+
+
+def html_report(report: AnalysisReport) -> str:
+    metrics = list(dict.fromkeys(row.metric for row in report.rows))
+    plots = "".join(
+        f"<figure><figcaption>{escape(m)}: effect in % with 95% interval</figcaption>"
+        f"{forest_svg(report, m)}</figure>"
+        for m in metrics
+    )
+    title = f"botify A/B report: {escape(report.experiment)}"
+    srm = escape(srm_text(report).plain)
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+        f"<style>{_CSS}</style></head><body><h1>{title}</h1>"
+        f"<p>control arm <b>{escape(report.control)}</b>; {report.rows_used} rows used, "
+        f"{report.rows_excluded} without an arm for this experiment left out.</p>"
+        f'<p class="{"alarm" if report.srm.mismatch else ""}">{srm}</p>'
+        f"<h2>Arms</h2>{_arms_html(report)}<h2>Effects</h2>{_course_html(report)}"
+        f"<h2>Effects with intervals</h2>{plots}"
+        f"<h2>Session time per arm</h2><figure>{histogram_svg(report.session_times)}"
+        f"<figcaption>share of finished sessions by session time</figcaption></figure>"
+        f"<h2>Beyond the course</h2>{_extras_html(report)}</body></html>"
+    )
+
+
+_CSS = (
+    "body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#24292f}"
+    "table{border-collapse:collapse;margin:1em 0}"
+    "td,th{border:1px solid #d0d7de;padding:4px 8px;text-align:right}"
+    "td:first-child,td:nth-child(2),th{text-align:left}"
+    ".pos{color:#1a7f37}.neg{color:#cf222e}.nan{color:#8c959f}"
+    ".sig{color:white;background:#1a7f37}.nsig{color:white;background:#cf222e}"
+    ".alarm{color:#cf222e;font-weight:bold}figure{margin:1em 0}"
+    "figcaption{font-size:12px;color:#57606a}"
+)
+
+
+def _cell(value: float, signed: bool = True) -> str:
+    cls = "nan" if value is None or math.isnan(value) else ("neg" if value < 0 else "pos")
+    return f'<td class="{cls}">{escape(fmt(value, signed=signed))}</td>'
+
+
+def _course_html(report: AnalysisReport) -> str:
+    head = "".join(f"<th>{c}</th>" for c in COURSE_COLUMNS)
+    body = []
+    for r in report.rows:
+        sig = f'<td class="{"sig" if r.significant else "nsig"}">{r.significant}</td>'
+        body.append(
+            f"<tr><td>{escape(r.treatment)}</td><td>{escape(r.metric)}</td>"
+            f"{_cell(r.effect)}{_cell(r.upper)}{_cell(r.lower)}"
+            f"<td>{fmt(r.control_mean)}</td><td>{fmt(r.treatment_mean)}</td>{sig}</tr>"
+        )
+    return f'<table class="course"><tr>{head}</tr>{"".join(body)}</table>'
+
+
+def _arms_html(report: AnalysisReport) -> str:
+    rows = "".join(
+        f"<tr><td>{escape(a.arm)}</td><td>{a.users}</td><td>{a.sessions}</td>"
+        f"<td>{fmt(a.mean_time_per_session)}</td><td>{fmt(a.mean_tracks_per_session)}</td></tr>"
+        for a in report.arms
+    )
+    head = "<th>arm</th><th>users</th><th>sessions</th><th>mean_time_per_session</th>"
+    return f"<table><tr>{head}<th>mean_tracks_per_session</th></tr>{rows}</table>"
+
+
+def _extras_html(report: AnalysisReport) -> str:
+    head = (
+        "<th>treatment</th><th>metric</th><th>n_C</th><th>n_T</th><th>p</th><th>p_holm</th>"
+        "<th>delta-method effect %</th><th>lower</th><th>upper</th>"
+    )
+    rows = "".join(
+        f"<tr><td>{escape(e.treatment)}</td><td>{escape(e.metric)}</td><td>{e.n_control}</td>"
+        f"<td>{e.n_treatment}</td><td>{fmt(e.p_value, digits=3)}</td>"
+        f"<td>{fmt(e.p_holm, digits=3)}</td>{_cell(e.delta_effect)}{_cell(e.delta_lower)}"
+        f"{_cell(e.delta_upper)}</tr>"
+        for e in report.extras
+    )
+    return f"<table><tr>{head}</tr>{rows}</table>"
+
+
+def forest_svg(report: AnalysisReport, metric: str, width: int = 640) -> str:
+    """Each treatment's effect (dot) and 95% interval (bar) for one metric, zero marked."""
+    rows = [r for r in report.rows if r.metric == metric]
+    finite = [v for r in rows for v in (r.lower, r.upper, r.effect) if not math.isnan(v)]
+    lo, hi = min([0.0, *finite]), max([0.0, *finite])
+    pad = (hi - lo) * 0.08 or 1.0
+    lo, hi = lo - pad, hi + pad
+    left, right, step = 60, 200, 30
+    height = step * len(rows) + 40
+    plot_w = width - left - right
 
     def x(v: float) -> float:
-        return left + (v - lo) / span * (width - left - 20)
+        return left + (v - lo) / (hi - lo) * plot_w
 
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{row_h * len(rows) + 40}">'
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'font-family="sans-serif" font-size="12">',
+        f'<line x1="{x(0):.1f}" y1="10" x2="{x(0):.1f}" y2="{height - 25}" stroke="{GREY}" '
+        'stroke-dasharray="4 3"/>',
+        f'<text x="{x(0):.1f}" y="{height - 8}" text-anchor="middle" fill="{GREY}">0%</text>',
+        f'<text x="{left}" y="{height - 8}" fill="{GREY}">{lo:+.1f}%</text>',
+        f'<text x="{left + plot_w}" y="{height - 8}" text-anchor="end" fill="{GREY}">'
+        f"{hi:+.1f}%</text>",
     ]
-    parts.append(
-        f'<line x1="{x(0):.1f}" y1="5" x2="{x(0):.1f}" y2="{row_h * len(rows) + 10}" stroke="#888" stroke-dasharray="4"/>'
-    )
     for i, r in enumerate(rows):
-        y = 20 + i * row_h
-        colour = (GREEN if r.effect > 0 else RED) if r.significant else "#555"
-        parts.append(f'<text x="5" y="{y + 4}" font-size="13">{html.escape(r.treatment)}</text>')
-        parts.append(
-            f'<line x1="{x(r.lower):.1f}" y1="{y}" x2="{x(r.upper):.1f}" y2="{y}" stroke="{colour}" stroke-width="3"/>'
-        )
-        parts.append(f'<circle cx="{x(r.effect):.1f}" cy="{y}" r="5" fill="{colour}"/>')
-        parts.append(
-            f'<text x="{x(r.upper) + 6:.1f}" y="{y + 4}" font-size="11">{r.effect:+.1f}% [{r.lower:+.1f}, {r.upper:+.1f}]</text>'
-        )
-    parts.append(
-        f'<text x="{x(0):.1f}" y="{row_h * len(rows) + 30}" font-size="11" text-anchor="middle">0 % (vs {html.escape(result.control)})</text>'
-    )
+        y = 25 + i * step
+        colour = GREY if not r.significant else (GREEN if r.effect > 0 else RED)
+        parts.append(f'<text x="8" y="{y + 4}">{escape(r.treatment)}</text>')
+        if not math.isnan(r.lower) and not math.isnan(r.upper):
+            parts.append(
+                f'<line x1="{x(r.lower):.1f}" y1="{y}" x2="{x(r.upper):.1f}" y2="{y}" '
+                f'stroke="{colour}" stroke-width="3"/>'
+            )
+        if not math.isnan(r.effect):
+            parts.append(f'<circle cx="{x(r.effect):.1f}" cy="{y}" r="5" fill="{colour}"/>')
+        label = f"{fmt(r.effect, True)}% [{fmt(r.lower, True)}, {fmt(r.upper, True)}]"
+        parts.append(f'<text x="{width - right + 10}" y="{y + 4}">{escape(label)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
 
-def _histograms_svg(result: AnalysisResult, bins: int = 30) -> str:
-    arms = [a for a in result.session_times if result.session_times[a]]
+def histogram_svg(
+    session_times: dict[str, np.ndarray], width: int = 640, height: int = 260, bins: int = 30
+) -> str:
+    """Share of sessions per session-time bin, one step line per arm."""
+    arms = [a for a in session_times if len(session_times[a])]
     if not arms:
-        return ""
-    top = max(max(v) for v in (result.session_times[a] for a in arms))
-    edges = np.linspace(0, max(top, 1.0), bins + 1)
-    width, height, pad = 640, 160, 30
-    palette = [
-        "#1f77b4",
-        "#ff7f0e",
-        "#2ca02c",
-        "#d62728",
-        "#9467bd",
-        "#8c564b",
-        "#e377c2",
-        "#7f7f7f",
-        "#bcbd22",
+        return '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"></svg>'
+    top = max(float(np.quantile(session_times[a], 0.99)) for a in arms)
+    edges = np.linspace(0.0, max(top, 1.0), bins + 1)
+    shares = {}
+    for a in arms:
+        counts, _ = np.histogram(np.clip(session_times[a], 0, edges[-1]), bins=edges)
+        shares[a] = counts / counts.sum()
+    peak = max(float(s.max()) for s in shares.values()) or 1.0
+    left, bottom, top_pad, right = 45, 30, 10, 90
+    pw, ph = width - left - right, height - bottom - top_pad
+
+    def xy(edge: float, share: float) -> str:
+        return f"{left + edge / edges[-1] * pw:.1f},{top_pad + ph - share / peak * ph:.1f}"
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'font-family="sans-serif" font-size="12">',
+        f'<line x1="{left}" y1="{top_pad + ph}" x2="{left + pw}" y2="{top_pad + ph}" '
+        f'stroke="{GREY}"/>',
+        f'<text x="{left}" y="{height - 8}" fill="{GREY}">0</text>',
+        f'<text x="{left + pw}" y="{height - 8}" text-anchor="end" fill="{GREY}">'
+        f"{edges[-1]:.1f}</text>",
+        f'<text x="{left - 5}" y="{top_pad + 10}" text-anchor="end" fill="{GREY}">'
+        f"{peak:.0%}</text>",
     ]
-    out = []
-    for k, arm in enumerate(arms):
-        counts, _ = np.histogram(result.session_times[arm], bins=edges)
-        share = counts / max(counts.sum(), 1)
-        peak = share.max() or 1.0
-        bar_w = (width - 2 * pad) / bins
-        bars = "".join(
-            f'<rect x="{pad + i * bar_w:.1f}" y="{height - pad - s / peak * (height - 2 * pad):.1f}" '
-            f'width="{bar_w - 1:.1f}" height="{s / peak * (height - 2 * pad):.1f}" fill="{palette[k % len(palette)]}"/>'
-            for i, s in enumerate(share)
+    for k, a in enumerate(arms):
+        colour = PALETTE[k % len(PALETTE)]
+        points = [xy(edges[0], 0.0)]
+        for i, share in enumerate(shares[a]):
+            points += [xy(edges[i], float(share)), xy(edges[i + 1], float(share))]
+        points.append(xy(edges[-1], 0.0))
+        parts.append(
+            f'<polyline points="{" ".join(points)}" fill="none" stroke="{colour}" '
+            'stroke-width="2"/>'
         )
-        mean = float(np.mean(result.session_times[arm]))
-        out.append(
-            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">'
-            f'<text x="{pad}" y="15" font-size="13">arm {html.escape(arm)}: {len(result.session_times[arm]):,} sessions, '
-            f"mean {mean:.2f}</text>{bars}"
-            f'<text x="{pad}" y="{height - 8}" font-size="11">0</text>'
-            f'<text x="{width - pad}" y="{height - 8}" font-size="11" text-anchor="end">{edges[-1]:.1f} (time per session)</text></svg>'
+        ly = top_pad + 15 + 18 * k
+        parts.append(
+            f'<line x1="{width - right + 10}" y1="{ly - 4}" x2="{width - right + 30}" '
+            f'y2="{ly - 4}" stroke="{colour}" stroke-width="3"/>'
+            f'<text x="{width - right + 35}" y="{ly}">{escape(a)}</text>'
         )
-    return "<br/>".join(out)
-
-
-def write_html(result: AnalysisResult, path: Path | str) -> Path:
-    header = "".join(f"<th>{k}</th>" for k in (*COURSE_KEYS, "p (Holm)", "relative, delta method"))
-    body = "".join(
-        "<tr>"
-        + "".join(_cell(k, r) for k in COURSE_KEYS)
-        + f"<td>{r.p_holm:.3g}</td><td>[{r.rel_lower:+.2f}, {r.rel_upper:+.2f}]</td></tr>"
-        for r in result.rows
-    )
-    arms = "".join(
-        f"<tr><td>{html.escape(a.arm)}</td><td>{a.users}</td><td>{a.sessions}</td>"
-        f"<td>{a.mean_time_per_session:.3f}</td><td>{a.mean_tracks_per_session:.2f}</td></tr>"
-        for a in result.arms
-    )
-    srm = result.srm
-    srm_text = f"users per arm {srm.users}: χ² = {srm.chi2:.2f}, p = {srm.p_value:.3g}" + (
-        " — <b style='color:#c62828'>sample-ratio mismatch</b>"
-        if srm.mismatch
-        else " — no mismatch"
-    )
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>botify: {html.escape(result.experiment)}</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}</style></head>
-<body><h1>Experiment {html.escape(result.experiment)}</h1>
-<h2>Arms</h2><table><tr><th>arm</th><th>users</th><th>sessions</th><th>mean time / session</th><th>mean tracks / session</th></tr>{arms}</table>
-<p>{srm_text}</p>
-<h2>Effects vs {html.escape(result.control)} (percent of the control mean, 95 % Welch intervals over users)</h2>
-<table><tr>{header}</tr>{body}</table>
-<h2>mean_time_per_session: effect and interval per arm</h2>{_effects_svg(result)}
-<h2>Session time per arm</h2>{_histograms_svg(result)}
-</body></html>"""
-    path = Path(path)
-    path.write_text(page)
-    return path
-
-
-def finite(x: float) -> float | None:
-    return x if math.isfinite(x) else None
+    parts.append("</svg>")
+    return "".join(parts)

@@ -6,13 +6,14 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
 from botify.analysis.cuped import CupedRow, cuped_rows, default_split
-from botify.analysis.load import AnalysisInputError, ArmLog
+from botify.analysis.load import AnalysisInputError, ArmLog, load_log
 from botify.analysis.sessions import METRICS, build_sessions, user_metrics
 from botify.analysis.stats import (
     SampleRatioCheck,
@@ -85,7 +86,7 @@ class AnalysisReport:
     rows_used: int
     rows_excluded: int
     arms: list[ArmSummary]
-    table: list[CourseRow]
+    rows: list[CourseRow]
     srm: SampleRatioCheck
     extras: list[RowExtras]
     cuped: list[CupedRow] | None = None
@@ -94,10 +95,14 @@ class AnalysisReport:
 
     def to_json(self) -> list[dict[str, Any]]:
         """The course table: exactly the course keys, effects in percent, NaN as null."""
-        return [{k: _clean(getattr(row, k)) for k in COURSE_COLUMNS} for row in self.table]
+        return [{k: _clean(getattr(row, k)) for k in COURSE_COLUMNS} for row in self.rows]
+
+    def table(self) -> list[dict[str, Any]]:
+        """Same as ``to_json`` (the name ``botify_cli.demo`` uses)."""
+        return self.to_json()
 
     def to_dict(self) -> dict[str, Any]:
-        """Everything but the raw session times, JSON-ready."""
+        """Everything but the raw session times, JSON-ready; ``extended`` holds the extras."""
         return _clean(
             {
                 "experiment": self.experiment,
@@ -114,7 +119,7 @@ class AnalysisReport:
                     "threshold": self.srm.threshold,
                     "mismatch": self.srm.mismatch,
                 },
-                "extras": [asdict(e) for e in self.extras],
+                "extended": [asdict(e) for e in self.extras],
                 "cuped": None if self.cuped is None else [asdict(c) for c in self.cuped],
                 "cuped_split": self.cuped_split,
             }
@@ -186,7 +191,7 @@ def analyze(
         rows_used=frame.height,
         rows_excluded=log.excluded_rows,
         arms=[_summary(arm, by_arm[arm]) for arm in arms],
-        table=table,
+        rows=table,
         srm=sample_ratio(_split_counts(by_arm)),
         extras=extras,
         cuped=cuped_table,
@@ -196,6 +201,13 @@ def analyze(
             for (arm,), part in sessions.partition_by("arm", as_dict=True).items()
         },
     )
+
+
+def analyze_file(
+    path: Path | str, experiment: str, control: str = "C", cuped: bool = False
+) -> AnalysisReport:
+    """``load_log`` then ``analyze``: the one call for a log file."""
+    return analyze(load_log(Path(path), experiment), control=control, cuped=cuped)
 
 
 def _summary(arm: str, users: pl.DataFrame) -> ArmSummary:

@@ -1,49 +1,69 @@
-"""Sessions and per-user metrics (reference.md §4, steps 2-3), vectorised with polars."""
+"""Sessions and per-user metrics, as the course rebuilt them, in columnar form.
+
+Per (user, arm) the rows are sorted by timestamp (ties keep file order) and a session closes
+at each ``last``; rows after a group's final ``last`` form an unfinished session, which is
+dropped. Every user seen in an arm stays in the user table: a user without a finished
+session has ``time = 0`` and ``sessions = 0`` and no value (null) for the per-session and
+per-request ratios. This is what the course's pandas code computed, so its numbers match.
+"""
 
 from __future__ import annotations
 
 import polars as pl
 
+METRICS = (
+    "time",
+    "sessions",
+    "mean_request_latency",
+    "mean_tracks_per_session",
+    "mean_time_per_session",
+)
+KEYS = ["user", "arm"]
 
-def sessions(rows: pl.DataFrame) -> pl.DataFrame:
-    """One row per finished session: user, arm, start (first timestamp), tracks, time, latency_ms.
-    A session closes at each ``last``; rows after a user's final ``last`` are unfinished and
-    dropped."""
-    is_last = (pl.col("message") == "last").cast(pl.Int64)
+
+def build_sessions(log: pl.DataFrame) -> pl.DataFrame:
+    """Finished sessions: ``user, arm, start, tracks, time, latency_ms``."""
+    is_last = (pl.col("message") == "last").cast(pl.UInt32)
     return (
-        rows.sort(["user", "arm", "timestamp", "seq"])
-        .with_columns(
-            (is_last.cum_sum().over(["user", "arm"]) - is_last).alias("session"),
-            is_last.sum().over(["user", "arm"]).alias("finished"),
-        )
-        .filter(pl.col("session") < pl.col("finished"))
-        .group_by(["user", "arm", "session"])
+        log.sort([*KEYS, "timestamp"], maintain_order=True)
+        # A session's id is the number of `last` rows before it; since rows are grouped by
+        # (user, arm), the id plus the keys identifies one session.
+        .with_columns(session=is_last.cum_sum() - is_last, closes=is_last)
+        .group_by([*KEYS, "session"], maintain_order=True)
         .agg(
-            pl.col("timestamp").min().alias("start"),
-            pl.len().alias("tracks"),
-            pl.col("time").sum().alias("time"),
-            (pl.col("latency").sum() * 1000.0).alias("latency_ms"),
+            start=pl.col("timestamp").first(),
+            tracks=pl.len(),
+            time=pl.col("time").sum(),
+            latency_ms=(pl.col("latency") * 1000.0).sum(),
+            finished=pl.col("closes").max(),
         )
+        .filter(pl.col("finished") == 1)
+        .drop("session", "finished")
     )
 
 
-def user_metrics(session_rows: pl.DataFrame) -> pl.DataFrame:
-    """Per (user, arm): time, sessions, mean_request_latency, mean_tracks_per_session,
-    mean_time_per_session."""
+def user_metrics(log: pl.DataFrame, sessions: pl.DataFrame) -> pl.DataFrame:
+    """One row per (user, arm) seen in ``log``, with the five course metrics."""
+    totals = sessions.group_by(KEYS, maintain_order=True).agg(
+        sessions=pl.len(),
+        tracks=pl.col("tracks").sum(),
+        time=pl.col("time").sum(),
+        latency_ms=pl.col("latency_ms").sum(),
+    )
+    has = pl.col("sessions") > 0
     return (
-        session_rows.group_by(["user", "arm"])
-        .agg(
-            pl.col("time").sum().alias("time"),
-            pl.len().alias("sessions"),
-            pl.col("tracks").sum().alias("tracks"),
-            pl.col("latency_ms").sum().alias("latency_ms"),
+        log.select(KEYS)
+        .unique()
+        .join(totals, on=KEYS, how="left")
+        .with_columns(
+            pl.col("sessions", "tracks").fill_null(0),
+            pl.col("time", "latency_ms").fill_null(0.0),
         )
         .with_columns(
-            (pl.col("latency_ms") / pl.col("tracks")).alias("mean_request_latency"),
-            (pl.col("tracks") / pl.col("sessions")).alias("mean_tracks_per_session"),
-            (pl.col("time") / pl.col("sessions")).alias("mean_time_per_session"),
-            pl.col("sessions").cast(pl.Float64),
+            mean_request_latency=pl.when(has).then(pl.col("latency_ms") / pl.col("tracks")),
+            mean_tracks_per_session=pl.when(has).then(pl.col("tracks") / pl.col("sessions")),
+            mean_time_per_session=pl.when(has).then(pl.col("time") / pl.col("sessions")),
         )
-        .drop("tracks", "latency_ms")
-        .sort(["arm", "user"])
+        .with_columns(pl.col("sessions").cast(pl.Float64))
+        .sort(KEYS)
     )

@@ -41,7 +41,7 @@ def test_a_lift_in_listen_time_shows_as_a_significant_positive_effect(tmp_path: 
     rows = original_log(seed=3, users=3000, lift=0.3)
     report = analyze(load_log(write_jsonl(rows, tmp_path / "data.json"), EXPERIMENT))
     row = next(
-        r for r in report.table if r.treatment == "T2" and r.metric == "mean_time_per_session"
+        r for r in report.rows if r.treatment == "T2" and r.metric == "mean_time_per_session"
     )
     assert row.effect > 0 and row.lower > 0 and row.significant
 
@@ -49,7 +49,7 @@ def test_a_lift_in_listen_time_shows_as_a_significant_positive_effect(tmp_path: 
 def test_another_control_arm_is_compared_against(tmp_path: Path) -> None:
     rows = original_log(seed=4)
     report = analyze(load_log(write_jsonl(rows, tmp_path / "data.json"), EXPERIMENT), control="T1")
-    assert {r.treatment for r in report.table} == {"C", "T2"}
+    assert {r.treatment for r in report.rows} == {"C", "T2"}
     assert_tables_agree(report.to_json(), reference_table(rows, EXPERIMENT, control="T1"))
 
 
@@ -84,4 +84,4 @@ def test_users_without_a_finished_session_count_as_zero_time_but_no_ratio(
     extras = {(e.treatment, e.metric): e for e in report.extras}
     # Some users never finished a session: they are in `time` and `sessions`, not in ratios.
     assert extras[("T1", "time")].n_control > extras[("T1", "mean_time_per_session")].n_control
-    assert not any(math.isnan(r.effect) for r in report.table)
+    assert not any(math.isnan(r.effect) for r in report.rows)

@@ -24,7 +24,7 @@ def test_course_table_colours_effects_by_sign_and_fills_significance(
     table = course_table(report)
     assert [c.header for c in table.columns] == list(COURSE_COLUMNS)
     effects, significant = table.columns[2]._cells, table.columns[7]._cells
-    for row, effect, sig in zip(report.table, effects, significant, strict=True):
+    for row, effect, sig in zip(report.rows, effects, significant, strict=True):
         assert effect.style == ("red" if row.effect < 0 else "green")
         assert sig.style == ("bold white on green" if row.significant else "bold white on red")
     console = Console(record=True, width=200)

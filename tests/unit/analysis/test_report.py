@@ -35,21 +35,21 @@ def test_rich_dict_carries_srm_extras_and_cuped_and_is_strict_json(report: Analy
     assert data["table"] == report.to_json()
     assert set(data["srm"]) == {"counts", "chi2", "p_value", "threshold", "mismatch"}
     assert {a["arm"] for a in data["arms"]} == {"C", "T1", "T2"}
-    assert len(data["extras"]) == len(data["table"]) and len(data["cuped"]) == len(data["table"])
-    assert {"p_value", "p_holm", "delta_lower", "delta_upper"} <= set(data["extras"][0])
+    assert len(data["extended"]) == len(data["table"]) and len(data["cuped"]) == len(data["table"])
+    assert {"p_value", "p_holm", "delta_lower", "delta_upper"} <= set(data["extended"][0])
     json.dumps(data, allow_nan=False)
 
 
 def test_arm_summary_means_equal_the_table_means(report: AnalysisReport) -> None:
     control = next(a for a in report.arms if a.arm == "C")
-    row = next(r for r in report.table if r.metric == "mean_time_per_session")
+    row = next(r for r in report.rows if r.metric == "mean_time_per_session")
     assert control.mean_time_per_session == pytest.approx(row.control_mean)
 
 
 def test_metric_filter_limits_the_table(tmp_path: Path) -> None:
     log = load_log(write_jsonl(original_log(seed=22), tmp_path / "data.json"), EXPERIMENT)
     report = analyze(log, metrics=["mean_time_per_session"])
-    assert {r.metric for r in report.table} == {"mean_time_per_session"}
+    assert {r.metric for r in report.rows} == {"mean_time_per_session"}
     with pytest.raises(AnalysisInputError, match="unknown metric"):
         analyze(log, metrics=["dwell"])
 
