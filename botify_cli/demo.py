@@ -15,6 +15,7 @@ from pathlib import Path
 
 from botify.analysis import AnalysisReport, analyze_file
 from botify.analysis.render import write_html
+from botify.errors import BackendUnavailableError
 from botify.experiments import ALLOWED_GROUPS, arm_name
 from botify.export import ExportResult, export_parquet
 from botify.recommenders import REGISTRY
@@ -124,6 +125,9 @@ def run_demo(
             endpoints.api, world_dir, world, episodes, processes, sim.seed, sim.user, on_progress
         )
         timings["traffic"] = time.perf_counter() - t
+        if summary.sessions == 0:
+            first = next((e.error for e in summary.episodes if e.error), "no worker reported")
+            raise BackendUnavailableError(f"no simulated session completed; first failure: {first}")
         t = time.perf_counter()
         # Stopping the API flushes its producer: every answered request is on the topic
         # before the export reads the high watermarks.
