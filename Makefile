@@ -29,6 +29,7 @@ bench: $(STAMP)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python bench/bench_api.py
 	$(BIN)/python bench/bench_stream.py
+	$(BIN)/python bench/bench_analysis.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
