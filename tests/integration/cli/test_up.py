@@ -64,3 +64,34 @@ def test_up_rejects_a_bad_port_without_a_traceback() -> None:
     assert done.returncode == 2
     assert "Traceback" not in done.stderr + done.stdout
     assert "api-port" in done.stderr + done.stdout
+
+
+def test_children_die_with_a_killed_supervisor(tmp_path: Path) -> None:
+    """Even SIGKILL, which the supervisor cannot catch, leaves no orphan: children ask the
+    kernel for SIGTERM when their parent dies."""
+    env = {**os.environ, "BOTIFY_RUN_DIR": str(tmp_path), "COLUMNS": "200"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "botify_cli", "up"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        out, deadline = "", time.monotonic() + 60
+        assert proc.stdout is not None
+        while time.monotonic() < deadline and "Press Ctrl-C" not in out:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            out += line
+        assert "Press Ctrl-C" in out, out
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) >= 4
+        proc.kill()
+        proc.wait(timeout=10)
+        _, alive = psutil.wait_procs(children, timeout=20)
+        assert not alive, [p.cmdline() for p in alive]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
