@@ -1,9 +1,13 @@
 """Benchmark the stream processor: delay from publishing a listen event to its Redis state.
 
-Starts the embedded stack (broker, Redis, one stream worker), publishes events at a fixed
-rate through the API's own publisher (so its batching counts), one new user per event, and
-polls Redis for each user's state. Baseline measured in the same run: the delay to a bare
-confluent-kafka consumer reading the same records. Prints p50/p99 of both and their ratio.
+Starts a Tansu broker, a Redis and one stream worker (``python -m services.stream``), then
+publishes events at a fixed rate through the API's own publisher (so its linger counts), one
+new user per event. Redis keyspace notifications say when each user's state is written, so
+nothing polls. Baseline in the same run: the delay to a bare confluent-kafka consumer reading
+the same records. Prints p50/p99/max of both, their ratio, and the achieved rates.
+
+The clock starts after a warm-up at the same rate that ends only once the worker has caught
+up: group joins and the first batches are start-up costs, not steady-state delay.
 
     python bench/bench_stream.py [--rate 1000] [--seconds 10]
 """
@@ -11,6 +15,7 @@ confluent-kafka consumer reading the same records. Prints p50/p99 of both and th
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import threading
@@ -24,20 +29,21 @@ from rich.console import Console
 from rich.table import Table
 
 from botify import keys
+from botify.embedded import Child, broker_process, free_port, redis_process
 from botify.events import make_listen_event
-from botify.kafka import ListenPublisher
-from botify.settings import KafkaSettings, Settings
-from botify_cli.stack import EmbeddedStack
+from botify.kafka import ListenPublisher, ensure_topics
+from botify.settings import KafkaSettings
 
 console = Console()
-USER_BASE = 10_000_000  # fresh users, so each event's state appears exactly once
-SAMPLE = 10
-WARMUP_BASE = 1_000_000
+WARMUP_USERS = 1_000_000
+MEASURED_USERS = 10_000_000  # fresh users: each event writes a state that did not exist
+CATCH_UP_MS = 100  # warm-up ends when the worker's last second of delays is below this
 
 
-def consume_baseline(
-    bootstrap: str, topic: str, sent: dict[int, float], out: dict[int, float], stop: threading.Event
+def watch_consumer(
+    bootstrap: str, topic: str, seen: dict[int, float], stop: threading.Event
 ) -> None:
+    """Baseline: when a bare consumer sees each record."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -51,33 +57,55 @@ def consume_baseline(
     try:
         while not stop.is_set():
             msg = consumer.poll(0.05)
-            if msg is None or msg.error():
-                continue
-            user = int(msg.key())
-            out[user] = time.perf_counter()
+            if msg is not None and not msg.error():
+                seen.setdefault(int(msg.key()), time.perf_counter())
     finally:
         consumer.close()
 
 
-def poll_state(url: str, watch: list[int], out: dict[int, float], stop: threading.Event) -> None:
-    """Polls the state of the users in `watch` (appended by the publisher) until seen."""
-    r = redis.Redis.from_url(url)
-    pending: list[int] = []
-    taken = 0
-    while not stop.is_set():
-        fresh, taken = watch[taken:], len(watch)
-        pending += fresh
-        if pending:
-            pipe = r.pipeline(transaction=False)
-            for u in pending:
-                pipe.exists(keys.user_state(u))
-            flags = pipe.execute()
-            now = time.perf_counter()
-            for u, present in zip(pending, flags, strict=True):
-                if present:
-                    out[u] = now
-            pending = [u for u in pending if u not in out]
-        time.sleep(0.002)
+def watch_states(r: redis.Redis, seen: dict[int, float], stop: threading.Event) -> None:
+    """When each user's state key is first written, from keyspace notifications."""
+    pubsub = r.pubsub(ignore_subscribe_messages=True)
+    any_user = keys.user_state(0).replace(":0:", ":*:")
+    pubsub.psubscribe(f"__keyspace@0__:{any_user}")
+    try:
+        while not stop.is_set():
+            msg = pubsub.get_message(timeout=0.05)
+            if msg is not None:  # channel: __keyspace@0__:botify:user:<id>:state
+                user = int(msg["channel"].rsplit(b":", 2)[1])
+                seen.setdefault(user, time.perf_counter())
+    finally:
+        pubsub.close()
+
+
+def publish(
+    publisher: ListenPublisher, first_user: int, count: int, rate: float, sent: dict[int, float]
+) -> float:
+    """Publish ``count`` events at ``rate``, one new user each; returns the achieved rate."""
+    start = time.perf_counter()
+    for i in range(count):
+        due = start + i / rate
+        while (now := time.perf_counter()) < due:
+            time.sleep(min(0.001, due - now))
+        user = first_user + i
+        publisher.publish(
+            make_listen_event(
+                message="next",
+                timestamp=int(time.time() * 1000),
+                user=user,
+                track=i % 2000,
+                time=0.5,
+                recommendation=(i + 1) % 2000,
+                latency=0.0005,
+                recommender="random",
+            )
+        )
+        sent[user] = time.perf_counter()
+    return count / (time.perf_counter() - start)
+
+
+def delays_ms(sent: dict[int, float], seen: dict[int, float], users: range) -> np.ndarray:
+    return np.array([(seen[u] - sent[u]) * 1000 for u in users if u in seen and u in sent])
 
 
 def main() -> int:
@@ -86,103 +114,98 @@ def main() -> int:
     )
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--debug", action="store_true", help="list slow deliveries")
     args = parser.parse_args()
     n = int(args.rate * args.seconds)
-    with tempfile.TemporaryDirectory() as tmp, EmbeddedStack(Settings(), Path(tmp)) as stack:
-        ep = stack.endpoints
-        assert ep is not None
-        kafka = KafkaSettings(bootstrap_servers=ep.broker)
-        sent: dict[int, float] = {}
-        consumed: dict[int, float] = {}
-        stated: dict[int, float] = {}
-        watch: list[int] = []
+    per_second = max(1, int(args.rate))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        logs = Path(tmp)
+        broker_port, redis_port = free_port(), free_port()
+        bootstrap, url = f"127.0.0.1:{broker_port}", f"redis://127.0.0.1:{redis_port}/0"
+        kafka = KafkaSettings(bootstrap_servers=bootstrap)
+        env = {
+            **os.environ,
+            "BOTIFY_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+            "BOTIFY_REDIS__URL": url,
+            "BOTIFY_RUN_DIR": str(logs / "runs"),
+        }
+        children = []
+        threads: list[threading.Thread] = []
         stop = threading.Event()
-        threads = [
-            threading.Thread(
-                target=consume_baseline, args=(ep.broker, kafka.listens_topic, sent, consumed, stop)
-            ),
-            threading.Thread(target=poll_state, args=(ep.redis, watch, stated, stop)),
-        ]
-        for t in threads:
-            t.start()
-        publisher = ListenPublisher(kafka)
-
-        def run(first_user: int, count: int) -> float:
-            """Publish `count` events at the target rate, one new user each."""
-            start = time.perf_counter()
-            for i in range(count):
-                due = start + i / args.rate
-                while (now := time.perf_counter()) < due:
-                    time.sleep(min(0.001, due - now))
-                event = make_listen_event(
-                    message="next",
-                    timestamp=int(time.time() * 1000),
-                    user=first_user + i,
-                    track=i % 2000,
-                    time=0.5,
-                    recommendation=(i + 1) % 2000,
-                    latency=0.0005,
-                    recommender="random",
+        try:
+            children.append(broker_process(broker_port, logs).start())
+            children.append(redis_process(redis_port, logs).start())
+            r = redis.Redis.from_url(url)
+            r.config_set("notify-keyspace-events", "Kh")  # hash commands on keys
+            ensure_topics(kafka)
+            with (logs / "stream.log").open("w") as out:
+                worker = Child(
+                    [sys.executable, "-m", "services.stream"], envvars=env, stdout=out, stderr=out
                 )
-                publisher.publish(event)
-                sent[first_user + i] = time.perf_counter()
-                # Every SAMPLE-th event is watched: polling them all would load the machine
-                # more than the system under test does.
-                if (first_user + i) % SAMPLE == 0:
-                    watch.append(first_user + i)
-            return count / (time.perf_counter() - start)
+                children.append(worker.start())
 
-        # Warm up until both consumer groups have joined and settled, then 5 s more at rate:
-        # group joins and their first rebalance are start-up costs, not steady-state delay.
-        console.print("stack up; warming up until the stream worker and the baseline have joined")
-        warm, warm_deadline = 0, time.monotonic() + 60
-        while time.monotonic() < warm_deadline:
-            run(WARMUP_BASE + warm * 100, 100)
-            warm += 1
-            if any(u < USER_BASE for u in consumed) and any(u < USER_BASE for u in stated):
-                break
-        run(WARMUP_BASE + warm * 100, int(args.rate * 5))
-        console.print(f"measuring {n:,} events at {args.rate:,.0f}/s")
-        achieved = run(USER_BASE, n)
-        deadline = time.monotonic() + 30
+            sent: dict[int, float] = {}
+            consumed: dict[int, float] = {}
+            stated: dict[int, float] = {}
+            threads = [
+                threading.Thread(
+                    target=watch_consumer, args=(bootstrap, kafka.listens_topic, consumed, stop)
+                ),
+                threading.Thread(target=watch_states, args=(r, stated, stop)),
+            ]
+            for t in threads:
+                t.start()
+            publisher = ListenPublisher(kafka)
 
-        def measured(seen: dict[int, float]) -> int:
-            return sum(1 for u in seen if u >= USER_BASE)
+            console.print("warming up at the target rate until the worker keeps up")
+            first, deadline = WARMUP_USERS, time.monotonic() + 90
+            while time.monotonic() < deadline:
+                publish(publisher, first, per_second, args.rate, sent)
+                last = range(first, first + per_second)
+                first += per_second
+                time.sleep(0.2)  # the last events' way through
+                worker_ms, bare_ms = delays_ms(sent, stated, last), delays_ms(sent, consumed, last)
+                if len(worker_ms) == len(bare_ms) == per_second and worker_ms.max() < CATCH_UP_MS:
+                    break
+            else:
+                console.print("[red]the worker never caught up with the target rate[/red]")
+                return 1
 
-        while (
-            measured(stated) < n // SAMPLE or measured(consumed) < n
-        ) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        stop.set()
-        for t in threads:
-            t.join()
-        publisher.close()
+            load_before = os.getloadavg()[0]
+            console.print(f"measuring {n:,} events at {args.rate:,.0f}/s")
+            achieved = publish(publisher, MEASURED_USERS, n, args.rate, sent)
+            measured = range(MEASURED_USERS, MEASURED_USERS + n)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and (
+                len(delays_ms(sent, stated, measured)) < n
+                or len(delays_ms(sent, consumed, measured)) < n
+            ):
+                time.sleep(0.1)
+            load_after = os.getloadavg()[0]
+            publisher.close()
+            del publisher  # its librdkafka handle, before the broker goes away
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(5)
+            for child in reversed(children):
+                child.stop()
 
-    def pct(done: dict[int, float]) -> tuple[float, float, int]:
-        delays = np.array(
-            [(done[u] - sent[u]) * 1000 for u in done if u >= USER_BASE and u in sent]
-        )
-        return float(np.percentile(delays, 50)), float(np.percentile(delays, 99)), len(delays)
-
-    if "--debug" in sys.argv:
-        rows = sorted((sent[u], (stated[u] - sent[u]) * 1000) for u in stated if u >= USER_BASE)
-        t0 = rows[0][0]
-        slow = [(round(t - t0, 2), round(d)) for t, d in rows if d > 200]
-        console.print(
-            f"slow deliveries (send time s, delay ms): {slow[:10]} … {slow[-10:]} ({len(slow)})"
-        )
-    b50, b99, bn = pct(consumed)
-    s50, s99, sn = pct(stated)
+    bare, state = delays_ms(sent, consumed, measured), delays_ms(sent, stated, measured)
     table = Table(title=f"event → Redis state at {achieved:,.0f} events/s (one stream worker)")
     for col in ("", "bare consumer (baseline)", "stream worker → Redis", "ratio"):
         table.add_column(col, justify="right")
-    table.add_row("events timed", f"{bn:,}/{n:,}", f"{sn:,}/{n // SAMPLE:,} (1 in {SAMPLE})", "")
-    table.add_row("p50 delay ms", f"{b50:.1f}", f"{s50:.1f}", f"{s50 / b50:.2f}")
-    table.add_row("p99 delay ms", f"{b99:.1f}", f"{s99:.1f}", f"{s99 / b99:.2f}")
+    table.add_row("events seen", f"{len(bare):,}/{n:,}", f"{len(state):,}/{n:,}", "")
+    for name, q in (("p50", 50), ("p99", 99), ("max", 100)):
+        b, s = np.percentile(bare, q), np.percentile(state, q)
+        table.add_row(f"{name} delay ms", f"{b:.1f}", f"{s:.1f}", f"{s / b:.2f}")
     console.print(table)
-    console.print("target: p99 ≤ 100 ms at 1,000 events/s (includes the producer's linger)")
-    return 0 if sn == n // SAMPLE else 1
+    console.print(
+        f"target: p99 ≤ 100 ms at 1,000 events/s; both columns include the producer's "
+        f"linger ({kafka.linger_ms} ms). Load average {load_before:.1f} → {load_after:.1f} "
+        f"on {os.cpu_count()} CPUs: other work on the machine shows up in p99."
+    )
+    return 0 if len(state) == n else 1
 
 
 if __name__ == "__main__":

@@ -112,7 +112,13 @@ class PipelinedRedis:
         """Issue several commands back to back and wait for all their replies."""
         proto = await self._connected()
         futures = [self._issue(proto, args, wait=True) for args in commands]
-        return [await f for f in futures]
+        # Every reply is collected before the first error is raised, so none is left
+        # unretrieved (asyncio would log each one).
+        replies: list[Any] = await asyncio.gather(*futures, return_exceptions=True)
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise reply
+        return replies
 
     async def send(self, *commands: tuple[Any, ...]) -> None:
         """Issue commands without waiting for replies (a failure is logged and counted)."""

@@ -33,7 +33,6 @@ MAX_SESSION_TRACKS = 1000
 class RedisUserStateStore:
     def __init__(self, client: aioredis.Redis, fast: PipelinedRedis) -> None:
         self._redis = client
-        self._commit = client.register_script(_COMMIT)
         # The API's per-request commands go through here; see pipelined.py for why.
         self._fast = fast
 
@@ -58,10 +57,8 @@ class RedisUserStateStore:
         return state, tuple(int(t) for t in served)
 
     async def load_many(self, users: Sequence[int]) -> dict[int, UserState]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for u in users:
-                pipe.hget(keys.user_state(u), "s")
-            raws = await pipe.execute()
+        # The pipelined client: the stream's per-batch commands cost half as much there.
+        raws = await self._fast.call_many(*[("HGET", keys.user_state(u), "s") for u in users])
         return {
             u: UserState(u) if raw is None else UserState.from_bytes(raw)
             for u, raw in zip(users, raws, strict=True)
@@ -71,21 +68,23 @@ class RedisUserStateStore:
         return (await self.commit_many([transition]))[0]
 
     async def commit_many(self, transitions: Sequence[Transition]) -> list[bool]:
-        wanted = [t.applied and t.state.position is not None for t in transitions]
-        todo = [t for t, w in zip(transitions, wanted, strict=True) if w]
-        if not todo:
-            return [False] * len(transitions)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for t in todo:
-                new, pos = t.state, t.state.position
-                assert pos is not None
-                args: list[object] = [pos.partition, pos.offset, new.to_bytes()]
-                for play in t.plays:
-                    args += [play.track, play.time]
-                keys_ = [keys.user_state(new.user), keys.TRACK_PLAYS, keys.TRACK_LISTEN_TIME]
-                await self._commit(keys=keys_, args=args, client=pipe)
-            results = iter(await pipe.execute())
-        return [bool(next(results)) if w else False for w in wanted]
+        commands = []
+        for t in transitions:
+            new, pos = t.state, t.state.position
+            if not t.applied or pos is None:
+                continue
+            args: list[object] = [pos.partition, pos.offset, new.to_bytes()]
+            for play in t.plays:
+                args += [play.track, play.time]
+            # EVAL, not EVALSHA: nothing to reload after a Redis restart, and Redis caches
+            # the compiled script by its hash anyway.
+            keys_ = (keys.user_state(new.user), keys.TRACK_PLAYS, keys.TRACK_LISTEN_TIME)
+            commands.append(("EVAL", _COMMIT, len(keys_), *keys_, *args))
+        results = iter(await self._fast.call_many(*commands) if commands else ())
+        return [
+            bool(next(results)) if t.applied and t.state.position is not None else False
+            for t in transitions
+        ]
 
     async def record_served(self, user: int, tracks: Sequence[int]) -> None:
         key = keys.user_session(user)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 import faust
 
+from botify.errors import BotifyError
 from botify.kafka import ensure_topics
 from botify.settings import Settings
 from services.stream.app import create_app
@@ -11,9 +14,16 @@ from services.stream.app import create_app
 
 def main() -> None:
     settings = Settings()
-    ensure_topics(settings.kafka)
+    try:
+        ensure_topics(settings.kafka)
+    except BotifyError as exc:  # no broker: one line, not a traceback
+        sys.exit(f"botify stream: {exc}")
     app = create_app(settings)
-    faust.Worker(app, loglevel="WARN", quiet=True).execute_from_commandline()
+    worker = faust.Worker(app, loglevel="WARN", quiet=True)
+    # faust's terminal spinner would lower the root logger to DEBUG (so every debug record
+    # of faust and aiokafka is built, only to turn it) and write escape codes to our logs.
+    worker.spinner = None
+    worker.execute_from_commandline()
 
 
 if __name__ == "__main__":

@@ -1,30 +1,42 @@
 """The listen-events agent: a thin shell around ``botify.state.apply_listen``.
 
-For each record: decode and validate; load the user's state; fold the event in; commit state,
-position and popularity atomically (a Lua script that skips positions already applied).
-A record that cannot be processed goes to the dead-letter topic with the reason, and is
-counted; nothing is dropped silently and nothing crashes the worker.
+For each batch of records: decode and validate; load the users' states; fold the events in;
+commit state, position and popularity atomically (a Lua script that skips positions already
+applied). A record that cannot be processed goes to the dead-letter topic with the reason,
+and is counted; nothing is dropped silently and nothing crashes the worker.
+
+Failures of Redis or the broker are retried, not skipped: the caller acks a batch only once
+``handle_batch`` returns, and every step is safe to redo. The counters are metrics, not
+ledgers: a batch redone after its commit (or replayed after a crash) counts as duplicates.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from functools import partial
+from typing import Any, Protocol, TypeVar
 
 from botify import keys
 from botify.errors import InvalidEventError
 from botify.events import ListenEvent, decode_listen_event
-from botify.state import Position, StateConfig, apply_listen
+from botify.state import Position, StateConfig, Transition, apply_listen
 from botify.storage import UserStateStore
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+APPLIED, DUPLICATE, DEAD_LETTER = "applied", "duplicate", "dead_letter"
 
 
 class DeadLetters(Protocol):
     async def send(
         self, *, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
-    ) -> Any: ...
+    ) -> Any:
+        """Publish one record; return once the broker has it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,49 +48,81 @@ class Record:
     value: bytes | None
 
 
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Backoff for backend failures: first delay, growth, cap (seconds)."""
+
+    first: float = 0.05
+    factor: float = 2.0
+    cap: float = 2.0
+
+
 @dataclass
 class ListenProcessor:
     store: UserStateStore
     dead_letters: DeadLetters
     config: StateConfig
+    retry: Retry = Retry()
 
     async def handle(self, record: Record) -> str:
         """Process one record; returns what happened: applied, duplicate or dead_letter."""
         return (await self.handle_batch([record]))[0]
 
     async def handle_batch(self, records: list[Record]) -> list[str]:
-        """Process records in order with two Redis round trips for the whole batch: load the
-        users' states, fold every event in memory, commit each transition (pipelined)."""
-        outcomes: list[str] = [""] * len(records)
+        """Process records in order with a few Redis round trips for the whole batch: load
+        the users' states, fold every event in memory, commit the transitions (pipelined).
+        Returns only when every record is applied, a duplicate or dead-lettered."""
+        outcomes = [DEAD_LETTER] * len(records)
+        dead: list[tuple[Record, str]] = []
         good: list[tuple[int, ListenEvent, Position]] = []
         for i, record in enumerate(records):
             try:
-                event = decode_listen_event(record.value)
-                if record.key is not None and record.key != event.key:
-                    raise InvalidEventError(
-                        f"record key {record.key!r} is not the user id {event.user}"
-                    )
+                event = decode(record)
             except InvalidEventError as exc:
-                await self._dead_letter(record, str(exc))
-                outcomes[i] = "dead_letter"
+                dead.append((record, str(exc)))
                 continue
             good.append((i, event, Position(record.partition, record.offset)))
         if good:
-            states = await self.store.load_many(sorted({e.user for _, e, _ in good}))
-            transitions = []
-            for _, event, position in good:
-                t = apply_listen(states[event.user], event, position, self.config)
-                states[event.user] = t.state
-                transitions.append(t)
-            written = await self.store.commit_many(transitions)
+            span = _span(records)
+            written, failed = await self._retrying(f"commit of {span}", lambda: self._apply(good))
             for (i, _, _), ok in zip(good, written, strict=True):
-                outcomes[i] = "applied" if ok else "duplicate"
-        applied = outcomes.count("applied")
+                outcomes[i] = APPLIED if ok else DUPLICATE
+            for i, reason in failed:
+                outcomes[i] = DEAD_LETTER
+                dead.append((records[i], reason))
+        for record, reason in dead:
+            await self._retrying(
+                f"dead-lettering of {_span([record])}", partial(self._dead_letter, record, reason)
+            )
+        return outcomes
+
+    async def _apply(
+        self, good: list[tuple[int, ListenEvent, Position]]
+    ) -> tuple[list[bool], list[tuple[int, str]]]:
+        """Fold and commit; returns which transitions were written, and the records the
+        fold itself refused (a bug, not bad data: those are dead-lettered, not retried)."""
+        states = await self.store.load_many(sorted({e.user for _, e, _ in good}))
+        transitions: list[Transition] = []
+        failed: list[tuple[int, str]] = []
+        for i, event, position in good:
+            try:
+                t = apply_listen(states[event.user], event, position, self.config)
+            except Exception as exc:  # deterministic: retrying would stall the partition
+                logger.exception(
+                    "apply_listen failed on [%d]@%d", position.partition, position.offset
+                )
+                failed.append((i, f"processing failed: {exc!r}"))
+                t = Transition(states[event.user], applied=False)
+            states[event.user] = t.state
+            transitions.append(t)
+        written = await self.store.commit_many(transitions)
+        applied = sum(written)
+        duplicates = len(good) - applied - len(failed)
         if applied:
             await self.store.incr(keys.STREAM_APPLIED, applied)
-        if len(good) - applied:
-            await self.store.incr(keys.STREAM_DUPLICATES, len(good) - applied)
-        return outcomes
+        if duplicates:
+            await self.store.incr(keys.STREAM_DUPLICATES, duplicates)
+        return written, failed
 
     async def _dead_letter(self, record: Record, reason: str) -> None:
         logger.warning(
@@ -92,3 +136,32 @@ class ListenProcessor:
         ]
         await self.dead_letters.send(key=record.key, value=record.value, headers=headers)
         await self.store.incr(keys.STREAM_DEAD_LETTERS)
+
+    async def _retrying(self, what: str, step: Callable[[], Awaitable[T]]) -> T:
+        """Run an idempotent I/O step until it succeeds. Skipping would lose events (their
+        offsets get committed); stopping the worker cancels the wait instead."""
+        delay, attempt = self.retry.first, 0
+        while True:
+            try:
+                return await step()
+            except Exception as exc:  # any backend failure: wait and redo
+                attempt += 1
+                if attempt == 1 or attempt % 10 == 0:
+                    logger.error("%s failed (attempt %d), retrying: %r", what, attempt, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * self.retry.factor, self.retry.cap)
+
+
+def decode(record: Record) -> ListenEvent:
+    """The record's event, or ``InvalidEventError`` saying why it is not one."""
+    event = decode_listen_event(record.value)
+    if record.key is not None and record.key != event.key:
+        raise InvalidEventError(f"record key {record.key!r} is not the user id {event.user}")
+    return event
+
+
+def _span(records: list[Record]) -> str:
+    """Topic, partitions and offsets of a batch, for log lines."""
+    offsets = [r.offset for r in records]
+    parts = ",".join(str(p) for p in sorted({r.partition for r in records}))
+    return f"{records[0].topic}[{parts}]@{min(offsets)}..{max(offsets)}"

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from botify.state import Position, StateConfig, UserState, apply_listen
+from botify.state import Position, StateConfig, TrackPlay, UserState, apply_listen
 from botify.storage import InMemoryUserStateStore
 from tests.factories import listen
 
@@ -45,6 +46,25 @@ def test_fail_count_counts_consecutive_short_listens_and_resets() -> None:
 def test_history_is_capped_newest_last() -> None:
     s = fold([listen(track=t, recommendation=t + 1, time=t / 10) for t in range(8)])
     assert s.history == (3, 4, 5, 6, 7) and s.history_times == (0.3, 0.4, 0.5, 0.6, 0.7)
+
+
+def test_each_applied_listen_is_one_play_of_its_track_with_its_time() -> None:
+    first = apply_listen(UserState(1), listen(track=4, time=0.25), Position(0, 0), CONFIG)
+    last = apply_listen(
+        first.state, listen(track=5, time=0.75, message="last"), Position(0, 1), CONFIG
+    )
+    assert first.plays == (TrackPlay(4, 0.25),) and last.plays == (TrackPlay(5, 0.75),)
+
+
+def test_session_tracks_hold_played_and_served_tracks_once_each() -> None:
+    s = fold(
+        [
+            listen(track=1, recommendation=2),
+            listen(track=2, recommendation=1),  # served again: already in the session
+            listen(track=1, recommendation=3),
+        ]
+    )
+    assert s.session_tracks == (1, 2, 3) and s.session_start == 1
 
 
 def test_an_event_at_an_applied_position_changes_nothing() -> None:
@@ -100,3 +120,56 @@ async def test_redelivered_prefixes_leave_state_and_popularity_as_one_delivery(
     assert await replayed.top_tracks(100) == await once.top_tracks(100)
     for track in range(21):
         assert await replayed.track_stats(track) == await once.track_stats(track)
+
+
+user_events = st.lists(
+    st.builds(
+        lambda user, track, time, last: listen(
+            user=user,
+            track=track,
+            recommendation=None if last else track + 1,
+            time=time,
+            message="last" if last else "next",
+        ),
+        st.integers(0, 5),
+        st.integers(0, 20),
+        st.sampled_from([0.0, 0.3, 0.5, 1.0]),
+        st.booleans(),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(events=user_events, data=st.data())
+async def test_partitions_rewound_independently_leave_every_user_as_one_delivery(
+    events,  # type: ignore[no-untyped-def]
+    data,
+) -> None:
+    """Kafka's view: users keyed to two partitions, consumed in any interleaving; after a
+    crash each partition resumes from its own earlier committed offset."""
+    partitions = {p: [e for e in events if e.user % 2 == p] for p in (0, 1)}
+    once, replayed = InMemoryUserStateStore(), InMemoryUserStateStore()
+    for p, log in partitions.items():
+        for offset, e in enumerate(log):
+            await once.commit(apply_listen(await once.load(e.user), e, Position(p, offset), CONFIG))
+
+    next_offset = {0: 0, 1: 0}
+    crashes_left = 5  # bounds the schedule: each crash rewinds, nothing else does
+    while live := [p for p in partitions if next_offset[p] < len(partitions[p])]:
+        p = data.draw(st.sampled_from(live))
+        e, position = partitions[p][next_offset[p]], Position(p, next_offset[p])
+        await replayed.commit(apply_listen(await replayed.load(e.user), e, position, CONFIG))
+        next_offset[p] += 1
+        if crashes_left and data.draw(st.integers(0, 9)) == 0:
+            crashes_left -= 1
+            for q in partitions:
+                next_offset[q] = data.draw(st.integers(0, next_offset[q]))
+
+    for user in range(6):
+        assert await replayed.load(user) == await once.load(user)
+    for track in range(21):
+        plays, listened = await replayed.track_stats(track)
+        assert plays == (await once.track_stats(track))[0]
+        # Sums over several users: the interleaving may change the order of float additions.
+        assert listened == pytest.approx((await once.track_stats(track))[1])

@@ -30,6 +30,29 @@ async def check_commit_of_an_older_position_is_refused(store: UserStateStore) ->
     assert await store.track_stats(4) == (1, 1.0)
 
 
+async def check_load_many_gives_each_user_their_state_or_an_empty_one(
+    store: UserStateStore,
+) -> None:
+    t = apply_listen(UserState(20), listen(user=20, track=1), Position(0, 0), CONFIG)
+    await store.commit(t)
+    assert await store.load_many([20, 21]) == {20: t.state, 21: UserState(21)}
+    assert await store.load_many([]) == {}
+
+
+async def check_commit_many_writes_in_order_and_refuses_what_is_not_newer(
+    store: UserStateStore,
+) -> None:
+    first = apply_listen(UserState(30), listen(user=30, track=6, time=0.5), Position(2, 1), CONFIG)
+    second = apply_listen(first.state, listen(user=30, track=7), Position(2, 2), CONFIG)
+    stale = apply_listen(UserState(30), listen(user=30, track=6), Position(2, 1), CONFIG)
+    skipped = apply_listen(second.state, listen(user=30, track=8), Position(2, 2), CONFIG)
+    assert await store.commit_many([first, second, stale, skipped]) == [True, True, False, False]
+    assert await store.load(30) == second.state
+    assert await store.track_stats(6) == (1, 0.5)
+    assert await store.track_stats(8) == (0, 0.0)
+    assert await store.commit_many([]) == []
+
+
 async def check_session_list_is_appended_and_cleared(store: UserStateStore) -> None:
     await store.record_served(9, (1, 2))
     await store.record_served(9, (2, 3))

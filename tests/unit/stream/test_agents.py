@@ -2,11 +2,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import pytest
+
 from botify import keys
 from botify.events import encode_listen_event
-from botify.state import StateConfig
+from botify.state import StateConfig, apply_listen
 from botify.storage import InMemoryUserStateStore
-from services.stream.agents import ListenProcessor, Record
+from services.stream import agents
+from services.stream.agents import ListenProcessor, Record, Retry
 from tests.factories import listen
 
 
@@ -47,3 +50,91 @@ async def test_bad_records_go_to_the_dead_letter_topic_with_reason_and_source() 
     assert first["botify-source-partition"] == b"2" and first["botify-source-offset"] == b"0"
     assert first["botify-error"]
     assert b"user id" in dlq.sent[3]["headers"]["botify-error"]
+
+
+class FlakyStore(InMemoryUserStateStore):
+    """Fails its first ``failures`` calls to load_many and commit_many, as Redis would in an
+    outage."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def _maybe_fail(self) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionError("redis is away")
+
+    async def load_many(self, users):  # type: ignore[no-untyped-def]
+        self._maybe_fail()
+        return await super().load_many(users)
+
+    async def commit_many(self, transitions):  # type: ignore[no-untyped-def]
+        self._maybe_fail()
+        return await super().commit_many(transitions)
+
+
+FAST = Retry(first=0.001, cap=0.002)
+
+
+async def test_a_failing_store_is_retried_until_the_batch_is_applied() -> None:
+    store, dlq = FlakyStore(failures=5), RecordingTopic()
+    proc = ListenProcessor(store, dlq, StateConfig(), FAST)
+    batch = [record(encode_listen_event(listen(user=1, track=t)), t) for t in range(3)]
+    assert await proc.handle_batch(batch) == ["applied"] * 3
+    assert (await store.load(1)).history == (0, 1, 2)
+    assert await store.counter(keys.STREAM_APPLIED) == 3
+
+
+async def test_a_failing_dead_letter_topic_is_retried_and_sends_each_record_once() -> None:
+    class FlakyTopic(RecordingTopic):
+        failures: int = 3
+
+        async def send(self, *, key, value, headers):  # type: ignore[no-untyped-def]
+            if self.failures:
+                self.failures -= 1
+                raise ConnectionError("broker is away")
+            await super().send(key=key, value=value, headers=headers)
+
+    store, dlq = InMemoryUserStateStore(), FlakyTopic()
+    proc = ListenProcessor(store, dlq, StateConfig(), FAST)
+    good = encode_listen_event(listen(user=1, track=7))
+    outcomes = await proc.handle_batch([record(b"{", 0), record(good, 1), record(b"[]", 2)])
+    assert outcomes == ["dead_letter", "applied", "dead_letter"]
+    assert [m["value"] for m in dlq.sent] == [b"{", b"[]"]
+    assert await store.counter(keys.STREAM_DEAD_LETTERS) == 2
+
+
+async def test_events_of_one_user_in_one_batch_fold_in_order() -> None:
+    store = InMemoryUserStateStore()
+    proc = ListenProcessor(store, RecordingTopic(), StateConfig())
+    events = [
+        listen(user=1, track=1, recommendation=2),
+        listen(user=1, track=2, message="last"),
+        listen(user=1, track=9, recommendation=3),
+    ]
+    batch = [record(encode_listen_event(e), i) for i, e in enumerate(events)]
+    batch.append(batch[1])  # a redelivery inside the batch
+    assert await proc.handle_batch(batch) == ["applied"] * 3 + ["duplicate"]
+    state = await store.load(1)
+    assert state.history == (1, 2, 9) and state.sessions == 2 and state.session_start == 9
+
+
+async def test_an_event_the_fold_cannot_handle_is_dead_lettered_not_retried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def fold(state, event, position, config):  # type: ignore[no-untyped-def]
+        if event.track == 13:
+            raise ValueError("a bug")
+        return apply_listen(state, event, position, config)
+
+    monkeypatch.setattr(agents, "apply_listen", fold)
+    store, dlq = InMemoryUserStateStore(), RecordingTopic()
+    proc = ListenProcessor(store, dlq, StateConfig(), FAST)
+    batch = [
+        record(encode_listen_event(listen(user=1, track=t)), i) for i, t in enumerate((12, 13, 14))
+    ]
+    assert await proc.handle_batch(batch) == ["applied", "dead_letter", "applied"]
+    assert (await store.load(1)).history == (12, 14)
+    assert b"a bug" in dlq.sent[0]["headers"]["botify-error"]
+    assert await store.counter(keys.STREAM_DUPLICATES) == 0
