@@ -1,32 +1,37 @@
 """Drive a botify-protocol API with simulated sessions, from several processes.
 
-Speaks only the public protocol (POST /next and /last), so it drives the original botify
-too. Episode i plays user ``plan[i]`` with its own seeded generator; users are split across
-processes by ``user % processes``, so a user's sessions never overlap and run in episode
-order: the same seed and settings give the same sessions against a deterministic server.
+Speaks only the public protocol (reference.md §1), so it drives the original botify too:
+the first ``/next`` of a session carries the start track with time 1.0, each later one the
+previous recommendation and its listen time, and ``/last`` the final recommendation and
+its time. Episode i plays user ``episode_users(...)[i]`` with its own generator; users are
+split across processes by ``user % processes``, so a user's sessions never overlap and run
+in episode order: the same seed and settings give the same sessions against a
+deterministic server, whatever the number of processes.
 """
 
 from __future__ import annotations
 
-import http.client
-import json
+import logging
 import multiprocessing as mp
 import queue
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableSequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import numpy as np
 
-from botify_sim.config import UserConfig
-from botify_sim.simulate import episode_users, session_rng
-from botify_sim.user_model import Session
+from botify_sim.client import BotifyClient, ProtocolError
+from botify_sim.config import UserConfig, load_config
+from botify_sim.simulate import episode_users
+from botify_sim.user_model import Session, session_rng
 from botify_sim.world import World, load_world
 
-# Workers report progress every this many sessions.
-REPORT_EVERY = 20
+logger = logging.getLogger(__name__)
+
+# How often the parent reads the workers' counters and reports progress.
+POLL_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -41,13 +46,13 @@ class EpisodeResult:
 
 @dataclass(frozen=True)
 class DriveSummary:
-    sessions: int
+    sessions: int  # completed
     failed_sessions: int
     mean_time_per_session: float
     mean_tracks_per_session: float
     requests: int
     elapsed_s: float
-    episodes: tuple[EpisodeResult, ...] = ()
+    episodes: tuple[EpisodeResult, ...] = ()  # in episode order
 
     @property
     def requests_per_s(self) -> float:
@@ -57,94 +62,57 @@ class DriveSummary:
     def sessions_per_min(self) -> float:
         return 60 * self.sessions / self.elapsed_s if self.elapsed_s else 0.0
 
-
-class ProtocolError(Exception):
-    pass
-
-
-class BotifyClient:
-    """A keep-alive HTTP/1.1 client for the two protocol calls.
-
-    The standard library's http.client, not httpx: measured against the same server, a
-    request costs 1.1 ms here and 2.3 ms through httpx, and the driver is what limits how
-    many sessions a minute the demo can run."""
-
-    def __init__(self, base_url: str, timeout: float = 30.0) -> None:
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {base_url!r}")
-        cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        self._conn = cls(parts.hostname, parts.port, timeout=timeout)
-        self._prefix = parts.path.rstrip("/")
-
-    def post(self, path: str, track: int, time: float) -> dict[str, object]:
-        body = json.dumps({"track": track, "time": time})
-        headers = {"Content-Type": "application/json"}
-        for attempt in (0, 1):
-            try:
-                self._conn.request("POST", self._prefix + path, body=body, headers=headers)
-                resp = self._conn.getresponse()
-                payload = resp.read()
-                break
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                # A keep-alive connection the server closed: reconnect once.
-                self._conn.close()
-                if attempt:
-                    raise
-        if resp.status != 200:
-            raise ProtocolError(f"{path} answered {resp.status}: {payload[:200]!r}")
-        return json.loads(payload)  # type: ignore[no-any-return]
-
-    def close(self) -> None:
-        self._conn.close()
+    @property
+    def errors(self) -> tuple[str, ...]:
+        return tuple(e.error for e in self.episodes if e.error)
 
 
 def play_over_http(client: BotifyClient, session: Session) -> int:
     """One session through /next and /last; returns the number of requests."""
-    user, track, listened, requests = session.user, session.start, 1.0, 0
-    while True:
-        answer = client.post(f"/next/{user}", track, listened)
+    user, track, listened = session.user, session.first_track, 1.0
+    requests = 0
+    while not session.done:
+        track = client.next(user, track, listened)
         requests += 1
-        track = int(answer["track"])  # type: ignore[call-overload]
         listened = session.listen(track)
-        if session.done:
-            break
-    client.post(f"/last/{user}", track, listened)
+    client.last(user, track, listened)
     return requests + 1
 
 
 def _worker(
+    index: int,
     api_url: str,
     world_dir: str,
     config: UserConfig,
     seed: int,
     jobs: list[tuple[int, int]],
-    progress: mp.Queue,
-    results: mp.Queue,
+    progress: MutableSequence[int],
+    results: mp.queues.Queue[tuple[int, list[EpisodeResult]]],
 ) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     world = load_world(world_dir)
     done: list[EpisodeResult] = []
-    pending = 0
-    client = BotifyClient(api_url)
-    try:
+    with BotifyClient(api_url) as client:
         for episode, user in jobs:
             session = Session(world, user, session_rng(seed, episode), config)
             try:
                 requests = play_over_http(client, session)
-                done.append(EpisodeResult(episode, user, session.value, session.tracks, requests))
-            except (OSError, http.client.HTTPException, ProtocolError, ValueError, KeyError) as exc:
+                error = None
+            except (OSError, ProtocolError, ValueError) as exc:
                 client.close()  # the next session starts on a fresh connection
-                done.append(
-                    EpisodeResult(episode, user, session.value, session.tracks, 0, str(exc))
-                )
-            pending += 1
-            if pending >= REPORT_EVERY:
-                progress.put(pending)
-                pending = 0
-    finally:
-        client.close()
-    progress.put(pending)
-    results.put(done)
+                requests, error = 0, f"{type(exc).__name__}: {exc}"
+            done.append(
+                EpisodeResult(episode, user, session.value, session.tracks, requests, error)
+            )
+            progress[index] += 1  # only this worker writes its slot: no lock needed
+    results.put((index, done))
+
+
+def _shards(plan: list[int], processes: int) -> list[list[tuple[int, int]]]:
+    shards: list[list[tuple[int, int]]] = [[] for _ in range(processes)]
+    for episode, user in enumerate(plan):
+        shards[user % processes].append((episode, user))
+    return shards
 
 
 def drive(
@@ -154,49 +122,90 @@ def drive(
     episodes: int,
     processes: int,
     seed: int,
-    config: UserConfig,
+    config: UserConfig | None = None,
     on_progress: Callable[[int], None] | None = None,
     timeout_s: float = 3600.0,
 ) -> DriveSummary:
-    """Run ``episodes`` sessions against ``api_url`` from ``processes`` processes."""
-    plan = episode_users(world, episodes, seed).tolist()
-    shards: list[list[tuple[int, int]]] = [[] for _ in range(processes)]
-    for episode, user in enumerate(plan):
-        shards[user % processes].append((episode, user))
-    ctx = mp.get_context("spawn")
-    progress, results = ctx.Queue(), ctx.Queue()
+    """Run ``episodes`` sessions against ``api_url`` from ``processes`` worker processes.
+
+    ``world`` must be the world saved in ``world_dir`` (workers load it from there).
+    ``on_progress(n)`` is called in this process with the number of sessions just finished.
+    """
+    if processes < 1:
+        raise ValueError("need at least one process")
+    config = config or load_config().user
+    shards = _shards(episode_users(world, episodes, seed).tolist(), processes)
+    ctx = mp.get_context("spawn")  # no inherited sockets, threads or locks
+    progress = ctx.Array("q", processes, lock=False)
+    results = ctx.Queue()
     workers = [
         ctx.Process(
-            target=_worker, args=(api_url, str(world_dir), config, seed, shard, progress, results)
+            target=_worker,
+            args=(i, api_url, str(world_dir), config, seed, shard, progress, results),
+            name=f"botify-sim-{i}",
+            daemon=True,
         )
-        for shard in shards
+        for i, shard in enumerate(shards)
     ]
     started = time.perf_counter()
-    for w in workers:
-        w.start()
     collected: list[EpisodeResult] = []
-    finished = 0
-    deadline = time.monotonic() + timeout_s
-    while finished < processes and time.monotonic() < deadline:
-        try:
-            collected += results.get(timeout=0.1)
-            finished += 1
-        except queue.Empty:
-            pass
-        while True:
-            try:
-                n = progress.get_nowait()
-            except queue.Empty:
-                break
-            if on_progress is not None:
-                on_progress(n)
-        if finished < processes and not any(w.is_alive() for w in workers) and results.empty():
-            break  # a worker died without reporting
+    try:
+        for w in workers:
+            w.start()
+        collected = _collect(workers, progress, results, on_progress, timeout_s)
+    finally:
+        for w in workers:
+            if w.pid is None:  # never started
+                continue
+            if w.is_alive():
+                w.terminate()
+            w.join(timeout=5)
     elapsed = time.perf_counter() - started
-    for w in workers:
-        w.join(timeout=5)
-        if w.is_alive():
-            w.terminate()
+    return _summary(collected, episodes, elapsed)
+
+
+def _collect(
+    workers: list[mp.process.BaseProcess],
+    progress: MutableSequence[int],
+    results: mp.queues.Queue[tuple[int, list[EpisodeResult]]],
+    on_progress: Callable[[int], None] | None,
+    timeout_s: float,
+) -> list[EpisodeResult]:
+    """Wait for every worker's results, reporting progress; a worker that died or ran past
+    the timeout contributes nothing (its episodes count as failed)."""
+    pending = set(range(len(workers)))
+    collected: list[EpisodeResult] = []
+    reported = 0
+
+    def receive(timeout: float) -> bool:
+        try:
+            index, done = results.get(timeout=timeout)
+        except queue.Empty:
+            return False
+        pending.discard(index)
+        collected.extend(done)
+        return True
+
+    deadline = time.monotonic() + timeout_s
+    while pending and time.monotonic() < deadline:
+        # A worker may send its results just before exiting: one last look before giving up.
+        if not receive(POLL_S) and not any(workers[i].is_alive() for i in pending):
+            if not receive(1.0):
+                for i in sorted(pending):
+                    logger.error("driver worker %d died (exit code %s)", i, workers[i].exitcode)
+                break
+        total = sum(progress)
+        if on_progress is not None and total > reported:
+            on_progress(total - reported)
+        reported = total
+    if pending and time.monotonic() >= deadline:
+        logger.error(
+            "driver timed out after %.0f s; %d workers unfinished", timeout_s, len(pending)
+        )
+    return collected
+
+
+def _summary(collected: list[EpisodeResult], episodes: int, elapsed: float) -> DriveSummary:
     collected.sort(key=lambda r: r.episode)
     ok = [r for r in collected if r.error is None]
     return DriveSummary(

@@ -1,58 +1,60 @@
 """Sessions against a recommender in this process: for calibration and quick comparisons.
 
-Episode i plays user ``plan[i]`` with a generator seeded by (seed, i), so an episode is the
-same whichever process or order runs it.
+Episode i plays user ``episode_users(...)[i]`` with the generator ``session_rng(seed, i)``,
+exactly as the HTTP driver does, so both give the same sessions against the same recommender.
 """
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 
 import numpy as np
 
 from botify.recommenders import Recommender, RecommendRequest
 from botify.state import UserState
-from botify_sim.config import UserConfig
-from botify_sim.user_model import Session
+from botify_sim.config import UserConfig, load_config
+from botify_sim.user_model import Session, session_rng
 from botify_sim.world import World
 
 
 def episode_users(world: World, episodes: int, seed: int) -> np.ndarray:
-    """Which user plays each episode."""
+    """Which user plays each episode: uniform over users, as the course sampled them."""
     return np.random.default_rng([seed, 0xE915]).integers(0, world.users, episodes)
-
-
-def session_rng(seed: int, episode: int) -> random.Random:
-    return random.Random(f"botify-sim:{seed}:{episode}")
 
 
 @dataclass(frozen=True)
 class SimSummary:
     sessions: int
     mean_time: float
-    sem_time: float
+    sem_time: float  # standard error of mean_time
     mean_tracks: float
 
     @classmethod
     def of(cls, values: list[float], tracks: list[int]) -> SimSummary:
-        v = np.asarray(values)
+        v = np.asarray(values, dtype=np.float64)
         sem = float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
         return cls(len(v), float(v.mean()), sem, float(np.mean(tracks)))
 
 
 def play_session(session: Session, recommender: Recommender) -> None:
-    """Drive one session to its end against an in-process recommender."""
-    track, time = session.start, 1.0
+    """Drive one session to its end, sending what the API would send the recommender."""
+    track, time = session.first_track, 1.0
+    state = UserState(session.user)
     while not session.done:
         request = RecommendRequest(session.user, track, time, frozenset(session.played))
-        track = recommender.recommend(request, UserState(session.user))
+        track = recommender.recommend(request, state)
         time = session.listen(track)
 
 
 def simulate_in_process(
-    recommender: Recommender, world: World, episodes: int, seed: int, config: UserConfig
+    recommender: Recommender,
+    world: World,
+    episodes: int,
+    seed: int,
+    config: UserConfig | None = None,
 ) -> SimSummary:
+    """``episodes`` sessions against ``recommender``; the user model from config.toml by default."""
+    config = config or load_config().user
     values, tracks = [], []
     for episode, user in enumerate(episode_users(world, episodes, seed).tolist()):
         session = Session(world, user, session_rng(seed, episode), config)
