@@ -1,6 +1,7 @@
 """Benchmark /next on one API worker against the same server's trivial endpoint.
 
-Starts the embedded stack (broker, Redis, one API worker, one stream worker), drives it with
+Starts the embedded stack (broker, Redis, one API worker; no stream worker, so that the two
+cores measure the API rather than the API and the processor of its events), drives it with
 wrk from loopback, and prints throughput at saturation and p50/p99 at half of saturation,
 for GET / (the baseline) and for botify traffic on /next (+1 /last in 8), as ratios.
 Runs alternate baseline and /next so drift on a shared machine hits both alike.
@@ -78,7 +79,7 @@ def main() -> int:
     if shutil.which("wrk") is None:
         console.print("[red]error:[/] wrk is not installed (apt-get install wrk)")
         return 2
-    with tempfile.TemporaryDirectory() as tmp, EmbeddedStack(Settings(), Path(tmp)) as stack:
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedStack(Settings(), Path(tmp), stream_workers=0) as stack:
         api = stack.endpoints.api  # type: ignore[union-attr]
         console.print(f"stack up: API {api} (one worker); warming up…")
         wrk(api, 2, args.connections, trivial=False)

@@ -21,7 +21,7 @@ from rich.progress import (
 from rich.table import Table
 
 from botify.analysis.command import analyze_command
-from botify.analysis.render import course_table, srm_text
+from botify.analysis.render import course_table, extras_table, srm_text
 from botify.errors import BotifyError
 from botify.export import export_jsonl, export_parquet
 from botify.settings import Settings
@@ -274,6 +274,7 @@ def demo(
         )
     console.print(arms)
     console.print(course_table(result.analysis))
+    console.print(extras_table(result.analysis))
     console.print(srm_text(result.analysis))
     results = write_results(result, json_path or run_dir / "results.json")
     console.print(
