@@ -19,25 +19,30 @@ from botify.embedded import free_port
 pytestmark = pytest.mark.slow
 
 
-def test_up_serves_then_stops_every_child_on_sigterm(tmp_path: Path) -> None:
-    port = free_port()
+def start_up(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
+    """Run ``botify up`` and read its output until it says it is up (60 s at most)."""
     env = {**os.environ, "BOTIFY_RUN_DIR": str(tmp_path), "COLUMNS": "200"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "botify_cli", "up", "--api-port", str(port)],
+        [sys.executable, "-m", "botify_cli", "up", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env=env,
     )
-    out = ""
+    out, deadline = "", time.monotonic() + 60
+    assert proc.stdout is not None
+    while time.monotonic() < deadline and "Press Ctrl-C" not in out:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        out += line
+    return proc, out
+
+
+def test_up_serves_then_stops_every_child_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    proc, out = start_up(tmp_path, "--api-port", str(port))
     try:
-        deadline = time.monotonic() + 60
-        assert proc.stdout is not None
-        while time.monotonic() < deadline and "Press Ctrl-C" not in out:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            out += line
         assert "Press Ctrl-C" in out, out
         assert f"http://127.0.0.1:{port}" in out
         assert re.search(r"redis://127\.0\.0\.1:\d+", out)
@@ -69,22 +74,8 @@ def test_up_rejects_a_bad_port_without_a_traceback() -> None:
 def test_children_die_with_a_killed_supervisor(tmp_path: Path) -> None:
     """Even SIGKILL, which the supervisor cannot catch, leaves no orphan: children ask the
     kernel for SIGTERM when their parent dies."""
-    env = {**os.environ, "BOTIFY_RUN_DIR": str(tmp_path), "COLUMNS": "200"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "botify_cli", "up"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
+    proc, out = start_up(tmp_path)
     try:
-        out, deadline = "", time.monotonic() + 60
-        assert proc.stdout is not None
-        while time.monotonic() < deadline and "Press Ctrl-C" not in out:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            out += line
         assert "Press Ctrl-C" in out, out
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 4
