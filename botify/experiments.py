@@ -60,30 +60,47 @@ class ExperimentSplit:
         return self.arms[self.arm(user)]
 
 
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """A user's arm in every experiment, and who serves them."""
+
+    arms: dict[str, str]
+    # The arm in the routing experiment, None when no experiment routes.
+    arm: str | None
+    recommender: str
+
+
 @dataclass(frozen=True)
 class ExperimentPlan:
     """All active experiments; answers a user's arms and which recommender serves them."""
 
     experiments: tuple[ExperimentSplit, ...]
     default_recommender: str = "random"
+    routing: ExperimentSplit | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         names = [e.name for e in self.experiments]
         if len(set(names)) != len(names):
             raise ConfigError("experiment names must be unique")
-        if sum(1 for e in self.experiments if e.arms) > 1:
+        routing = [e for e in self.experiments if e.arms]
+        if len(routing) > 1:
             raise ConfigError("at most one experiment may route users to recommenders")
-
-    @property
-    def routing(self) -> ExperimentSplit | None:
-        return next((e for e in self.experiments if e.arms), None)
+        # Found once: assign() runs on every request.
+        object.__setattr__(self, "routing", routing[0] if routing else None)
 
     def arms(self, user: int) -> dict[str, str]:
         return {e.name: e.arm(user) for e in self.experiments}
 
+    def assign(self, user: int) -> Assignment:
+        """Every arm of the user, hashing each experiment once."""
+        arms = self.arms(user)
+        if self.routing is None:
+            return Assignment(arms, None, self.default_recommender)
+        arm = arms[self.routing.name]
+        return Assignment(arms, arm, self.routing.arms[arm])
+
     def recommender_for(self, user: int) -> str:
-        routing = self.routing
-        return routing.recommender_for(user) if routing else self.default_recommender
+        return self.assign(user).recommender
 
     def recommender_names(self) -> set[str]:
         names = {self.default_recommender}

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from botify.catalog import Catalog
 from botify.errors import UnknownTrackError
-from botify.experiments import ExperimentPlan
+from botify.experiments import Assignment, ExperimentPlan
 from botify.recommenders import Recommender, RecommendRequest
 from botify.state import UserState
 
@@ -15,11 +15,8 @@ from botify.state import UserState
 @dataclass(frozen=True, slots=True)
 class Decision:
     track: int
-    recommender: str
-    arms: dict[str, str]
+    assignment: Assignment
     model_version: int | None = None
-    # The user's arm in the routing experiment, None when no experiment routes.
-    arm: str | None = None
 
 
 @dataclass(frozen=True)
@@ -40,12 +37,8 @@ class Router:
         """``served`` is the API's own list of this session's tracks: it is up to date even
         when the stream processor has not caught up, so no track repeats within a session."""
         self.check_track(track)
-        arms = self.plan.arms(user)
-        routing = self.plan.routing
-        arm = arms[routing.name] if routing else None
-        name = routing.arms[arm] if routing and arm else self.plan.default_recommender
-        recommender = self.recommenders[name]
+        assignment = self.plan.assign(user)
+        recommender = self.recommenders[assignment.recommender]
         request = RecommendRequest(user, track, time, frozenset(served).union((track,)))
         rec = recommender.recommend(request, state)
-        version = getattr(recommender, "model_version", None)
-        return Decision(rec, name, arms, version, arm)
+        return Decision(rec, assignment, getattr(recommender, "model_version", None))

@@ -42,8 +42,6 @@ def course_table(report: AnalysisReport) -> Table:
     return table
 
 
-
-
 def arms_table(report: AnalysisReport) -> Table:
     table = Table(title="arms")
     for column in ("arm", "users", "sessions", "mean_time_per_session", "mean_tracks_per_session"):

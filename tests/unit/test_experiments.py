@@ -92,3 +92,14 @@ def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
     path.write_text("[[experiment]\n")
     with pytest.raises(ConfigError, match="bad.toml"):
         load_experiments(path)
+
+
+def test_assignment_agrees_with_arms_and_routing() -> None:
+    routing = ExperimentSplit("R", 3, {"C": "random", "T1": "top_pop", "T2": "sticky_artist"})
+    plan = ExperimentPlan((ExperimentSplit("AA", 2), routing))
+    for user in range(300):
+        a = plan.assign(user)
+        assert a.arms == plan.arms(user) and a.arm == routing.arm(user)
+        assert a.recommender == routing.recommender_for(user) == plan.recommender_for(user)
+    unrouted = ExperimentPlan((ExperimentSplit("AA", 2),), "sticky_artist").assign(7)
+    assert unrouted.arm is None and unrouted.recommender == "sticky_artist"

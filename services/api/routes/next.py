@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from pydantic import Field, TypeAdapter, ValidationError
 
 from botify.events import MAX_ID, make_listen_event
+from botify.experiments import Assignment
 from services.api.deps import Runtime
 from services.api.wire import LastResponse, NextRequest, NextResponse
 
@@ -58,31 +59,51 @@ def _located(where: str, exc: ValidationError) -> list[dict[str, object]]:
     return [{**e, "loc": (where, *e.get("loc", ()))} for e in exc.errors()]
 
 
+def publish(
+    rt: Runtime,
+    message: str,
+    user: int,
+    body: NextRequest,
+    assignment: Assignment,
+    started: float,
+    recommendation: int | None = None,
+    model_version: int | None = None,
+) -> None:
+    """Publish the request's listen event (never waiting for the broker) and count it."""
+    latency = time.perf_counter() - started
+    rt.publisher.publish(
+        make_listen_event(
+            message=message,
+            timestamp=time.time_ns() // 1_000_000,
+            user=user,
+            track=body.track,
+            time=body.time,
+            recommendation=recommendation,
+            latency=latency,
+            recommender=assignment.recommender,
+            model_version=model_version,
+            experiments=assignment.arms,
+        )
+    )
+    # Only /next serves a recommendation, so only it counts one for the arm.
+    arm = None if recommendation is None else (assignment.arm or "-")
+    rt.metrics.served(f"/{message}/{{user}}", assignment.recommender, arm, latency)
+
+
 @router.post("/next/{user}", response_model=NextResponse, openapi_extra=BODY_DOC)
 async def next_track(request: Request) -> Response:
     """Record the listen and return the next track for the user."""
     started = time.perf_counter()
     user, body = await parse(request)
     rt: Runtime = request.app.state.runtime
+    # Unknown tracks are refused before any Redis round trip.
+    rt.router.check_track(body.track)
     state, served = await rt.store.load_for_request(user)
     decision = rt.router.next_track(user, body.track, body.time, state, served)
     await rt.store.record_served(user, (body.track, decision.track))
-    latency = time.perf_counter() - started
-    rt.publisher.publish(
-        make_listen_event(
-            message="next",
-            timestamp=time.time_ns() // 1_000_000,
-            user=user,
-            track=body.track,
-            time=body.time,
-            recommendation=decision.track,
-            latency=latency,
-            recommender=decision.recommender,
-            model_version=decision.model_version,
-            experiments=decision.arms,
-        )
+    publish(
+        rt, "next", user, body, decision.assignment, started, decision.track, decision.model_version
     )
-    rt.metrics.served("/next/{user}", decision.recommender, decision.arm or "-", latency)
     # Serialised by hand: re-validating our own two ints through response_model costs more
     # than the recommender does. The shape is still documented by response_model.
     return Response(orjson.dumps({"user": user, "track": decision.track}), media_type=JSON)
@@ -96,20 +117,5 @@ async def last_track(request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
     rt.router.check_track(body.track)
     await rt.store.end_session(user)
-    latency = time.perf_counter() - started
-    recommender = rt.router.plan.recommender_for(user)
-    rt.publisher.publish(
-        make_listen_event(
-            message="last",
-            timestamp=time.time_ns() // 1_000_000,
-            user=user,
-            track=body.track,
-            time=body.time,
-            recommendation=None,
-            latency=latency,
-            recommender=recommender,
-            experiments=rt.router.plan.arms(user),
-        )
-    )
-    rt.metrics.served("/last/{user}", recommender, None, latency)
+    publish(rt, "last", user, body, rt.router.plan.assign(user), started)
     return Response(orjson.dumps({"user": user}), media_type=JSON)

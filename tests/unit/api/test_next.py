@@ -106,5 +106,13 @@ def test_metrics_count_requests_per_route_without_user_labels(client: TestClient
     play_session(client, 1984, start=5, steps=2)
     text = client.get("/metrics").text
     assert 'botify_api_requests_total{route="/next/{user}",status="200"} 2.0' in text
+    assert 'botify_api_requests_total{route="/last/{user}",status="200"} 1.0' in text
     assert "botify_api_request_duration_seconds_bucket" in text
     assert "1984" not in text
+    # Two recommendations were served; /last serves none.
+    served = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("botify_api_recommendations_total{")
+    ]
+    assert sum(served) == 2.0
