@@ -46,9 +46,10 @@ def consumer_config(settings: KafkaSettings, group: str) -> dict[str, object]:
 
 
 def ensure_topics(settings: KafkaSettings, timeout: float = 15.0) -> None:
-    """Create the listens topic and its dead-letter topic if they do not exist."""
+    """Create the listens topic, its dead-letter topic and the training examples topic if
+    they do not exist."""
     admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
-    wanted = [settings.listens_topic, settings.dlq_topic]
+    wanted = [settings.listens_topic, settings.dlq_topic, settings.examples_topic]
     try:
         existing = set(admin.list_topics(timeout=timeout).topics)
     except KafkaException as exc:

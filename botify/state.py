@@ -1,10 +1,10 @@
 """Per-user state and its pure, replay-safe update.
 
 ``apply_listen(state, event, position)`` returns the next state and the side effects the event
-causes (popularity increments). It does no I/O, reads time only from the event and uses no
-randomness. The state remembers the ``(partition, offset)`` of the last event it applied, so a
-redelivered event (same or older position) changes nothing: replays after a crash are normal
-with at-least-once delivery.
+causes (popularity increments, a training example). It does no I/O, reads time only from the
+event and uses no randomness. The state remembers the ``(partition, offset)`` of the last
+event it applied, so a redelivered event (same or older position) changes nothing: replays
+after a crash are normal with at-least-once delivery.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 import msgpack
 
 from botify.events import ListenEvent
+from botify.training import TrainingExample
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +101,8 @@ class Transition:
     state: UserState
     applied: bool
     plays: tuple[TrackPlay, ...] = field(default=())
+    # The listen as a training example, when it continues a session (see ``session_example``).
+    example: TrainingExample | None = None
 
 
 def apply_listen(
@@ -113,6 +116,7 @@ def apply_listen(
     times = (state.history_times + (event.time,))[-n:]
     fails = state.fail_count + 1 if event.time < config.fail_threshold else 0
     plays = (TrackPlay(event.track, event.time),)
+    example = session_example(state, event, position)
     if event.message == "last":
         new = replace(
             state,
@@ -125,7 +129,7 @@ def apply_listen(
             listens=state.listens + 1,
             position=position,
         )
-        return Transition(new, applied=True, plays=plays)
+        return Transition(new, applied=True, plays=plays, example=example)
     assert event.recommendation is not None  # guaranteed by ListenEvent
     if state.in_session:
         start, tracks, sessions = state.session_start, state.session_tracks, state.sessions
@@ -147,4 +151,26 @@ def apply_listen(
         sessions=sessions,
         position=position,
     )
-    return Transition(new, applied=True, plays=plays)
+    return Transition(new, applied=True, plays=plays, example=example)
+
+
+def session_example(
+    state: UserState, event: ListenEvent, position: Position
+) -> TrainingExample | None:
+    """The training example ``event`` makes, given the state before it.
+
+    A session's first ``next`` carries its start track with a synthetic time: nothing was
+    listened after a context yet, so it is no example. Every later event of the session, the
+    ``last`` included, is one, its context being the session's previously listened track."""
+    if not state.in_session or not state.history or state.session_start is None:
+        return None
+    return TrainingExample(
+        timestamp=event.timestamp,
+        user=event.user,
+        session_start=state.session_start,
+        context=state.history[-1],
+        track=event.track,
+        time=event.time,
+        partition=position.partition,
+        offset=position.offset,
+    )

@@ -1,9 +1,14 @@
 """The listen-events agent: a thin shell around ``botify.state.apply_listen``.
 
 For each batch of records: decode and validate; load the users' states; fold the events in;
-commit state, position and popularity atomically (a Lua script that skips positions already
+publish the training examples the fold made and wait for the broker to have them; commit
+state, position and popularity atomically (a Lua script that skips positions already
 applied). A record that cannot be processed goes to the dead-letter topic with the reason,
 and is counted; nothing is dropped silently and nothing crashes the worker.
+
+Examples are delivered before the state is committed: a crash in between replays the batch
+and publishes its examples again (readers drop duplicates by source partition and offset),
+where the other order would lose them, since a replayed event makes no example.
 
 Failures of Redis or the broker are retried, not skipped: the caller acks a batch only once
 ``handle_batch`` returns, and every step is safe to redo. The counters are metrics, not
@@ -14,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol, TypeVar
@@ -24,6 +29,7 @@ from botify.errors import InvalidEventError
 from botify.events import ListenEvent, decode_listen_event
 from botify.state import Position, StateConfig, Transition, apply_listen
 from botify.storage import UserStateStore
+from botify.training import encode_example
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +43,12 @@ class DeadLetters(Protocol):
         self, *, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
     ) -> Any:
         """Publish one record; return once the broker has it."""
+
+
+class ExampleSink(Protocol):
+    async def publish(self, records: Sequence[tuple[bytes, bytes]]) -> Any:
+        """Publish (key, value) records of training examples; return once the broker has
+        every one of them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +75,8 @@ class ListenProcessor:
     dead_letters: DeadLetters
     config: StateConfig
     retry: Retry = Retry()
+    # None: the worker folds state only and makes no training data.
+    examples: ExampleSink | None = None
 
     async def handle(self, record: Record) -> str:
         """Process one record; returns what happened: applied, duplicate or dead_letter."""
@@ -84,7 +98,15 @@ class ListenProcessor:
             good.append((i, event, Position(record.partition, record.offset)))
         if good:
             span = _span(records)
-            written, failed = await self._retrying(f"commit of {span}", lambda: self._apply(good))
+            transitions, examples, failed = await self._retrying(
+                f"fold of {span}", lambda: self._fold(good)
+            )
+            if examples and self.examples is not None:
+                sink = self.examples
+                await self._retrying(f"examples of {span}", lambda: sink.publish(examples))
+            written = await self._retrying(
+                f"commit of {span}", lambda: self._commit(transitions, len(failed))
+            )
             for (i, _, _), ok in zip(good, written, strict=True):
                 outcomes[i] = APPLIED if ok else DUPLICATE
             for i, reason in failed:
@@ -96,33 +118,39 @@ class ListenProcessor:
             )
         return outcomes
 
-    async def _apply(
+    async def _fold(
         self, good: list[tuple[int, ListenEvent, Position]]
-    ) -> tuple[list[bool], list[tuple[int, str]]]:
-        """Fold and commit; returns which transitions were written, and the records the
-        fold itself refused (a bug, not bad data: those are dead-lettered, not retried)."""
+    ) -> tuple[list[Transition], list[tuple[bytes, bytes]], list[tuple[int, str]]]:
+        """Load the users' states and fold the events in; returns the transitions, the
+        encoded training examples they made, and the records the fold itself refused (a bug,
+        not bad data: those are dead-lettered, not retried)."""
         states = await self.store.load_many(sorted({e.user for _, e, _ in good}))
         transitions: list[Transition] = []
+        examples: list[tuple[bytes, bytes]] = []
         failed: list[tuple[int, str]] = []
         for i, event, position in good:
             try:
                 t = apply_listen(states[event.user], event, position, self.config)
+                if t.example is not None:
+                    examples.append((t.example.record_key, encode_example(t.example)))
             except Exception as exc:  # deterministic: retrying would stall the partition
-                logger.exception(
-                    "apply_listen failed on [%d]@%d", position.partition, position.offset
-                )
+                logger.exception("folding [%d]@%d failed", position.partition, position.offset)
                 failed.append((i, f"processing failed: {exc!r}"))
                 t = Transition(states[event.user], applied=False)
             states[event.user] = t.state
             transitions.append(t)
+        return transitions, examples, failed
+
+    async def _commit(self, transitions: list[Transition], failed: int) -> list[bool]:
+        """Commit the transitions and count them; returns which ones were written."""
         written = await self.store.commit_many(transitions)
         applied = sum(written)
-        duplicates = len(good) - applied - len(failed)
+        duplicates = len(transitions) - applied - failed
         if applied:
             await self.store.incr(keys.STREAM_APPLIED, applied)
         if duplicates:
             await self.store.incr(keys.STREAM_DUPLICATES, duplicates)
-        return written, failed
+        return written
 
     async def _dead_letter(self, record: Record, reason: str) -> None:
         logger.warning(

@@ -7,7 +7,9 @@ processed a record, hence at-least-once, made harmless by replay-safe state upda
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import faust
@@ -39,6 +41,18 @@ class _DeliveredTopic:
         await delivery
 
 
+class _ExampleTopic:
+    """The training examples topic: a batch's records are sent together and awaited
+    together, so the batch pays one round of broker latency, not one per example."""
+
+    def __init__(self, topic: faust.TopicT) -> None:
+        self._topic = topic
+
+    async def publish(self, records: Sequence[tuple[bytes, bytes]]) -> None:
+        deliveries = [await self._topic.send(key=key, value=value) for key, value in records]
+        await asyncio.gather(*deliveries)
+
+
 def _record(message: Any) -> Record:
     return Record(message.topic, message.partition, message.offset, message.key, message.value)
 
@@ -65,10 +79,12 @@ def create_app(settings: Settings) -> faust.App:
     )
     listens = app.topic(kafka.listens_topic, key_serializer="raw", value_serializer="raw")
     dead_letters = app.topic(kafka.dlq_topic, key_serializer="raw", value_serializer="raw")
+    examples = app.topic(kafka.examples_topic, key_serializer="raw", value_serializer="raw")
     processor = ListenProcessor(
         store=open_user_state_store(settings.redis.url),
         dead_letters=_DeliveredTopic(dead_letters),
         config=StateConfig(settings.state.history_size, settings.state.fail_threshold),
+        examples=_ExampleTopic(examples),
     )
 
     @app.agent(listens, name="listens")

@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from botify.state import Position, StateConfig, TrackPlay, UserState, apply_listen
 from botify.storage import InMemoryUserStateStore
+from botify.training import TrainingExample
 from tests.factories import listen
 
 CONFIG = StateConfig(history_size=5, fail_threshold=0.5)
@@ -78,6 +79,84 @@ def test_state_survives_its_encoding() -> None:
     assert UserState.from_bytes(state.to_bytes()) == state
 
 
+def fold_examples(events, partition: int = 0) -> list[TrainingExample | None]:  # type: ignore[no-untyped-def]
+    """Each event's example, folding them in order from a new user's state."""
+    state, out = UserState(1), []
+    for offset, e in enumerate(events):
+        t = apply_listen(state, e, Position(partition, offset), CONFIG)
+        state = t.state
+        out.append(t.example)
+    return out
+
+
+def test_a_session_first_next_is_no_example_and_each_later_listen_has_its_context() -> None:
+    events = [
+        listen(track=10, recommendation=11, time=1.0, timestamp=100),
+        listen(track=11, recommendation=12, time=0.25, timestamp=200),
+        listen(track=12, recommendation=13, time=0.75, timestamp=300),
+    ]
+    first, second, third = fold_examples(events, partition=2)
+    assert first is None
+    assert second == TrainingExample(
+        timestamp=200,
+        user=1,
+        session_start=10,
+        context=10,
+        track=11,
+        time=0.25,
+        partition=2,
+        offset=1,
+    )
+    assert third is not None
+    assert (third.session_start, third.context, third.track, third.time) == (10, 11, 12, 0.75)
+    assert (third.timestamp, third.offset) == (300, 2)
+
+
+def test_last_is_an_example_and_ends_the_session_so_the_next_next_is_none() -> None:
+    examples = fold_examples(
+        [
+            listen(track=10, recommendation=11),
+            listen(track=11, message="last", time=0.5),
+            listen(track=20, recommendation=21),  # a new session's start
+            listen(track=21, recommendation=22, time=0.3),
+        ]
+    )
+    assert examples[0] is None and examples[2] is None
+    last, later = examples[1], examples[3]
+    assert last is not None and (last.session_start, last.context, last.track) == (10, 10, 11)
+    assert later is not None and (later.session_start, later.context, later.track) == (20, 20, 21)
+
+
+def test_a_last_outside_a_session_is_no_example() -> None:
+    assert fold_examples([listen(track=5, message="last")]) == [None]
+    ended = fold_examples(
+        [listen(track=5), listen(track=6, message="last"), listen(track=7, message="last")]
+    )
+    assert ended[1] is not None and ended[2] is None
+
+
+def test_context_is_the_listened_track_even_when_it_was_not_the_recommendation() -> None:
+    examples = fold_examples(
+        [listen(track=1, recommendation=2), listen(track=5, recommendation=6), listen(track=7)]
+    )
+    assert [(e.context, e.track) for e in examples[1:] if e is not None] == [(1, 5), (5, 7)]
+
+
+def test_context_and_start_survive_a_history_of_one() -> None:
+    config = StateConfig(history_size=1)
+    first = apply_listen(UserState(1), listen(track=1), Position(0, 0), config)
+    second = apply_listen(first.state, listen(track=2), Position(0, 1), config)
+    third = apply_listen(second.state, listen(track=3), Position(0, 2), config)
+    assert third.example is not None
+    assert (third.example.context, third.example.session_start) == (2, 1)
+
+
+def test_a_replayed_event_makes_no_example() -> None:
+    state = fold([listen(track=1), listen(track=2)])
+    again = apply_listen(state, listen(track=2), Position(0, 1), CONFIG)
+    assert not again.applied and again.example is None
+
+
 events = st.lists(
     st.builds(
         lambda track, rec, time, last: listen(
@@ -127,6 +206,8 @@ async def test_redelivered_prefixes_leave_state_and_popularity_as_one_delivery(
         await replayed.commit(apply_listen(await replayed.load(e.user), e, p, CONFIG))
     assert await replayed.load(1) == await once.load(1)
     assert await replayed.top_tracks(100) == await once.top_tracks(100)
+    # Examples come only from applied events: a replay emits none that one delivery lacks.
+    assert examples_of(events, schedule) == examples_of(events, range(len(events)))
     for track in range(21):
         assert await replayed.track_stats(track) == await once.track_stats(track)
 
@@ -182,3 +263,14 @@ async def test_partitions_rewound_independently_leave_every_user_as_one_delivery
         assert plays == (await once.track_stats(track))[0]
         # Sums over several users: the interleaving may change the order of float additions.
         assert listened == pytest.approx((await once.track_stats(track))[1])
+
+
+def examples_of(events, schedule) -> list[TrainingExample]:  # type: ignore[no-untyped-def]
+    """The examples a consumer following ``schedule`` (indices into events) emits."""
+    state, out = UserState(1), []
+    for i in schedule:
+        t = apply_listen(state, events[i], Position(0, i), CONFIG)
+        state = t.state
+        if t.example is not None:
+            out.append(t.example)
+    return out

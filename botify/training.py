@@ -1,0 +1,144 @@
+"""Training examples: what the stream derives from listens for the trainer to learn from.
+
+An example says: in a session that started with ``session_start``, right after ``context``
+the user listened to ``track`` for the fraction ``time``. ``botify.state.apply_listen`` makes
+them; the stream publishes them on the examples topic as msgpack maps (validated against
+``schemas/training_example.v1.json``); ``botify.example_log`` keeps them on disk. The source
+listen record's ``(partition, offset)`` identifies an example: a replay after a crash
+republishes it, and readers drop the duplicate by that key.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from botify.errors import InvalidEventError
+from botify.events import MAX_ID
+
+if TYPE_CHECKING:
+    import polars as pl
+
+TRAINING_EXAMPLE_SCHEMA = "training_example.v1.json"
+SCHEMA_VERSION = 1
+MAX_INT64 = 2**63 - 1
+MAX_INT32 = 2**31 - 1
+
+# Column name -> polars dtype name, in frame order. Names, not polars types: polars is
+# imported only where a frame is built, not by every process that folds listens.
+EXAMPLE_COLUMNS: dict[str, str] = {
+    "timestamp": "Int64",
+    "user": "Int64",
+    "session_start": "Int64",
+    "context": "Int64",
+    "track": "Int64",
+    "time": "Float32",
+    "partition": "Int32",
+    "offset": "Int64",
+}
+
+# Inclusive bounds of each integer field, as the schema states them.
+_INT_RANGES: dict[str, tuple[int, int]] = {
+    "timestamp": (0, MAX_INT64),
+    "user": (0, MAX_ID),
+    "session_start": (0, MAX_ID),
+    "context": (0, MAX_ID),
+    "track": (0, MAX_ID),
+    "partition": (0, MAX_INT32),
+    "offset": (0, MAX_INT64),
+}
+_FIELDS = frozenset(EXAMPLE_COLUMNS) | {"schema_version"}
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingExample:
+    timestamp: int  # ms, the listen event's
+    user: int
+    session_start: int  # the session's first track
+    context: int  # the track listened just before ``track`` in this session
+    track: int
+    time: float  # fraction of ``track`` listened, 0..1
+    partition: int  # the source listen record: the dedupe key
+    offset: int
+
+    @property
+    def key(self) -> tuple[int, int]:
+        """The source record's (partition, offset): equal keys are the same example."""
+        return self.partition, self.offset
+
+    @property
+    def record_key(self) -> bytes:
+        """Kafka record key: the user id, as the listens topic keys it."""
+        return str(self.user).encode()
+
+
+def encode_example(example: TrainingExample) -> bytes:
+    """The msgpack record value; ``InvalidEventError`` if a field is out of its range."""
+    fields = _as_dict(example)
+    _check(fields)
+    return msgpack.packb(fields)
+
+
+def decode_example(raw: bytes | None) -> TrainingExample:
+    """Decode and validate one record value; ``InvalidEventError`` says what is wrong."""
+    if raw is None:
+        raise InvalidEventError("record has no value")
+    try:
+        fields = msgpack.unpackb(raw, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types for bad bytes
+        raise InvalidEventError(f"not msgpack: {type(exc).__name__} {exc}".rstrip()) from None
+    if not isinstance(fields, dict):
+        raise InvalidEventError(f"record: expected a map, got {type(fields).__name__}")
+    _check(fields)
+    # The schema's "number" admits integers (a msgpack 1 for 1.0); the field is a float.
+    return TrainingExample(
+        **{name: fields[name] for name in EXAMPLE_COLUMNS} | {"time": float(fields["time"])}
+    )
+
+
+def examples_frame(examples: Iterable[TrainingExample]) -> pl.DataFrame:
+    """The examples as a frame with ``EXAMPLE_COLUMNS``: what the trainer's models consume."""
+    import polars as pl
+
+    rows = list(examples)
+    columns = {name: [getattr(e, name) for e in rows] for name in EXAMPLE_COLUMNS}
+    return pl.DataFrame(columns, schema=example_schema())
+
+
+def example_schema() -> pl.Schema:
+    """``EXAMPLE_COLUMNS`` as a polars schema."""
+    import polars as pl
+
+    return pl.Schema({name: getattr(pl, dtype) for name, dtype in EXAMPLE_COLUMNS.items()})
+
+
+def _as_dict(example: TrainingExample) -> dict[str, Any]:
+    out: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+    for name in EXAMPLE_COLUMNS:
+        out[name] = getattr(example, name)
+    return out
+
+
+def _check(fields: Mapping[str, Any]) -> None:
+    """Raise ``InvalidEventError`` unless ``fields`` is what the JSON schema accepts."""
+    missing = sorted(_FIELDS - fields.keys())
+    extra = sorted(str(k) for k in fields.keys() - _FIELDS)
+    if missing or extra:
+        raise InvalidEventError(f"record: missing fields {missing}, unexpected fields {extra}")
+    if fields["schema_version"] != SCHEMA_VERSION:
+        raise InvalidEventError(f"schema_version: expected {SCHEMA_VERSION}")
+    for name, (low, high) in _INT_RANGES.items():
+        value = fields[name]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidEventError(f"{name}: expected an integer, got {type(value).__name__}")
+        if not low <= value <= high:
+            raise InvalidEventError(f"{name}: {value} is outside [{low}, {high}]")
+    time = fields["time"]
+    if isinstance(time, bool) or not isinstance(time, int | float):
+        raise InvalidEventError(f"time: expected a number, got {type(time).__name__}")
+    if not (math.isfinite(time) and 0.0 <= time <= 1.0):
+        raise InvalidEventError(f"time: {time} is outside [0, 1]")

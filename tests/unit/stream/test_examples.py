@@ -1,0 +1,162 @@
+"""The stream processor turns listens into training examples and delivers them before it
+commits the state that made them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import orjson
+
+from botify import keys
+from botify.events import encode_listen_event
+from botify.state import StateConfig
+from botify.storage import InMemoryUserStateStore
+from botify.training import TrainingExample, decode_example
+from services.stream.agents import ListenProcessor, Record, Retry
+from services.stream.app import _ExampleTopic
+from tests.factories import listen
+
+FAST = Retry(first=0.001, cap=0.002)
+
+
+@dataclass
+class RecordingDeadLetters:
+    sent: list[bytes | None] = field(default_factory=list)
+
+    async def send(self, *, key, value, headers):  # type: ignore[no-untyped-def]
+        self.sent.append(value)
+
+
+@dataclass
+class RecordingSink:
+    """Records each publish with the states committed at that moment."""
+
+    store: InMemoryUserStateStore
+    published: list[TrainingExample] = field(default_factory=list)
+    keys: list[bytes] = field(default_factory=list)
+    calls: int = 0
+    failures: int = 0
+    listens_when_published: list[int] = field(default_factory=list)
+
+    async def publish(self, records: Sequence[tuple[bytes, bytes]]) -> None:
+        self.calls += 1
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("broker is away")
+        self.listens_when_published.append((await self.store.load(1)).listens)
+        for key, value in records:
+            self.keys.append(key)
+            self.published.append(decode_example(value))
+
+
+def record(value: bytes, offset: int, key: bytes = b"1", partition: int = 2) -> Record:
+    return Record("botify.listens.v1", partition, offset, key, value)
+
+
+def session(user: int = 1) -> list[bytes]:
+    """A start, two listens and a last: three examples."""
+    events = [
+        listen(user=user, track=10, recommendation=11),
+        listen(user=user, track=11, recommendation=12, time=0.5),
+        listen(user=user, track=12, recommendation=13, time=0.25),
+        listen(user=user, track=13, message="last", time=0.75),
+    ]
+    return [encode_listen_event(e) for e in events]
+
+
+def processor(sink: RecordingSink | None = None) -> tuple[ListenProcessor, InMemoryUserStateStore]:
+    store = sink.store if sink is not None else InMemoryUserStateStore()
+    proc = ListenProcessor(store, RecordingDeadLetters(), StateConfig(), FAST, examples=sink)
+    return proc, store
+
+
+async def test_a_batch_publishes_its_examples_keyed_by_user_before_committing_state() -> None:
+    sink = RecordingSink(InMemoryUserStateStore())
+    proc, store = processor(sink)
+    batch = [record(v, i) for i, v in enumerate(session())]
+    assert await proc.handle_batch(batch) == ["applied"] * 4
+    assert [(e.context, e.track, e.time) for e in sink.published] == [
+        (10, 11, 0.5),
+        (11, 12, 0.25),
+        (12, 13, 0.75),
+    ]
+    assert {e.session_start for e in sink.published} == {10}
+    assert [e.key for e in sink.published] == [(2, 1), (2, 2), (2, 3)]
+    assert sink.keys == [b"1"] * 3
+    assert sink.calls == 1 and sink.listens_when_published == [0]
+    assert (await store.load(1)).listens == 4
+
+
+async def test_a_redelivered_batch_publishes_no_examples() -> None:
+    sink = RecordingSink(InMemoryUserStateStore())
+    proc, _ = processor(sink)
+    batch = [record(v, i) for i, v in enumerate(session())]
+    await proc.handle_batch(batch)
+    assert await proc.handle_batch(batch) == ["duplicate"] * 4
+    assert len(sink.published) == 3 and sink.calls == 1
+
+
+async def test_a_failing_examples_topic_is_retried_and_holds_back_the_commit() -> None:
+    sink = RecordingSink(InMemoryUserStateStore(), failures=3)
+    proc, store = processor(sink)
+    batch = [record(v, i) for i, v in enumerate(session())]
+    assert await proc.handle_batch(batch) == ["applied"] * 4
+    assert sink.calls == 4 and len(sink.published) == 3
+    # The state was still uncommitted when the examples finally went out.
+    assert sink.listens_when_published == [0]
+    assert await store.counter(keys.STREAM_APPLIED) == 4
+
+
+async def test_a_listen_whose_example_cannot_be_encoded_is_dead_lettered() -> None:
+    sink = RecordingSink(InMemoryUserStateStore())
+    proc, store = processor(sink)
+    start = encode_listen_event(listen(user=1, track=10, recommendation=11))
+    # A valid listen (no upper bound on its timestamp) whose example exceeds int64.
+    huge = orjson.loads(encode_listen_event(listen(user=1, track=11)))
+    huge["timestamp"] = 2**63
+    outcomes = await proc.handle_batch([record(start, 0), record(orjson.dumps(huge), 1)])
+    assert outcomes == ["applied", "dead_letter"]
+    assert sink.published == []
+    assert proc.dead_letters.sent == [orjson.dumps(huge)]  # type: ignore[attr-defined]
+    assert (await store.load(1)).listens == 1
+
+
+async def test_without_a_sink_the_fold_is_unchanged() -> None:
+    proc, store = processor(None)
+    batch = [record(v, i) for i, v in enumerate(session())]
+    assert await proc.handle_batch(batch) == ["applied"] * 4
+    assert (await store.load(1)).history == (10, 11, 12, 13)
+
+
+class PendingTopic:
+    """A faust-like topic: ``send`` queues a record and returns its delivery future."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, bytes]] = []
+        self.deliveries: list[asyncio.Future[None]] = []
+
+    async def send(self, *, key: bytes, value: bytes) -> asyncio.Future[None]:
+        self.sent.append((key, value))
+        delivery: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.deliveries.append(delivery)
+        return delivery
+
+
+async def test_example_topic_sends_the_whole_batch_then_waits_for_every_delivery() -> None:
+    topic = PendingTopic()
+    publish = asyncio.create_task(
+        _ExampleTopic(topic).publish([(b"1", b"a"), (b"2", b"b"), (b"1", b"c")])  # type: ignore[arg-type]
+    )
+    for _ in range(100):  # bounded: the sends happen within a few loop turns
+        if len(topic.sent) == 3:
+            break
+        await asyncio.sleep(0)
+    assert topic.sent == [(b"1", b"a"), (b"2", b"b"), (b"1", b"c")]
+    topic.deliveries[0].set_result(None)
+    topic.deliveries[2].set_result(None)
+    await asyncio.sleep(0.01)
+    assert not publish.done()  # one record is not delivered yet
+    topic.deliveries[1].set_result(None)
+    await asyncio.wait_for(publish, 1)
