@@ -7,6 +7,7 @@ embedded stack. Build ``Settings()`` once in an entry point and pass it (or a se
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,6 +23,8 @@ class _Section(BaseModel):
 class KafkaSettings(_Section):
     bootstrap_servers: str = "127.0.0.1:9092"
     listens_topic: str = "botify.listens.v1"
+    # Training examples the stream derives from listens (botify.training), for the trainer.
+    examples_topic: str = "botify.examples.v1"
     partitions: int = Field(default=4, ge=1)
     # Tansu (and any broker) makes a group's first join wait ~half the session timeout.
     session_timeout_ms: int = Field(default=6000, ge=1000)
@@ -53,6 +56,24 @@ class RecommenderSettings(_Section):
     seed: int = 0
     top_pop_k: int = Field(default=100, ge=1)
     top_pop_refresh_s: float = Field(default=1.0, gt=0)
+    # Model-backed recommenders (botify.recommenders.model_based). What serves while a model
+    # has no version yet or does not know the anchor/user; must not itself need a model.
+    model_fallback: str = "sticky_artist"
+    # A session track listened to at least this fraction is "liked" (the `liked` anchor).
+    liked_threshold: float = Field(default=0.6, ge=0.0, le=1.0)
+    # contextual: uniform among the first k unplayed neighbours of the previous track.
+    contextual_k: int = Field(default=100, ge=1)
+    # next_track: uniform among the first k unplayed re-ranked candidates.
+    next_track_k: int = Field(default=25, ge=1)
+    # dae: the user's top k tracks, served in relevance order.
+    dae_k: int = Field(default=50, ge=1)
+    # cascade: move to the next candidate source after this many consecutive failed listens
+    # (below state.fail_threshold), sampling among the first `sample_first` unplayed items.
+    cascade_fail_run: int = Field(default=2, ge=1)
+    cascade_sample_first: int = Field(default=15, ge=1)
+    # next_track_diverse: an artist played this many times in the session is skipped
+    # (simulated users lose 20 % of interest per repeated artist).
+    diverse_max_per_artist: int = Field(default=2, ge=1)
 
 
 class StateSettings(_Section):
@@ -74,6 +95,114 @@ class StreamSettings(_Section):
     batch_wait_s: float = Field(default=0.005, gt=0)
 
 
+class TrainingDataSettings(_Section):
+    """The trainer's on-disk log of training examples (``botify.example_log``)."""
+
+    # A relative directory is under ``Settings.run_dir``.
+    directory: Path = Path("examples")
+    max_rows_per_part: int = Field(default=50_000, ge=1)
+    # Bounds the disk: the oldest parts are deleted beyond this many.
+    max_parts: int = Field(default=200, ge=1)
+    # (partition, offset) keys remembered to drop republished examples before they are written.
+    recent_keys: int = Field(default=200_000, ge=0)
+    consumer_group: str = "botify-trainer-examples"
+
+    def path(self, run_dir: Path) -> Path:
+        """The log's directory: ``directory`` under ``run_dir`` unless it is absolute."""
+        return run_dir / self.directory
+
+
+class ModelSettings(_Section):
+    """Versioned model artifacts (``botify.model_store``) and their hot reload in the API."""
+
+    # A relative directory is under ``Settings.run_dir``.
+    dir: Path = Path("models")
+    # Announcements of new versions; the Redis pointer stays the source of truth.
+    announce_topic: str = "botify.models.v1"
+    # Versions kept on disk per model; the served one is never pruned.
+    keep_versions: int = Field(default=5, ge=1)
+    # The API re-reads the pointers this often, in case an announcement was missed.
+    poll_s: float = Field(default=2.0, gt=0)
+
+    def path(self, run_dir: Path) -> Path:
+        """The models' directory: ``dir`` under ``run_dir`` unless it is absolute."""
+        return run_dir / self.dir
+
+
+class ModelHyperParams(_Section):
+    """What every trained model has (``services/trainer/models``); each model overrides."""
+
+    dim: int = Field(default=32, ge=1)
+    # An upper bound: the trainer's time budget may stop a run earlier.
+    epochs: int = Field(default=5, ge=1)
+    batch_size: int = Field(default=4096, ge=1)
+    lr: float = Field(default=0.02, gt=0)
+    # L2 penalty on the parameters a batch touches (sparse tables cannot take weight decay).
+    l2: float = Field(default=1e-5, ge=0)
+
+
+class DaeHyperParams(ModelHyperParams):
+    dim: int = Field(default=64, ge=1)  # the hidden layer
+    epochs: int = Field(default=10, ge=1)
+    batch_size: int = Field(default=256, ge=1)
+    lr: float = Field(default=3e-3, gt=0)
+    # Input dropout of the denoising autoencoder (Liang et al. use 0.5).
+    dropout: float = Field(default=0.5, ge=0.0, lt=1.0)
+
+
+class LightGcnHyperParams(ModelHyperParams):
+    epochs: int = Field(default=10, ge=1)
+    lr: float = Field(default=0.01, gt=0)
+    l2: float = Field(default=1e-4, ge=0)
+    layers: int = Field(default=2, ge=0)
+
+
+class TrainerSettings(_Section):
+    """How the trainer fits, exports and judges models (``services/trainer``)."""
+
+    # Registry names (services.trainer.models) retrained each round, in this order.
+    models: tuple[str, ...] = ("contextual", "next_track", "dae", "lightgcn", "lightfm")
+    # A round starts every_s after the last one if anything new came, or sooner after
+    # every_examples new examples.
+    every_s: float = Field(default=15.0, gt=0)
+    every_examples: int = Field(default=50_000, ge=1)
+    # The newest examples a round trains on, and fewer than min_examples are not trained on.
+    window_rows: int = Field(default=200_000, ge=1)
+    min_examples: int = Field(default=500, ge=1)
+    seed: int = 0
+    # "auto" takes CUDA when there is one.
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # The API shares the machine's cores with the trainer.
+    threads: int = Field(default=1, ge=1)
+    # Wall-clock budgets of one run: training steps stop at the first, top-K rows at the
+    # second (rows left are padded and counted in the metrics).
+    train_budget_s: float = Field(default=3.0, gt=0)
+    export_budget_s: float = Field(default=3.0, gt=0)
+    # Length of the exported lists (track_neighbours, user_top).
+    top_k: int = Field(default=100, ge=1)
+    # Query rows scored at once when ranking the full catalogue.
+    export_block: int = Field(default=512, ge=1)
+    # A listen at least this fraction of the track is a positive.
+    positive_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    # The most recent share of the window, held out to evaluate and compare versions.
+    holdout_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
+    holdout_max_rows: int = Field(default=20_000, ge=1)
+    eval_k: int = Field(default=10, ge=1)
+    primary_metric: Literal["ndcg", "hr"] = "ndcg"
+    # A new version replaces the served one when primary >= served primary + tolerance.
+    promote_tolerance: float = 0.0
+    contextual: ModelHyperParams = ModelHyperParams()
+    next_track: ModelHyperParams = ModelHyperParams()
+    dae: DaeHyperParams = DaeHyperParams()
+    lightgcn: LightGcnHyperParams = LightGcnHyperParams()
+    lightfm: ModelHyperParams = ModelHyperParams()
+
+    @property
+    def primary_key(self) -> str:
+        """The metric name ``botify.evaluation`` reports for ``primary_metric`` at ``eval_k``."""
+        return f"{self.primary_metric}@{self.eval_k}"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="BOTIFY_",
@@ -90,4 +219,7 @@ class Settings(BaseSettings):
     state: StateSettings = StateSettings()
     api: ApiSettings = ApiSettings()
     stream: StreamSettings = StreamSettings()
+    training_data: TrainingDataSettings = TrainingDataSettings()
+    models: ModelSettings = ModelSettings()
+    trainer: TrainerSettings = TrainerSettings()
     run_dir: Path = Path("runs")
