@@ -39,6 +39,23 @@ class Router:
         self.check_track(track)
         assignment = self.plan.assign(user)
         recommender = self.recommenders[assignment.recommender]
-        request = RecommendRequest(user, track, time, frozenset(served).union((track,)))
+        session = session_order(served, track)
+        request = RecommendRequest(user, track, time, frozenset(session), session)
+        versioned = getattr(recommender, "recommend_versioned", None)
+        if versioned is not None:
+            # The version comes back with the track: exact even if requests interleave.
+            rec, version = versioned(request, state)
+            return Decision(rec, assignment, version)
         rec = recommender.recommend(request, state)
         return Decision(rec, assignment, getattr(recommender, "model_version", None))
+
+
+def session_order(served: tuple[int, ...], track: int) -> tuple[int, ...]:
+    """The session's distinct tracks in order, the start first and ``track`` last.
+
+    ``served`` lists each request's track and its answer, so every answer the user went on
+    to play appears twice."""
+    order = dict.fromkeys(served)
+    order.pop(track, None)
+    order[track] = None
+    return tuple(order)

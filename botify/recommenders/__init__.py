@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from botify.errors import UnknownRecommenderError
+from botify.errors import ConfigError, UnknownRecommenderError
 from botify.recommenders.base import (
     Popularity,
     Recommender,
     RecommenderContext,
     RecommendRequest,
 )
+from botify.recommenders.model_based import MODEL_RECOMMENDERS, ModelFactory, ServingParams
 from botify.recommenders.random import Random
 from botify.recommenders.sticky_artist import StickyArtist
 from botify.recommenders.top_pop import TopPop
@@ -24,6 +25,25 @@ REGISTRY: dict[str, RecommenderFactory] = {
 }
 
 
+def _model_based(name: str, build: ModelFactory) -> RecommenderFactory:
+    def factory(context: RecommenderContext, params: dict[str, object]) -> Recommender:
+        parsed = ServingParams.parse(params)
+        fallback = parsed.settings.model_fallback
+        # A fallback that needs a model could itself be cold, or recurse into this one.
+        if fallback in MODEL_RECOMMENDERS:
+            raise ConfigError(
+                f"model_fallback {fallback!r} of {name!r} needs a model itself; "
+                f"use a model-free recommender ({', '.join(sorted(_MODEL_FREE))})"
+            )
+        return build(context, parsed, build_recommender(fallback, context, params))
+
+    return factory
+
+
+_MODEL_FREE = frozenset(REGISTRY)
+REGISTRY.update({name: _model_based(name, build) for name, build in MODEL_RECOMMENDERS.items()})
+
+
 def build_recommender(
     name: str, context: RecommenderContext, params: dict[str, object] | None = None
 ) -> Recommender:
@@ -31,7 +51,7 @@ def build_recommender(
         factory = REGISTRY[name]
     except KeyError:
         raise UnknownRecommenderError(
-            f"unknown recommender {name!r}; known: {', '.join(sorted(REGISTRY))}"
+            f"unknown recommender {name!r}; known: {', '.join(REGISTRY)}"
         ) from None
     return factory(context, params or {})
 

@@ -13,6 +13,7 @@ from typing import Protocol
 
 import mmh3
 
+from botify.artifacts import ModelSlot
 from botify.catalog import Catalog
 from botify.state import UserState
 
@@ -29,6 +30,9 @@ class RecommendRequest:
     time: float
     # Tracks played or served in the current session, the request's track included.
     played: frozenset[int] = frozenset()
+    # The same tracks in session order: the start track first, the request's track last
+    # (empty when the caller does not know the order; then state.session_start stands in).
+    session: tuple[int, ...] = ()
 
 
 @dataclass
@@ -43,6 +47,13 @@ class RecommenderContext:
     catalog: Catalog
     seed: int = 0
     popularity: Popularity = field(default_factory=Popularity)
+    # One slot per trained model that some recommender serves; the API's model watcher
+    # fills them in the background (services/api), recommenders only read them.
+    models: dict[str, ModelSlot] = field(default_factory=dict)
+
+    def slot(self, model: str) -> ModelSlot:
+        """The slot of ``model``, created empty on first use."""
+        return self.models.setdefault(model, ModelSlot(model))
 
 
 class Recommender(Protocol):

@@ -1,0 +1,128 @@
+"""Model artifacts: what a trainer publishes and a recommender serves, as plain numpy arrays.
+
+An artifact is a directory: ``meta.json`` (``ModelMeta``, validated against
+``schemas/model_meta.v1.json``) plus one ``<name>.npy`` per array (loaded with
+``allow_pickle=False``: no pickle is ever read). Every model exports the same standard arrays,
+so one family of recommenders serves any of them:
+
+- ``track_ids`` (N,) int64: the catalog ids of the model's track rows (required).
+- ``track_neighbours`` (N, K) int64: for row i's track as context, the model's K best next
+  tracks (catalog ids, best first, padded with -1).
+- ``user_ids`` (U,) int64 and ``user_top`` (U, K) int64: each user's K best tracks.
+- ``context_emb`` (N, d), ``track_emb`` (N, d), ``user_emb`` (U, d) float32 and
+  ``track_bias`` (N,) float32: optional, for re-ranking candidates with
+  ⟨context[c] + user[u], track[t]⟩ + bias[t] at request time.
+
+The trainer writes a version's files first and flips the version pointer last, so a reader
+never sees half a model (``botify.model_store``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+TRACK_IDS = "track_ids"
+TRACK_NEIGHBOURS = "track_neighbours"
+USER_IDS = "user_ids"
+USER_TOP = "user_top"
+CONTEXT_EMB = "context_emb"
+TRACK_EMB = "track_emb"
+USER_EMB = "user_emb"
+TRACK_BIAS = "track_bias"
+PAD = -1
+
+
+@dataclass(frozen=True)
+class DataWindow:
+    """The training examples a version saw: event timestamps (ms) and count."""
+
+    first_ms: int
+    last_ms: int
+    examples: int
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    name: str  # the model's registry name, e.g. "contextual"
+    version: int
+    parent: int | None  # the version it warm-started from
+    created_ms: int
+    window: DataWindow
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    params: Mapping[str, object] = field(default_factory=dict)
+
+
+# Rows indexed per step of ``row_index``: well under a millisecond of work each.
+_INDEX_CHUNK = 4096
+# A real pause, not sleep(0): a thread that releases the GIL and asks for it at once mostly
+# gets it back before a waiting thread wakes up.
+_INDEX_PAUSE_S = 0.0001
+
+
+def row_index(ids: np.ndarray) -> dict[int, int]:
+    """``{id: row}``, built in small steps that each let other threads run: a model is loaded
+    in a worker thread while the event loop serves requests, and one big build would hold
+    the GIL (and stall every request) for tens of milliseconds."""
+    rows: dict[int, int] = {}
+    n = len(ids)
+    for start in range(0, n, _INDEX_CHUNK):
+        stop = min(n, start + _INDEX_CHUNK)
+        rows.update(zip(ids[start:stop].tolist(), range(start, stop), strict=True))
+        if stop < n:
+            time.sleep(_INDEX_PAUSE_S)
+    return rows
+
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    """One loaded version. Row lookups are built once here, off the request path."""
+
+    meta: ModelMeta
+    arrays: Mapping[str, np.ndarray]
+    track_row: dict[int, int] = field(init=False, repr=False)
+    user_row: dict[int, int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        ids = self.arrays[TRACK_IDS]
+        users = self.arrays.get(USER_IDS, np.empty(0, np.int64))
+        object.__setattr__(self, "track_row", row_index(ids))
+        object.__setattr__(self, "user_row", row_index(users))
+
+    @property
+    def version(self) -> int:
+        return self.meta.version
+
+    def neighbours(self, track: int) -> np.ndarray | None:
+        """The model's next tracks after ``track``, best first, or None if it has none."""
+        table = self.arrays.get(TRACK_NEIGHBOURS)
+        row = self.track_row.get(track)
+        if table is None or row is None:
+            return None
+        out = table[row]
+        return out[out != PAD]
+
+    def user_top(self, user: int) -> np.ndarray | None:
+        """The model's best tracks for ``user``, best first, or None if it has none."""
+        table = self.arrays.get(USER_TOP)
+        row = self.user_row.get(user)
+        if table is None or row is None:
+            return None
+        out = table[row]
+        return out[out != PAD]
+
+
+@dataclass
+class ModelSlot:
+    """The version of one model a process serves. The model watcher replaces ``artifact``
+    with one assignment, so a request sees either the old version or the new, never a mix."""
+
+    name: str
+    artifact: ModelArtifact | None = None
+
+    @property
+    def version(self) -> int | None:
+        return None if self.artifact is None else self.artifact.version

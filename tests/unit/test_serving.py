@@ -1,0 +1,75 @@
+"""Router: the request it builds for a recommender and the version it reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from botify.experiments import ExperimentPlan
+from botify.recommenders import RecommendRequest
+from botify.serving import Router, session_order
+from botify.state import UserState
+from tests.factories import small_catalog
+
+CATALOG = small_catalog()
+
+
+@pytest.mark.parametrize(
+    ("served", "track", "session"),
+    [
+        ((), 3, (3,)),  # the session's first request: its track is the start
+        ((3, 5, 5, 8, 8), 8, (3, 5, 8)),  # each played answer is listed twice
+        ((3, 5, 5, 8), 8, (3, 5, 8)),
+        ((3, 5), 9, (3, 5, 9)),  # the client played something else than the answer
+        ((3, 5, 5, 8), 5, (3, 8, 5)),  # the request's track always comes last
+    ],
+)
+def test_session_order_is_distinct_start_first_request_track_last(
+    served: tuple[int, ...], track: int, session: tuple[int, ...]
+) -> None:
+    assert session_order(served, track) == session
+
+
+@dataclass
+class Recording:
+    name: str = "recording"
+    requests: list[RecommendRequest] = field(default_factory=list)
+
+    def recommend(self, request: RecommendRequest, state: UserState) -> int:
+        self.requests.append(request)
+        return 42
+
+
+@dataclass
+class Versioned(Recording):
+    # Stale on purpose: the Router must take the version returned with the track.
+    model_version: int | None = 1
+
+    def recommend_versioned(
+        self, request: RecommendRequest, state: UserState
+    ) -> tuple[int, int | None]:
+        return self.recommend(request, state), 7
+
+
+def router(recommender: Recording) -> Router:
+    return Router(CATALOG, ExperimentPlan((), "rec"), {"rec": recommender})
+
+
+def test_router_passes_the_ordered_session_and_the_played_set() -> None:
+    rec = Recording()
+    router(rec).next_track(1, 8, 0.4, UserState(1), (3, 5, 5, 8))
+    (request,) = rec.requests
+    assert request.session == (3, 5, 8)
+    assert request.played == frozenset({3, 5, 8})
+    assert (request.user, request.track, request.time) == (1, 8, 0.4)
+
+
+def test_router_reports_the_version_returned_with_the_track() -> None:
+    decision = router(Versioned()).next_track(1, 8, 0.4, UserState(1), (3, 5, 5, 8))
+    assert (decision.track, decision.model_version) == (42, 7)
+
+
+def test_router_reports_no_version_for_a_model_free_recommender() -> None:
+    decision = router(Recording()).next_track(1, 8, 0.4, UserState(1), ())
+    assert (decision.track, decision.model_version) == (42, None)
