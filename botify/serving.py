@@ -9,6 +9,7 @@ from botify.catalog import Catalog
 from botify.errors import UnknownTrackError
 from botify.experiments import Assignment, ExperimentPlan
 from botify.recommenders import Recommender, RecommendRequest
+from botify.session import SessionLog
 from botify.state import UserState
 
 
@@ -32,15 +33,18 @@ class Router:
             raise UnknownTrackError(track)
 
     def next_track(
-        self, user: int, track: int, time: float, state: UserState, served: tuple[int, ...]
+        self, user: int, track: int, time: float, state: UserState, log: SessionLog = SessionLog()
     ) -> Decision:
-        """``served`` is the API's own list of this session's tracks: it is up to date even
-        when the stream processor has not caught up, so no track repeats within a session."""
+        """``log`` is the API's own record of this session: it is up to date even when the
+        stream processor has not caught up, so no track repeats within a session and the
+        recommender sees every listen."""
         self.check_track(track)
         assignment = self.plan.assign(user)
         recommender = self.recommenders[assignment.recommender]
-        session = session_order(served, track)
-        request = RecommendRequest(user, track, time, frozenset(session), session)
+        session = session_order(log.tracks, track)
+        request = RecommendRequest(
+            user, track, time, frozenset(session), session, (*log.listens, (track, time))
+        )
         versioned = getattr(recommender, "recommend_versioned", None)
         if versioned is not None:
             # The version comes back with the track: exact even if requests interleave.

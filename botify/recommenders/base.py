@@ -33,6 +33,9 @@ class RecommendRequest:
     # The same tracks in session order: the start track first, the request's track last
     # (empty when the caller does not know the order; then state.session_start stands in).
     session: tuple[int, ...] = ()
+    # (track, fraction listened) of the session's listens, oldest first, the request's own
+    # last: fresher than the stream's state (empty when the caller does not keep them).
+    listens: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass

@@ -81,6 +81,12 @@ class LikedAnchor:
     threshold: float
 
     def __call__(self, request: RecommendRequest, state: UserState) -> int:
+        if request.listens:
+            # The API's record of the session: complete, the request's own listen last.
+            for track, time in reversed(request.listens):
+                if time >= self.threshold:
+                    return track
+            return start_anchor(request, state)
         # The request's time is the freshest feedback: the listen of request.track.
         if request.time >= self.threshold:
             return request.track

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from botify.session import SessionLog
 from botify.state import Transition, UserState
 
 
@@ -19,15 +20,16 @@ class UserStateStore(Protocol):
     async def commit_many(self, transitions: Sequence[Transition]) -> list[bool]:
         """``commit`` for each transition, in order, in one round trip."""
 
-    async def load_for_request(self, user: int) -> tuple[UserState, tuple[int, ...]]:
-        """State plus the tracks the API served this session, in one round trip."""
+    async def load_for_request(self, user: int) -> tuple[UserState, SessionLog]:
+        """State plus the API's record of the current session, in one round trip."""
 
     async def commit(self, transition: Transition) -> bool:
         """Atomically store the new state and its popularity increments, unless a newer
         position is already stored. Returns whether anything was written."""
 
-    async def record_served(self, user: int, tracks: Sequence[int]) -> None:
-        """Append tracks to the user's current-session list (API side, read-your-writes)."""
+    async def record_request(self, user: int, track: int, time: float, recommendation: int) -> None:
+        """Append one ``/next`` request's listen and answer to the session record (API side,
+        read-your-writes)."""
 
     async def end_session(self, user: int) -> None:
         """Forget the current-session list (on ``/last``)."""

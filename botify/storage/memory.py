@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
+from botify.session import SessionLog, encode_request, parse_session
 from botify.state import Transition, UserState
 
 
 class InMemoryUserStateStore:
     def __init__(self) -> None:
         self._states: dict[int, bytes] = {}
-        self._sessions: dict[int, list[int]] = defaultdict(list)
+        self._sessions: dict[int, list[bytes]] = defaultdict(list)
         self._plays: dict[int, int] = defaultdict(int)
         self._time: dict[int, float] = defaultdict(float)
         self._counters: dict[str, int] = defaultdict(int)
@@ -26,8 +27,8 @@ class InMemoryUserStateStore:
     async def commit_many(self, transitions: Sequence[Transition]) -> list[bool]:
         return [await self.commit(t) for t in transitions]
 
-    async def load_for_request(self, user: int) -> tuple[UserState, tuple[int, ...]]:
-        return await self.load(user), tuple(self._sessions.get(user, ()))
+    async def load_for_request(self, user: int) -> tuple[UserState, SessionLog]:
+        return await self.load(user), parse_session(self._sessions.get(user, ()))
 
     async def commit(self, transition: Transition) -> bool:
         new = transition.state
@@ -42,8 +43,8 @@ class InMemoryUserStateStore:
             self._time[play.track] += play.time
         return True
 
-    async def record_served(self, user: int, tracks: Sequence[int]) -> None:
-        self._sessions[user].extend(tracks)
+    async def record_request(self, user: int, track: int, time: float, recommendation: int) -> None:
+        self._sessions[user].extend(encode_request(track, time, recommendation))
 
     async def end_session(self, user: int) -> None:
         self._sessions.pop(user, None)

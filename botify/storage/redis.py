@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import redis.asyncio as aioredis
 
 from botify import keys
+from botify.session import SessionLog, encode_request, parse_session
 from botify.state import Transition, UserState
 from botify.storage.pipelined import PipelinedRedis
 
@@ -48,13 +49,13 @@ class RedisUserStateStore:
         raw = await self._redis.hget(keys.user_state(user), "s")
         return UserState(user) if raw is None else UserState.from_bytes(raw)
 
-    async def load_for_request(self, user: int) -> tuple[UserState, tuple[int, ...]]:
+    async def load_for_request(self, user: int) -> tuple[UserState, SessionLog]:
         raw, served = await self._fast.call_many(
             ("HGET", keys.user_state(user), "s"),
             ("LRANGE", keys.user_session(user), 0, -1),
         )
         state = UserState(user) if raw is None else UserState.from_bytes(raw)
-        return state, tuple(int(t) for t in served)
+        return state, parse_session(served)
 
     async def load_many(self, users: Sequence[int]) -> dict[int, UserState]:
         # The pipelined client: the stream's per-batch commands cost half as much there.
@@ -86,11 +87,12 @@ class RedisUserStateStore:
             for t in transitions
         ]
 
-    async def record_served(self, user: int, tracks: Sequence[int]) -> None:
+    async def record_request(self, user: int, track: int, time: float, recommendation: int) -> None:
         key = keys.user_session(user)
+        entries = encode_request(track, time, recommendation)
         # Reply not awaited: the connection carries it before any later read, so the user's
         # next request sees it; a failure is logged and counted there.
-        await self._fast.send(("RPUSH", key, *tracks), ("LTRIM", key, -MAX_SESSION_TRACKS, -1))
+        await self._fast.send(("RPUSH", key, *entries), ("LTRIM", key, -MAX_SESSION_TRACKS, -1))
 
     async def end_session(self, user: int) -> None:
         await self._fast.call("DEL", keys.user_session(user))

@@ -9,6 +9,7 @@ import pytest
 from botify.experiments import ExperimentPlan
 from botify.recommenders import RecommendRequest
 from botify.serving import Router, session_order
+from botify.session import SessionLog
 from botify.state import UserState
 from tests.factories import small_catalog
 
@@ -58,7 +59,7 @@ def router(recommender: Recording) -> Router:
 
 def test_router_passes_the_ordered_session_and_the_played_set() -> None:
     rec = Recording()
-    router(rec).next_track(1, 8, 0.4, UserState(1), (3, 5, 5, 8))
+    router(rec).next_track(1, 8, 0.4, UserState(1), SessionLog((3, 5, 5, 8)))
     (request,) = rec.requests
     assert request.session == (3, 5, 8)
     assert request.played == frozenset({3, 5, 8})
@@ -66,10 +67,25 @@ def test_router_passes_the_ordered_session_and_the_played_set() -> None:
 
 
 def test_router_reports_the_version_returned_with_the_track() -> None:
-    decision = router(Versioned()).next_track(1, 8, 0.4, UserState(1), (3, 5, 5, 8))
+    decision = router(Versioned()).next_track(1, 8, 0.4, UserState(1), SessionLog((3, 5, 5, 8)))
     assert (decision.track, decision.model_version) == (42, 7)
 
 
 def test_router_reports_no_version_for_a_model_free_recommender() -> None:
-    decision = router(Recording()).next_track(1, 8, 0.4, UserState(1), ())
+    decision = router(Recording()).next_track(1, 8, 0.4, UserState(1))
     assert (decision.track, decision.model_version) == (42, None)
+
+
+def test_router_hands_the_recommender_every_listen_of_the_session_its_own_last() -> None:
+    class Recording:
+        name = "random"
+        seen: RecommendRequest | None = None
+
+        def recommend(self, request: RecommendRequest, state: UserState) -> int:
+            Recording.seen = request
+            return 2
+
+    log = SessionLog((3, 5, 5, 8), ((3, 1.0), (5, 0.75)))
+    router(Recording()).next_track(1, 8, 0.4, UserState(1), log)
+    assert Recording.seen is not None
+    assert Recording.seen.listens == ((3, 1.0), (5, 0.75), (8, 0.4))

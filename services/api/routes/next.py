@@ -98,9 +98,9 @@ async def next_track(request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
     # Unknown tracks are refused before any Redis round trip.
     rt.router.check_track(body.track)
-    state, served = await rt.store.load_for_request(user)
-    decision = rt.router.next_track(user, body.track, body.time, state, served)
-    await rt.store.record_served(user, (body.track, decision.track))
+    state, session = await rt.store.load_for_request(user)
+    decision = rt.router.next_track(user, body.track, body.time, state, session)
+    await rt.store.record_request(user, body.track, body.time, decision.track)
     publish(
         rt, "next", user, body, decision.assignment, started, decision.track, decision.model_version
     )

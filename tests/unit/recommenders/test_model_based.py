@@ -461,6 +461,18 @@ def test_liked_anchor_ignores_listens_from_before_the_session() -> None:
     assert liked(r, UserState(1, history=(98, 99), history_times=(1.0, 1.0))) == 3
 
 
+def test_liked_anchor_prefers_the_apis_session_record_to_the_lagging_state() -> None:
+    liked = LikedAnchor(0.6)
+    session = (3, 4, 5, 7)
+    listens = ((3, 1.0), (4, 0.9), (5, 0.2), (7, 0.1))
+    r = RecommendRequest(1, 7, 0.1, frozenset(session), session, listens)
+    # The state has not seen this session at all, the record has every listen.
+    assert liked(r, UserState(1, history=(98, 99), history_times=(1.0, 1.0))) == 4
+    cold = ((3, 0.0), (4, 0.1), (7, 0.1))
+    r = RecommendRequest(1, 7, 0.1, frozenset(session), session, cold)
+    assert liked(r, UserState(1)) == 3  # nothing liked: the start track stands in
+
+
 def test_make_anchor_names_the_known_anchors() -> None:
     assert make_anchor("prev", 0.5) is prev_anchor
     with pytest.raises(ConfigError, match="liked, prev, start"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from botify.session import SessionLog
 from botify.state import Position, StateConfig, UserState, apply_listen
 from botify.storage import UserStateStore
 from tests.factories import listen
@@ -11,7 +12,7 @@ CONFIG = StateConfig()
 
 async def check_unknown_user_has_empty_state(store: UserStateStore) -> None:
     assert await store.load(424242) == UserState(424242)
-    assert await store.load_for_request(424242) == (UserState(424242), ())
+    assert await store.load_for_request(424242) == (UserState(424242), SessionLog())
 
 
 async def check_commit_stores_state_and_popularity(store: UserStateStore) -> None:
@@ -53,12 +54,14 @@ async def check_commit_many_writes_in_order_and_refuses_what_is_not_newer(
     assert await store.commit_many([]) == []
 
 
-async def check_session_list_is_appended_and_cleared(store: UserStateStore) -> None:
-    await store.record_served(9, (1, 2))
-    await store.record_served(9, (2, 3))
-    assert (await store.load_for_request(9))[1] == (1, 2, 2, 3)
+async def check_session_record_is_appended_and_cleared(store: UserStateStore) -> None:
+    await store.record_request(9, 1, 1.0, 2)
+    await store.record_request(9, 2, 0.25, 3)
+    session = (await store.load_for_request(9))[1]
+    assert session.tracks == (1, 2, 2, 3)
+    assert session.listens == ((1, 1.0), (2, 0.25))
     await store.end_session(9)
-    assert (await store.load_for_request(9))[1] == ()
+    assert (await store.load_for_request(9))[1] == SessionLog()
 
 
 async def check_top_tracks_rank_by_listen_time(store: UserStateStore) -> None:
