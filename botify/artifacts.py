@@ -19,7 +19,9 @@ never sees half a model (``botify.model_store``).
 
 from __future__ import annotations
 
+import hashlib
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -63,17 +65,35 @@ _INDEX_CHUNK = 4096
 _INDEX_PAUSE_S = 0.0001
 
 
+class _RowIndex(dict[int, int]):
+    """A plain dict that the index cache below can refer to weakly."""
+
+    __slots__ = ("__weakref__",)
+
+
+# Indexes of live artifacts by the content of their ids. Successive versions of a model
+# mostly have the same track ids (the catalog, in catalog order): they share one index.
+_INDEXES: weakref.WeakValueDictionary[bytes, _RowIndex] = weakref.WeakValueDictionary()
+
+
 def row_index(ids: np.ndarray) -> dict[int, int]:
-    """``{id: row}``, built in small steps that each let other threads run: a model is loaded
-    in a worker thread while the event loop serves requests, and one big build would hold
-    the GIL (and stall every request) for tens of milliseconds."""
-    rows: dict[int, int] = {}
+    """``{id: row}`` for ``ids``; the same object for equal ids while an artifact holds it, so
+    never mutate one. Built in small steps that let other threads run: a model is loaded in a
+    worker thread while the event loop serves requests, and one big build would hold the GIL
+    (and stall every request) for tens of milliseconds."""
+    ids = np.ascontiguousarray(ids)
+    key = hashlib.blake2b(ids.data, digest_size=16).digest() + ids.dtype.str.encode()
+    cached = _INDEXES.get(key)
+    if cached is not None and len(cached) == len(ids):
+        return cached
+    rows = _RowIndex()
     n = len(ids)
     for start in range(0, n, _INDEX_CHUNK):
         stop = min(n, start + _INDEX_CHUNK)
         rows.update(zip(ids[start:stop].tolist(), range(start, stop), strict=True))
         if stop < n:
             time.sleep(_INDEX_PAUSE_S)
+    _INDEXES[key] = rows
     return rows
 
 

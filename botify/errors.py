@@ -37,6 +37,12 @@ class CatalogError(ConfigError):
     code = "catalog_error"
 
 
+class ArtifactError(BotifyError):
+    """A model artifact (files, meta, arrays or version pointer) is missing or invalid."""
+
+    code = "artifact_error"
+
+
 class ModelNotReadyError(BotifyError):
     code = "model_not_ready"
 

@@ -15,6 +15,21 @@ def user_session(user: int) -> str:
     return f"{PREFIX}:user:{user}:session"
 
 
+def model_sequence(model: str) -> str:
+    """Counter INCRed to allocate the model's next version number."""
+    return f"{PREFIX}:model:{model}:seq"
+
+
+def model_current(model: str) -> str:
+    """The version of the model to serve (an integer): the source of truth for every reader."""
+    return f"{PREFIX}:model:{model}:current"
+
+
+def model_meta(model: str) -> str:
+    """JSON describing the current version (the announcement record: model, version, path)."""
+    return f"{PREFIX}:model:{model}:meta"
+
+
 TRACK_PLAYS = f"{PREFIX}:tracks:plays"
 TRACK_LISTEN_TIME = f"{PREFIX}:tracks:listen_time"
 STREAM_APPLIED = f"{PREFIX}:stream:applied_total"

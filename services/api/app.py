@@ -15,12 +15,14 @@ from botify.catalog import load_catalog
 from botify.experiments import load_experiments
 from botify.kafka import ListenPublisher, ensure_topics
 from botify.recommenders import RecommenderContext, build_recommender
+from botify.recommenders.model_based import serving_index
 from botify.serving import Router
 from botify.settings import Settings
 from botify.storage import UserStateStore, open_user_state_store
 from services.api.deps import Runtime
 from services.api.errors import install_error_handlers
 from services.api.metrics import ApiMetrics
+from services.api.model_watcher import ModelWatcher
 from services.api.routes import health, next, tracks
 
 logger = logging.getLogger(__name__)
@@ -31,7 +33,11 @@ def build_router(settings: Settings) -> tuple[Router, RecommenderContext]:
     catalog = load_catalog(settings.catalog.path)
     plan = load_experiments(settings.experiments.path, settings.experiments.default_recommender)
     context = RecommenderContext(catalog=catalog, seed=settings.recommender.seed)
-    params = {"top_pop_k": settings.recommender.top_pop_k}
+    # Every serving parameter, plus the stream's fail threshold (the cascade counts fails).
+    params: dict[str, object] = {
+        **settings.recommender.model_dump(),
+        "fail_threshold": settings.state.fail_threshold,
+    }
     recommenders = {
         name: build_recommender(name, context, params) for name in plan.recommender_names()
     }
@@ -74,9 +80,19 @@ def create_app(settings: Settings) -> FastAPI:
                 settings.recommender.top_pop_refresh_s,
             )
         )
+        # Watches the slots the recommenders asked for; serves their current versions first.
+        watcher = ModelWatcher.from_settings(
+            settings,
+            context.models,
+            metrics,
+            prepare=lambda artifact: serving_index(artifact, context.catalog),
+        )
+        app.state.model_watcher = watcher
+        await watcher.start()
         try:
             yield
         finally:
+            await watcher.stop()
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher

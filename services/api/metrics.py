@@ -9,6 +9,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # Buckets tuned for a sub-millisecond handler with a tail into tens of milliseconds.
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0)
+# A model reload reads and indexes arrays off the request path: tens of ms to tens of s.
+RELOAD_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 @dataclass
@@ -47,6 +49,31 @@ class ApiMetrics:
         )
         self.pending_events = Gauge(
             "botify_api_pending_events", "Events waiting in the producer's buffer.", registry=r
+        )
+        self.model_version = Gauge(
+            "botify_api_model_version",
+            "Version of each model this process serves (0: none yet).",
+            ["model"],
+            registry=r,
+        )
+        self.model_reloads = Counter(
+            "botify_api_model_reloads_total",
+            "Model versions loaded and swapped in.",
+            ["model"],
+            registry=r,
+        )
+        self.model_reload_failures = Counter(
+            "botify_api_model_reload_failures_total",
+            "Model versions that failed to load; the previous version kept serving.",
+            ["model"],
+            registry=r,
+        )
+        self.model_reload_duration = Histogram(
+            "botify_api_model_reload_duration_seconds",
+            "Time to load one model version, in a worker thread.",
+            ["model"],
+            buckets=RELOAD_BUCKETS,
+            registry=r,
         )
         self._served: dict[tuple[str, str, str | None], tuple[Any, ...]] = {}
 
