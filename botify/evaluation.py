@@ -1,0 +1,276 @@
+"""Offline evaluation of model artifacts on a held-out window, and the promotion rule.
+
+Works on any ``ModelArtifact`` (or its arrays), so the trainer scores a new version and the
+one in service on the same held-out examples. Everything here is numpy.
+
+Ranking: each held-out positive (a listen of at least the positive threshold) is a query.
+Context-type models (those with ``context_emb``, or only neighbour lists) answer with the
+previous track's ``track_neighbours``, re-ranked for the user by ⟨context + user, track⟩ +
+bias when the model has a vector for the user, exactly as serving re-ranks; user-based models
+answer with ``user_top``. The lists are the model's full-catalogue top-K. From a list we
+remove the previous track (serving never repeats it) and the tracks the user already had as
+positives in the training window, then cut at k: HR@k is the share of queries whose track is
+in the cut, NDCG@k its 1/log2(rank + 2). A query the model has no list for is a miss. A
+positive whose track the user already liked in training cannot be a hit under that removal,
+so it is not a query; neither is a repeat of the previous track.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Literal
+
+import numpy as np
+import polars as pl
+
+from botify.artifacts import (
+    CONTEXT_EMB,
+    PAD,
+    TRACK_BIAS,
+    TRACK_EMB,
+    TRACK_IDS,
+    TRACK_NEIGHBOURS,
+    USER_EMB,
+    USER_IDS,
+    USER_TOP,
+    ModelArtifact,
+)
+from botify.settings import TrainerSettings
+
+Arrays = Mapping[str, np.ndarray]
+Query = Literal["auto", "context", "user"]
+# Metrics where lower is better; every other one is maximised.
+_LOWER_IS_BETTER = ("mse", "loss")
+# Held-out rows scored at once (bounds the memory of a re-rank to block × K × d floats).
+_BLOCK = 2048
+_ID_BITS = 31  # ids are < 2**31 (botify.events.MAX_ID), so (user, track) packs in an int64
+
+
+def split_holdout(
+    frame: pl.DataFrame, fraction: float, max_rows: int | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(train, holdout): the most recent ``fraction`` of the rows (at most ``max_rows``) by
+    ``timestamp`` are held out. Rows sharing the boundary timestamp stay in train, so every
+    held-out row is strictly later than every training row."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"holdout fraction must be in [0, 1), got {fraction}")
+    if "timestamp" not in frame.columns:
+        raise ValueError("the examples have no 'timestamp' column")
+    n = frame.height
+    held = min(math.ceil(n * fraction), n if max_rows is None else max_rows)
+    if held <= 0 or n == 0:
+        return frame, frame.clear()
+    if held >= n:
+        # Nothing would be left to train on: the window is too small to split.
+        return frame, frame.clear()
+    ordered = frame.sort("timestamp", maintain_order=True)
+    cut = ordered["timestamp"][n - held - 1]
+    return ordered.filter(pl.col("timestamp") <= cut), ordered.filter(pl.col("timestamp") > cut)
+
+
+def evaluate(
+    artifact: ModelArtifact | Arrays,
+    holdout: pl.DataFrame,
+    train: pl.DataFrame,
+    settings: TrainerSettings,
+) -> dict[str, float]:
+    """Every metric that applies to ``artifact``: ranking, and listen-time MSE for models
+    that predict it (``context_emb`` and ``track_emb``)."""
+    threshold = settings.positive_threshold
+    out = ranking_metrics(artifact, holdout, train, settings.eval_k, positive_threshold=threshold)
+    if predicts_listen_time(artifact):
+        out |= listen_time_mse(artifact, holdout, train)
+    return out
+
+
+def predicts_listen_time(artifact: ModelArtifact | Arrays) -> bool:
+    """Whether ⟨context + user, track⟩ + bias is a listen-time prediction for this model."""
+    arrays = _arrays(artifact)
+    return CONTEXT_EMB in arrays and TRACK_EMB in arrays and TRACK_BIAS in arrays
+
+
+def ranking_metrics(
+    artifact: ModelArtifact | Arrays,
+    holdout: pl.DataFrame,
+    train: pl.DataFrame,
+    k: int = 10,
+    *,
+    positive_threshold: float = 0.5,
+    query: Query = "auto",
+) -> dict[str, float]:
+    """``{"hr@k", "ndcg@k", "evaluated"}`` over the held-out positives (module docstring).
+    ``query`` forces the lists used; ``auto`` takes neighbours for context-type models."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    arrays = _arrays(artifact)
+    mode = _query_mode(arrays) if query == "auto" else query
+    table = arrays.get(TRACK_NEIGHBOURS if mode == "context" else USER_TOP)
+    if table is None:
+        raise ValueError(f"the artifact has no {'neighbours' if mode == 'context' else 'user_top'}")
+    users, contexts, tracks = _positives(holdout, positive_threshold)
+    liked = _liked_keys(train, positive_threshold)
+    fresh = ~_contains(liked, _pack(users, tracks)) & (contexts != tracks)
+    users, contexts, tracks = users[fresh], contexts[fresh], tracks[fresh]
+    n = len(tracks)
+    if n == 0:
+        return {f"hr@{k}": 0.0, f"ndcg@{k}": 0.0, "evaluated": 0.0}
+    track_rows = _rows(arrays[TRACK_IDS], contexts)
+    user_rows = _rows(arrays.get(USER_IDS, np.empty(0, np.int64)), users)
+    hits, gain = 0, 0.0
+    for s in range(0, n, _BLOCK):
+        e = min(s + _BLOCK, n)
+        qrow = track_rows[s:e] if mode == "context" else user_rows[s:e]
+        lists = np.where(qrow[:, None] >= 0, table[np.maximum(qrow, 0)], PAD)
+        if mode == "context":
+            lists = _rerank(arrays, lists, track_rows[s:e], user_rows[s:e])
+        drop = (lists == PAD) | (lists == contexts[s:e, None])
+        drop |= _contains(liked, _pack(np.broadcast_to(users[s:e, None], lists.shape), lists))
+        rank = np.cumsum(~drop, axis=1) - 1
+        hit = ~drop & (rank < k) & (lists == tracks[s:e, None])
+        found = hit.any(axis=1)
+        hits += int(found.sum())
+        gain += float((1.0 / np.log2(rank[hit] + 2.0)).sum())
+    return {f"hr@{k}": hits / n, f"ndcg@{k}": gain / n, "evaluated": float(n)}
+
+
+def listen_time_mse(
+    artifact: ModelArtifact | Arrays, holdout: pl.DataFrame, train: pl.DataFrame
+) -> dict[str, float]:
+    """Mean squared error of the predicted listen time over every held-out row, with two
+    baselines from ``train``: the global mean time and each track's mean time (the global
+    mean for tracks train never saw). The prediction is ⟨context[c] + user[u], track[t]⟩ +
+    bias[t] clipped to [0, 1], without the user part for a user the model does not know,
+    and the global mean for a track or context outside the model's rows."""
+    arrays = _arrays(artifact)
+    if not predicts_listen_time(arrays):
+        raise ValueError("the artifact has no context_emb, track_emb and track_bias")
+    if train.is_empty():
+        raise ValueError("listen-time baselines need a non-empty training window")
+    users, contexts, tracks, times = (
+        holdout[c].to_numpy() for c in ("user", "context", "track", "time")
+    )
+    if len(times) == 0:
+        return {"mse": 0.0, "mse_global_mean": 0.0, "mse_track_mean": 0.0, "mse_evaluated": 0.0}
+    times = times.astype(np.float64)
+    mean = float(train["time"].cast(pl.Float64).mean())  # type: ignore[arg-type]
+    per_track = train.group_by("track").agg(pl.col("time").cast(pl.Float64).mean())
+    t_rows = _rows(per_track["track"].to_numpy(), tracks)
+    track_mean = np.where(t_rows >= 0, per_track["time"].to_numpy()[np.maximum(t_rows, 0)], mean)
+    ids = arrays[TRACK_IDS]
+    crow, trow = _rows(ids, contexts), _rows(ids, tracks)
+    urow = _rows(arrays.get(USER_IDS, np.empty(0, np.int64)), users)
+    pred = np.full(len(times), mean)
+    known = (crow >= 0) & (trow >= 0)
+    query = arrays[CONTEXT_EMB][crow[known]].astype(np.float64)
+    user_emb = arrays.get(USER_EMB)
+    if user_emb is not None:
+        has_user = urow[known] >= 0
+        query[has_user] += user_emb[urow[known][has_user]]
+    score = np.einsum("nd,nd->n", query, arrays[TRACK_EMB][trow[known]])
+    pred[known] = np.clip(score + arrays[TRACK_BIAS][trow[known]], 0.0, 1.0)
+    return {
+        "mse": float(np.mean((pred - times) ** 2)),
+        "mse_global_mean": float(np.mean((mean - times) ** 2)),
+        "mse_track_mean": float(np.mean((track_mean - times) ** 2)),
+        "mse_evaluated": float(len(times)),
+    }
+
+
+def better(
+    new: Mapping[str, float],
+    old: Mapping[str, float] | None,
+    primary: str = "ndcg@10",
+    tolerance: float = 0.0,
+) -> bool:
+    """Whether ``new`` should replace ``old``: its ``primary`` is at least ``old``'s plus
+    ``tolerance`` (above 0 demands a margin, below 0 forgives a small regression; a tie goes
+    to the newer version, trained on fresher data). ``mse``/``loss`` metrics are minimised,
+    the others maximised. ``new`` without a finite ``primary`` is refused; with nothing to
+    beat (no ``old`` value) or no held-out evidence (nothing evaluated) it is accepted."""
+    value = new.get(primary)
+    if value is None or not math.isfinite(value):
+        return False
+    reference = None if old is None else old.get(primary)
+    if reference is None or not math.isfinite(reference):
+        return True
+    evidence = "mse_evaluated" if primary.startswith("mse") else "evaluated"
+    if new.get(evidence, 1.0) <= 0 and old.get(evidence, 1.0) <= 0:  # type: ignore[union-attr]
+        return True
+    if primary.startswith(_LOWER_IS_BETTER):
+        return value <= reference - tolerance
+    return value >= reference + tolerance
+
+
+def _arrays(artifact: ModelArtifact | Arrays) -> Arrays:
+    return artifact.arrays if isinstance(artifact, ModelArtifact) else artifact
+
+
+def _query_mode(arrays: Arrays) -> Literal["context", "user"]:
+    if CONTEXT_EMB in arrays or USER_TOP not in arrays:
+        return "context"
+    return "user"
+
+
+def _positives(frame: pl.DataFrame, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    pos = frame.filter(pl.col("time") >= threshold)
+    return tuple(pos[c].to_numpy().astype(np.int64) for c in ("user", "context", "track"))  # type: ignore[return-value]
+
+
+def _pack(users: np.ndarray, tracks: np.ndarray) -> np.ndarray:
+    return (np.asarray(users, np.int64) << _ID_BITS) | np.asarray(tracks, np.int64)
+
+
+def _liked_keys(train: pl.DataFrame, threshold: float) -> np.ndarray:
+    pos = train.filter(pl.col("time") >= threshold)
+    return np.unique(_pack(pos["user"].to_numpy(), pos["track"].to_numpy()))
+
+
+def _contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Membership of ``keys`` (any shape) in the sorted unique ``sorted_keys``."""
+    if len(sorted_keys) == 0:
+        return np.zeros(keys.shape, dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return sorted_keys[pos] == keys
+
+
+def _rows(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Row of each of ``wanted`` in ``ids`` (unique, any order), -1 where absent."""
+    wanted = np.asarray(wanted, np.int64)
+    if len(ids) == 0:
+        return np.full(wanted.shape, -1, dtype=np.int64)
+    order = np.argsort(ids, kind="stable")
+    ordered = ids[order]
+    pos = np.minimum(np.searchsorted(ordered, wanted), len(ids) - 1)
+    return np.where(ordered[pos] == wanted, order[pos], -1)
+
+
+def _rerank(
+    arrays: Arrays, lists: np.ndarray, context_rows: np.ndarray, user_rows: np.ndarray
+) -> np.ndarray:
+    """Serving's re-rank (``botify.recommenders.model_based.rerank``) of the lists of the
+    queries whose user the model knows; the others keep the model's order."""
+    track_emb, user_emb = arrays.get(TRACK_EMB), arrays.get(USER_EMB)
+    if track_emb is None or user_emb is None:
+        return lists
+    mine = np.flatnonzero(user_rows >= 0)
+    if len(mine) == 0:
+        return lists
+    query = user_emb[user_rows[mine]].astype(np.float32)
+    context_emb = arrays.get(CONTEXT_EMB)
+    if context_emb is not None:
+        query = query + context_emb[np.maximum(context_rows[mine], 0)] * (
+            context_rows[mine, None] >= 0
+        )
+    sub = lists[mine]
+    rows = _rows(arrays[TRACK_IDS], sub)
+    scores = np.einsum("nd,nkd->nk", query, track_emb[np.maximum(rows, 0)])
+    bias = arrays.get(TRACK_BIAS)
+    if bias is not None:
+        scores = scores + bias[np.maximum(rows, 0)]
+    # Padding and tracks without a row go last, in the model's order (as serving does).
+    scores = np.where(rows >= 0, scores, -np.inf)
+    order = np.argsort(-scores, axis=1, kind="stable")
+    out = lists.copy()
+    out[mine] = np.take_along_axis(sub, order, axis=1)
+    return out
