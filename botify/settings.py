@@ -74,6 +74,10 @@ class RecommenderSettings(_Section):
     # next_track_diverse: an artist played this many times in the session is skipped
     # (simulated users lose 20 % of interest per repeated artist).
     diverse_max_per_artist: int = Field(default=2, ge=1)
+    # affinity: anchor on the last track listened at least this much; one track per artist.
+    # Both tuned on the simulator (docs/models.md).
+    affinity_liked_threshold: float = Field(default=0.85, ge=0.0, le=1.0)
+    affinity_max_per_artist: int = Field(default=1, ge=1)
 
 
 class StateSettings(_Section):
@@ -133,12 +137,14 @@ class ModelHyperParams(_Section):
     """What every trained model has (``services/trainer/models``); each model overrides."""
 
     dim: int = Field(default=32, ge=1)
+    # Overrides the trainer's train_budget_s for this model (None: the trainer's).
+    budget_s: float | None = Field(default=None, gt=0)
     # An upper bound: the trainer's time budget may stop a run earlier.
     epochs: int = Field(default=5, ge=1)
     batch_size: int = Field(default=4096, ge=1)
     lr: float = Field(default=0.02, gt=0)
     # L2 penalty on the parameters a batch touches (sparse tables cannot take weight decay).
-    l2: float = Field(default=1e-5, ge=0)
+    l2: float = Field(default=1e-3, ge=0)
 
 
 class DaeHyperParams(ModelHyperParams):
@@ -146,6 +152,8 @@ class DaeHyperParams(ModelHyperParams):
     epochs: int = Field(default=10, ge=1)
     batch_size: int = Field(default=256, ge=1)
     lr: float = Field(default=3e-3, gt=0)
+    # On the whole encoder and decoder, not per batch.
+    l2: float = Field(default=1e-5, ge=0)
     # Input dropout of the denoising autoencoder (Liang et al. use 0.5).
     dropout: float = Field(default=0.5, ge=0.0, lt=1.0)
 
@@ -161,7 +169,8 @@ class TrainerSettings(_Section):
     """How the trainer fits, exports and judges models (``services/trainer``)."""
 
     # Registry names (services.trainer.models) retrained each round, in this order.
-    models: tuple[str, ...] = ("contextual", "next_track", "dae", "lightgcn", "lightfm")
+    # The best-serving model comes first: it is the freshest after each round.
+    models: tuple[str, ...] = ("affinity", "contextual", "next_track", "dae", "lightgcn", "lightfm")
     # A round starts every_s after the last one if anything new came, or sooner after
     # every_examples new examples.
     every_s: float = Field(default=15.0, gt=0)
@@ -169,6 +178,10 @@ class TrainerSettings(_Section):
     # The newest examples a round trains on, and fewer than min_examples are not trained on.
     window_rows: int = Field(default=200_000, ge=1)
     min_examples: int = Field(default=500, ge=1)
+    # Between rounds the trainer reads the examples topic in polls of at most this many
+    # records, waiting at most poll_s for the first.
+    poll_records: int = Field(default=5_000, ge=1)
+    poll_s: float = Field(default=0.2, gt=0)
     seed: int = 0
     # "auto" takes CUDA when there is one.
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -176,12 +189,12 @@ class TrainerSettings(_Section):
     threads: int = Field(default=1, ge=1)
     # Wall-clock budgets of one run: training steps stop at the first, top-K rows at the
     # second (rows left are padded and counted in the metrics).
-    train_budget_s: float = Field(default=3.0, gt=0)
-    export_budget_s: float = Field(default=3.0, gt=0)
+    train_budget_s: float = Field(default=2.0, gt=0)
+    export_budget_s: float = Field(default=2.0, gt=0)
     # Length of the exported lists (track_neighbours, user_top).
     top_k: int = Field(default=100, ge=1)
     # Query rows scored at once when ranking the full catalogue.
-    export_block: int = Field(default=512, ge=1)
+    export_block: int = Field(default=128, ge=1)
     # A listen at least this fraction of the track is a positive.
     positive_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     # The most recent share of the window, held out to evaluate and compare versions.
@@ -196,6 +209,9 @@ class TrainerSettings(_Section):
     dae: DaeHyperParams = DaeHyperParams()
     lightgcn: LightGcnHyperParams = LightGcnHyperParams()
     lightfm: ModelHyperParams = ModelHyperParams()
+    # Tuned on the simulator (docs/models.md): ten passes of the window and an id penalty
+    # that keeps rarely heard tracks near their artist and genre.
+    affinity: ModelHyperParams = ModelHyperParams(epochs=10, lr=0.02, l2=1e-4, budget_s=6.0)
 
     @property
     def primary_key(self) -> str:

@@ -451,10 +451,25 @@ def next_track_diverse(
     return ModelRecommender(context, "next_track_diverse", (source,), policy, fallback)
 
 
+def affinity(
+    context: RecommenderContext, params: ServingParams, fallback: Recommender
+) -> ModelRecommender:
+    """The track-affinity model's same-genre neighbours of the last well-liked track, in
+    relevance order, one track per artist: anchoring on what the user just loved moves
+    the session towards their taste, and a new artist each time avoids the decay users show
+    for an artist they already heard (docs/models.md)."""
+    s = params.settings
+    anchor = LikedAnchor(s.affinity_liked_threshold)
+    source = Neighbours(context.slot("affinity"), anchor, context.catalog)
+    policy = artist_diverse(s.affinity_max_per_artist, context.catalog)
+    return ModelRecommender(context, "affinity", (source,), policy, fallback)
+
+
 ModelFactory = Callable[[RecommenderContext, ServingParams, Recommender], ModelRecommender]
 
 # Registry name -> factory; the names are experiment-arm values.
 MODEL_RECOMMENDERS: dict[str, ModelFactory] = {
+    "affinity": affinity,
     "contextual": contextual,
     "next_track": next_track,
     "dae": dae,

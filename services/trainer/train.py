@@ -98,7 +98,8 @@ def train_model(
                 torch.manual_seed(seed)
                 model = spec.build(data, hyper)
         model.to(device)
-        stats = fit(model, examples, hyper, settings.train_budget_s, generator, device)
+        budget = settings.train_budget_s if hyper.budget_s is None else hyper.budget_s
+        stats = fit(model, examples, hyper, budget, generator, device)
         model.train(False)
         started = time.monotonic()
         ranker = Ranker(settings.top_k, settings.export_block, settings.export_budget_s)
@@ -127,9 +128,7 @@ def train_model(
         "device": str(device),
     }
     if stats.budget_exhausted:
-        logger.warning(
-            "%s: train budget %.1f s hit after %d steps", name, settings.train_budget_s, stats.steps
-        )
+        logger.warning("%s: train budget %.1f s hit after %d steps", name, budget, stats.steps)
     return TrainResult(arrays, metrics, params)
 
 
