@@ -1,8 +1,11 @@
 """The main job: an online experiment between every recommender on simulated traffic.
 
-Builds (or reuses) the simulated world, starts the embedded stack with an experiment that
-gives each recommender an arm (Random is the control), drives sessions through the API,
-exports the events topic, analyses it, and writes the report and a results file.
+Builds (or reuses) the simulated world, starts the embedded stack (trainer included) with an
+experiment that gives each recommender an arm (Random is the control), and drives sessions
+through the API in two phases. During the warm-up the trainer learns from nothing but the
+demo's own traffic (every model starts cold); the measured phase that follows is the A/B test
+proper, analysed on its own (the whole run is analysed too). Then it exports the events topic,
+measures freshness, and writes the report and a results file.
 """
 
 from __future__ import annotations
@@ -13,12 +16,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import polars as pl
+
 from botify.analysis import AnalysisReport, analyze_file
+from botify.analysis.freshness import Freshness, freshness, read_runs
 from botify.analysis.render import write_html
+from botify.catalog import Catalog
 from botify.errors import BackendUnavailableError
 from botify.experiments import ALLOWED_GROUPS, arm_name
 from botify.export import ExportResult, export_parquet
-from botify.recommenders import REGISTRY
+from botify.recommenders import REGISTRY, RecommenderContext, build_recommender
 from botify.settings import KafkaSettings, Settings
 from botify_cli.stack import EmbeddedStack
 from botify_sim.config import SimConfig
@@ -51,10 +58,14 @@ def write_experiments(path: Path, arms: dict[str, str]) -> Path:
 class DemoResult:
     run_dir: Path
     arms: dict[str, str]
-    drive: DriveSummary
+    warmup: DriveSummary | None
+    drive: DriveSummary  # the measured phase
     export: ExportResult
-    analysis: AnalysisReport
+    analysis: AnalysisReport  # the measured phase
+    whole_run: AnalysisReport  # warm-up included
     report: Path
+    freshness: list[Freshness]
+    training_runs: list[dict[str, object]]
     timings: dict[str, float]
 
     def to_json(self) -> dict[str, object]:
@@ -76,9 +87,25 @@ class DemoResult:
                 }
                 for arm, name in self.arms.items()
             ],
+            "measured_phase_only": self.warmup is not None,
+            "whole_run_arms": [
+                {
+                    "arm": a.arm,
+                    "sessions": a.sessions,
+                    "mean_time_per_session": a.mean_time_per_session,
+                }
+                for a in self.whole_run.arms
+            ],
+            "freshness": [f.to_dict() for f in self.freshness],
+            "training": {
+                "runs": len(self.training_runs),
+                "promoted": sum(1 for r in self.training_runs if r.get("promoted")),
+                "by_model": _runs_by_model(self.training_runs),
+            },
             "table": self.analysis.table(),
             "extended": self.analysis.to_dict()["extended"],
             "srm": self.analysis.to_dict()["srm"],
+            "warmup_sessions": self.warmup.sessions if self.warmup else 0,
             "traffic": {
                 "sessions": self.drive.sessions,
                 "failed_sessions": self.drive.failed_sessions,
@@ -101,7 +128,9 @@ def run_demo(
     processes: int,
     say: Callable[[str], None],
     on_progress: Callable[[int], None],
+    warmup: int = 0,
 ) -> DemoResult:
+    """``warmup`` sessions for the trainer to learn from, then ``episodes`` measured ones."""
     timings: dict[str, float] = {}
     t = time.perf_counter()
     say("building the simulated world (cached after the first run)")
@@ -112,27 +141,47 @@ def run_demo(
     env = {
         "BOTIFY_CATALOG__PATH": str(world_dir / "catalog.jsonl"),
         "BOTIFY_EXPERIMENTS__PATH": str(experiments),
+        # Models, examples and trainer reports of this run live in its directory: every
+        # demo starts cold.
+        "BOTIFY_RUN_DIR": str(run_dir.resolve()),
     }
     t = time.perf_counter()
     say("starting the embedded stack")
-    with EmbeddedStack(settings, run_dir / "logs", extra_env=env) as stack:
+    with EmbeddedStack(settings, run_dir / "logs", trainer=True, extra_env=env) as stack:
         endpoints = stack.endpoints
         assert endpoints is not None
         timings["stack_start"] = time.perf_counter() - t
+        warm: DriveSummary | None = None
+        if warmup:
+            t = time.perf_counter()
+            say(f"warm-up: {warmup:,} sessions while the trainer learns")
+            # Another seed: the measured phase must not replay the warm-up's sessions.
+            warm = drive(
+                endpoints.api,
+                world_dir,
+                world,
+                warmup,
+                processes,
+                sim.seed + 1,
+                sim.user,
+                on_progress,
+            )
+            timings["warmup"] = time.perf_counter() - t
+            _check_sessions(warm)
+        measured_from = time.time_ns() // 1_000_000
         t = time.perf_counter()
-        say(f"driving {episodes:,} sessions from {processes} processes")
+        say(f"driving {episodes:,} measured sessions from {processes} processes")
         summary = drive(
             endpoints.api, world_dir, world, episodes, processes, sim.seed, sim.user, on_progress
         )
         timings["traffic"] = time.perf_counter() - t
-        if summary.sessions == 0:
-            first = next((e.error for e in summary.episodes if e.error), "no worker reported")
-            raise BackendUnavailableError(f"no simulated session completed; first failure: {first}")
+        _check_sessions(summary)
         t = time.perf_counter()
         # Stopping the API flushes its producer: every answered request is on the topic
         # before the export reads the high watermarks.
         say("stopping the API and exporting the events topic")
         stack.stop_service("api")
+        stack.stop_service("trainer")
         kafka = KafkaSettings(
             **{**settings.kafka.model_dump(), "bootstrap_servers": endpoints.broker}
         )
@@ -140,10 +189,51 @@ def run_demo(
         timings["export"] = time.perf_counter() - t
     t = time.perf_counter()
     say("analysing")
-    analysis = analyze_file(exported.path, EXPERIMENT, "C")
+    events = pl.read_parquet(exported.path)
+    measured = run_dir / "events.measured.parquet"
+    events.filter(pl.col("timestamp") >= measured_from).write_parquet(measured)
+    analysis = analyze_file(measured, EXPERIMENT, "C")
+    whole = analyze_file(exported.path, EXPERIMENT, "C") if warmup else analysis
     report = write_html(analysis, run_dir / "report.html")
+    runs = read_runs(run_dir / "trainer")
+    fresh = [
+        freshness(events, model, recommenders, runs, since_ms=measured_from)
+        for model, recommenders in model_recommenders(arms.values()).items()
+    ]
     timings["analysis"] = time.perf_counter() - t
-    return DemoResult(run_dir, arms, summary, exported, analysis, report, timings)
+    return DemoResult(
+        run_dir, arms, warm, summary, exported, analysis, whole, report, fresh, runs, timings
+    )
+
+
+def _check_sessions(summary: DriveSummary) -> None:
+    if summary.sessions == 0:
+        first = next((e.error for e in summary.episodes if e.error), "no worker reported")
+        raise BackendUnavailableError(f"no simulated session completed; first failure: {first}")
+
+
+def model_recommenders(names: object) -> dict[str, list[str]]:
+    """Which of these recommenders serve each trained model: building one on a blank
+    context shows the model slots it reads."""
+    out: dict[str, list[str]] = {}
+    for name in sorted(set(names)):  # type: ignore[call-overload]
+        context = RecommenderContext(catalog=Catalog(()))
+        build_recommender(name, context)
+        for model in context.models:
+            out.setdefault(model, []).append(name)
+    return out
+
+
+def _runs_by_model(runs: list[dict[str, object]]) -> dict[str, dict[str, object]]:
+    out: dict[str, dict[str, object]] = {}
+    for r in runs:
+        m = out.setdefault(str(r["model"]), {"runs": 0, "promoted": 0, "last_metrics": {}})
+        m["runs"] = int(m["runs"]) + 1  # type: ignore[call-overload]
+        if r.get("promoted"):
+            m["promoted"] = int(m["promoted"]) + 1  # type: ignore[call-overload]
+            m["last_metrics"] = r.get("metrics", {})
+            m["last_version"] = r.get("version")
+    return out
 
 
 def write_results(result: DemoResult, path: Path) -> Path:

@@ -68,13 +68,24 @@ def _root() -> None:
 def up(
     api_port: Annotated[int | None, typer.Option(help="API port (default: a free one).")] = None,
     stream_workers: Annotated[int, typer.Option(min=1, max=16)] = 1,
+    trainer: Annotated[
+        bool, typer.Option(help="Run the trainer: models learnt from the stream, hot-reloaded.")
+    ] = True,
 ) -> None:
-    """Start the embedded stack (broker, Redis, API, stream workers) until Ctrl-C."""
+    """Start the embedded stack (broker, Redis, API, stream workers, trainer) until Ctrl-C."""
     settings = load_settings()
     if api_port is not None and not 1 <= api_port <= 65535:
         raise fail(f"--api-port must be in 1..65535, got {api_port}")
     log_dir = new_run_dir(settings, "up")
-    stack = EmbeddedStack(settings, log_dir, api_port=api_port, stream_workers=stream_workers)
+    stack = EmbeddedStack(
+        settings,
+        log_dir,
+        api_port=api_port,
+        stream_workers=stream_workers,
+        trainer=trainer,
+        # Models and examples of this run live in its directory, next to its logs.
+        extra_env={"BOTIFY_RUN_DIR": str(log_dir.resolve())},
+    )
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         with console.status("starting the embedded stack…") as status:
@@ -86,6 +97,8 @@ def up(
         table.add_row("broker", endpoints.broker)
         table.add_row("redis", endpoints.redis)
         table.add_row("logs", str(log_dir))
+        if trainer:
+            table.add_row("models", str(settings.models.path(log_dir)))
         console.print(table)
         console.print("Press Ctrl-C to stop.")
         while True:
@@ -207,7 +220,10 @@ def _print_drive(summary: DriveSummary) -> None:
 
 @app.command()
 def demo(
-    episodes: Annotated[int, typer.Option(min=10, help="Sessions to simulate.")] = 12_000,
+    episodes: Annotated[int, typer.Option(min=10, help="Measured sessions.")] = 12_000,
+    warmup: Annotated[
+        int, typer.Option(min=0, help="Sessions before the measured ones, for the models to learn.")
+    ] = 10_000,
     processes: Annotated[int, typer.Option(min=1, max=64)] = 2,
     seed: Annotated[int | None, typer.Option(help="Seed of the world and the sessions.")] = None,
     json_path: Annotated[
@@ -223,11 +239,11 @@ def demo(
     try:
         with _progress() as progress:
             step = progress.add_task("starting", total=None, rate="")
-            task = progress.add_task("sessions", total=episodes, rate="", visible=False)
+            task = progress.add_task("sessions", total=warmup + episodes, rate="", visible=False)
 
             def say(what: str) -> None:
                 progress.update(step, description=what)
-                if what.startswith("driving"):
+                if what.startswith(("warm-up", "driving")):
                     progress.update(task, visible=True)
 
             result = run_demo(
@@ -238,26 +254,39 @@ def demo(
                 processes,
                 say,
                 lambda n: progress.advance(task, n),
+                warmup=warmup,
             )
             progress.update(step, description="done", total=1, completed=1)
     except (KeyboardInterrupt, _Terminated):
         raise fail("interrupted; every process was stopped", code=130) from None
     except BotifyError as exc:
         raise fail(f"{exc} (logs in {run_dir / 'logs'})", code=1) from None
+    if result.warmup is not None:
+        console.print(f"warm-up: {result.warmup.sessions:,} sessions (not in the A/B table)")
     _print_drive(result.drive)
-    arms = Table(title="arms of experiment RECOMMENDERS")
+    phase = "measured phase" if result.warmup is not None else "whole run"
+    arms = Table(title=f"arms of experiment RECOMMENDERS ({phase})")
     for col in (
         "arm",
         "recommender",
         "users",
         "sessions",
         "mean time / session",
+        "× control",
         "mean tracks / session",
+        "whole run",
     ):
         arms.add_column(col)
     by_arm = {a.arm: a for a in result.analysis.arms}
+    whole = {a.arm: a for a in result.whole_run.arms}
+    control = by_arm.get("C")
     for arm, name in result.arms.items():
-        a = by_arm.get(arm)
+        a, w = by_arm.get(arm), whole.get(arm)
+        ratio = (
+            f"{a.mean_time_per_session / control.mean_time_per_session:.2f}"
+            if a and control and control.mean_time_per_session
+            else "-"
+        )
         arms.add_row(
             arm,
             name,
@@ -266,13 +295,26 @@ def demo(
                     str(a.users),
                     str(a.sessions),
                     f"{a.mean_time_per_session:.3f}",
+                    ratio,
                     f"{a.mean_tracks_per_session:.2f}",
                 ]
                 if a
-                else ["0", "0", "-", "-"]
+                else ["0", "0", "-", "-", "-"]
             ),
+            f"{w.mean_time_per_session:.3f}" if w else "-",
         )
     console.print(arms)
+    fresh = Table(title="freshness: listen → served by a model trained on it (measured phase)")
+    for col in ("model", "versions served", "listens learned", "p50 s", "p95 s", "max s"):
+        fresh.add_column(col)
+    for f in result.freshness:
+        fresh.add_row(
+            f.model,
+            str(f.versions),
+            f"{f.listens:,}",
+            *("-" if v is None else f"{v:.1f}" for v in (f.p50_s, f.p95_s, f.max_s)),
+        )
+    console.print(fresh)
     console.print(course_table(result.analysis))
     console.print(extras_table(result.analysis))
     console.print(srm_text(result.analysis))

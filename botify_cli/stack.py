@@ -1,4 +1,5 @@
-"""The embedded stack: broker, Redis, API and stream workers as supervised local processes.
+"""The embedded stack: broker, Redis, API, stream workers and the trainer as supervised local
+processes.
 
 Used by ``botify up``, ``botify demo``, ``botify bench`` and the end-to-end tests. Each child
 gets its endpoints through ``BOTIFY_*`` variables, so the services run exactly as they would
@@ -45,6 +46,8 @@ class EmbeddedStack:
     log_dir: Path
     api_port: int | None = None
     stream_workers: int = 1
+    # The trainer learns from the stream and publishes models the API hot-reloads.
+    trainer: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
     start_timeout: float = 60.0
     children: list[tuple[str, SimpleExecutor]] = field(default_factory=list)
@@ -72,6 +75,9 @@ class EmbeddedStack:
             for i in range(self.stream_workers):
                 say(f"stream worker {i + 1}")
                 self._add(f"stream-{i + 1}", self._service("stream", env, name=f"stream-{i + 1}"))
+            if self.trainer:
+                say("trainer")
+                self._add("trainer", self._service("trainer", env))
         except BaseException:
             self.stop()
             raise

@@ -1,0 +1,79 @@
+"""``python -m services.trainer``: reads the examples topic, retrains, publishes versions.
+
+Thin wiring: settings, the Kafka consumer, the example log, Redis and the model store; the
+schedule and the promotion rule live in ``services.trainer.loop``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+
+import redis.asyncio as aioredis
+
+from botify.catalog import load_catalog
+from botify.errors import BotifyError
+from botify.example_log import ExampleConsumer, ExampleLog
+from botify.kafka import ensure_topics
+from botify.model_store import ModelAnnouncer, ModelStore
+from botify.settings import Settings
+from services.trainer.loop import Trainer, due
+from services.trainer.train import configure_torch
+
+logger = logging.getLogger("services.trainer")
+
+
+async def serve(settings: Settings) -> None:
+    cfg = settings.trainer
+    catalog = load_catalog(settings.catalog.path)
+    configure_torch(cfg)
+    redis = aioredis.Redis.from_url(settings.redis.url)
+    announcer = ModelAnnouncer(settings.kafka, settings.models.announce_topic)
+    store = ModelStore.from_settings(settings, redis, announcer)
+    log = ExampleLog.from_settings(settings.training_data, settings.run_dir)
+    consumer = ExampleConsumer(settings.kafka, settings.training_data.consumer_group)
+    trainer = Trainer(cfg, catalog, log, store, settings.run_dir / "trainer")
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    try:
+        await trainer.restore()
+        logger.warning("botify trainer ready: models %s", ", ".join(cfg.models))
+        last_run, fresh = time.monotonic(), 0
+        while not stopping.is_set():
+            batch = await asyncio.to_thread(consumer.poll_batch, cfg.poll_records, cfg.poll_s)
+            if batch:
+                fresh += log.append(batch)
+            if due(last_run, time.monotonic(), fresh, cfg.every_s, cfg.every_examples):
+                # The examples are on disk before the offsets move past them.
+                await asyncio.to_thread(log.flush)
+                await asyncio.to_thread(consumer.commit)
+                last_run, fresh = time.monotonic(), 0
+                await trainer.run_all()
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(log.flush)
+        consumer.close()
+        announcer.close()
+        await redis.aclose()
+
+
+def main() -> None:
+    settings = Settings()
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+    try:
+        ensure_topics(settings.kafka)
+        asyncio.run(serve(settings))
+    except BotifyError as exc:  # no broker, bad catalog: one line, not a traceback
+        sys.exit(f"botify trainer: {exc}")
+
+
+if __name__ == "__main__":
+    main()

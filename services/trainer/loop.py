@@ -1,0 +1,187 @@
+"""The trainer's loop: examples in, versioned models out.
+
+It reads the examples topic into the bounded on-disk log, and every ``every_s`` seconds (or
+sooner, after ``every_examples`` new examples) retrains each model on the newest window,
+warm-started from the version in service. A run holds out the most recent slice of the
+window, scores the new version and the served one on it, and publishes the new one only if it
+is not worse. Each run, promoted or not, is appended to ``runs.jsonl``: the demo reads it to
+measure freshness, people read it to see why a version was refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import polars as pl
+
+from botify.analysis.freshness import RUNS_FILE
+from botify.artifacts import DataWindow, ModelArtifact, ModelMeta
+from botify.catalog import Catalog
+from botify.evaluation import better, evaluate, split_holdout
+from botify.example_log import ExampleLog
+from botify.model_store import ModelStore
+from botify.settings import TrainerSettings
+from services.trainer.train import train_model
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunReport:
+    """One training run of one model."""
+
+    model: str
+    started_ms: int
+    seconds: float
+    examples: int
+    window: DataWindow | None
+    promoted: bool
+    reason: str
+    version: int | None = None
+    parent: int | None = None
+    published_ms: int | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    served_metrics: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        doc = asdict(self)
+        for key in ("metrics", "served_metrics"):
+            doc[key] = {k: v if math.isfinite(v) else None for k, v in doc[key].items()}
+        return json.dumps(doc, sort_keys=True, allow_nan=False)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class Trainer:
+    """Trains and publishes the configured models; holds the versions it serves in memory
+    (the parents of the next runs)."""
+
+    settings: TrainerSettings
+    catalog: Catalog
+    log: ExampleLog
+    store: ModelStore
+    report_dir: Path
+    clock: Callable[[], int] = now_ms
+    served: dict[str, ModelArtifact] = field(default_factory=dict)
+    runs: int = 0
+
+    async def restore(self) -> None:
+        """Pick up the versions in service (after a restart) as parents."""
+        for name in self.settings.models:
+            version = await self.store.current(name)
+            if version is None:
+                continue
+            try:
+                self.served[name] = await asyncio.to_thread(self.store.load, name, version)
+            except Exception as exc:  # a pruned or broken version: train from scratch
+                logger.warning("cannot load %s v%d as a parent: %s", name, version, exc)
+
+    async def run_all(self) -> list[RunReport]:
+        """One round: every model once, on the same window."""
+        frame = await asyncio.to_thread(self.log.window, None, self.settings.window_rows)
+        return [await self.run_one(name, frame) for name in self.settings.models]
+
+    async def run_one(self, name: str, frame: pl.DataFrame) -> RunReport:
+        started, t0 = self.clock(), time.perf_counter()
+        train, holdout = split_holdout(
+            frame, self.settings.holdout_fraction, self.settings.holdout_max_rows
+        )
+        report = RunReport(name, started, 0.0, len(train), _window(train), False, "")
+        if len(train) < self.settings.min_examples:
+            report.reason = f"{len(train)} examples, fewer than {self.settings.min_examples}"
+            return self._done(report, t0)
+        parent = self.served.get(name)
+        try:
+            result = await asyncio.to_thread(
+                train_model,
+                name,
+                train,
+                self.catalog,
+                None if parent is None else parent.arrays,
+                self.settings,
+            )
+        except Exception as exc:  # one model's failure must not stop the others
+            logger.exception("training %s failed", name)
+            report.reason = f"training failed: {exc!r}"
+            return self._done(report, t0)
+        assert report.window is not None
+        meta = ModelMeta(
+            name=name,
+            version=0,  # the store allocates it
+            parent=None if parent is None else parent.version,
+            created_ms=self.clock(),
+            window=report.window,
+            metrics=dict(result.metrics),
+            params=dict(result.params),
+        )
+        candidate = ModelArtifact(meta, result.arrays)
+        report.metrics = await asyncio.to_thread(evaluate, candidate, holdout, train, self.settings)
+        if parent is not None:
+            report.served_metrics = await asyncio.to_thread(
+                evaluate, parent, holdout, train, self.settings
+            )
+            if not better(
+                report.metrics,
+                report.served_metrics,
+                self.settings.primary_key,
+                self.settings.promote_tolerance,
+            ):
+                report.reason = (
+                    f"{self.settings.primary_key} {report.metrics.get(self.settings.primary_key)}"
+                    f" < served {report.served_metrics.get(self.settings.primary_key)}"
+                )
+                return self._done(report, t0)
+        # JSON has no NaN: a metric the window could not give (nothing held out) is left out.
+        finite = {k: v for k, v in report.metrics.items() if math.isfinite(v)}
+        published = await self.store.publish(replace(meta, metrics=finite), result.arrays)
+        self.served[name] = ModelArtifact(published, result.arrays)
+        report.promoted, report.reason = True, "promoted"
+        report.version, report.parent = published.version, published.parent
+        report.published_ms = self.clock()
+        return self._done(report, t0)
+
+    def _done(self, report: RunReport, t0: float) -> RunReport:
+        report.seconds = round(time.perf_counter() - t0, 3)
+        self.runs += 1
+        self.report_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.report_dir / RUNS_FILE, "a") as out:
+            out.write(report.to_json() + "\n")
+        logger.warning(
+            "%s: %s (v%s, %d examples, %.1f s) %s",
+            report.model,
+            report.reason,
+            report.version,
+            report.examples,
+            report.seconds,
+            {k: round(v, 4) for k, v in report.metrics.items()},
+        )
+        return report
+
+
+def _window(frame: pl.DataFrame) -> DataWindow | None:
+    if frame.is_empty():
+        return None
+    ts = frame["timestamp"]
+    return DataWindow(int(ts.min()), int(ts.max()), len(frame))  # type: ignore[arg-type]
+
+
+def due(
+    last_run: float, now: float, new_examples: int, every_s: float, every_examples: int
+) -> bool:
+    """Retrain after ``every_s`` seconds with something new, or after ``every_examples``."""
+    if new_examples <= 0:
+        return False
+    return now - last_run >= every_s or new_examples >= every_examples
+
+
+__all__: Sequence[str] = ("RunReport", "Trainer", "due")
