@@ -182,12 +182,16 @@ def better(
     old: Mapping[str, float] | None,
     primary: str = "ndcg@10",
     tolerance: float = 0.0,
+    z: float = 0.0,
 ) -> bool:
     """Whether ``new`` should replace ``old``: its ``primary`` is at least ``old``'s plus
     ``tolerance`` (above 0 demands a margin, below 0 forgives a small regression; a tie goes
     to the newer version, trained on fresher data). ``mse``/``loss`` metrics are minimised,
     the others maximised. ``new`` without a finite ``primary`` is refused; with nothing to
-    beat (no ``old`` value) or no held-out evidence (nothing evaluated) it is accepted."""
+    beat (no ``old`` value) or no held-out evidence (nothing evaluated) it is accepted.
+    With ``z`` > 0 a ranking metric is refused only when it is worse by more than ``z``
+    standard errors of the held-out mean (a hit-rate bound: NDCG per query is in [0, 1]
+    with a variance no larger than p(1 − p)), so holdout noise alone does not refuse."""
     value = new.get(primary)
     if value is None or not math.isfinite(value):
         return False
@@ -199,6 +203,9 @@ def better(
         return True
     if primary.startswith(_LOWER_IS_BETTER):
         return value <= reference - tolerance
+    n = new.get(evidence, 0.0)
+    if z > 0 and n > 0 and value >= reference - z * math.sqrt(reference * (1 - reference) / n):
+        return tolerance <= 0 or value >= reference + tolerance
     return value >= reference + tolerance
 
 

@@ -199,11 +199,15 @@ class TrainerSettings(_Section):
     positive_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     # The most recent share of the window, held out to evaluate and compare versions.
     holdout_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
-    holdout_max_rows: int = Field(default=20_000, ge=1)
+    # Small, because held-out examples are not trained on in that round: they wait a round.
+    holdout_max_rows: int = Field(default=5_000, ge=1)
     eval_k: int = Field(default=10, ge=1)
     primary_metric: Literal["ndcg", "hr"] = "ndcg"
-    # A new version replaces the served one when primary >= served primary + tolerance.
+    # A new version replaces the served one when primary >= served primary + tolerance,
+    # and it is not worse by more than promote_z standard errors of the held-out estimate
+    # (a small holdout is noisy; refusing on noise would freeze the served version).
     promote_tolerance: float = 0.0
+    promote_z: float = Field(default=1.96, ge=0.0)
     contextual: ModelHyperParams = ModelHyperParams()
     next_track: ModelHyperParams = ModelHyperParams()
     dae: DaeHyperParams = DaeHyperParams()

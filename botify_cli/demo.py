@@ -21,7 +21,7 @@ import polars as pl
 from botify.analysis import AnalysisReport, analyze_file
 from botify.analysis.freshness import Freshness, freshness, read_runs
 from botify.analysis.render import write_html
-from botify.catalog import Catalog
+from botify.catalog import Catalog, Track
 from botify.errors import BackendUnavailableError
 from botify.experiments import ALLOWED_GROUPS, arm_name
 from botify.export import ExportResult, export_parquet
@@ -217,7 +217,7 @@ def model_recommenders(names: object) -> dict[str, list[str]]:
     context shows the model slots it reads."""
     out: dict[str, list[str]] = {}
     for name in sorted(set(names)):  # type: ignore[call-overload]
-        context = RecommenderContext(catalog=Catalog(()))
+        context = RecommenderContext(catalog=Catalog((Track(0, "-", "-"),)))
         build_recommender(name, context)
         for model in context.models:
             out.setdefault(model, []).append(name)

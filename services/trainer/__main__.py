@@ -27,6 +27,19 @@ from services.trainer.train import configure_torch
 logger = logging.getLogger("services.trainer")
 
 
+def drain(consumer: ExampleConsumer, log: ExampleLog, records: int, wait_s: float) -> int:
+    """Read what the topic holds now into the log, in polls of ``records``: a round must
+    train on everything that arrived while the previous one ran. Bounded: it stops at the
+    first short poll, or after a hundred polls so a flood cannot starve the rounds."""
+    taken = 0
+    for _ in range(100):
+        batch = consumer.poll_batch(records, wait_s)
+        taken += log.append(batch)
+        if len(batch) < records:
+            break
+    return taken
+
+
 async def serve(settings: Settings) -> None:
     cfg = settings.trainer
     catalog = load_catalog(settings.catalog.path)
@@ -46,9 +59,7 @@ async def serve(settings: Settings) -> None:
         logger.warning("botify trainer ready: models %s", ", ".join(cfg.models))
         last_run, fresh = time.monotonic(), 0
         while not stopping.is_set():
-            batch = await asyncio.to_thread(consumer.poll_batch, cfg.poll_records, cfg.poll_s)
-            if batch:
-                fresh += log.append(batch)
+            fresh += await asyncio.to_thread(drain, consumer, log, cfg.poll_records, cfg.poll_s)
             if due(last_run, time.monotonic(), fresh, cfg.every_s, cfg.every_examples):
                 # The examples are on disk before the offsets move past them.
                 await asyncio.to_thread(log.flush)

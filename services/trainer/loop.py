@@ -135,6 +135,7 @@ class Trainer:
                 report.served_metrics,
                 self.settings.primary_key,
                 self.settings.promote_tolerance,
+                self.settings.promote_z,
             ):
                 report.reason = (
                     f"{self.settings.primary_key} {report.metrics.get(self.settings.primary_key)}"
