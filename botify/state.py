@@ -173,4 +173,6 @@ def session_example(
         time=event.time,
         partition=position.partition,
         offset=position.offset,
+        # The user's arm chose the track this event reports, as it chooses the next one.
+        recommender=event.recommender,
     )

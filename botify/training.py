@@ -27,6 +27,7 @@ TRAINING_EXAMPLE_SCHEMA = "training_example.v1.json"
 SCHEMA_VERSION = 1
 MAX_INT64 = 2**63 - 1
 MAX_INT32 = 2**31 - 1
+MAX_RECOMMENDER = 100
 
 # Column name -> polars dtype name, in frame order. Names, not polars types: polars is
 # imported only where a frame is built, not by every process that folds listens.
@@ -39,6 +40,7 @@ EXAMPLE_COLUMNS: dict[str, str] = {
     "time": "Float32",
     "partition": "Int32",
     "offset": "Int64",
+    "recommender": "String",
 }
 
 # Inclusive bounds of each integer field, as the schema states them.
@@ -64,6 +66,8 @@ class TrainingExample:
     time: float  # fraction of ``track`` listened, 0..1
     partition: int  # the source listen record: the dedupe key
     offset: int
+    # The recommender that chose ``track``: a model is judged on listens it did not pick.
+    recommender: str = ""
 
     @property
     def key(self) -> tuple[int, int]:
@@ -137,6 +141,9 @@ def _check(fields: Mapping[str, Any]) -> None:
             raise InvalidEventError(f"{name}: expected an integer, got {type(value).__name__}")
         if not low <= value <= high:
             raise InvalidEventError(f"{name}: {value} is outside [{low}, {high}]")
+    recommender = fields["recommender"]
+    if not isinstance(recommender, str) or len(recommender) > MAX_RECOMMENDER:
+        raise InvalidEventError(f"recommender: expected a string of at most {MAX_RECOMMENDER}")
     time = fields["time"]
     if isinstance(time, bool) or not isinstance(time, int | float):
         raise InvalidEventError(f"time: expected a number, got {type(time).__name__}")

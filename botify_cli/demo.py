@@ -21,11 +21,10 @@ import polars as pl
 from botify.analysis import AnalysisReport, analyze_file
 from botify.analysis.freshness import Freshness, freshness, read_runs
 from botify.analysis.render import write_html
-from botify.catalog import Catalog, Track
 from botify.errors import BackendUnavailableError
 from botify.experiments import ALLOWED_GROUPS, arm_name
 from botify.export import ExportResult, export_parquet
-from botify.recommenders import REGISTRY, RecommenderContext, build_recommender
+from botify.recommenders import REGISTRY, model_readers
 from botify.settings import KafkaSettings, Settings
 from botify_cli.stack import EmbeddedStack
 from botify_sim.config import SimConfig
@@ -198,7 +197,7 @@ def run_demo(
     runs = read_runs(run_dir / "trainer")
     fresh = [
         freshness(events, model, recommenders, runs, since_ms=measured_from)
-        for model, recommenders in model_recommenders(arms.values()).items()
+        for model, recommenders in model_readers(arms.values()).items()
     ]
     timings["analysis"] = time.perf_counter() - t
     return DemoResult(
@@ -210,18 +209,6 @@ def _check_sessions(summary: DriveSummary) -> None:
     if summary.sessions == 0:
         first = next((e.error for e in summary.episodes if e.error), "no worker reported")
         raise BackendUnavailableError(f"no simulated session completed; first failure: {first}")
-
-
-def model_recommenders(names: object) -> dict[str, list[str]]:
-    """Which of these recommenders serve each trained model: building one on a blank
-    context shows the model slots it reads."""
-    out: dict[str, list[str]] = {}
-    for name in sorted(set(names)):  # type: ignore[call-overload]
-        context = RecommenderContext(catalog=Catalog((Track(0, "-", "-"),)))
-        build_recommender(name, context)
-        for model in context.models:
-            out.setdefault(model, []).append(name)
-    return out
 
 
 def _runs_by_model(runs: list[dict[str, object]]) -> dict[str, dict[str, object]]:

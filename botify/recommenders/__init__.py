@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
+from botify.catalog import Catalog, Track
 from botify.errors import ConfigError, UnknownRecommenderError
 from botify.recommenders.base import (
     Popularity,
@@ -56,6 +57,18 @@ def build_recommender(
     return factory(context, params or {})
 
 
+def model_readers(names: Iterable[str] | None = None) -> dict[str, tuple[str, ...]]:
+    """Which of ``names`` (default: every registered recommender) read each trained model.
+    Building a recommender on a blank context shows the model slots it asks for."""
+    out: dict[str, list[str]] = {}
+    for name in sorted(set(REGISTRY if names is None else names)):
+        context = RecommenderContext(catalog=Catalog((Track(0, "-", "-"),)))
+        build_recommender(name, context)
+        for model in context.models:
+            out.setdefault(model, []).append(name)
+    return {model: tuple(readers) for model, readers in out.items()}
+
+
 __all__ = [
     "REGISTRY",
     "Popularity",
@@ -63,4 +76,5 @@ __all__ = [
     "Recommender",
     "RecommenderContext",
     "build_recommender",
+    "model_readers",
 ]

@@ -27,8 +27,9 @@ from botify.catalog import Catalog
 from botify.evaluation import better, evaluate, split_holdout
 from botify.example_log import ExampleLog
 from botify.model_store import ModelStore
+from botify.recommenders import model_readers
 from botify.settings import TrainerSettings
-from services.trainer.train import train_model
+from services.trainer.train import TrainResult, train_model
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ class Trainer:
     report_dir: Path
     clock: Callable[[], int] = now_ms
     served: dict[str, ModelArtifact] = field(default_factory=dict)
+    # Model -> the recommenders that serve it (botify.recommenders.model_readers).
+    readers: dict[str, tuple[str, ...]] = field(default_factory=model_readers)
     runs: int = 0
 
     async def restore(self) -> None:
@@ -114,6 +117,23 @@ class Trainer:
             logger.exception("training %s failed", name)
             report.reason = f"training failed: {exc!r}"
             return self._done(report, t0)
+        try:
+            await self._judge_and_publish(name, report, result, parent, train, holdout)
+        except Exception as exc:  # a bad artifact or a store error: still not the others'
+            logger.exception("evaluating or publishing %s failed", name)
+            report.reason = f"evaluation or publication failed: {exc!r}"
+        return self._done(report, t0)
+
+    async def _judge_and_publish(
+        self,
+        name: str,
+        report: RunReport,
+        result: TrainResult,
+        parent: ModelArtifact | None,
+        train: pl.DataFrame,
+        holdout: pl.DataFrame,
+    ) -> None:
+        """Score the new version against the served one and publish it if not worse."""
         assert report.window is not None
         meta = ModelMeta(
             name=name,
@@ -125,6 +145,11 @@ class Trainer:
             params=dict(result.params),
         )
         candidate = ModelArtifact(meta, result.arrays)
+        # A served model's own picks fill the holdout with listens its lists already hold:
+        # judged on them, the version in service always wins. Every version of a model is
+        # judged on the listens other recommenders chose.
+        own = self.readers.get(name, ())
+        holdout = holdout.filter(~pl.col("recommender").is_in(list(own)))
         report.metrics = await asyncio.to_thread(evaluate, candidate, holdout, train, self.settings)
         if parent is not None:
             report.served_metrics = await asyncio.to_thread(
@@ -141,7 +166,7 @@ class Trainer:
                     f"{self.settings.primary_key} {report.metrics.get(self.settings.primary_key)}"
                     f" < served {report.served_metrics.get(self.settings.primary_key)}"
                 )
-                return self._done(report, t0)
+                return
         # JSON has no NaN: a metric the window could not give (nothing held out) is left out.
         finite = {k: v for k, v in report.metrics.items() if math.isfinite(v)}
         published = await self.store.publish(replace(meta, metrics=finite), result.arrays)
@@ -149,7 +174,6 @@ class Trainer:
         report.promoted, report.reason = True, "promoted"
         report.version, report.parent = published.version, published.parent
         report.published_ms = self.clock()
-        return self._done(report, t0)
 
     def _done(self, report: RunReport, t0: float) -> RunReport:
         report.seconds = round(time.perf_counter() - t0, 3)

@@ -47,6 +47,7 @@ def examples(*rows: tuple[int, int, int, float], start_ts: int = 0) -> pl.DataFr
             "time": [r[3] for r in rows],
             "partition": [0] * n,
             "offset": list(range(n)),
+            "recommender": ["random"] * n,
         },
         schema=example_schema(),
     )
@@ -293,3 +294,38 @@ def test_better_with_nothing_to_beat_or_no_evidence_takes_the_new_version() -> N
 def test_better_refuses_a_new_version_without_a_finite_metric() -> None:
     assert not better({}, {"ndcg@10": 0.1})
     assert not better({"ndcg@10": float("nan")}, None)
+
+
+def test_better_with_z_accepts_a_loss_within_the_holdouts_noise() -> None:
+    old = {"ndcg@10": 0.30, "evaluated": 100.0}
+    # One standard error at 0.30 over 100 queries is about 0.046.
+    slightly_worse = {"ndcg@10": 0.28, "evaluated": 100.0}
+    assert not better(slightly_worse, old)
+    assert better(slightly_worse, old, z=1.96)
+
+
+def test_better_with_z_refuses_a_loss_beyond_the_noise() -> None:
+    old = {"ndcg@10": 0.30, "evaluated": 100.0}
+    assert not better({"ndcg@10": 0.15, "evaluated": 100.0}, old, z=1.96)
+    # The same loss is noise on 10 queries, and far beyond it on 10,000.
+    assert better({"ndcg@10": 0.15, "evaluated": 10.0}, {**old, "evaluated": 10.0}, z=1.96)
+    big = {"ndcg@10": 0.28, "evaluated": 10_000.0}
+    assert not better(big, {**old, "evaluated": 10_000.0}, z=1.96)
+
+
+def test_better_with_z_and_no_evidence_takes_the_new_version() -> None:
+    nothing = {"ndcg@10": 0.0, "evaluated": 0.0}
+    assert better(nothing, {"ndcg@10": 0.5, "evaluated": 0.0}, z=1.96)
+    assert better({"ndcg@10": 0.1, "evaluated": 50.0}, None, z=1.96)
+
+
+def test_better_with_z_still_demands_a_positive_tolerance() -> None:
+    old = {"ndcg@10": 0.30, "evaluated": 100.0}
+    assert not better({"ndcg@10": 0.30, "evaluated": 100.0}, old, tolerance=0.01, z=1.96)
+    assert better({"ndcg@10": 0.31, "evaluated": 100.0}, old, tolerance=0.01, z=1.96)
+
+
+def test_z_does_not_change_the_mse_rule() -> None:
+    old = {"mse": 0.20, "mse_evaluated": 100.0}
+    assert not better({"mse": 0.21, "mse_evaluated": 100.0}, old, primary="mse", z=10.0)
+    assert better({"mse": 0.19, "mse_evaluated": 100.0}, old, primary="mse", z=10.0)

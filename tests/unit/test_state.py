@@ -106,6 +106,7 @@ def test_a_session_first_next_is_no_example_and_each_later_listen_has_its_contex
         time=0.25,
         partition=2,
         offset=1,
+        recommender="random",  # the listen event's: the arm that chose track 11
     )
     assert third is not None
     assert (third.session_start, third.context, third.track, third.time) == (10, 11, 12, 0.75)

@@ -151,6 +151,7 @@ def test_frame_has_the_documented_columns_and_types_in_order() -> None:
         ("time", pl.Float32),
         ("partition", pl.Int32),
         ("offset", pl.Int64),
+        ("recommender", pl.String),
     ]
     assert frame["offset"].to_list() == [1, 2] and frame["context"].to_list() == [11, 99]
     assert frame["time"].to_list() == [0.25, 1.0]

@@ -65,6 +65,7 @@ def planted_world(seed: int = 0, users: int = USERS, rounds: int = ROUNDS) -> Wo
             "time": [r[4] for r in rows],
             "partition": np.zeros(n, dtype=np.int32),
             "offset": np.arange(n, dtype=np.int64),
+            "recommender": ["random"] * n,
         },
         schema=example_schema(),
     )
