@@ -42,7 +42,7 @@ from botify.state import UserState
 from tests.factories import small_catalog
 
 CATALOG = small_catalog(300, 25)
-MODEL_ARMS = ("contextual", "next_track", "dae", "cascade", "next_track_diverse")
+MODEL_ARMS = ("contextual", "next_track", "dae", "cascade", "next_track_diverse", "affinity")
 
 
 def table(rows: Mapping[int, list[int]], keys: list[int]) -> np.ndarray:
@@ -234,7 +234,7 @@ def full_model(version: int) -> ModelArtifact:
 @pytest.mark.parametrize("name", MODEL_ARMS)
 def test_a_long_session_never_repeats_and_the_model_serves_while_it_can(name: str) -> None:
     context = RecommenderContext(CATALOG)
-    for model in ("contextual", "next_track", "dae", "lightgcn", "lightfm"):
+    for model in ("contextual", "next_track", "dae", "lightgcn", "lightfm", "affinity"):
         context.slot(model).artifact = full_model(7)
     rec = model_recommender(name, context)
     session: tuple[int, ...] = (7,)
@@ -423,6 +423,38 @@ def test_next_track_diverse_avoids_an_artist_the_session_played_enough() -> None
     assert (
         rec.recommend(RecommendRequest(1, 7, 1.0, frozenset(session), session), UserState(1)) == 150
     )
+
+
+def test_affinity_anchors_on_the_last_listen_of_at_least_its_own_liked_threshold() -> None:
+    context = RecommenderContext(CATALOG)
+    context.slot("affinity").artifact = artifact(5, {3: [30], 4: [40], 5: [50], 7: [70]})
+    rec = model_recommender("affinity", context)  # affinity_liked_threshold: 0.85
+    session = (3, 4, 5, 7)
+    listens = ((3, 1.0), (4, 0.9), (5, 0.8), (7, 0.1))
+    r = RecommendRequest(1, 7, 0.1, frozenset(session), session, listens)
+    # 5 would be the anchor at the other arms' liked_threshold (0.6), not at 0.85.
+    assert rec.recommend_versioned(r, UserState(1)) == (40, 5)
+    fresh = RecommendRequest(1, 7, 0.86, frozenset(session), session, (*listens[:3], (7, 0.86)))
+    assert rec.recommend_versioned(fresh, UserState(1)) == (70, 5)
+
+
+def test_affinity_never_repeats_an_artist_while_its_list_has_new_ones() -> None:
+    catalog = Catalog(tuple(Track(i, f"A{i // 10}", "t") for i in range(300)))
+    context = RecommenderContext(catalog)
+    # The anchor 7 is by A0; its list, best first: A0, A2, A2, A3, A3, A5.
+    context.slot("affinity").artifact = artifact(2, {7: [8, 21, 22, 35, 36, 50]})
+    rec = model_recommender("affinity", context)
+    session: tuple[int, ...] = (7,)
+    listens: tuple[tuple[int, float], ...] = ((7, 1.0),)
+    served = []
+    for _ in range(5):
+        r = RecommendRequest(1, session[-1], listens[-1][1], frozenset(session), session, listens)
+        track, version = rec.recommend_versioned(r, UserState(1))
+        served.append(track)
+        assert version == 2
+        session, listens = (*session, track), (*listens, (track, 0.1))  # anchor stays on 7
+    # One track per new artist; then, every artist heard, plain relevance order.
+    assert served == [21, 35, 50, 8, 22]
 
 
 # Anchors

@@ -1,0 +1,122 @@
+"""The continuous-learning loop on the whole embedded stack: requests become listens, the
+stream turns them into examples, the trainer learns from them and publishes versions, and
+the API serves those versions, all while requests keep being answered."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from botify.analysis.freshness import read_runs
+from botify.catalog import Catalog, Track, generate_catalog, write_catalog
+from botify.settings import Settings
+from botify_cli.stack import EmbeddedStack
+from botify_sim.client import BotifyClient
+
+pytestmark = [pytest.mark.slow]
+
+MODEL = "affinity"
+# How long the loop may take to go from no model to a second served version. Generous:
+# two cores are shared with the broker, Redis, the API, the stream and the trainer.
+DEADLINE_S = 90.0
+MAX_SESSIONS = 5_000
+STEPS = 8
+
+
+def catalog() -> Catalog:
+    """2,000 tracks by 200 artists; a quarter of the artists have no genre, so the model
+    ranks both within genres and within the group of tracks without one."""
+    tracks = generate_catalog(2000, 200, seed=1).tracks
+    return Catalog(
+        tuple(
+            Track(t.track, t.artist, t.title) if int(t.artist.split()[-1]) % 4 == 0 else t
+            for t in tracks
+        )
+    )
+
+
+def served_version(api: str) -> float:
+    """The API's ``botify_api_model_version`` gauge for the model (0: none yet)."""
+    text = httpx.get(f"{api}/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "botify_api_model_version" and sample.labels["model"] == MODEL:
+                return sample.value
+    return 0.0
+
+
+def promoted(run_dir: Path) -> list[dict[str, object]]:
+    return [r for r in read_runs(run_dir / "trainer") if r["model"] == MODEL and r["promoted"]]
+
+
+def test_the_trainer_learns_from_live_traffic_and_the_api_serves_its_versions(
+    tmp_path: Path,
+) -> None:
+    cat = catalog()
+    write_catalog(cat.tracks, tmp_path / "catalog.jsonl")
+    (tmp_path / "experiments.toml").write_text(
+        f'[[experiment]]\nname = "ALL"\ngroups = 2\narms = {{ C = "{MODEL}", T1 = "{MODEL}" }}\n'
+    )
+    env = {
+        "BOTIFY_RUN_DIR": str(tmp_path),
+        "BOTIFY_CATALOG__PATH": str(tmp_path / "catalog.jsonl"),
+        "BOTIFY_EXPERIMENTS__PATH": str(tmp_path / "experiments.toml"),
+        "BOTIFY_TRAINER__MODELS": json.dumps([MODEL]),
+        "BOTIFY_TRAINER__EVERY_S": "2",
+        "BOTIFY_TRAINER__MIN_EXAMPLES": "50",
+        "BOTIFY_TRAINER__DEVICE": "cpu",
+        "BOTIFY_TRAINER__TRAIN_BUDGET_S": "1",
+        "BOTIFY_TRAINER__EXPORT_BUDGET_S": "1",
+        "BOTIFY_TRAINER__AFFINITY__BUDGET_S": "1",
+        "BOTIFY_TRAINER__TOP_K": "20",
+        "BOTIFY_MODELS__POLL_S": "0.5",
+    }
+    ids = cat.ids.tolist()
+    rng = random.Random(0)
+    failures: list[str] = []
+    sessions = 0
+    with EmbeddedStack(Settings(), tmp_path / "logs", trainer=True, extra_env=env) as stack:
+        assert stack.endpoints is not None
+        api = stack.endpoints.api
+        client = BotifyClient(api, timeout=10)
+        deadline = time.monotonic() + DEADLINE_S
+        try:
+            while sessions < MAX_SESSIONS and time.monotonic() < deadline:
+                # A taste the model can learn: each user likes a tenth of the artists.
+                user = rng.randrange(200)
+
+                def liked(track: int, user: int = user) -> bool:
+                    return int(cat.artist_of(track).split()[-1]) % 10 == user % 10
+
+                track, listened = rng.choice(ids), 1.0
+                try:
+                    for _ in range(STEPS):
+                        track = client.next(user, track, listened)
+                        listened = 0.95 if liked(track) else 0.05
+                    client.last(user, track, listened)
+                except Exception as exc:  # counted: the assertion below names them
+                    failures.append(repr(exc))
+                    client.close()
+                    client = BotifyClient(api, timeout=10)
+                sessions += 1
+                if sessions % 25 == 0 and served_version(api) >= 2:
+                    break
+        finally:
+            client.close()
+        version = served_version(api)
+        dead = stack.dead()
+
+    runs = promoted(tmp_path)
+    logs = {p.name: p.read_text()[-2000:] for p in (tmp_path / "logs").glob("*.log")}
+    assert not failures, failures[:5]
+    assert not dead, (dead, logs)
+    assert len(runs) >= 2, (sessions, read_runs(tmp_path / "trainer"), logs.get("trainer.log"))
+    assert [r["version"] for r in runs[:2]] == [1, 2]
+    assert [r["parent"] for r in runs[:2]] == [None, 1]  # the second warm-started
+    assert version >= 2, (version, runs)
