@@ -191,6 +191,8 @@ class TrainerSettings(_Section):
     # second (rows left are padded and counted in the metrics).
     train_budget_s: float = Field(default=2.0, gt=0)
     export_budget_s: float = Field(default=2.0, gt=0)
+    # A run warm-started from the served version learns at this fraction of its lr.
+    warm_lr_factor: float = Field(default=0.25, gt=0, le=1)
     # Length of the exported lists (track_neighbours, user_top).
     top_k: int = Field(default=100, ge=1)
     # Query rows scored at once when ranking the full catalogue.

@@ -150,7 +150,8 @@ class Trainer:
         # judged on the listens other recommenders chose.
         own = self.readers.get(name, ())
         holdout = holdout.filter(~pl.col("recommender").is_in(list(own)))
-        report.metrics = await asyncio.to_thread(evaluate, candidate, holdout, train, self.settings)
+        evaluation = await asyncio.to_thread(evaluate, candidate, holdout, train, self.settings)
+        report.metrics = {**result.metrics, **evaluation}
         if parent is not None:
             report.served_metrics = await asyncio.to_thread(
                 evaluate, parent, holdout, train, self.settings

@@ -99,6 +99,10 @@ def train_model(
                 model = spec.build(data, hyper)
         model.to(device)
         budget = settings.train_budget_s if hyper.budget_s is None else hyper.budget_s
+        if warm:
+            # Fine-tuning: a fresh Adam at the full rate would first walk the parent's
+            # parameters away from where they converged.
+            hyper = hyper.model_copy(update={"lr": hyper.lr * settings.warm_lr_factor})
         stats = fit(model, examples, hyper, budget, generator, device)
         model.train(False)
         started = time.monotonic()
