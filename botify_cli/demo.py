@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -197,7 +198,7 @@ def run_demo(
     runs = read_runs(run_dir / "trainer")
     fresh = [
         freshness(events, model, recommenders, runs, since_ms=measured_from)
-        for model, recommenders in model_readers(arms.values()).items()
+        for model, recommenders in single_model_readers(arms.values()).items()
     ]
     timings["analysis"] = time.perf_counter() - t
     return DemoResult(
@@ -209,6 +210,16 @@ def _check_sessions(summary: DriveSummary) -> None:
     if summary.sessions == 0:
         first = next((e.error for e in summary.episodes if e.error), "no worker reported")
         raise BackendUnavailableError(f"no simulated session completed; first failure: {first}")
+
+
+def single_model_readers(arms: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """Model -> the arms that serve it and no other model. An event names the version that
+    served it but not the model, so a cascade's versions (three models) cannot be told
+    apart; models only a cascade serves are left out of the freshness table."""
+    readers = model_readers(arms)
+    count = Counter(r for rs in readers.values() for r in rs)
+    out = {m: tuple(r for r in rs if count[r] == 1) for m, rs in readers.items()}
+    return {m: rs for m, rs in out.items() if rs}
 
 
 def _runs_by_model(runs: list[dict[str, object]]) -> dict[str, dict[str, object]]:

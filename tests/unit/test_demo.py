@@ -49,3 +49,11 @@ def test_model_free_recommenders_read_no_model() -> None:
 def test_every_model_the_trainer_trains_is_served_by_some_demo_arm() -> None:
     # A model no arm serves would cost the trainer a share of every round for nothing.
     assert set(model_readers(demo_arms().values())) == set(TrainerSettings().models)
+
+
+def test_freshness_leaves_out_models_only_a_multi_model_arm_serves() -> None:
+    from botify_cli.demo import single_model_readers
+
+    readers = single_model_readers(["cascade", "next_track", "affinity"])
+    # cascade serves lightgcn, lightfm and next_track: its events cannot say which.
+    assert readers == {"affinity": ("affinity",), "next_track": ("next_track",)}
