@@ -137,8 +137,14 @@ class ModelHyperParams(_Section):
     """What every trained model has (``services/trainer/models``); each model overrides."""
 
     dim: int = Field(default=32, ge=1)
-    # Overrides the trainer's train_budget_s for this model (None: the trainer's).
+    # Override the trainer's train_budget_s and window_rows for this model (None: the
+    # trainer's). A model that needs many passes trains on fewer, newer rows, and its warm
+    # start carries what older ones taught.
     budget_s: float | None = Field(default=None, gt=0)
+    window_rows: int | None = Field(default=None, ge=1)
+    # Trained in one round out of this many: the trainer shares the machine, and the
+    # models that serve best should be the freshest.
+    every_rounds: int = Field(default=1, ge=1)
     # An upper bound: the trainer's time budget may stop a run earlier.
     epochs: int = Field(default=5, ge=1)
     batch_size: int = Field(default=4096, ge=1)
@@ -192,7 +198,7 @@ class TrainerSettings(_Section):
     train_budget_s: float = Field(default=2.0, gt=0)
     export_budget_s: float = Field(default=2.0, gt=0)
     # A run warm-started from the served version learns at this fraction of its lr.
-    warm_lr_factor: float = Field(default=0.25, gt=0, le=1)
+    warm_lr_factor: float = Field(default=1.0, gt=0, le=1)
     # Length of the exported lists (track_neighbours, user_top).
     top_k: int = Field(default=100, ge=1)
     # Query rows scored at once when ranking the full catalogue.
@@ -210,14 +216,17 @@ class TrainerSettings(_Section):
     # (a small holdout is noisy; refusing on noise would freeze the served version).
     promote_tolerance: float = 0.0
     promote_z: float = Field(default=1.96, ge=0.0)
-    contextual: ModelHyperParams = ModelHyperParams()
-    next_track: ModelHyperParams = ModelHyperParams()
-    dae: DaeHyperParams = DaeHyperParams()
-    lightgcn: LightGcnHyperParams = LightGcnHyperParams()
-    lightfm: ModelHyperParams = ModelHyperParams()
-    # Tuned on the simulator (docs/models.md): ten passes of the window and an id penalty
-    # that keeps rarely heard tracks near their artist and genre.
-    affinity: ModelHyperParams = ModelHyperParams(epochs=10, lr=0.02, l2=1e-4, budget_s=6.0)
+    contextual: ModelHyperParams = ModelHyperParams(every_rounds=2)
+    next_track: ModelHyperParams = ModelHyperParams(every_rounds=2)
+    dae: DaeHyperParams = DaeHyperParams(every_rounds=2)
+    lightgcn: LightGcnHyperParams = LightGcnHyperParams(every_rounds=2)
+    lightfm: ModelHyperParams = ModelHyperParams(every_rounds=2)
+    # Tuned on the simulator (docs/models.md): ten passes over the newest 80,000 examples
+    # each round, and an id penalty that keeps rarely heard tracks near their artist and
+    # genre; fewer passes over a bigger window scored below the version it started from.
+    affinity: ModelHyperParams = ModelHyperParams(
+        epochs=10, lr=0.02, l2=1e-4, budget_s=10.0, window_rows=80_000
+    )
 
     @property
     def primary_key(self) -> str:

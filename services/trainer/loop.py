@@ -24,11 +24,13 @@ import polars as pl
 from botify.analysis.freshness import RUNS_FILE
 from botify.artifacts import DataWindow, ModelArtifact, ModelMeta
 from botify.catalog import Catalog
+from botify.errors import ConfigError
 from botify.evaluation import better, evaluate, split_holdout
 from botify.example_log import ExampleLog
 from botify.model_store import ModelStore
 from botify.recommenders import model_readers
-from botify.settings import TrainerSettings
+from botify.settings import ModelHyperParams, TrainerSettings
+from services.trainer.models import model_spec
 from services.trainer.train import TrainResult, train_model
 
 logger = logging.getLogger(__name__)
@@ -77,6 +79,7 @@ class Trainer:
     # Model -> the recommenders that serve it (botify.recommenders.model_readers).
     readers: dict[str, tuple[str, ...]] = field(default_factory=model_readers)
     runs: int = 0
+    rounds: int = 0
 
     async def restore(self) -> None:
         """Pick up the versions in service (after a restart) as parents."""
@@ -89,13 +92,39 @@ class Trainer:
             except Exception as exc:  # a pruned or broken version: train from scratch
                 logger.warning("cannot load %s v%d as a parent: %s", name, version, exc)
 
+    def _hyper(self, name: str) -> ModelHyperParams | None:
+        try:
+            return model_spec(name).hyper_params(self.settings)
+        except ConfigError:  # an unknown model fails in training, where it is reported
+            return None
+
+    def window_rows(self, name: str) -> int:
+        """The newest examples ``name`` trains on: its own bound, else the trainer's."""
+        hyper = self._hyper(name)
+        rows = None if hyper is None else hyper.window_rows
+        return self.settings.window_rows if rows is None else rows
+
+    def scheduled(self, round_index: int) -> list[str]:
+        """The models round ``round_index`` (from 0) trains: each model every
+        ``every_rounds`` rounds, all of them in the first."""
+        out = []
+        for name in self.settings.models:
+            hyper = self._hyper(name)
+            every = 1 if hyper is None else hyper.every_rounds
+            if round_index % every == 0:
+                out.append(name)
+        return out
+
     async def run_all(self) -> list[RunReport]:
-        """One round: every model once, on the same window."""
+        """One round: each scheduled model once, on the same window."""
         frame = await asyncio.to_thread(self.log.window, None, self.settings.window_rows)
-        return [await self.run_one(name, frame) for name in self.settings.models]
+        names = self.scheduled(self.rounds)
+        self.rounds += 1
+        return [await self.run_one(name, frame) for name in names]
 
     async def run_one(self, name: str, frame: pl.DataFrame) -> RunReport:
         started, t0 = self.clock(), time.perf_counter()
+        frame = frame.tail(self.window_rows(name))  # the window is in timestamp order
         train, holdout = split_holdout(
             frame, self.settings.holdout_fraction, self.settings.holdout_max_rows
         )

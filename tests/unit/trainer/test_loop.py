@@ -386,3 +386,23 @@ async def test_restore_with_nothing_published_serves_nothing(tmp_path: Path, wor
     trainer = new_trainer(tmp_path, world, settings())
     await trainer.restore()
     assert trainer.served == {}
+
+
+def test_models_train_every_few_rounds_as_configured_and_all_in_the_first(
+    tmp_path: Path, world: World
+) -> None:
+    from botify.settings import ModelHyperParams
+
+    cfg = settings(
+        contextual=ModelHyperParams(every_rounds=3),
+        affinity=ModelHyperParams(window_rows=123),
+    )
+    trainer = new_trainer(tmp_path, world, cfg)
+    assert [trainer.scheduled(r) for r in range(4)] == [
+        ["affinity", "contextual"],
+        ["affinity"],
+        ["affinity"],
+        ["affinity", "contextual"],
+    ]
+    assert trainer.window_rows("affinity") == 123
+    assert trainer.window_rows("contextual") == cfg.window_rows
