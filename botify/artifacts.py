@@ -11,7 +11,8 @@ so one family of recommenders serves any of them:
 - ``user_ids`` (U,) int64 and ``user_top`` (U, K) int64: each user's K best tracks.
 - ``context_emb`` (N, d), ``track_emb`` (N, d), ``user_emb`` (U, d) float32 and
   ``track_bias`` (N,) float32: optional, for re-ranking candidates with
-  ⟨context[c] + user[u], track[t]⟩ + bias[t] at request time.
+  ⟨context[c] + user[u], track[t]⟩ + bias[t] at request time; ``score_link`` (1,) says
+  whether that score is a listen time or its logit.
 
 The trainer writes a version's files first and flips the version pointer last, so a reader
 never sees half a model (``botify.model_store``).
@@ -35,6 +36,10 @@ CONTEXT_EMB = "context_emb"
 TRACK_EMB = "track_emb"
 USER_EMB = "user_emb"
 TRACK_BIAS = "track_bias"
+# (1,) int8: how a score becomes a listen time. Absent or 0: the score itself (clipped to
+# [0, 1]); 1: its logistic sigmoid.
+SCORE_LINK = "score_link"
+LINK_IDENTITY, LINK_SIGMOID = 0, 1
 PAD = -1
 
 

@@ -26,7 +26,9 @@ import polars as pl
 
 from botify.artifacts import (
     CONTEXT_EMB,
+    LINK_SIGMOID,
     PAD,
+    SCORE_LINK,
     TRACK_BIAS,
     TRACK_EMB,
     TRACK_IDS,
@@ -140,8 +142,9 @@ def listen_time_mse(
     """Mean squared error of the predicted listen time over every held-out row, with two
     baselines from ``train``: the global mean time and each track's mean time (the global
     mean for tracks train never saw). The prediction is ⟨context[c] + user[u], track[t]⟩ +
-    bias[t] clipped to [0, 1], without the user part for a user the model does not know,
-    and the global mean for a track or context outside the model's rows."""
+    bias[t] clipped to [0, 1], or through a sigmoid when the artifact's ``score_link`` says
+    the score is a logit; without the user part for a user the model does not know, and the
+    global mean for a track or context outside the model's rows."""
     arrays = _arrays(artifact)
     if not predicts_listen_time(arrays):
         raise ValueError("the artifact has no context_emb, track_emb and track_bias")
@@ -168,7 +171,12 @@ def listen_time_mse(
         has_user = urow[known] >= 0
         query[has_user] += user_emb[urow[known][has_user]]
     score = np.einsum("nd,nd->n", query, arrays[TRACK_EMB][trow[known]])
-    pred[known] = np.clip(score + arrays[TRACK_BIAS][trow[known]], 0.0, 1.0)
+    score = score + arrays[TRACK_BIAS][trow[known]]
+    link = arrays.get(SCORE_LINK)
+    if link is not None and int(link[0]) == LINK_SIGMOID:
+        pred[known] = 1.0 / (1.0 + np.exp(-np.clip(score, -50.0, 50.0)))
+    else:
+        pred[known] = np.clip(score, 0.0, 1.0)
     return {
         "mse": float(np.mean((pred - times) ** 2)),
         "mse_global_mean": float(np.mean((mean - times) ** 2)),

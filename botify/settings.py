@@ -145,6 +145,10 @@ class ModelHyperParams(_Section):
     # Trained in one round out of this many: the trainer shares the machine, and the
     # models that serve best should be the freshest.
     every_rounds: int = Field(default=1, ge=1)
+    # The metric that decides promotion for this model (None: the trainer's primary_key),
+    # e.g. "mse" for a model whose lists a policy re-filters (the held-out ranking then
+    # measures the wrong thing).
+    promote_on: str | None = None
     # An upper bound: the trainer's time budget may stop a run earlier.
     epochs: int = Field(default=5, ge=1)
     batch_size: int = Field(default=4096, ge=1)
@@ -225,7 +229,7 @@ class TrainerSettings(_Section):
     # each round, and an id penalty that keeps rarely heard tracks near their artist and
     # genre; fewer passes over a bigger window scored below the version it started from.
     affinity: ModelHyperParams = ModelHyperParams(
-        epochs=10, lr=0.02, l2=1e-4, budget_s=10.0, window_rows=80_000
+        epochs=10, lr=0.02, l2=1e-4, budget_s=10.0, window_rows=80_000, promote_on="mse"
     )
 
     @property

@@ -25,7 +25,13 @@ from botify.analysis.freshness import RUNS_FILE
 from botify.artifacts import DataWindow, ModelArtifact, ModelMeta
 from botify.catalog import Catalog
 from botify.errors import ConfigError
-from botify.evaluation import better, evaluate, split_holdout
+from botify.evaluation import (
+    better,
+    evaluate,
+    listen_time_mse,
+    predicts_listen_time,
+    split_holdout,
+)
 from botify.example_log import ExampleLog
 from botify.model_store import ModelStore
 from botify.recommenders import model_readers
@@ -104,6 +110,27 @@ class Trainer:
         rows = None if hyper is None else hyper.window_rows
         return self.settings.window_rows if rows is None else rows
 
+    async def _evaluate(
+        self, name: str, artifact: ModelArtifact, train: pl.DataFrame, holdout: pl.DataFrame
+    ) -> dict[str, float]:
+        """Ranking on the held-out listens other recommenders chose: a served model's own
+        picks are listens its lists already hold, so judged on them the version in service
+        always wins. Listen-time error on every held-out listen: a model's picks are where
+        it predicted long listens, and the time the user really gave them tests that
+        prediction on equal terms for every version."""
+        own = self.readers.get(name, ())
+        others = holdout.filter(~pl.col("recommender").is_in(list(own)))
+        out = await asyncio.to_thread(evaluate, artifact, others, train, self.settings)
+        if predicts_listen_time(artifact) and not train.is_empty() and not holdout.is_empty():
+            out |= await asyncio.to_thread(listen_time_mse, artifact, holdout, train)
+        return out
+
+    def promote_on(self, name: str) -> str:
+        """The metric that decides whether a version of ``name`` replaces the served one."""
+        hyper = self._hyper(name)
+        key = None if hyper is None else hyper.promote_on
+        return self.settings.primary_key if key is None else key
+
     def scheduled(self, round_index: int) -> list[str]:
         """The models round ``round_index`` (from 0) trains: each model every
         ``every_rounds`` rounds, all of them in the first."""
@@ -174,27 +201,20 @@ class Trainer:
             params=dict(result.params),
         )
         candidate = ModelArtifact(meta, result.arrays)
-        # A served model's own picks fill the holdout with listens its lists already hold:
-        # judged on them, the version in service always wins. Every version of a model is
-        # judged on the listens other recommenders chose.
-        own = self.readers.get(name, ())
-        holdout = holdout.filter(~pl.col("recommender").is_in(list(own)))
-        evaluation = await asyncio.to_thread(evaluate, candidate, holdout, train, self.settings)
-        report.metrics = {**result.metrics, **evaluation}
+        report.metrics = {**result.metrics, **await self._evaluate(name, candidate, train, holdout)}
         if parent is not None:
-            report.served_metrics = await asyncio.to_thread(
-                evaluate, parent, holdout, train, self.settings
-            )
+            report.served_metrics = await self._evaluate(name, parent, train, holdout)
             if not better(
                 report.metrics,
                 report.served_metrics,
-                self.settings.primary_key,
+                self.promote_on(name),
                 self.settings.promote_tolerance,
                 self.settings.promote_z,
             ):
+                key = self.promote_on(name)
                 report.reason = (
-                    f"{self.settings.primary_key} {report.metrics.get(self.settings.primary_key)}"
-                    f" < served {report.served_metrics.get(self.settings.primary_key)}"
+                    f"{key} {report.metrics.get(key)} worse than served "
+                    f"{report.served_metrics.get(key)}"
                 )
                 return
         # JSON has no NaN: a metric the window could not give (nothing held out) is left out.

@@ -13,9 +13,9 @@ a never-heard track start from what its artist and genre earned.
 
 The export ranks candidates within the context's genre: cheap (each genre against itself,
 about 1/G of the full catalogue product) and, on the simulator, far better than the global top
-(docs/models.md). Only ``track_ids`` and ``track_neighbours`` are standard arrays: the
-embeddings are under ``affinity_*`` names for warm starts, since ⟨·,·⟩ + bias is not a listen
-time here (it goes through σ) and must not be read as one.
+(docs/models.md). The folded vectors are exported as both context and track embeddings with
+``score_link`` = sigmoid, so the evaluation reads ⟨·,·⟩ + bias as the logit it is; the parts
+a warm start needs are under ``affinity_*`` names.
 """
 
 from __future__ import annotations
@@ -26,7 +26,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from botify.artifacts import PAD, TRACK_IDS, TRACK_NEIGHBOURS
+from botify.artifacts import (
+    CONTEXT_EMB,
+    LINK_SIGMOID,
+    PAD,
+    SCORE_LINK,
+    TRACK_BIAS,
+    TRACK_EMB,
+    TRACK_IDS,
+    TRACK_NEIGHBOURS,
+)
 from botify.settings import ModelHyperParams
 from services.trainer.export import Ranker, host, to_ids
 from services.trainer.models.dataset import NO_ROW, Dataset, feature_keys, match_rows
@@ -123,9 +132,16 @@ class TrackAffinity(nn.Module):
         neighbours = within_group_neighbours(
             ranker, vectors, bias, data.track_features[:, 1], data.track_ids
         )
+        vectors_np = host(vectors)
         return {
             TRACK_IDS: data.track_ids,
             TRACK_NEIGHBOURS: neighbours,
+            # One table in both roles; the score is a logit (score_link), so the
+            # evaluation's listen-time MSE applies the sigmoid the model was fitted with.
+            CONTEXT_EMB: vectors_np,
+            TRACK_EMB: vectors_np,
+            TRACK_BIAS: host(bias),
+            SCORE_LINK: np.array([LINK_SIGMOID], dtype=np.int8),
             ID_EMB: host(self.id.weight),
             ID_BIAS: host(self.id_bias.weight[:, 0]),
             FEATURE_KEYS: feature_keys(data.features),

@@ -90,5 +90,6 @@ def fast_settings(**overrides: object) -> TrainerSettings:
         "dae": {"dim": 32, "batch_size": 16, "lr": 0.01, "epochs": 30, "dropout": 0.3},
         "lightgcn": {**small, "lr": 0.05, "epochs": 30},
         "lightfm": {**small, "epochs": 15},
+        "affinity": {**small, "epochs": 15},
     }
     return TrainerSettings.model_validate(base | overrides)

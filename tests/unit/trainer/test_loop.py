@@ -158,7 +158,7 @@ async def test_a_worse_version_is_refused_and_the_served_one_stays(
 
     for report in reports:
         assert not report.promoted and report.version is None
-        assert report.reason == f"{PRIMARY} 0.1 < served 0.5"
+        assert report.reason == f"{PRIMARY} 0.1 worse than served 0.5"
         assert report.metrics[PRIMARY] == 0.1 and report.served_metrics[PRIMARY] == 0.5
         assert await trainer.store.current(report.model) == 1
         assert trainer.store.versions(report.model) == [1]
@@ -406,3 +406,32 @@ def test_models_train_every_few_rounds_as_configured_and_all_in_the_first(
     ]
     assert trainer.window_rows("affinity") == 123
     assert trainer.window_rows("contextual") == cfg.window_rows
+
+
+async def test_a_model_promoted_on_listen_time_error_is_judged_on_it(
+    tmp_path: Path, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botify.settings import ModelHyperParams
+
+    cfg = fast_settings(
+        models=("affinity",), min_examples=100, affinity=ModelHyperParams(promote_on="mse")
+    )
+    trainer = new_trainer(tmp_path, world, cfg)
+    assert trainer.promote_on("affinity") == "mse"
+    assert trainer.promote_on("contextual") == cfg.primary_key
+    first = await trainer.run_all()
+    assert first[0].promoted and "mse" in first[0].metrics
+    # A second version with a worse listen-time error than the served one is refused,
+    # whatever its ranking says.
+    import services.trainer.loop as loop
+
+    real = loop.listen_time_mse
+    calls = iter([0.30, 0.10])  # candidate, then served
+
+    def worse(*args: object, **kwargs: object) -> dict[str, float]:
+        out = real(*args, **kwargs)  # type: ignore[arg-type]
+        return {**out, "mse": next(calls)}
+
+    monkeypatch.setattr(loop, "listen_time_mse", worse)
+    second = await trainer.run_all()
+    assert not second[0].promoted and second[0].reason.startswith("mse 0.3 worse")
