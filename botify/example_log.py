@@ -185,6 +185,9 @@ class ExampleLog:
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(temp, final)
+            # The rename itself must reach the disk: the trainer commits the topic's
+            # offsets past these rows right after.
+            _fsync_dir(self.directory)
         except BaseException:
             # Nothing is lost: the rows go back to the buffer for the next attempt.
             self._buffer = rows + self._buffer
@@ -238,6 +241,14 @@ class ExampleLog:
     def _unreadable(self, path: Path, exc: BaseException) -> None:
         self.unreadable_parts += 1
         logger.error("skipping unreadable example log part %s: %r", path, exc)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _seq(part: Path) -> int:

@@ -676,11 +676,13 @@ class ModelStore:
                 await asyncio.to_thread(self._announcer.announce, announcement)
         else:
             logger.warning("%s v%d was published after a newer version: not current", name, version)
-        current = await self._pointers.current(name)
+        # The version is published once the pointer moved: whatever fails from here on is
+        # clean-up for next time, not a failed publication.
         try:
+            current = await self._pointers.current(name)
             await asyncio.to_thread(self.prune, name, current)
-        except OSError as exc:  # the version is published; a failed clean-up is for next time
-            logger.warning("pruning %s failed: %s", name, exc)
+        except Exception as exc:
+            logger.warning("pruning %s failed: %r", name, exc)
         return meta
 
     def _write_version(

@@ -178,7 +178,8 @@ class LightGcnHyperParams(ModelHyperParams):
 class TrainerSettings(_Section):
     """How the trainer fits, exports and judges models (``services/trainer``)."""
 
-    # Registry names (services.trainer.models) retrained each round, in this order.
+    # Registry names (services.trainer.models) the rounds train, in this order (each model
+    # in one round out of its every_rounds).
     # The best-serving model comes first: it is the freshest after each round.
     models: tuple[str, ...] = ("affinity", "contextual", "next_track", "dae", "lightgcn", "lightfm")
     # A round starts every_s after the last one if anything new came, or sooner after
@@ -192,6 +193,10 @@ class TrainerSettings(_Section):
     # records, waiting at most poll_s for the first.
     poll_records: int = Field(default=5_000, ge=1)
     poll_s: float = Field(default=0.2, gt=0)
+    # The example log is written (and the topic's offsets committed) once this many
+    # examples are buffered or flush_s has passed: the log's bound counts parts.
+    flush_rows: int = Field(default=20_000, ge=1)
+    flush_s: float = Field(default=60.0, gt=0)
     seed: int = 0
     # "auto" takes CUDA when there is one.
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -214,6 +214,14 @@ class FailCascade:
 
     def fail_streak(self, request: RecommendRequest, state: UserState) -> int:
         """Consecutive failed listens up to and including the request's own."""
+        if request.listens:
+            # The API's record of this session: complete and current, unlike the state.
+            streak = 0
+            for _, time in reversed(request.listens):
+                if time >= self.fail_threshold:
+                    break
+                streak += 1
+            return streak
         # The state may lag: its newest listen is the request's own only once the stream has
         # caught up (a track never repeats within a session), otherwise add the request's.
         if state.history and state.history[-1] == request.track:

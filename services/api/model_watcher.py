@@ -23,6 +23,7 @@ from typing import Protocol
 import redis.asyncio as aioredis
 
 from botify.artifacts import ModelArtifact, ModelSlot
+from botify.errors import ArtifactError
 from botify.model_store import Announcement, AnnouncementFeed, ModelStore
 from botify.settings import Settings
 from services.api.metrics import ApiMetrics
@@ -32,6 +33,9 @@ logger = logging.getLogger(__name__)
 # Added to the loading thread's nice value: when cores are short, the event loop serving
 # requests runs first and the load waits (Linux schedules threads one by one).
 LOAD_NICENESS = 10
+# Loads of one version that fail for a reason other than a bad artifact, before giving up
+# on it (the next version is then the way out).
+MAX_LOAD_ATTEMPTS = 3
 
 
 def _lower_priority() -> None:
@@ -78,8 +82,9 @@ class ModelWatcher:
         self._feed_factory = feed_factory or self._kafka_feed
         self._feed: Feed | None = None
         self._locks = {name: asyncio.Lock() for name in self.slots}
-        # Versions that failed to load, never retried: the next version is the way out.
+        # Versions that failed to load for good: the next version is the way out.
         self.failed: dict[str, set[int]] = {name: set() for name in self.slots}
+        self._attempts: dict[tuple[str, int], int] = {}
         self._pointer_down: set[str] = set()
         self._announced: asyncio.Queue[Announcement] = asyncio.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -167,7 +172,9 @@ class ModelWatcher:
     def _load(self, name: str, version: int) -> ModelArtifact:
         artifact = self.store.load(name, version)
         if self._prepare is not None:
-            self._prepare(artifact)
+            problems = getattr(self._prepare(artifact), "problems", ())
+            if problems:
+                raise ArtifactError(f"{name} v{version} cannot be served: {'; '.join(problems)}")
         return artifact
 
     async def refresh(self, name: str) -> bool:
@@ -196,7 +203,12 @@ class ModelWatcher:
                     self._loader, self._load, name, target
                 )
             except Exception as exc:
-                self.failed[name].add(target)
+                # A bad artifact stays bad; anything else (a full disk, a shared volume's
+                # hiccup) is retried at the next poll, up to a few times.
+                attempts = self._attempts.get((name, target), 0) + 1
+                self._attempts[(name, target)] = attempts
+                if isinstance(exc, ArtifactError) or attempts >= MAX_LOAD_ATTEMPTS:
+                    self.failed[name].add(target)
                 self._metrics.model_reload_failures.labels(name).inc()
                 logger.error(
                     "model %s v%d failed to load, still serving v%s: %s", name, target, served, exc

@@ -12,15 +12,17 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from botify.catalog import load_catalog
 from botify.errors import BotifyError
 from botify.example_log import ExampleConsumer, ExampleLog
 from botify.kafka import ensure_topics
 from botify.model_store import ModelAnnouncer, ModelStore
-from botify.settings import Settings
+from botify.settings import Settings, TrainerSettings
 from services.trainer.loop import Trainer, due
 from services.trainer.train import configure_torch
 
@@ -40,6 +42,19 @@ def drain(consumer: ExampleConsumer, log: ExampleLog, records: int, wait_s: floa
     return taken
 
 
+async def _retrying(
+    what: str, step: Callable[[], Awaitable[None]], stopping: asyncio.Event, cfg: TrainerSettings
+) -> None:
+    while not stopping.is_set():
+        try:
+            await step()
+            return
+        except (BotifyError, RedisError, OSError) as exc:
+            logger.error("%s failed, retrying in %.0f s: %r", what, cfg.every_s, exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), cfg.every_s)
+
+
 async def serve(settings: Settings) -> None:
     cfg = settings.trainer
     catalog = load_catalog(settings.catalog.path)
@@ -55,17 +70,30 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     try:
-        await trainer.restore()
+        await _retrying("restoring the served versions", trainer.restore, stopping, cfg)
         logger.warning("botify trainer ready: models %s", ", ".join(cfg.models))
-        last_run, fresh = time.monotonic(), 0
+        last_run, last_flush, fresh = time.monotonic(), time.monotonic(), 0
         while not stopping.is_set():
-            fresh += await asyncio.to_thread(drain, consumer, log, cfg.poll_records, cfg.poll_s)
-            if due(last_run, time.monotonic(), fresh, cfg.every_s, cfg.every_examples):
-                # The examples are on disk before the offsets move past them.
-                await asyncio.to_thread(log.flush)
-                await asyncio.to_thread(consumer.commit)
-                last_run, fresh = time.monotonic(), 0
-                await trainer.run_all()
+            try:
+                fresh += await asyncio.to_thread(drain, consumer, log, cfg.poll_records, cfg.poll_s)
+                now = time.monotonic()
+                if not due(last_run, now, fresh, cfg.every_s, cfg.every_examples):
+                    continue
+                # Parts of a useful size (the log's bound counts parts), and the examples on
+                # disk before the offsets move past them; what is only buffered is read again
+                # after a crash and deduplicated.
+                if log.buffered() >= cfg.flush_rows or now - last_flush >= cfg.flush_s:
+                    await asyncio.to_thread(log.flush)
+                    await asyncio.to_thread(consumer.commit)
+                    last_flush = now
+                last_run, fresh = now, 0
+                await trainer.run_all(stopping.is_set)
+            except (BotifyError, RedisError, OSError) as exc:
+                # A broker or Redis blip must not end the trainer: the API would keep
+                # serving ageing models with nothing to show for it.
+                logger.error("trainer round failed, retrying in %.0f s: %r", cfg.every_s, exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), cfg.every_s)
     finally:
         with contextlib.suppress(Exception):
             await asyncio.to_thread(log.flush)

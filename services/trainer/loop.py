@@ -142,12 +142,19 @@ class Trainer:
                 out.append(name)
         return out
 
-    async def run_all(self) -> list[RunReport]:
-        """One round: each scheduled model once, on the same window."""
-        frame = await asyncio.to_thread(self.log.window, None, self.settings.window_rows)
+    async def run_all(self, stop: Callable[[], bool] = lambda: False) -> list[RunReport]:
+        """One round: each scheduled model once, on the same window; ``stop`` is checked
+        between models (a round can outlast a service manager's stop grace)."""
         names = self.scheduled(self.rounds)
         self.rounds += 1
-        return [await self.run_one(name, frame) for name in names]
+        rows = max((self.window_rows(n) for n in names), default=self.settings.window_rows)
+        frame = await asyncio.to_thread(self.log.window, None, rows)
+        reports = []
+        for name in names:
+            if stop():
+                break
+            reports.append(await self.run_one(name, frame))
+        return reports
 
     async def run_one(self, name: str, frame: pl.DataFrame) -> RunReport:
         started, t0 = self.clock(), time.perf_counter()

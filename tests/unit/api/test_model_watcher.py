@@ -34,6 +34,8 @@ class FakeStore:
     pointer_reads: int = 0
     # When set, load() waits for it: a slow load in progress.
     gate: threading.Event | None = None
+    # Loads that fail with a passing error (not a bad artifact) before succeeding.
+    flaky: dict[tuple[str, int], int] = field(default_factory=dict)
 
     async def current(self, name: str) -> int | None:
         self.pointer_reads += 1
@@ -48,6 +50,9 @@ class FakeStore:
         self.loads.append((name, version))
         if (name, version) in self.broken:
             raise ArtifactError(f"{name} v{version} is damaged")
+        if self.flaky.get((name, version), 0) > 0:
+            self.flaky[(name, version)] -= 1
+            raise OSError("the shared volume hiccuped")
         return artifact(name, version)
 
 
@@ -223,6 +228,21 @@ async def test_a_version_that_fails_to_load_is_counted_skipped_and_not_retried()
         h.store.pointers["a"] = 3
         await until(lambda: h.slots["a"].version == 3)
         assert h.sample("a", "botify_api_model_reload_failures_total") == 1
+    finally:
+        await h.watcher.stop()
+
+
+async def test_a_passing_load_failure_is_retried_at_the_next_poll() -> None:
+    h = harness(poll_s=0.02)
+    h.store.pointers["a"] = 1
+    await h.watcher.start()
+    try:
+        h.store.flaky[("a", 2)] = 1
+        h.store.pointers["a"] = 2
+        await until(lambda: h.slots["a"].version == 2)
+        assert h.store.loads.count(("a", 2)) == 2
+        assert h.sample("a", "botify_api_model_reload_failures_total") == 1
+        assert h.watcher.failed["a"] == set()
     finally:
         await h.watcher.stop()
 

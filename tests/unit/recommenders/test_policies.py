@@ -211,3 +211,16 @@ def test_policies_are_deterministic_for_the_same_generator_state() -> None:
     b = [policy.choose([source], req(), UserState(1), rng(i)) for i in range(20)]
     assert a == b
     assert len(set(a)) > 1
+
+
+def test_fail_streak_counts_the_sessions_own_record_not_the_lagging_state() -> None:
+    from botify.recommenders.base import RecommendRequest
+    from botify.recommenders.policies import fail_cascade
+    from botify.state import UserState
+
+    cascade = fail_cascade(2, 15, 0.5)
+    listens = ((1, 1.0), (2, 0.9), (3, 0.1), (4, 0.2))
+    request = RecommendRequest(7, 4, 0.2, frozenset({1, 2, 3, 4}), (1, 2, 3, 4), listens)
+    # The state still carries the previous session's run of fails: it must not count.
+    stale = UserState(7, history=(90, 91), history_times=(0.0, 0.0), fail_count=6)
+    assert cascade.fail_streak(request, stale) == 2
