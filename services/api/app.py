@@ -12,6 +12,8 @@ from fastapi import FastAPI
 from prometheus_client import disable_created_metrics
 
 from botify.catalog import load_catalog
+from botify.errors import ConfigError
+from botify.events import EXPERIMENT_NAME
 from botify.experiments import load_experiments
 from botify.kafka import ListenPublisher, ensure_topics
 from botify.recommenders import RecommenderContext, build_recommender
@@ -32,6 +34,13 @@ def build_router(settings: Settings) -> tuple[Router, RecommenderContext]:
     """Catalog, experiments and one recommender per name the experiments use."""
     catalog = load_catalog(settings.catalog.path)
     plan = load_experiments(settings.experiments.path, settings.experiments.default_recommender)
+    # /next builds its events from trusted fields: a name the event schema refuses must stop
+    # the start, not fail every request.
+    bad = [e.name for e in plan.experiments if not EXPERIMENT_NAME.fullmatch(e.name)]
+    if bad:
+        raise ConfigError(
+            f"experiment names {bad} cannot be logged: use 1 to 64 letters, digits, '_', '.', '-'"
+        )
     context = RecommenderContext(catalog=catalog, seed=settings.recommender.seed)
     # Every serving parameter, plus the stream's fail threshold (the cascade counts fails).
     params: dict[str, object] = {

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import Field, TypeAdapter, ValidationError
 
-from botify.events import MAX_ID, make_listen_event
+from botify.events import MAX_ID, trusted_listen_event
 from botify.experiments import Assignment
 from services.api.deps import Runtime
 from services.api.wire import LastResponse, NextRequest, NextResponse
@@ -71,8 +71,10 @@ def publish(
 ) -> None:
     """Publish the request's listen event (never waiting for the broker) and count it."""
     latency = time.perf_counter() - started
+    # Every field is already validated: the body by NextRequest, the track against the
+    # catalog, the rest comes from the platform. Validating again cost more than producing.
     rt.publisher.publish(
-        make_listen_event(
+        trusted_listen_event(
             message=message,
             timestamp=time.time_ns() // 1_000_000,
             user=user,

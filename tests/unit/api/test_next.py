@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import jsonschema
 import orjson
 import pytest
@@ -116,3 +118,17 @@ def test_metrics_count_requests_per_route_without_user_labels(client: TestClient
         if line.startswith("botify_api_recommendations_total{")
     ]
     assert sum(served) == 2.0
+
+
+def test_the_api_refuses_to_start_with_an_experiment_name_events_cannot_carry(
+    tmp_path: Path,
+) -> None:
+    from botify.errors import ConfigError
+    from botify.settings import ExperimentsSettings, Settings
+    from services.api.app import build_router
+
+    toml = tmp_path / "experiments.toml"
+    toml.write_text('[[experiment]]\nname = "ÜNICODE"\ngroups = 2\n')
+    settings = Settings(experiments=ExperimentsSettings(path=toml))
+    with pytest.raises(ConfigError, match="cannot be logged"):
+        build_router(settings)
