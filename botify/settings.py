@@ -184,7 +184,7 @@ class TrainerSettings(_Section):
     models: tuple[str, ...] = ("affinity", "contextual", "next_track", "dae", "lightgcn", "lightfm")
     # A round starts every_s after the last one if anything new came, or sooner after
     # every_examples new examples.
-    every_s: float = Field(default=15.0, gt=0)
+    every_s: float = Field(default=10.0, gt=0)
     every_examples: int = Field(default=50_000, ge=1)
     # The newest examples a round trains on, and fewer than min_examples are not trained on.
     window_rows: int = Field(default=200_000, ge=1)
@@ -217,7 +217,7 @@ class TrainerSettings(_Section):
     # The most recent share of the window, held out to evaluate and compare versions.
     holdout_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
     # Small, because held-out examples are not trained on in that round: they wait a round.
-    holdout_max_rows: int = Field(default=5_000, ge=1)
+    holdout_max_rows: int = Field(default=3_000, ge=1)
     eval_k: int = Field(default=10, ge=1)
     primary_metric: Literal["ndcg", "hr"] = "ndcg"
     # A new version replaces the served one when primary >= served primary + tolerance,
