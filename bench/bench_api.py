@@ -79,7 +79,10 @@ def main() -> int:
     if shutil.which("wrk") is None:
         console.print("[red]error:[/] wrk is not installed (apt-get install wrk)")
         return 2
-    with tempfile.TemporaryDirectory() as tmp, EmbeddedStack(Settings(), Path(tmp), stream_workers=0) as stack:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        EmbeddedStack(Settings(), Path(tmp), stream_workers=0) as stack,
+    ):
         api = stack.endpoints.api  # type: ignore[union-attr]
         console.print(f"stack up: API {api} (one worker); warming up…")
         wrk(api, 2, args.connections, trivial=False)
