@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from confluent_kafka import Consumer, KafkaError, KafkaException
 
 from botify.errors import BackendUnavailableError, InvalidEventError
+from botify.files import fsync_dir
 from botify.kafka import consumer_config
 from botify.settings import KafkaSettings, TrainingDataSettings
 from botify.training import TrainingExample, decode_example, example_schema, examples_frame
@@ -187,7 +188,7 @@ class ExampleLog:
             os.replace(temp, final)
             # The rename itself must reach the disk: the trainer commits the topic's
             # offsets past these rows right after.
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
         except BaseException:
             # Nothing is lost: the rows go back to the buffer for the next attempt.
             self._buffer = rows + self._buffer
@@ -241,14 +242,6 @@ class ExampleLog:
     def _unreadable(self, path: Path, exc: BaseException) -> None:
         self.unreadable_parts += 1
         logger.error("skipping unreadable example log part %s: %r", path, exc)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _seq(part: Path) -> int:

@@ -7,10 +7,11 @@ is retried a bounded number of times before ``BackendUnavailableError``.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -48,15 +49,23 @@ def consumer_config(settings: KafkaSettings, group: str) -> dict[str, object]:
 def ensure_topics(settings: KafkaSettings, timeout: float = 15.0) -> None:
     """Create the listens topic, its dead-letter topic and the training examples topic if
     they do not exist."""
+    wanted = (settings.listens_topic, settings.dlq_topic, settings.examples_topic)
+    create_topics(settings, dict.fromkeys(wanted, settings.partitions), timeout)
+
+
+def create_topics(
+    settings: KafkaSettings, partitions: Mapping[str, int], timeout: float = 15.0
+) -> None:
+    """Create each topic of ``partitions`` (name -> partition count) that does not exist;
+    one created meanwhile by another process is fine."""
     admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
-    wanted = [settings.listens_topic, settings.dlq_topic, settings.examples_topic]
     try:
         existing = set(admin.list_topics(timeout=timeout).topics)
     except KafkaException as exc:
         raise BackendUnavailableError(f"broker {settings.bootstrap_servers}: {exc}") from None
     new = [
-        NewTopic(t, num_partitions=settings.partitions, replication_factor=1)
-        for t in wanted
+        NewTopic(t, num_partitions=n, replication_factor=1)
+        for t, n in partitions.items()
         if t not in existing
     ]
     if not new:
@@ -67,6 +76,8 @@ def ensure_topics(settings: KafkaSettings, timeout: float = 15.0) -> None:
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise BackendUnavailableError(f"cannot create topic {topic}: {exc}") from None
+        except concurrent.futures.TimeoutError:
+            raise BackendUnavailableError(f"cannot create topic {topic}: timed out") from None
 
 
 def broker_reachable(settings: KafkaSettings, timeout: float = 2.0) -> bool:

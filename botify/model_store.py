@@ -17,7 +17,6 @@ half of one:
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
 import logging
 import os
@@ -35,8 +34,7 @@ import jsonschema
 import numpy as np
 import orjson
 import redis.asyncio as aioredis
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from botify import keys
 from botify.artifacts import (
@@ -54,7 +52,8 @@ from botify.artifacts import (
     ModelMeta,
 )
 from botify.errors import ArtifactError, BackendUnavailableError, BotifyError, InvalidEventError
-from botify.kafka import ListenPublisher
+from botify.files import fsync_dir
+from botify.kafka import ListenPublisher, create_topics
 from botify.settings import REPO_DIR, KafkaSettings, Settings
 
 logger = logging.getLogger(__name__)
@@ -253,14 +252,6 @@ def _read_meta(directory: Path) -> tuple[ModelMeta, dict[str, dict[str, Any]]]:
 # -- files -------------------------------------------------------------------------------------
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_artifact(directory: Path, meta: ModelMeta, arrays: Mapping[str, np.ndarray]) -> None:
     """Write ``meta.json`` and one ``.npy`` per array into ``directory`` (created if missing,
     refused if not empty), arrays first and meta last, every file fsynced. ``ArtifactError``
@@ -286,7 +277,7 @@ def _write_files(directory: Path, doc: dict[str, Any], arrays: Mapping[str, np.n
         f.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
         f.flush()
         os.fsync(f.fileno())
-    _fsync_dir(directory)
+    fsync_dir(directory)
 
 
 def read_artifact(directory: Path) -> ModelArtifact:
@@ -353,24 +344,6 @@ def announcement_from_bytes(raw: bytes | str | None) -> Announcement:
     return Announcement(**doc)
 
 
-def ensure_announce_topic(kafka: KafkaSettings, topic: str, timeout: float = 15.0) -> None:
-    """Create the announcement topic if it does not exist."""
-    admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
-    try:
-        if topic in admin.list_topics(timeout=timeout).topics:
-            return
-        futures = admin.create_topics(
-            [NewTopic(topic, num_partitions=ANNOUNCE_PARTITIONS, replication_factor=1)],
-            operation_timeout=timeout,
-        )
-        futures[topic].result(timeout)
-    except KafkaException as exc:
-        if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-            raise BackendUnavailableError(f"cannot create topic {topic}: {exc}") from None
-    except concurrent.futures.TimeoutError:
-        raise BackendUnavailableError(f"cannot create topic {topic}: timed out") from None
-
-
 class ModelAnnouncer:
     """Sends ``Announcement``s, keyed by model name, waiting for the broker's ack."""
 
@@ -385,7 +358,7 @@ class ModelAnnouncer:
         at their next poll of the pointer, so a failure here loses nothing."""
         try:
             if not self._topic_ready:
-                ensure_announce_topic(self._kafka, self._topic)
+                create_topics(self._kafka, {self._topic: ANNOUNCE_PARTITIONS})
                 self._topic_ready = True
             failed = self._publisher.stats.failed
             self._publisher.publish_raw(
@@ -444,7 +417,7 @@ class AnnouncementFeed:
             self._thread.join(timeout)
 
     def _open(self) -> Consumer:
-        ensure_announce_topic(self._kafka, self._topic)
+        create_topics(self._kafka, {self._topic: ANNOUNCE_PARTITIONS})
         consumer = Consumer(
             {
                 "bootstrap.servers": self._kafka.bootstrap_servers,
@@ -701,7 +674,7 @@ class ModelStore:
             if final.exists():
                 raise ArtifactError(f"{final} already exists")
             os.rename(tmp, final)
-            _fsync_dir(model_dir)
+            fsync_dir(model_dir)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -171,9 +171,7 @@ class MultDAE(nn.Module):
         user_top = user_lists(
             ranker,
             users=users,
-            order=by_frequency(
-                np.arange(data.n_users), np.bincount(data.user, minlength=data.n_users)
-            ),
+            order=data.users_by_activity(),
             items=decoder,
             item_rows=rows,
             track_ids=data.track_ids,

@@ -18,6 +18,7 @@ import torch
 
 from botify.catalog import Catalog
 from botify.errors import BotifyError
+from services.trainer.export import by_frequency
 
 REQUIRED_COLUMNS = ("timestamp", "user", "session_start", "context", "track", "time")
 NO_ROW = -1
@@ -91,6 +92,12 @@ class Dataset:
             positive=time >= positive_threshold,
             dropped=total - frame.height,
         )
+
+    def users_by_activity(self, users: np.ndarray | None = None) -> np.ndarray:
+        """User indexes (all, or ``users``), most examples first: the order user lists are
+        ranked in, so a budget cut drops the least active."""
+        rows = np.arange(self.n_users) if users is None else users
+        return by_frequency(rows, np.bincount(self.user, minlength=self.n_users))
 
     def positive_pairs(self) -> tuple[np.ndarray, np.ndarray]:
         """Distinct (user index, track row) pairs with a positive listen."""

@@ -150,7 +150,7 @@ class LightGCN(nn.Module):
         user_top = user_lists(
             ranker,
             users=users,
-            order=by_frequency(with_edges, np.bincount(data.user, minlength=data.n_users)),
+            order=data.users_by_activity(with_edges),
             items=items,
             item_rows=rows,
             track_ids=data.track_ids,

@@ -182,9 +182,7 @@ class NextTrack(nn.Module):
         user_top = user_lists(
             ranker,
             users=users,
-            order=by_frequency(
-                np.arange(data.n_users), np.bincount(data.user, minlength=data.n_users)
-            ),
+            order=data.users_by_activity(),
             items=track,
             item_rows=np.arange(n),
             track_ids=data.track_ids,

@@ -25,6 +25,14 @@ from botify.storage import InMemoryUserStateStore
 READY = "stream worker ready"
 
 
+def own_db(redis_url: str, db: int) -> str:
+    """The URL of Redis database ``db`` on the session's server, flushed: a test module's
+    own, so modules sharing the server do not see each other's keys."""
+    url = f"{redis_url.rsplit('/', 1)[0]}/{db}"
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
 def wait_for(condition: Callable[[], bool], timeout: float = 30, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from tests.factories import listen
 from tests.integration.stream.harness import (
     Worker,
     counter,
+    own_db,
     produce,
     read_topic,
     wait_for,
@@ -49,16 +49,7 @@ def kafka(broker_url: str) -> KafkaSettings:
 
 @pytest.fixture(scope="module")
 def store_url(redis_url: str) -> str:
-    url = redis_url.rsplit("/", 1)[0] + "/9"  # a db of this module's own
-    redis.Redis.from_url(url).flushdb()
-    return url
-
-
-@pytest.fixture
-def r(store_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(store_url)
-    yield client
-    client.close()
+    return own_db(redis_url, 9)
 
 
 def worker(kafka: KafkaSettings, store_url: str, log: Path) -> Worker:

@@ -22,6 +22,7 @@ from tests.factories import listen
 from tests.integration.stream.harness import (
     Worker,
     counter,
+    own_db,
     produce,
     read_topic,
     snapshot,
@@ -44,16 +45,7 @@ def kafka(broker_url: str) -> KafkaSettings:
 
 @pytest.fixture(scope="module")
 def store_url(redis_url: str) -> str:
-    url = redis_url.rsplit("/", 1)[0] + "/5"  # a db of this module's own
-    redis.Redis.from_url(url).flushdb()
-    return url
-
-
-@pytest.fixture
-def r(store_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(store_url)
-    yield client
-    client.close()
+    return own_db(redis_url, 5)
 
 
 @pytest.fixture(scope="module")
