@@ -74,10 +74,12 @@ class RecommenderSettings(_Section):
     # next_track_diverse: an artist played this many times in the session is skipped
     # (simulated users lose 20 % of interest per repeated artist).
     diverse_max_per_artist: int = Field(default=2, ge=1)
-    # affinity: anchor on the last track listened at least this much; one track per artist.
-    # Both tuned on the simulator (docs/models.md).
-    affinity_liked_threshold: float = Field(default=0.85, ge=0.0, le=1.0)
+    # affinity: one track per artist; candidates from the neighbour lists of the session's
+    # `sources` best-liked tracks, ranked by their taste weighted by time ** power. Tuned on
+    # the simulator (docs/models.md).
     affinity_max_per_artist: int = Field(default=1, ge=1)
+    affinity_session_power: float = Field(default=16.0, ge=0.0)
+    affinity_session_sources: int = Field(default=20, ge=1)
 
 
 class StateSettings(_Section):

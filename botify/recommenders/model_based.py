@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from botify.artifacts import (
     CONTEXT_EMB,
+    PAD,
     TRACK_BIAS,
     TRACK_EMB,
     TRACK_IDS,
@@ -300,10 +301,20 @@ def rerank(
     user_emb[user], track_emb[row]⟩ + track_bias[row], best first (ties in no set order).
     The model's own order where it lacks the embeddings or knows neither anchor nor user;
     tracks without a row keep their order after the scored ones."""
+    if TRACK_EMB not in artifact.arrays:
+        return tracks
+    return by_score(artifact, query(artifact, anchor, user), tracks, rows)
+
+
+def by_score(
+    artifact: ModelArtifact, q: np.ndarray | None, tracks: np.ndarray, rows: np.ndarray
+) -> np.ndarray:
+    """``tracks`` by ⟨q, track_emb[row]⟩ + track_bias[row], best first; unchanged without
+    ``q`` or track embeddings, and tracks without a row (-1) last, in their order."""
     track_emb = artifact.arrays.get(TRACK_EMB)
-    q = None if track_emb is None else query(artifact, anchor, user)
     if track_emb is None or q is None:
         return tracks
+    track_emb = np.asarray(track_emb)
     known = rows >= 0
     complete = bool(known.all())
     scored, scored_rows = (tracks, rows) if complete else (tracks[known], rows[known])
@@ -311,7 +322,7 @@ def rerank(
     scores = track_emb.take(scored_rows, axis=0) @ q
     bias = artifact.arrays.get(TRACK_BIAS)
     if bias is not None:
-        scores += bias.take(scored_rows)
+        scores += np.asarray(bias).take(scored_rows)
     best = scored[scores.argsort()[::-1]]
     return best if complete else np.concatenate([best, tracks[~known]])
 
@@ -345,6 +356,69 @@ class Reranked:
             return None
         ranked = rerank(artifact, anchor, request.user, tracks, rows)
         return Ranked(ranked.tolist(), artifact.version)
+
+
+def session_listens(request: RecommendRequest, state: UserState) -> tuple[tuple[int, float], ...]:
+    """The session's (track, fraction listened), oldest first: the API's record when the
+    request has it, else the start track (a full listen) and the request's own listen."""
+    if request.listens:
+        return request.listens
+    start = start_anchor(request, state)
+    if start == request.track:
+        return ((start, 1.0),)
+    return ((start, 1.0), (request.track, request.time))
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTaste:
+    """The neighbours of the session's ``sources`` best-liked tracks h, ranked by
+    ⟨Σ w(h)·context_emb[h] / Σ w(h), track_emb[c]⟩ + bias[c] with w(h) = time(h)^power.
+
+    One anchor is one noisy reading of what the user came for; every listen is another,
+    worth as much as the user played of it, and a high power lets the few near-complete
+    listens outvote the many half-hearted ones. Without embeddings, the lists' own order,
+    best-liked track's first."""
+
+    slot: ModelSlot
+    catalog: Catalog
+    power: float
+    sources: int
+
+    def __call__(self, request: RecommendRequest, state: UserState) -> Ranked | None:
+        usable = _usable(self.slot, self.catalog)
+        if usable is None:
+            return None
+        artifact, index = usable
+        table = artifact.arrays.get(TRACK_NEIGHBOURS)
+        if table is None:
+            return None
+        listens = session_listens(request, state)
+        # Best-liked first; among equal listens, the most recent.
+        best = sorted(range(len(listens)), key=lambda i: (-listens[i][1], -i))
+        track_row = artifact.track_row
+        rows: list[int] = []
+        weights: list[float] = []
+        for i in best[: self.sources]:
+            track, time = listens[i]
+            row = track_row.get(track)
+            if row is not None:
+                rows.append(row)
+                weights.append(time**self.power)
+        if not rows:
+            return None
+        # One gather for all the lists (np.asarray: plain arrays, not the memmap subclass,
+        # whose per-operation overhead would dominate here). A track in several lists stays
+        # several times: the policy serves one track, so repeats cost nothing.
+        found = np.asarray(table).take(rows, axis=0).ravel()
+        tracks, track_rows = index.servable(found[found != PAD])
+        if not len(tracks):
+            return None
+        context_emb = artifact.arrays.get(CONTEXT_EMB)
+        w = np.asarray(weights, dtype=np.float32)
+        q = None
+        if context_emb is not None and w.sum() > 0:
+            q = (w @ np.asarray(context_emb).take(rows, axis=0)) / w.sum()
+        return Ranked(by_score(artifact, q, tracks, track_rows).tolist(), artifact.version)
 
 
 @dataclass
@@ -454,13 +528,18 @@ def next_track_diverse(
 def affinity(
     context: RecommenderContext, params: ServingParams, fallback: Recommender
 ) -> ModelRecommender:
-    """The track-affinity model's same-genre neighbours of the last well-liked track, in
-    relevance order, one track per artist: anchoring on what the user just loved moves
-    the session towards their taste, and a new artist each time avoids the decay users show
-    for an artist they already heard (docs/models.md)."""
+    """The track-affinity model's same-genre neighbours of the session's best-liked tracks,
+    ranked by the session's taste (``SessionTaste``), in relevance order, one track per
+    artist: what the user loved moves the session towards their taste, and a new artist
+    each time avoids the decay users show for an artist they already heard
+    (docs/models.md)."""
     s = params.settings
-    anchor = LikedAnchor(s.affinity_liked_threshold)
-    source = Neighbours(context.slot("affinity"), anchor, context.catalog)
+    source = SessionTaste(
+        context.slot("affinity"),
+        context.catalog,
+        s.affinity_session_power,
+        s.affinity_session_sources,
+    )
     policy = artist_diverse(s.affinity_max_per_artist, context.catalog)
     return ModelRecommender(context, "affinity", (source,), policy, fallback)
 

@@ -35,6 +35,7 @@ from botify.recommenders.model_based import (
     prev_anchor,
     rerank,
     serving_index,
+    session_listens,
     start_anchor,
 )
 from botify.recommenders.policies import first_unplayed
@@ -425,17 +426,69 @@ def test_next_track_diverse_avoids_an_artist_the_session_played_enough() -> None
     )
 
 
-def test_affinity_anchors_on_the_last_listen_of_at_least_its_own_liked_threshold() -> None:
-    context = RecommenderContext(CATALOG)
-    context.slot("affinity").artifact = artifact(5, {3: [30], 4: [40], 5: [50], 7: [70]})
-    rec = model_recommender("affinity", context)  # affinity_liked_threshold: 0.85
-    session = (3, 4, 5, 7)
-    listens = ((3, 1.0), (4, 0.9), (5, 0.8), (7, 0.1))
-    r = RecommendRequest(1, 7, 0.1, frozenset(session), session, listens)
-    # 5 would be the anchor at the other arms' liked_threshold (0.6), not at 0.85.
-    assert rec.recommend_versioned(r, UserState(1)) == (40, 5)
-    fresh = RecommendRequest(1, 7, 0.86, frozenset(session), session, (*listens[:3], (7, 0.86)))
-    assert rec.recommend_versioned(fresh, UserState(1)) == (70, 5)
+def taste_model(version: int = 5, **bias: float) -> ModelArtifact:
+    """Listens 3 and 7 point along x, 4 along y; candidate 30 is x, 40 far along y, 70
+    between. Every other track sits at the origin."""
+    context, track = np.zeros((300, 2), np.float32), np.zeros((300, 2), np.float32)
+    context[[3, 7]], context[4] = [1.0, 0.0], [0.0, 1.0]
+    track[30], track[40], track[70] = [1.0, 0.0], [0.0, 10.0], [0.5, 0.5]
+    b = np.zeros(300, np.float32)
+    for t, v in bias.items():
+        b[int(t[1:])] = v
+    lists = {3: [30], 4: [40], 7: [70]}
+    return artifact(version, lists, **{CONTEXT_EMB: context, TRACK_EMB: track, TRACK_BIAS: b})
+
+
+# One artist per track: artist diversity never gets in the way.
+SOLO_ARTISTS = Catalog(tuple(Track(i, f"A{i}", "t") for i in range(300)))
+TASTE_SESSION = (3, 4, 7)
+TASTE_LISTENS = ((3, 1.0), (4, 0.5), (7, 0.9))
+
+
+def taste_request() -> RecommendRequest:
+    return RecommendRequest(1, 7, 0.9, frozenset(TASTE_SESSION), TASTE_SESSION, TASTE_LISTENS)
+
+
+def test_affinity_ranks_the_sessions_candidates_by_its_listen_weighted_taste() -> None:
+    context = RecommenderContext(SOLO_ARTISTS)
+    context.slot("affinity").artifact = taste_model()
+    # time ** 8: the half listen of 4 weighs 1/256 of the full one, so x wins: 30 first.
+    rec = model_recommender("affinity", context)
+    assert rec.recommend_versioned(taste_request(), UserState(1)) == (30, 5)
+    # Equal weights: the mean leans enough towards y for 40's long vector to win.
+    flat = model_recommender("affinity", context, affinity_session_power=0.0)
+    assert flat.recommend_versioned(taste_request(), UserState(1)) == (40, 5)
+    # The track bias adds to the score: 70 (0.5 + 1) over 30 (1).
+    context.slot("affinity").artifact = taste_model(6, t70=1.0)
+    assert rec.recommend_versioned(taste_request(), UserState(1)) == (70, 6)
+
+
+def test_affinity_draws_candidates_from_the_best_liked_listens_only() -> None:
+    context = RecommenderContext(SOLO_ARTISTS)
+    context.slot("affinity").artifact = taste_model(t40=100.0, t70=100.0)
+    # One source: the full listen of 3, so neither 40 nor 70 is a candidate.
+    rec = model_recommender("affinity", context, affinity_session_sources=1)
+    assert rec.recommend_versioned(taste_request(), UserState(1)) == (30, 5)
+    two = model_recommender("affinity", context, affinity_session_sources=2)
+    assert two.recommend(taste_request(), UserState(1)) == 70
+
+
+def test_affinity_without_embeddings_serves_the_best_liked_tracks_list_first() -> None:
+    context = RecommenderContext(SOLO_ARTISTS)
+    context.slot("affinity").artifact = artifact(5, {3: [30, 31], 4: [40], 7: [70, 30]})
+    rec = model_recommender("affinity", context)
+    assert rec.recommend(taste_request(), UserState(1)) == 30
+    # Two full listens: the more recent one's list comes first.
+    listens = ((3, 1.0), (4, 0.5), (7, 1.0))
+    r = RecommendRequest(1, 7, 1.0, frozenset(TASTE_SESSION), TASTE_SESSION, listens)
+    assert rec.recommend(r, UserState(1)) == 70
+
+
+def test_session_listens_without_the_api_record_are_the_start_and_the_request() -> None:
+    assert session_listens(taste_request(), UserState(1)) == TASTE_LISTENS
+    r = RecommendRequest(1, 7, 0.4, frozenset({3, 7}), (3, 7))
+    assert session_listens(r, UserState(1)) == ((3, 1.0), (7, 0.4))
+    assert session_listens(request(track=7, session=(7,)), UserState(1)) == ((7, 1.0),)
 
 
 def test_affinity_never_repeats_an_artist_while_its_list_has_new_ones() -> None:
@@ -568,7 +621,7 @@ def huge_world() -> tuple[Catalog, ModelArtifact]:
     return catalog, model
 
 
-@pytest.mark.parametrize("name", ["contextual", "next_track", "next_track_diverse"])
+@pytest.mark.parametrize("name", ["contextual", "next_track", "next_track_diverse", "affinity"])
 def test_work_is_bounded_by_the_candidates_not_the_catalog(
     name: str, huge_world: tuple[Catalog, ModelArtifact]
 ) -> None:
@@ -576,9 +629,12 @@ def test_work_is_bounded_by_the_candidates_not_the_catalog(
     context = RecommenderContext(catalog)
     context.slot("contextual").artifact = model
     context.slot("next_track").artifact = model
+    context.slot("affinity").artifact = model
     rec = model_recommender(name, context)
     session = tuple(range(1000, 1030))
-    r = RecommendRequest(1, 1029, 0.9, frozenset(session), session)
+    # affinity reads the listens: ten lists of 50, the session's ten best-liked tracks'.
+    listens = tuple((t, 1.0 - i / 100) for i, t in enumerate(session))
+    r = RecommendRequest(1, 1029, 0.9, frozenset(session), session, listens)
     CountingDict.lookups = 0
     started = time.perf_counter()
     for _ in range(200):
