@@ -132,13 +132,20 @@ class Trainer:
         return self.settings.primary_key if key is None else key
 
     def scheduled(self, round_index: int) -> list[str]:
-        """The models round ``round_index`` (from 0) trains: each model every
-        ``every_rounds`` rounds, all of them in the first."""
+        """The models round ``round_index`` (from 0) trains: all of them in the first, then
+        each model every ``every_rounds`` rounds. Models that share an ``every_rounds`` take
+        turns (the i-th of them in rounds ≡ i mod every_rounds), so no round carries all of
+        them and the models trained every round never wait for the whole set."""
+        if round_index == 0:
+            return list(self.settings.models)
         out = []
+        seen: dict[int, int] = {}
         for name in self.settings.models:
             hyper = self._hyper(name)
             every = 1 if hyper is None else hyper.every_rounds
-            if round_index % every == 0:
+            phase = seen.get(every, 0)
+            seen[every] = phase + 1
+            if round_index % every == phase % every:
                 out.append(name)
         return out
 

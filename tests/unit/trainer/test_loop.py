@@ -408,6 +408,26 @@ def test_models_train_every_few_rounds_as_configured_and_all_in_the_first(
     assert trainer.window_rows("contextual") == cfg.window_rows
 
 
+def test_models_with_the_same_period_take_turns_after_the_first_round(
+    tmp_path: Path, world: World
+) -> None:
+    every2 = {"every_rounds": 2}
+    cfg = fast_settings(
+        models=("affinity", "contextual", "next_track", "dae"),
+        contextual=every2,
+        next_track=every2,
+        dae=every2,
+    )
+    trainer = new_trainer(tmp_path, world, cfg)
+    assert [trainer.scheduled(r) for r in range(5)] == [
+        ["affinity", "contextual", "next_track", "dae"],
+        ["affinity", "next_track"],
+        ["affinity", "contextual", "dae"],
+        ["affinity", "next_track"],
+        ["affinity", "contextual", "dae"],
+    ]
+
+
 async def test_a_model_promoted_on_listen_time_error_is_judged_on_it(
     tmp_path: Path, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
