@@ -4,8 +4,9 @@
 a sequence number that only grows. A part is written under a hidden temporary name and
 renamed into place, so a reader never sees half of one; beyond ``max_parts`` the oldest
 parts are deleted, which bounds the disk. The stream publishes at least once, so an example
-may arrive twice: the log drops the keys (source partition, offset) it saw recently, and
-``window`` drops any duplicate left. One process writes a directory; any may read it.
+may arrive twice: the log drops the keys (source partition, offset, timestamp) it saw
+recently, and ``window`` drops any duplicate left. One process writes a directory; any may
+read it.
 
 ``ExampleConsumer`` reads the examples topic in a consumer group. It commits offsets only
 when asked: the trainer commits after the log has flushed what was polled, so a crash
@@ -37,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 _PART = re.compile(r"^part-(\d+)\.parquet$")
 _TEMP_PREFIX = ".part-"
-_KEY = ["partition", "offset"]
+_KEY = ["partition", "offset", "timestamp"]
 _ORDER = ["timestamp", "partition", "offset"]
 
 
@@ -62,8 +63,8 @@ class ExampleLog:
         self.duplicates = 0  # examples dropped on append as already seen
         self.unreadable_parts = 0  # parts window() skipped because they could not be read
         self._recent_limit = recent_keys
-        self._recent: deque[tuple[int, int]] = deque()
-        self._recent_set: set[tuple[int, int]] = set()
+        self._recent: deque[tuple[int, int, int]] = deque()
+        self._recent_set: set[tuple[int, int, int]] = set()
         self._buffer: list[TrainingExample] = []
         self._ranges: dict[Path, tuple[int, int] | None] = {}
         self._lock = threading.Lock()
@@ -152,7 +153,7 @@ class ExampleLog:
         for path in self.directory.glob(f"{_TEMP_PREFIX}*"):
             logger.warning("removing %s, left by an interrupted write", path)
             path.unlink(missing_ok=True)
-        keys: list[tuple[int, int]] = []
+        keys: list[tuple[int, int, int]] = []
         for path in reversed(self.parts()):
             if len(keys) >= self._recent_limit:
                 break
@@ -162,7 +163,7 @@ class ExampleLog:
         for key in reversed(keys[: self._recent_limit]):
             self._remember(key)
 
-    def _remember(self, key: tuple[int, int]) -> None:
+    def _remember(self, key: tuple[int, int, int]) -> None:
         if self._recent_limit == 0 or key in self._recent_set:
             return
         self._recent.append(key)

@@ -64,15 +64,18 @@ class TrainingExample:
     context: int  # the track listened just before ``track`` in this session
     track: int
     time: float  # fraction of ``track`` listened, 0..1
-    partition: int  # the source listen record: the dedupe key
+    partition: int  # the source listen record (with the timestamp, the dedupe key)
     offset: int
     # The recommender that chose ``track``: a model is judged on listens it did not pick.
     recommender: str = ""
 
     @property
-    def key(self) -> tuple[int, int]:
-        """The source record's (partition, offset): equal keys are the same example."""
-        return self.partition, self.offset
+    def key(self) -> tuple[int, int, int]:
+        """The source record's (partition, offset) and the listen's timestamp: equal keys
+        are the same example. The timestamp tells two lifetimes of the topic apart: a broker
+        that lost its data (the embedded one keeps it in memory) numbers offsets from 0
+        again, and the new listens must not pass for republished old ones."""
+        return self.partition, self.offset, self.timestamp
 
     @property
     def record_key(self) -> bytes:

@@ -86,6 +86,19 @@ def test_same_offset_on_another_partition_is_not_a_duplicate(tmp_path: Path) -> 
     assert log.append([ex(5, partition=0), ex(5, partition=1)]) == 2
 
 
+def test_a_new_listen_at_an_old_offset_is_kept_after_the_topic_starts_over(
+    tmp_path: Path,
+) -> None:
+    # A broker that lost its data numbers offsets from 0 again: same position, new listen.
+    first = ExampleLog(tmp_path, max_rows_per_part=10, max_parts=10)
+    first.append(ex(i) for i in range(3))
+    first.flush()
+    reopened = ExampleLog(tmp_path, max_rows_per_part=10, max_parts=10)
+    assert reopened.append(ex(i, timestamp=9000 + i) for i in range(3)) == 3
+    assert reopened.append([ex(1, timestamp=9001)]) == 0
+    assert offsets(reopened.window()) == [0, 1, 2, 0, 1, 2]
+
+
 def test_duplicates_older_than_the_remembered_keys_are_dropped_on_read(tmp_path: Path) -> None:
     log = ExampleLog(tmp_path, max_rows_per_part=2, max_parts=10, recent_keys=2)
     log.append(ex(i) for i in range(6))

@@ -162,6 +162,6 @@ def test_frame_of_no_examples_is_empty_with_the_same_schema() -> None:
     assert frame.is_empty() and frame.schema == example_schema()
 
 
-def test_key_is_the_source_position_and_record_key_the_user() -> None:
+def test_key_is_the_source_position_and_timestamp_and_record_key_the_user() -> None:
     e = example()
-    assert e.key == (3, 41) and e.record_key == b"7"
+    assert e.key == (3, 41, e.timestamp) and e.record_key == b"7"
