@@ -35,3 +35,5 @@ TRACK_LISTEN_TIME = f"{PREFIX}:tracks:listen_time"
 STREAM_APPLIED = f"{PREFIX}:stream:applied_total"
 STREAM_DUPLICATES = f"{PREFIX}:stream:duplicates_total"
 STREAM_DEAD_LETTERS = f"{PREFIX}:stream:dead_letters_total"
+# Listens applied whose training example failed validation (logged with its source).
+STREAM_EXAMPLES_SKIPPED = f"{PREFIX}:stream:examples_skipped_total"

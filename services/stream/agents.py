@@ -98,14 +98,14 @@ class ListenProcessor:
             good.append((i, event, Position(record.partition, record.offset)))
         if good:
             span = _span(records)
-            transitions, examples, failed = await self._retrying(
+            transitions, examples, failed, skipped = await self._retrying(
                 f"fold of {span}", lambda: self._fold(good)
             )
             if examples and self.examples is not None:
                 sink = self.examples
                 await self._retrying(f"examples of {span}", lambda: sink.publish(examples))
             written = await self._retrying(
-                f"commit of {span}", lambda: self._commit(transitions, len(failed))
+                f"commit of {span}", lambda: self._commit(transitions, len(failed), skipped)
             )
             for (i, _, _), ok in zip(good, written, strict=True):
                 outcomes[i] = APPLIED if ok else DUPLICATE
@@ -120,31 +120,48 @@ class ListenProcessor:
 
     async def _fold(
         self, good: list[tuple[int, ListenEvent, Position]]
-    ) -> tuple[list[Transition], list[tuple[bytes, bytes]], list[tuple[int, str]]]:
+    ) -> tuple[list[Transition], list[tuple[bytes, bytes]], list[tuple[int, str]], int]:
         """Load the users' states and fold the events in; returns the transitions, the
-        encoded training examples they made, and the records the fold itself refused (a bug,
-        not bad data: those are dead-lettered, not retried)."""
+        encoded training examples they made, the records the fold itself refused (a bug,
+        not bad data: those are dead-lettered, not retried), and how many examples failed
+        validation (their listens still apply)."""
         states = await self.store.load_many(sorted({e.user for _, e, _ in good}))
         transitions: list[Transition] = []
         examples: list[tuple[bytes, bytes]] = []
         failed: list[tuple[int, str]] = []
+        skipped = 0
         for i, event, position in good:
             try:
                 t = apply_listen(states[event.user], event, position, self.config)
-                if t.example is not None:
-                    examples.append((t.example.record_key, encode_example(t.example)))
             except Exception as exc:  # deterministic: retrying would stall the partition
                 logger.exception("folding [%d]@%d failed", position.partition, position.offset)
                 failed.append((i, f"processing failed: {exc!r}"))
                 t = Transition(states[event.user], applied=False)
+            if t.example is not None:
+                try:
+                    examples.append((t.example.record_key, encode_example(t.example)))
+                except InvalidEventError as exc:
+                    # The listen is good and its state applies; only the example is set
+                    # aside (counted and logged; the listen stays on its topic to redo it).
+                    logger.warning(
+                        "no training example from [%d]@%d: %s",
+                        position.partition,
+                        position.offset,
+                        exc,
+                    )
+                    skipped += 1
             states[event.user] = t.state
             transitions.append(t)
-        return transitions, examples, failed
+        return transitions, examples, failed, skipped
 
-    async def _commit(self, transitions: list[Transition], failed: int) -> list[bool]:
+    async def _commit(
+        self, transitions: list[Transition], failed: int, examples_skipped: int = 0
+    ) -> list[bool]:
         """Commit the transitions and count them; returns which ones were written."""
         written = await self.store.commit_many(transitions)
         applied = sum(written)
+        if examples_skipped:
+            await self.store.incr(keys.STREAM_EXAMPLES_SKIPPED, examples_skipped)
         duplicates = len(transitions) - applied - failed
         if applied:
             await self.store.incr(keys.STREAM_APPLIED, applied)

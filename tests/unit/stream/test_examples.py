@@ -83,7 +83,7 @@ async def test_a_batch_publishes_its_examples_keyed_by_user_before_committing_st
         (12, 13, 0.75),
     ]
     assert {e.session_start for e in sink.published} == {10}
-    assert [e.key for e in sink.published] == [(2, 1), (2, 2), (2, 3)]
+    assert [(e.partition, e.offset) for e in sink.published] == [(2, 1), (2, 2), (2, 3)]
     assert sink.keys == [b"1"] * 3
     assert sink.calls == 1 and sink.listens_when_published == [0]
     assert (await store.load(1)).listens == 4
@@ -109,7 +109,7 @@ async def test_a_failing_examples_topic_is_retried_and_holds_back_the_commit() -
     assert await store.counter(keys.STREAM_APPLIED) == 4
 
 
-async def test_a_listen_whose_example_cannot_be_encoded_is_dead_lettered() -> None:
+async def test_an_example_that_fails_validation_is_counted_and_its_listen_still_applies() -> None:
     sink = RecordingSink(InMemoryUserStateStore())
     proc, store = processor(sink)
     start = encode_listen_event(listen(user=1, track=10, recommendation=11))
@@ -117,10 +117,11 @@ async def test_a_listen_whose_example_cannot_be_encoded_is_dead_lettered() -> No
     huge = orjson.loads(encode_listen_event(listen(user=1, track=11)))
     huge["timestamp"] = 2**63
     outcomes = await proc.handle_batch([record(start, 0), record(orjson.dumps(huge), 1)])
-    assert outcomes == ["applied", "dead_letter"]
+    assert outcomes == ["applied", "applied"]
     assert sink.published == []
-    assert proc.dead_letters.sent == [orjson.dumps(huge)]  # type: ignore[attr-defined]
-    assert (await store.load(1)).listens == 1
+    assert proc.dead_letters.sent == []  # type: ignore[attr-defined]
+    assert await store.counter(keys.STREAM_EXAMPLES_SKIPPED) == 1
+    assert (await store.load(1)).listens == 2
 
 
 async def test_without_a_sink_the_fold_is_unchanged() -> None:
