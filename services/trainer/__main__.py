@@ -42,6 +42,40 @@ def drain(consumer: ExampleConsumer, log: ExampleLog, records: int, wait_s: floa
     return taken
 
 
+class ExampleFeed:
+    """Between rounds: drains the topic into the log and says when a round is due. The
+    consumer commits only right after the log has flushed, so committed offsets never run
+    ahead of the examples on disk; what is only buffered is read again after a crash and
+    deduplicated."""
+
+    def __init__(
+        self,
+        consumer: ExampleConsumer,
+        log: ExampleLog,
+        cfg: TrainerSettings,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.consumer, self.log, self.cfg, self.clock = consumer, log, cfg, clock
+        self.last_run = self.last_flush = clock()
+        self.fresh = 0  # examples taken since the last round
+
+    def poll(self) -> bool:
+        """One drain; True when a round should run now (``loop.due``)."""
+        cfg = self.cfg
+        self.fresh += drain(self.consumer, self.log, cfg.poll_records, cfg.poll_s)
+        now = self.clock()
+        if not due(self.last_run, now, self.fresh, cfg.every_s, cfg.every_examples):
+            return False
+        # Parts of a useful size (the log's bound counts parts), written before the offsets
+        # move past them.
+        if self.log.buffered() >= cfg.flush_rows or now - self.last_flush >= cfg.flush_s:
+            self.log.flush()
+            self.consumer.commit()
+            self.last_flush = now
+        self.last_run, self.fresh = now, 0
+        return True
+
+
 async def _retrying(
     what: str, step: Callable[[], Awaitable[None]], stopping: asyncio.Event, cfg: TrainerSettings
 ) -> None:
@@ -72,21 +106,11 @@ async def serve(settings: Settings) -> None:
     try:
         await _retrying("restoring the served versions", trainer.restore, stopping, cfg)
         logger.warning("botify trainer ready: models %s", ", ".join(cfg.models))
-        last_run, last_flush, fresh = time.monotonic(), time.monotonic(), 0
+        feed = ExampleFeed(consumer, log, cfg)
         while not stopping.is_set():
             try:
-                fresh += await asyncio.to_thread(drain, consumer, log, cfg.poll_records, cfg.poll_s)
-                now = time.monotonic()
-                if not due(last_run, now, fresh, cfg.every_s, cfg.every_examples):
+                if not await asyncio.to_thread(feed.poll):
                     continue
-                # Parts of a useful size (the log's bound counts parts), and the examples on
-                # disk before the offsets move past them; what is only buffered is read again
-                # after a crash and deduplicated.
-                if log.buffered() >= cfg.flush_rows or now - last_flush >= cfg.flush_s:
-                    await asyncio.to_thread(log.flush)
-                    await asyncio.to_thread(consumer.commit)
-                    last_flush = now
-                last_run, fresh = now, 0
                 await trainer.run_all(stopping.is_set)
             except (BotifyError, RedisError, OSError) as exc:
                 # A broker or Redis blip must not end the trainer: the API would keep

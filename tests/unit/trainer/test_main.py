@@ -1,4 +1,5 @@
-"""``drain``: what the trainer reads from the examples topic between rounds."""
+"""``drain`` and ``ExampleFeed``: what the trainer reads from the examples topic between
+rounds, and when it commits what it read."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ pytest.importorskip("torch")
 
 from botify.example_log import ExampleLog  # noqa: E402
 from botify.training import TrainingExample  # noqa: E402
-from services.trainer.__main__ import drain  # noqa: E402
+from services.trainer.__main__ import ExampleFeed, drain  # noqa: E402
+from tests.unit.trainer.conftest import fast_settings  # noqa: E402
 
 
 def example(offset: int) -> TrainingExample:
@@ -75,3 +77,68 @@ def test_drain_counts_only_the_examples_the_log_took(log: ExampleLog) -> None:
     assert len(consumer.polls) == 2
     assert log.duplicates == 3
     assert log.window()["offset"].to_list() == [0, 1, 2, 3]
+
+
+class CommittingConsumer(FakeConsumer):
+    """Records, at each commit, how many examples the log had on disk and in its buffer."""
+
+    def __init__(self, batches: list[list[TrainingExample]], log: ExampleLog) -> None:
+        super().__init__(batches)
+        self.log = log
+        self.commits: list[tuple[int, int]] = []
+
+    def commit(self) -> None:
+        self.commits.append((len(self.log.window()) - self.log.buffered(), self.log.buffered()))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def feed_of(
+    batches: list[list[TrainingExample]], log: ExampleLog, **cfg: object
+) -> tuple[ExampleFeed, CommittingConsumer, Clock]:
+    consumer, clock = CommittingConsumer(batches, log), Clock()
+    settings = fast_settings(poll_records=100, **cfg)
+    return ExampleFeed(consumer, log, settings, clock), consumer, clock  # type: ignore[arg-type]
+
+
+def test_a_round_is_due_after_every_s_with_new_examples_or_after_every_examples(
+    log: ExampleLog,
+) -> None:
+    batches = [[example(0)], [], [example(1)], [example(i) for i in range(2, 8)]]
+    feed, _, clock = feed_of(batches, log, every_s=10.0, every_examples=5)
+    assert not feed.poll()  # one new example, too soon
+    clock.now = 11.0
+    assert feed.poll()  # nothing new in this poll, but one since the last round
+    assert not feed.poll()  # one more, too soon
+    assert feed.poll()  # six more: enough without waiting
+    clock.now = 30.0
+    assert not feed.poll()  # time enough, but nothing new
+
+
+def test_the_consumer_commits_only_what_the_log_has_flushed(log: ExampleLog) -> None:
+    batches = [[example(i) for i in range(s, s + 3)] for s in range(0, 30, 3)]
+    feed, consumer, clock = feed_of(batches, log, every_s=1.0, flush_rows=5, flush_s=100.0)
+    rounds = []
+    for step in range(10):
+        clock.now = 2.0 * (step + 1)
+        rounds.append(feed.poll())
+    assert all(rounds)
+    # A flush (and its commit) once at least 5 examples are buffered: every second round.
+    assert consumer.commits == [(6, 0), (12, 0), (18, 0), (24, 0), (30, 0)]
+    assert log.buffered() == 0
+
+
+def test_a_quiet_topic_is_still_committed_after_flush_s(log: ExampleLog) -> None:
+    feed, consumer, clock = feed_of(
+        [[example(0)], [example(1)]], log, every_s=1.0, flush_rows=1000, flush_s=60.0
+    )
+    clock.now = 2.0
+    assert feed.poll() and consumer.commits == []  # one buffered example: not worth a part
+    clock.now = 70.0
+    assert feed.poll() and consumer.commits == [(2, 0)]
