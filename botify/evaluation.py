@@ -154,7 +154,13 @@ def listen_time_mse(
         holdout[c].to_numpy() for c in ("user", "context", "track", "time")
     )
     if len(times) == 0:
-        return {"mse": 0.0, "mse_global_mean": 0.0, "mse_track_mean": 0.0, "mse_evaluated": 0.0}
+        return {
+            "mse": 0.0,
+            "mse_se": 0.0,
+            "mse_global_mean": 0.0,
+            "mse_track_mean": 0.0,
+            "mse_evaluated": 0.0,
+        }
     times = times.astype(np.float64)
     mean = float(train["time"].cast(pl.Float64).mean())  # type: ignore[arg-type]
     per_track = train.group_by("track").agg(pl.col("time").cast(pl.Float64).mean())
@@ -177,8 +183,11 @@ def listen_time_mse(
         pred[known] = 1.0 / (1.0 + np.exp(-np.clip(score, -50.0, 50.0)))
     else:
         pred[known] = np.clip(score, 0.0, 1.0)
+    errors = (pred - times) ** 2
     return {
-        "mse": float(np.mean((pred - times) ** 2)),
+        "mse": float(errors.mean()),
+        # The standard error of that mean: how far holdout noise alone moves it.
+        "mse_se": float(errors.std(ddof=1) / np.sqrt(len(errors))) if len(errors) > 1 else 0.0,
         "mse_global_mean": float(np.mean((mean - times) ** 2)),
         "mse_track_mean": float(np.mean((track_mean - times) ** 2)),
         "mse_evaluated": float(len(times)),
@@ -197,9 +206,11 @@ def better(
     to the newer version, trained on fresher data). ``mse``/``loss`` metrics are minimised,
     the others maximised. ``new`` without a finite ``primary`` is refused; with nothing to
     beat (no ``old`` value) or no held-out evidence (nothing evaluated) it is accepted.
-    With ``z`` > 0 a ranking metric is refused only when it is worse by more than ``z``
-    standard errors of the held-out mean (a hit-rate bound: NDCG per query is in [0, 1]
-    with a variance no larger than p(1 − p)), so holdout noise alone does not refuse."""
+    With ``z`` > 0 a metric is refused only when it is worse by more than ``z`` standard
+    errors of the held-out mean, so holdout noise alone does not refuse: for ranking, a
+    hit-rate bound (NDCG per query is in [0, 1] with a variance no larger than p(1 − p));
+    for a minimised metric, its ``<primary>_se`` as the evaluation reports it (the served
+    version's, else the new one's)."""
     value = new.get(primary)
     if value is None or not math.isfinite(value):
         return False
@@ -210,6 +221,9 @@ def better(
     if new.get(evidence, 1.0) <= 0 and old.get(evidence, 1.0) <= 0:  # type: ignore[union-attr]
         return True
     if primary.startswith(_LOWER_IS_BETTER):
+        se = old.get(f"{primary}_se", new.get(f"{primary}_se", 0.0))  # type: ignore[union-attr]
+        if z > 0 and se and value <= reference + z * se:
+            return tolerance <= 0 or value <= reference - tolerance
         return value <= reference - tolerance
     n = new.get(evidence, 0.0)
     if z > 0 and n > 0 and value >= reference - z * math.sqrt(reference * (1 - reference) / n):

@@ -325,7 +325,23 @@ def test_better_with_z_still_demands_a_positive_tolerance() -> None:
     assert better({"ndcg@10": 0.31, "evaluated": 100.0}, old, tolerance=0.01, z=1.96)
 
 
-def test_z_does_not_change_the_mse_rule() -> None:
-    old = {"mse": 0.20, "mse_evaluated": 100.0}
-    assert not better({"mse": 0.21, "mse_evaluated": 100.0}, old, primary="mse", z=10.0)
-    assert better({"mse": 0.19, "mse_evaluated": 100.0}, old, primary="mse", z=10.0)
+def test_with_z_mse_is_refused_only_beyond_its_standard_error() -> None:
+    old = {"mse": 0.140, "mse_se": 0.004, "mse_evaluated": 3000.0}
+    noise = {"mse": 0.1415, "mse_se": 0.004, "mse_evaluated": 3000.0}
+    assert not better(noise, old, primary="mse")
+    assert better(noise, old, primary="mse", z=1.96)
+    worse = {"mse": 0.150, "mse_se": 0.004, "mse_evaluated": 3000.0}
+    assert not better(worse, old, primary="mse", z=1.96)
+    # Without a standard error the rule stays strict.
+    assert not better({"mse": 0.21}, {"mse": 0.20}, primary="mse", z=10.0)
+    assert better({"mse": 0.19}, {"mse": 0.20}, primary="mse", z=10.0)
+
+
+def test_listen_time_mse_reports_its_standard_error() -> None:
+    train = examples((1, 10, 11, 1.0), (1, 10, 11, 0.0), (2, 10, 13, 0.5))
+    holdout = examples(
+        (1, 10, 11, 0.8), (2, 10, 11, 0.5), (2, 10, 12, 1.0), (2, 30, 11, 0.0), start_ts=10
+    )
+    got = listen_time_mse(artifact(**listen_time_arrays()), holdout, train)
+    errors = np.array([0.1**2, 0.1**2, 0.0, 0.5**2])
+    assert got["mse_se"] == pytest.approx(errors.std(ddof=1) / 2)
