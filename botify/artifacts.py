@@ -13,6 +13,9 @@ so one family of recommenders serves any of them:
   ``track_bias`` (N,) float32: optional, for re-ranking candidates with
   ⟨context[c] + user[u], track[t]⟩ + bias[t] at request time; ``score_link`` (1,) says
   whether that score is a listen time or its logit.
+- ``user_bias`` (U,) float32: optional, a user's term in that score (how readily they
+  listen at all). It never reorders one user's candidates, so serving ignores it; the
+  evaluation's listen-time prediction adds it for the users it knows.
 
 The trainer writes a version's files first and flips the version pointer last, so a reader
 never sees half a model (``botify.model_store``).
@@ -36,6 +39,7 @@ CONTEXT_EMB = "context_emb"
 TRACK_EMB = "track_emb"
 USER_EMB = "user_emb"
 TRACK_BIAS = "track_bias"
+USER_BIAS = "user_bias"
 # (1,) int8: how a score becomes a listen time. Absent or 0: the score itself (clipped to
 # [0, 1]); 1: its logistic sigmoid.
 SCORE_LINK = "score_link"

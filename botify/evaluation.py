@@ -33,6 +33,7 @@ from botify.artifacts import (
     TRACK_EMB,
     TRACK_IDS,
     TRACK_NEIGHBOURS,
+    USER_BIAS,
     USER_EMB,
     USER_IDS,
     USER_TOP,
@@ -144,7 +145,8 @@ def listen_time_mse(
     mean for tracks train never saw). The prediction is ⟨context[c] + user[u], track[t]⟩ +
     bias[t] clipped to [0, 1], or through a sigmoid when the artifact's ``score_link`` says
     the score is a logit; without the user part for a user the model does not know, and the
-    global mean for a track or context outside the model's rows."""
+    global mean for a track or context outside the model's rows. A model with a
+    ``user_bias`` adds it for the users it knows."""
     arrays = _arrays(artifact)
     if not predicts_listen_time(arrays):
         raise ValueError("the artifact has no context_emb, track_emb and track_bias")
@@ -178,6 +180,10 @@ def listen_time_mse(
         query[has_user] += user_emb[urow[known][has_user]]
     score = np.einsum("nd,nd->n", query, arrays[TRACK_EMB][trow[known]])
     score = score + arrays[TRACK_BIAS][trow[known]]
+    user_bias = arrays.get(USER_BIAS)
+    if user_bias is not None:
+        has_user = urow[known] >= 0
+        score[has_user] += user_bias[urow[known][has_user]]
     link = arrays.get(SCORE_LINK)
     if link is not None and int(link[0]) == LINK_SIGMOID:
         pred[known] = 1.0 / (1.0 + np.exp(-np.clip(score, -50.0, 50.0)))

@@ -44,6 +44,7 @@ from botify.artifacts import (
     TRACK_EMB,
     TRACK_IDS,
     TRACK_NEIGHBOURS,
+    USER_BIAS,
     USER_EMB,
     USER_IDS,
     USER_TOP,
@@ -81,6 +82,7 @@ _STANDARD: dict[str, tuple[int, str, str | None]] = {
     TRACK_EMB: (2, "float32", TRACK_IDS),
     USER_EMB: (2, "float32", USER_IDS),
     TRACK_BIAS: (1, "float32", TRACK_IDS),
+    USER_BIAS: (1, "float32", USER_IDS),
 }
 _EMBEDDINGS = (CONTEXT_EMB, TRACK_EMB, USER_EMB)
 

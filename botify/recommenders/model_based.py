@@ -25,6 +25,7 @@ from botify.artifacts import (
     TRACK_EMB,
     TRACK_IDS,
     TRACK_NEIGHBOURS,
+    USER_BIAS,
     USER_EMB,
     USER_IDS,
     USER_TOP,
@@ -132,6 +133,7 @@ def artifact_problems(artifact: ModelArtifact) -> tuple[str, ...]:
         TRACK_EMB: (2, n),
         USER_EMB: (2, u),
         TRACK_BIAS: (1, n),
+        USER_BIAS: (1, u),
     }
     for name, (ndim, rows) in expected.items():
         array = arrays.get(name)

@@ -15,6 +15,7 @@ from botify.artifacts import (
     TRACK_EMB,
     TRACK_IDS,
     TRACK_NEIGHBOURS,
+    USER_BIAS,
     USER_EMB,
     USER_IDS,
     USER_TOP,
@@ -335,6 +336,15 @@ def test_with_z_mse_is_refused_only_beyond_its_standard_error() -> None:
     # Without a standard error the rule stays strict.
     assert not better({"mse": 0.21}, {"mse": 0.20}, primary="mse", z=10.0)
     assert better({"mse": 0.19}, {"mse": 0.20}, primary="mse", z=10.0)
+
+
+def test_listen_time_mse_adds_the_bias_of_users_the_model_knows() -> None:
+    train = examples((1, 10, 11, 1.0), (1, 10, 11, 0.0), (2, 10, 13, 0.5))
+    holdout = examples((1, 10, 11, 0.8), (2, 10, 11, 0.5), start_ts=10)
+    arrays = {**listen_time_arrays(), USER_BIAS: np.array([0.05], np.float32)}
+    got = listen_time_mse(artifact(**arrays), holdout, train)
+    # User 1: (1 + 0.2) * 0.5 + 0.1 + 0.05 = 0.75; user 2 is unknown: 0.6 as before.
+    assert got["mse"] == pytest.approx((0.05**2 + 0.1**2) / 2)
 
 
 def test_listen_time_mse_reports_its_standard_error() -> None:

@@ -1,15 +1,20 @@
 """Track affinity: one vector per track, the same whether the track is the context or the
 candidate, and neighbour lists drawn from the context's own genre.
 
-listen(t after c) ≈ σ(⟨v(c), v(t)⟩ + bias(t)), with v(x) = id[x] + artist[a(x)] + genre[g(x)]
-and bias(t) = bias_id[t] + bias_artist[a(t)] + b0, fitted by MSE to the listen time on
-(previous track, track) and (session start, track) pairs.
+listen(t after c, by u) ≈ σ(⟨v(c), v(t)⟩ + bias(t) + bias_user[u]), with v(x) = id[x] +
+artist[a(x)] + genre[g(x)] and bias(t) = bias_id[t] + bias_artist[a(t)] + b0, fitted by MSE
+to the listen time on (previous track, track) and (session start, track) pairs.
 
 Why this shape: how much of t a listener plays depends on how close t is to what they came
 for, and closeness is symmetric, so one table serves both roles and every example teaches
 both tracks' vectors (half the data per vector the untied ``next_track`` needs). The sigmoid
 keeps predictions in [0, 1] without the linear model's clipping. Artist and genre parts make
-a never-heard track start from what its artist and genre earned.
+a never-heard track start from what its artist and genre earned. Listeners differ most in how
+readily they listen at all; the user's bias takes that out of the track vectors (on the
+simulator, the same window trained with it served 8.9 and 10.0 against 7.5 and 9.2
+without). Serving ignores it (it does not reorder a user's candidates); the evaluation's
+listen-time prediction and the next warm start use it. It is exported centred, its mean in
+the offset, so a user the model never saw gets the average user's prediction.
 
 The export ranks candidates within the context's genre: cheap (each genre against itself,
 about 1/G of the full catalogue product) and, on the simulator, far better than the global top
@@ -35,6 +40,8 @@ from botify.artifacts import (
     TRACK_EMB,
     TRACK_IDS,
     TRACK_NEIGHBOURS,
+    USER_BIAS,
+    USER_IDS,
 )
 from botify.settings import ModelHyperParams
 from services.trainer.export import Ranker, host, to_ids
@@ -70,6 +77,7 @@ class TrackAffinity(nn.Module):
         self.feature = _table(f + 1, dim, seed_std, padding_idx=f)
         self.feature_bias = _table(f + 1, 1, 0.0, padding_idx=f)
         self.offset = nn.Parameter(torch.zeros(1))
+        self.user_bias = _table(max(data.n_users, 1), 1, 0.0)
         self.register_buffer("features", torch.as_tensor(data.track_features))
         self.feature_names = data.features
         self.l2 = l2
@@ -87,6 +95,7 @@ class TrackAffinity(nn.Module):
         return {
             "context": np.concatenate([data.context[prev], data.start[start]]),
             "track": np.concatenate([data.track[prev], data.track[start]]),
+            "user": np.concatenate([data.user[prev], data.user[start]]),
             "time": np.concatenate([data.time[prev], data.time[start]]),
         }
 
@@ -102,13 +111,15 @@ class TrackAffinity(nn.Module):
     def loss(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
         c, t = batch["context"], batch["track"]
         vc, vt = self.vectors(c), self.vectors(t)
-        pred = torch.sigmoid((vc * vt).sum(1) + self.bias(t))
+        user = self.user_bias(batch["user"]).squeeze(1)
+        pred = torch.sigmoid((vc * vt).sum(1) + self.bias(t) + user)
         # Only the id parts are penalised: they are what overfits a rarely heard track.
         reg = (self.id(c).square().sum(1) + self.id(t).square().sum(1)).mean()
         return nn.functional.mse_loss(pred, batch["time"]) + self.l2 * reg
 
     def warm_start(self, parent: Mapping[str, np.ndarray], data: Dataset) -> int:
-        """Reuse the parent's feature rows (by name) and tracks' id rows (by id)."""
+        """Reuse the parent's feature rows (by name), tracks' id rows and users' biases (by
+        id)."""
         needed = (ID_EMB, ID_BIAS, FEATURE_KEYS, FEATURE_EMB, FEATURE_BIAS, OFFSET, TRACK_IDS)
         if any(k not in parent for k in needed):
             return 0
@@ -122,11 +133,21 @@ class TrackAffinity(nn.Module):
             self.id.weight[rows] = torch.as_tensor(parent[ID_EMB][prow])
             self.id_bias.weight[rows, 0] = torch.as_tensor(parent[ID_BIAS][prow])
             self.offset[0] = float(parent[OFFSET][0])
-        return len(mine) + len(rows)
+            users = 0
+            if USER_IDS in parent and USER_BIAS in parent:
+                urows, purows = match_rows(data.user_ids, parent[USER_IDS])
+                self.user_bias.weight[urows, 0] = torch.as_tensor(parent[USER_BIAS][purows])
+                users = len(urows)
+        return len(mine) + len(rows) + users
 
     def export(self, data: Dataset, ranker: Ranker) -> dict[str, np.ndarray]:
-        n = data.n_tracks
+        n, users = data.n_tracks, data.n_users
         with torch.no_grad():
+            if users:
+                # The same function, with the users' mean moved into the offset.
+                mean = self.user_bias.weight[:users].mean()
+                self.user_bias.weight[:users] -= mean
+                self.offset += mean
             rows = torch.arange(n, device=self.features.device)
             vectors, bias = self.vectors(rows), self.bias(rows)
         neighbours = within_group_neighbours(
@@ -148,6 +169,8 @@ class TrackAffinity(nn.Module):
             FEATURE_EMB: host(self.feature.weight[:-1]),
             FEATURE_BIAS: host(self.feature_bias.weight[:-1, 0]),
             OFFSET: host(self.offset.detach()),
+            USER_IDS: data.user_ids,
+            USER_BIAS: host(self.user_bias.weight[:users, 0]),
         }
 
 

@@ -4,6 +4,7 @@ learns from a planted taste."""
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -142,3 +143,25 @@ def test_a_never_heard_track_is_placed_with_its_artist(world: World) -> None:
     row_of = {int(t): i for i, t in enumerate(arrays[TRACK_IDS])}
     # Untrained: 0.85 (the artist part alone).
     assert share_of_artist(world.catalog, arrays, [row_of[t] for t in world.unseen]) >= 0.95
+
+
+def test_each_users_bias_is_fitted_and_carried_into_the_next_version(world: World) -> None:
+    from botify.artifacts import USER_BIAS, USER_IDS
+
+    # User 0 now plays everything through, so their bias must rise above everyone else's.
+    keen = world.frame["user"].min()
+    frame = world.frame.with_columns(
+        time=pl.when(pl.col("user") == keen).then(1.0).otherwise(pl.col("time"))
+    )
+    first = train_model("affinity", frame, world.catalog, None, fast_settings()).arrays
+    bias = dict(zip(first[USER_IDS].tolist(), first[USER_BIAS].tolist(), strict=True))
+    assert set(bias) == set(frame["user"].unique().to_list())
+    assert bias[keen] == max(bias.values()) and bias[keen] > 0.5
+    assert abs(np.mean(list(bias.values()))) < 1e-5  # centred: the mean is in the offset
+    # Warm-started on the newest half with a step too small to move anything, the parent's
+    # biases are what the new version holds, found by user id (the user order differs).
+    newest = frame.sort("timestamp").tail(frame.height // 2)
+    still = fast_settings(affinity={"dim": 16, "epochs": 1, "lr": 1e-6})
+    second = train_model("affinity", newest, world.catalog, first, still).arrays
+    again = dict(zip(second[USER_IDS].tolist(), second[USER_BIAS].tolist(), strict=True))
+    assert again and all(again[u] == pytest.approx(bias[u], abs=1e-3) for u in again)

@@ -16,6 +16,7 @@ from botify.artifacts import (  # noqa: E402
     TRACK_EMB,
     TRACK_IDS,
     TRACK_NEIGHBOURS,
+    USER_BIAS,
     USER_EMB,
     USER_IDS,
     USER_TOP,
@@ -75,7 +76,11 @@ def test_export_follows_the_artifact_contract_for_every_catalog_track_and_user(
     assert arrays[TRACK_NEIGHBOURS].shape == (len(world.catalog), K)
     if USER_IDS in arrays:
         np.testing.assert_array_equal(arrays[USER_IDS], np.unique(split[0]["user"].to_numpy()))
-        assert arrays[USER_TOP].shape == (len(arrays[USER_IDS]), K)
+        for per_user in (USER_TOP, USER_EMB, USER_BIAS):
+            if per_user in arrays:
+                assert len(arrays[per_user]) == len(arrays[USER_IDS])
+        if USER_TOP in arrays:
+            assert arrays[USER_TOP].shape[1] == K
     widths = {arrays[e].shape[1] for e in (CONTEXT_EMB, TRACK_EMB, USER_EMB) if e in arrays}
     assert len(widths) <= 1  # one width, when there are embeddings at all
 
