@@ -236,7 +236,7 @@ class TrainerSettings(_Section):
     # each round, and an id penalty that keeps rarely heard tracks near their artist and
     # genre; fewer passes over a bigger window scored below the version it started from.
     affinity: ModelHyperParams = ModelHyperParams(
-        epochs=10, lr=0.02, l2=1e-4, budget_s=10.0, window_rows=80_000, promote_on="mse"
+        epochs=10, lr=0.02, l2=1e-4, budget_s=8.0, window_rows=80_000, promote_on="mse"
     )
 
     @property
