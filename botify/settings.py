@@ -232,9 +232,10 @@ class TrainerSettings(_Section):
     dae: DaeHyperParams = DaeHyperParams(every_rounds=2)
     lightgcn: LightGcnHyperParams = LightGcnHyperParams(every_rounds=2)
     lightfm: ModelHyperParams = ModelHyperParams(every_rounds=2)
-    # Tuned on the simulator (docs/models.md): ten passes over the newest 80,000 examples
-    # each round, and an id penalty that keeps rarely heard tracks near their artist and
-    # genre; fewer passes over a bigger window scored below the version it started from.
+    # Tuned on the simulator (docs/models.md): up to ten passes over the newest 80,000
+    # examples each round (the 8 s budget allows about four on two shared cores: shorter
+    # rounds keep it fresh), and an id penalty that keeps rarely heard tracks near their
+    # artist and genre; fewer passes over a bigger window scored below its parent.
     affinity: ModelHyperParams = ModelHyperParams(
         epochs=10, lr=0.02, l2=1e-4, budget_s=8.0, window_rows=80_000, promote_on="mse"
     )
