@@ -37,11 +37,20 @@ class SimSummary:
 
 
 def play_session(session: Session, recommender: Recommender) -> None:
-    """Drive one session to its end, sending what the API would send the recommender."""
+    """Drive one session to its end, sending what the API would send the recommender: the
+    session's tracks in order and every listen so far (``botify.serving.Router``)."""
     track, time = session.first_track, 1.0
     state = UserState(session.user)
+    order: dict[int, None] = {}
+    listens: list[tuple[int, float]] = []
     while not session.done:
-        request = RecommendRequest(session.user, track, time, frozenset(session.played))
+        order.pop(track, None)
+        order[track] = None
+        listens.append((track, time))
+        played = tuple(order)
+        request = RecommendRequest(
+            session.user, track, time, frozenset(played), played, tuple(listens)
+        )
         track = recommender.recommend(request, state)
         time = session.listen(track)
 

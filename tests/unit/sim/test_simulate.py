@@ -44,6 +44,10 @@ def test_requests_carry_the_previous_track_its_time_and_the_session_so_far() -> 
     for i, req in enumerate(rec.requests[1:]):
         assert (req.user, req.track, req.time) == (5, rec.answers[i], times[i])
         assert req.played == {s.first_track, *rec.answers[: i + 1]}
+        # As the API sends them: the session in order, every listen with its time.
+        assert req.session == tuple(dict.fromkeys((s.first_track, *rec.answers[: i + 1])))
+        heard = zip(rec.answers[: i + 1], times[: i + 1], strict=True)
+        assert req.listens == ((s.first_track, 1.0), *heard)
     assert len(rec.requests) == s.recommendations
 
 
