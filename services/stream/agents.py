@@ -140,7 +140,7 @@ class ListenProcessor:
             if t.example is not None:
                 try:
                     examples.append((t.example.record_key, encode_example(t.example)))
-                except InvalidEventError as exc:
+                except Exception as exc:  # deterministic: a retry would stall the partition
                     # The listen is good and its state applies; only the example is set
                     # aside (counted and logged; the listen stays on its topic to redo it).
                     logger.warning(
@@ -160,13 +160,13 @@ class ListenProcessor:
         """Commit the transitions and count them; returns which ones were written."""
         written = await self.store.commit_many(transitions)
         applied = sum(written)
-        if examples_skipped:
-            await self.store.incr(keys.STREAM_EXAMPLES_SKIPPED, examples_skipped)
         duplicates = len(transitions) - applied - failed
         if applied:
             await self.store.incr(keys.STREAM_APPLIED, applied)
         if duplicates:
             await self.store.incr(keys.STREAM_DUPLICATES, duplicates)
+        if examples_skipped:
+            await self.store.incr(keys.STREAM_EXAMPLES_SKIPPED, examples_skipped)
         return written
 
     async def _dead_letter(self, record: Record, reason: str) -> None:
