@@ -109,7 +109,8 @@ class TrainingDataSettings(_Section):
     max_rows_per_part: int = Field(default=50_000, ge=1)
     # Bounds the disk: the oldest parts are deleted beyond this many.
     max_parts: int = Field(default=200, ge=1)
-    # (partition, offset) keys remembered to drop republished examples before they are written.
+    # (partition, offset, timestamp) keys remembered to drop republished examples before they
+    # are written.
     recent_keys: int = Field(default=200_000, ge=0)
     consumer_group: str = "botify-trainer-examples"
 

@@ -333,6 +333,8 @@ def test_with_z_mse_is_refused_only_beyond_its_standard_error() -> None:
     assert better(noise, old, primary="mse", z=1.96)
     worse = {"mse": 0.150, "mse_se": 0.004, "mse_evaluated": 3000.0}
     assert not better(worse, old, primary="mse", z=1.96)
+    # The first round after an upgrade: only the new version reports one, and it is used.
+    assert better(noise, {"mse": 0.140, "mse_evaluated": 3000.0}, primary="mse", z=1.96)
     # Without a standard error the rule stays strict.
     assert not better({"mse": 0.21}, {"mse": 0.20}, primary="mse", z=10.0)
     assert better({"mse": 0.19}, {"mse": 0.20}, primary="mse", z=10.0)

@@ -124,6 +124,8 @@ BAD_ARRAYS = {
     "embedding widths": arrays() | {"track_emb": np.zeros((6, 3), np.float32)},
     "nan embedding": arrays() | {"context_emb": np.full((6, 2), np.nan, np.float32)},
     "bias rows": arrays() | {"track_bias": np.zeros(7, np.float32)},
+    "user bias rows": arrays() | {"user_bias": np.zeros(4, np.float32)},
+    "float64 user bias": arrays() | {"user_bias": np.zeros(3)},
     "object dtype": arrays() | {"extra": np.array([{"a": 1}], dtype=object)},
     "string dtype": arrays() | {"extra": np.array(["a"])},
     "big-endian": arrays() | {"extra": np.zeros(2, ">i8")},

@@ -452,7 +452,7 @@ def taste_request() -> RecommendRequest:
 def test_affinity_ranks_the_sessions_candidates_by_its_listen_weighted_taste() -> None:
     context = RecommenderContext(SOLO_ARTISTS)
     context.slot("affinity").artifact = taste_model()
-    # time ** 8: the half listen of 4 weighs 1/256 of the full one, so x wins: 30 first.
+    # time ** 16: the half listen of 4 weighs 1/65536 of the full one, so x wins: 30 first.
     rec = model_recommender("affinity", context)
     assert rec.recommend_versioned(taste_request(), UserState(1)) == (30, 5)
     # Equal weights: the mean leans enough towards y for 40's long vector to win.
@@ -632,7 +632,7 @@ def test_work_is_bounded_by_the_candidates_not_the_catalog(
     context.slot("affinity").artifact = model
     rec = model_recommender(name, context)
     session = tuple(range(1000, 1030))
-    # affinity reads the listens: ten lists of 50, the session's ten best-liked tracks'.
+    # affinity reads the listens: twenty lists of 50, the session's best-liked tracks'.
     listens = tuple((t, 1.0 - i / 100) for i, t in enumerate(session))
     r = RecommendRequest(1, 1029, 0.9, frozenset(session), session, listens)
     CountingDict.lookups = 0

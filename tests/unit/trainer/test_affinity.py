@@ -165,3 +165,16 @@ def test_each_users_bias_is_fitted_and_carried_into_the_next_version(world: Worl
     second = train_model("affinity", newest, world.catalog, first, still).arrays
     again = dict(zip(second[USER_IDS].tolist(), second[USER_BIAS].tolist(), strict=True))
     assert again and all(again[u] == pytest.approx(bias[u], abs=1e-3) for u in again)
+
+
+def test_a_parent_from_before_user_biases_still_warm_starts_the_rest(world: World) -> None:
+    from botify.artifacts import USER_BIAS, USER_IDS
+
+    first = train_model("affinity", world.frame, world.catalog, None, fast_settings())
+    older = {k: v for k, v in first.arrays.items() if k not in (USER_IDS, USER_BIAS)}
+    second = train_model("affinity", world.frame, world.catalog, older, fast_settings())
+    # Every track and feature row came from the parent; the users start from zero.
+    assert second.metrics["warm_rows"] == len(world.catalog) + len(
+        first.arrays["affinity_feature_keys"]
+    )
+    assert len(second.arrays[USER_BIAS]) == len(second.arrays[USER_IDS])
