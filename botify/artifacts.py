@@ -127,17 +127,14 @@ class ModelArtifact:
 
     def neighbours(self, track: int) -> np.ndarray | None:
         """The model's next tracks after ``track``, best first, or None if it has none."""
-        table = self.arrays.get(TRACK_NEIGHBOURS)
-        row = self.track_row.get(track)
-        if table is None or row is None:
-            return None
-        out = table[row]
-        return out[out != PAD]
+        return self._list(TRACK_NEIGHBOURS, self.track_row.get(track))
 
     def user_top(self, user: int) -> np.ndarray | None:
         """The model's best tracks for ``user``, best first, or None if it has none."""
-        table = self.arrays.get(USER_TOP)
-        row = self.user_row.get(user)
+        return self._list(USER_TOP, self.user_row.get(user))
+
+    def _list(self, name: str, row: int | None) -> np.ndarray | None:
+        table = self.arrays.get(name)
         if table is None or row is None:
             return None
         out = table[row]

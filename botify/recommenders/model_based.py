@@ -75,6 +75,27 @@ def start_anchor(request: RecommendRequest, state: UserState) -> int:
     return request.track
 
 
+def session_listens(request: RecommendRequest, state: UserState) -> tuple[tuple[int, float], ...]:
+    """The session's (track, fraction listened), oldest first, the request's own listen last
+    and the start track first (as a full listen). From the API's record when the request
+    has it; else from the stream's (lagging) history: its newest listens back to the start,
+    as long as they are tracks of this session. Bounded by the history size."""
+    if request.listens:
+        return request.listens
+    start = start_anchor(request, state)
+    if start == request.track:
+        return ((start, 1.0),)
+    tail: list[tuple[int, float]] = []
+    played = request.played
+    history = zip(reversed(state.history), reversed(state.history_times), strict=False)
+    for track, time in history:
+        if track == start or track not in played:
+            break
+        if track != request.track:
+            tail.append((track, time))
+    return ((start, 1.0), *reversed(tail), (request.track, request.time))
+
+
 @dataclass(frozen=True, slots=True)
 class LikedAnchor:
     """The most recent session track listened to at least ``threshold``; the start track
@@ -83,26 +104,11 @@ class LikedAnchor:
     threshold: float
 
     def __call__(self, request: RecommendRequest, state: UserState) -> int:
-        if request.listens:
-            # The API's record of the session: complete, the request's own listen last.
-            for track, time in reversed(request.listens):
-                if time >= self.threshold:
-                    return track
-            return start_anchor(request, state)
-        # The request's time is the freshest feedback: the listen of request.track.
-        if request.time >= self.threshold:
-            return request.track
-        start = start_anchor(request, state)
-        played = request.played
-        # Newest first; the session's listens are the tail of the history, so stop at the
-        # first track from outside it, or at the start. Bounded by the history size.
-        history = zip(reversed(state.history), reversed(state.history_times), strict=False)
-        for track, time in history:
-            if track == start or track not in played:
-                break
-            if track != request.track and time >= self.threshold:
+        listens = session_listens(request, state)
+        for track, time in reversed(listens):
+            if time >= self.threshold:
                 return track
-        return start
+        return listens[0][0]
 
 
 def make_anchor(name: str, liked_threshold: float) -> Anchor:
@@ -303,8 +309,6 @@ def rerank(
     user_emb[user], track_emb[row]⟩ + track_bias[row], best first (ties in no set order).
     The model's own order where it lacks the embeddings or knows neither anchor nor user;
     tracks without a row keep their order after the scored ones."""
-    if TRACK_EMB not in artifact.arrays:
-        return tracks
     return by_score(artifact, query(artifact, anchor, user), tracks, rows)
 
 
@@ -358,17 +362,6 @@ class Reranked:
             return None
         ranked = rerank(artifact, anchor, request.user, tracks, rows)
         return Ranked(ranked.tolist(), artifact.version)
-
-
-def session_listens(request: RecommendRequest, state: UserState) -> tuple[tuple[int, float], ...]:
-    """The session's (track, fraction listened), oldest first: the API's record when the
-    request has it, else the start track (a full listen) and the request's own listen."""
-    if request.listens:
-        return request.listens
-    start = start_anchor(request, state)
-    if start == request.track:
-        return ((start, 1.0),)
-    return ((start, 1.0), (request.track, request.time))
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,7 +45,13 @@ from botify.artifacts import (
 )
 from botify.settings import ModelHyperParams
 from services.trainer.export import Ranker, host, to_ids
-from services.trainer.models.dataset import NO_ROW, Dataset, feature_keys, match_rows
+from services.trainer.models.dataset import (
+    Dataset,
+    context_pairs,
+    copy_rows,
+    feature_keys,
+    match_rows,
+)
 
 INIT_STD = 0.1
 ID_EMB = "affinity_id_emb"
@@ -88,16 +94,7 @@ class TrackAffinity(nn.Module):
 
     @staticmethod
     def examples(data: Dataset) -> dict[str, np.ndarray]:
-        """(previous track, track) and (session start, track) pairs; the second track of a
-        session gives one pair, not the same one twice."""
-        prev = (data.context != NO_ROW) & (data.context != data.track)
-        start = (data.start != NO_ROW) & (data.start != data.track) & (data.start != data.context)
-        return {
-            "context": np.concatenate([data.context[prev], data.start[start]]),
-            "track": np.concatenate([data.track[prev], data.track[start]]),
-            "user": np.concatenate([data.user[prev], data.user[start]]),
-            "time": np.concatenate([data.time[prev], data.time[start]]),
-        }
+        return context_pairs(data)
 
     def vectors(self, rows: torch.Tensor) -> torch.Tensor:
         return self.id(rows) + self.feature(self.features[rows]).sum(1)
@@ -129,16 +126,12 @@ class TrackAffinity(nn.Module):
             mine, theirs = match_rows(feature_keys(self.feature_names), parent[FEATURE_KEYS])
             self.feature.weight[mine] = torch.as_tensor(parent[FEATURE_EMB][theirs])
             self.feature_bias.weight[mine, 0] = torch.as_tensor(parent[FEATURE_BIAS][theirs])
-            rows, prow = match_rows(data.track_ids, parent[TRACK_IDS])
-            self.id.weight[rows] = torch.as_tensor(parent[ID_EMB][prow])
-            self.id_bias.weight[rows, 0] = torch.as_tensor(parent[ID_BIAS][prow])
             self.offset[0] = float(parent[OFFSET][0])
-            users = 0
-            if USER_IDS in parent and USER_BIAS in parent:
-                urows, purows = match_rows(data.user_ids, parent[USER_IDS])
-                self.user_bias.weight[urows, 0] = torch.as_tensor(parent[USER_BIAS][purows])
-                users = len(urows)
-        return len(mine) + len(rows) + users
+        tracks = copy_rows(self.id.weight, data.track_ids, parent, TRACK_IDS, ID_EMB)
+        copy_rows(self.id_bias.weight, data.track_ids, parent, TRACK_IDS, ID_BIAS)
+        # A parent from before user biases has none: its users start from zero.
+        users = copy_rows(self.user_bias.weight, data.user_ids, parent, USER_IDS, USER_BIAS)
+        return len(mine) + tracks + users
 
     def export(self, data: Dataset, ranker: Ranker) -> dict[str, np.ndarray]:
         n, users = data.n_tracks, data.n_users

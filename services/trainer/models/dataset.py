@@ -140,11 +140,27 @@ def match_rows(new_ids: np.ndarray, parent_ids: np.ndarray) -> tuple[np.ndarray,
 
 def parent_table(parent: Mapping[str, np.ndarray], name: str, dim: int) -> np.ndarray | None:
     """``parent[name]`` as float32 if it is a table of ``dim`` columns, else None: a parent
-    trained with another shape cannot seed this run."""
+    trained with another shape cannot seed this run. A 1-D array (a bias per row) is a table
+    of one column."""
     table = parent.get(name)
+    if table is not None and table.ndim == 1 and dim == 1:
+        table = table[:, None]
     if table is None or table.ndim != 2 or table.shape[1] != dim:
         return None
     return np.asarray(table, dtype=np.float32)
+
+
+def context_pairs(data: Dataset) -> dict[str, np.ndarray]:
+    """(previous track, track) and (session start, track) pairs with their user and listen
+    time; the second track of a session gives one pair, not the same one twice."""
+    prev = (data.context != NO_ROW) & (data.context != data.track)
+    start = (data.start != NO_ROW) & (data.start != data.track) & (data.start != data.context)
+    return {
+        "context": np.concatenate([data.context[prev], data.start[start]]),
+        "track": np.concatenate([data.track[prev], data.track[start]]),
+        "user": np.concatenate([data.user[prev], data.user[start]]),
+        "time": np.concatenate([data.time[prev], data.time[start]]),
+    }
 
 
 def feature_keys(names: np.ndarray) -> np.ndarray:

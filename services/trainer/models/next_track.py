@@ -32,8 +32,8 @@ from botify.artifacts import (
 from botify.settings import ModelHyperParams
 from services.trainer.export import Ranker, by_frequency, host, neighbour_lists, user_lists
 from services.trainer.models.dataset import (
-    NO_ROW,
     Dataset,
+    context_pairs,
     copy_rows,
     feature_keys,
     match_rows,
@@ -88,16 +88,7 @@ class NextTrack(nn.Module):
 
     @staticmethod
     def examples(data: Dataset) -> dict[str, np.ndarray]:
-        """(previous track, track) and (session start, track) pairs with user and time; the
-        second track of a session gives one pair, not the same one twice."""
-        prev = (data.context != NO_ROW) & (data.context != data.track)
-        start = (data.start != NO_ROW) & (data.start != data.track) & (data.start != data.context)
-        return {
-            "context": np.concatenate([data.context[prev], data.start[start]]),
-            "track": np.concatenate([data.track[prev], data.track[start]]),
-            "user": np.concatenate([data.user[prev], data.user[start]]),
-            "time": np.concatenate([data.time[prev], data.time[start]]),
-        }
+        return context_pairs(data)
 
     def context_vectors(self, rows: torch.Tensor) -> torch.Tensor:
         return self.context_id(rows) + self.context_feature(self.features[rows]).sum(1)

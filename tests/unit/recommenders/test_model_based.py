@@ -484,11 +484,16 @@ def test_affinity_without_embeddings_serves_the_best_liked_tracks_list_first() -
     assert rec.recommend(r, UserState(1)) == 70
 
 
-def test_session_listens_without_the_api_record_are_the_start_and_the_request() -> None:
+def test_session_listens_come_from_the_api_record_else_the_streams_history() -> None:
     assert session_listens(taste_request(), UserState(1)) == TASTE_LISTENS
     r = RecommendRequest(1, 7, 0.4, frozenset({3, 7}), (3, 7))
     assert session_listens(r, UserState(1)) == ((3, 1.0), (7, 0.4))
     assert session_listens(request(track=7, session=(7,)), UserState(1)) == ((7, 1.0),)
+    # The history's tail back to the start (99 is from before the session).
+    session = (3, 4, 5, 7)
+    r = RecommendRequest(1, 7, 0.2, frozenset(session), session)
+    state = UserState(1, history=(99, 3, 4, 5), history_times=(1.0, 1.0, 0.9, 0.3))
+    assert session_listens(r, state) == ((3, 1.0), (4, 0.9), (5, 0.3), (7, 0.2))
 
 
 def test_affinity_never_repeats_an_artist_while_its_list_has_new_ones() -> None:
