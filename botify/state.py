@@ -16,6 +16,9 @@ import msgpack
 from botify.events import ListenEvent
 from botify.training import TrainingExample
 
+# 2 added the open session's listens and time; version 1 states are still read.
+ENCODING_VERSION = 2
+
 
 @dataclass(frozen=True, slots=True)
 class Position:
@@ -48,12 +51,16 @@ class UserState:
     listens: int = 0
     sessions: int = 0
     position: Position | None = None
+    # The open session's listens and listen time so far, as the analysis counts a session:
+    # every event after the previous ``last``, up to and including the next ``last``.
+    session_listens: int = 0
+    session_time: float = 0.0
 
     def to_bytes(self) -> bytes:
         pos = None if self.position is None else (self.position.partition, self.position.offset)
         return msgpack.packb(
             (
-                1,
+                ENCODING_VERSION,
                 self.user,
                 self.history,
                 self.history_times,
@@ -64,16 +71,20 @@ class UserState:
                 self.listens,
                 self.sessions,
                 pos,
+                self.session_listens,
+                self.session_time,
             )
         )
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> UserState:
-        (ver, user, hist, times, in_s, start, sess, fails, listens, sessions, pos) = (
-            msgpack.unpackb(raw)
-        )
-        if ver != 1:
+        fields = msgpack.unpackb(raw)
+        ver = fields[0]
+        if ver == 1:  # written before sessions were totalled: an open session restarts at 0
+            fields = [*fields, 0, 0.0]
+        elif ver != ENCODING_VERSION:
             raise ValueError(f"unknown UserState encoding version {ver}")
+        (_, user, hist, times, in_s, start, sess, fails, listens, sessions, pos, s_n, s_t) = fields
         return cls(
             user=user,
             history=tuple(hist),
@@ -85,6 +96,8 @@ class UserState:
             listens=listens,
             sessions=sessions,
             position=None if pos is None else Position(*pos),
+            session_listens=s_n,
+            session_time=s_t,
         )
 
 
@@ -97,12 +110,23 @@ class TrackPlay:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionEnd:
+    """A session a ``last`` event closed: its listens and their total listen time, the
+    same figures the analysis computes for it from the exported events."""
+
+    listens: int
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
 class Transition:
     state: UserState
     applied: bool
     plays: tuple[TrackPlay, ...] = field(default=())
     # The listen as a training example, when it continues a session (see ``session_example``).
     example: TrainingExample | None = None
+    # Set when the event is a ``last``: the session it closed.
+    ended: SessionEnd | None = None
 
 
 def apply_listen(
@@ -117,6 +141,9 @@ def apply_listen(
     fails = state.fail_count + 1 if event.time < config.fail_threshold else 0
     plays = (TrackPlay(event.track, event.time),)
     example = session_example(state, event, position)
+    # A ``last`` with no open session is a session of one listen, as the analysis has it.
+    listens = (state.session_listens if state.in_session else 0) + 1
+    listened = (state.session_time if state.in_session else 0.0) + event.time
     if event.message == "last":
         new = replace(
             state,
@@ -128,8 +155,11 @@ def apply_listen(
             fail_count=fails,
             listens=state.listens + 1,
             position=position,
+            session_listens=0,
+            session_time=0.0,
         )
-        return Transition(new, applied=True, plays=plays, example=example)
+        ended = SessionEnd(listens, listened)
+        return Transition(new, applied=True, plays=plays, example=example, ended=ended)
     assert event.recommendation is not None  # guaranteed by ListenEvent
     if state.in_session:
         start, tracks, sessions = state.session_start, state.session_tracks, state.sessions
@@ -150,6 +180,8 @@ def apply_listen(
         listens=state.listens + 1,
         sessions=sessions,
         position=position,
+        session_listens=listens,
+        session_time=listened,
     )
     return Transition(new, applied=True, plays=plays, example=example)
 

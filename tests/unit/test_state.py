@@ -275,3 +275,50 @@ def examples_of(events, schedule) -> list[TrainingExample]:  # type: ignore[no-u
         if t.example is not None:
             out.append(t.example)
     return out
+
+
+def _ends(events):  # type: ignore[no-untyped-def]
+    state, ends = UserState(1), []
+    for offset, e in enumerate(events):
+        t = apply_listen(state, e, Position(0, offset), CONFIG)
+        state = t.state
+        if t.ended is not None:
+            ends.append((t.ended.listens, round(t.ended.time, 9)))
+    return ends
+
+
+def test_a_last_closes_the_session_with_every_listen_since_the_previous_last() -> None:
+    events = [
+        listen(track=1, recommendation=2, time=0.5),
+        listen(track=2, recommendation=3, time=0.25),
+        listen(track=3, time=1.0, message="last"),
+        listen(track=4, recommendation=5, time=0.125),
+        listen(track=5, time=0.5, message="last"),
+    ]
+    assert _ends(events) == [(3, 1.75), (2, 0.625)]
+
+
+def test_a_last_without_an_open_session_is_a_session_of_one_listen() -> None:
+    events = [listen(track=3, time=0.5, message="last"), listen(track=4, time=0.25, message="last")]
+    assert _ends(events) == [(1, 0.5), (1, 0.25)]
+
+
+def test_only_a_last_ends_a_session_and_a_replayed_last_ends_none() -> None:
+    first = apply_listen(UserState(1), listen(time=0.5), Position(0, 0), CONFIG)
+    assert first.ended is None
+    last = apply_listen(first.state, listen(time=0.5, message="last"), Position(0, 1), CONFIG)
+    assert last.ended is not None
+    replay = apply_listen(last.state, listen(time=0.5, message="last"), Position(0, 1), CONFIG)
+    assert replay.ended is None and not replay.applied
+
+
+def test_the_open_session_totals_survive_the_encoding_and_v1_states_still_read() -> None:
+    import msgpack
+
+    s = fold([listen(time=0.5), listen(time=0.25)])
+    assert (s.session_listens, s.session_time) == (2, 0.75)
+    assert UserState.from_bytes(s.to_bytes()) == s
+    v1 = msgpack.packb((1, 7, (1,), (0.5,), True, 1, (1, 2), 0, 1, 1, (0, 3)))
+    old = UserState.from_bytes(v1)
+    assert old.user == 7 and old.position == Position(0, 3)
+    assert (old.session_listens, old.session_time) == (0, 0.0)
