@@ -108,6 +108,19 @@ class ExperimentPlan:
             names.update(e.arms.values())
         return names
 
+    def arm_labels(self) -> list[tuple[str, str, str]]:
+        """Every (experiment, arm, recommender) a listen can carry: a routing experiment's
+        arm has its one recommender; a labelling experiment's arm sees every recommender
+        that serves (its users are routed by the other experiment)."""
+        serving = sorted(self.routing.arms.values() if self.routing else {self.default_recommender})
+        out: list[tuple[str, str, str]] = []
+        for e in self.experiments:
+            for group in range(e.groups):
+                arm = arm_name(group)
+                for rec in [e.arms[arm]] if e.arms else serving:
+                    out.append((e.name, arm, rec))
+        return out
+
 
 def parse_experiments(doc: Mapping[str, object], default_recommender: str) -> ExperimentPlan:
     raw = doc.get("experiment", [])

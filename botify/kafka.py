@@ -14,8 +14,15 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import (
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 from botify.errors import BackendUnavailableError
 from botify.events import ListenEvent, encode_listen_event
@@ -86,6 +93,63 @@ def broker_reachable(settings: KafkaSettings, timeout: float = 2.0) -> bool:
     except KafkaException:
         return False
     return True
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionLag:
+    """How far a consumer group's committed offset is behind one partition's end."""
+
+    topic: str
+    partition: int
+    end: int
+    committed: int | None  # None: the group has committed nothing there yet
+
+    @property
+    def lag(self) -> int:
+        # Tansu reports a partition's end as its last record batch's base offset + 1, so a
+        # group may look ahead of the end; that is no lag, not a negative one.
+        return max(0, self.end - (self.committed or 0))
+
+
+class ConsumerLagReader:
+    """Reads a consumer group's lag per partition with one admin client, kept open."""
+
+    def __init__(self, settings: KafkaSettings, client_id: str = "botify-lag") -> None:
+        self._admin = AdminClient(
+            {"bootstrap.servers": settings.bootstrap_servers, "client.id": client_id}
+        )
+
+    def read(self, group: str, topics: Iterable[str], timeout: float = 5.0) -> list[PartitionLag]:
+        """Every partition of ``topics``: its end and ``group``'s committed offset.
+        ``BackendUnavailableError`` when the broker does not answer."""
+        try:
+            meta = self._admin.list_topics(timeout=timeout).topics
+            parts = [
+                TopicPartition(t, p)
+                for t in topics
+                if t in meta
+                for p in sorted(meta[t].partitions)
+            ]
+            if not parts:
+                return []
+            ends = self._admin.list_offsets(
+                {tp: OffsetSpec.latest() for tp in parts}, request_timeout=timeout
+            )
+            end = {(tp.topic, tp.partition): f.result(timeout).offset for tp, f in ends.items()}
+            request = [ConsumerGroupTopicPartitions(group, parts)]
+            done = self._admin.list_consumer_group_offsets(request, request_timeout=timeout)
+            committed = {
+                (tp.topic, tp.partition): tp.offset if tp.offset >= 0 else None
+                for f in done.values()
+                for tp in f.result(timeout).topic_partitions
+            }
+        except (KafkaException, concurrent.futures.TimeoutError) as exc:
+            raise BackendUnavailableError(f"cannot read the lag of {group}: {exc!r}") from None
+        return [
+            PartitionLag(tp.topic, tp.partition, end[key], committed.get(key))
+            for tp in parts
+            for key in [(tp.topic, tp.partition)]
+        ]
 
 
 @dataclass

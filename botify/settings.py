@@ -101,6 +101,20 @@ class StreamSettings(_Section):
     batch_wait_s: float = Field(default=0.005, gt=0)
 
 
+class MetricsSettings(_Section):
+    """Prometheus endpoints. The API serves ``/metrics`` on its own port; stream workers and
+    the trainer serve theirs on these (``botify up`` gives each process a free one)."""
+
+    # 0.0.0.0 in a container, so Prometheus can reach it.
+    host: str = "127.0.0.1"
+    stream_port: int = Field(default=9101, ge=0, le=65535)
+    trainer_port: int = Field(default=9102, ge=0, le=65535)
+    # How often each process reads its consumer group's lag from the broker.
+    lag_interval_s: float = Field(default=5.0, gt=0)
+    # The API's per-request metrics; off only to measure what they cost (bench/bench_api.py).
+    requests: bool = True
+
+
 class TrainingDataSettings(_Section):
     """The trainer's on-disk log of training examples (``botify.example_log``)."""
 
@@ -263,6 +277,7 @@ class Settings(BaseSettings):
     state: StateSettings = StateSettings()
     api: ApiSettings = ApiSettings()
     stream: StreamSettings = StreamSettings()
+    metrics: MetricsSettings = MetricsSettings()
     training_data: TrainingDataSettings = TrainingDataSettings()
     models: ModelSettings = ModelSettings()
     trainer: TrainerSettings = TrainerSettings()

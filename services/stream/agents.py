@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -51,6 +52,23 @@ class ExampleSink(Protocol):
         every one of them."""
 
 
+class StreamObserver(Protocol):
+    """What the processor reports as it goes (``services.stream.metrics`` implements it)."""
+
+    def retried(self, step: str) -> None:
+        """A backend step failed and will be redone."""
+
+    def committed(self, applied: Sequence[tuple[ListenEvent, Transition]], duplicates: int) -> None:
+        """The listens whose transitions were written, right after the commit."""
+
+    def examples_skipped(self, count: int) -> None: ...
+
+    def dead_lettered(self) -> None: ...
+
+    def batch(self, size: int, seconds: float) -> None:
+        """A batch is done: every record applied, a duplicate or dead-lettered."""
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
     topic: str
@@ -77,6 +95,7 @@ class ListenProcessor:
     retry: Retry = Retry()
     # None: the worker folds state only and makes no training data.
     examples: ExampleSink | None = None
+    observer: StreamObserver | None = None
 
     async def handle(self, record: Record) -> str:
         """Process one record; returns what happened: applied, duplicate or dead_letter."""
@@ -86,6 +105,7 @@ class ListenProcessor:
         """Process records in order with a few Redis round trips for the whole batch: load
         the users' states, fold every event in memory, commit the transitions (pipelined).
         Returns only when every record is applied, a duplicate or dead-lettered."""
+        started = time.perf_counter()
         outcomes = [DEAD_LETTER] * len(records)
         dead: list[tuple[Record, str]] = []
         good: list[tuple[int, ListenEvent, Position]] = []
@@ -99,23 +119,36 @@ class ListenProcessor:
         if good:
             span = _span(records)
             transitions, examples, failed, skipped = await self._retrying(
-                f"fold of {span}", lambda: self._fold(good)
+                "fold", span, lambda: self._fold(good)
             )
             if examples and self.examples is not None:
                 sink = self.examples
-                await self._retrying(f"examples of {span}", lambda: sink.publish(examples))
+                await self._retrying("examples", span, lambda: sink.publish(examples))
             written = await self._retrying(
-                f"commit of {span}", lambda: self._commit(transitions, len(failed), skipped)
+                "commit", span, lambda: self._commit(transitions, len(failed), skipped)
             )
             for (i, _, _), ok in zip(good, written, strict=True):
                 outcomes[i] = APPLIED if ok else DUPLICATE
+            if self.observer is not None:
+                applied = [
+                    (event, t)
+                    for (_, event, _), t, ok in zip(good, transitions, written, strict=True)
+                    if ok
+                ]
+                self.observer.committed(applied, len(written) - len(applied) - len(failed))
+                if skipped:
+                    self.observer.examples_skipped(skipped)
             for i, reason in failed:
                 outcomes[i] = DEAD_LETTER
                 dead.append((records[i], reason))
         for record, reason in dead:
             await self._retrying(
-                f"dead-lettering of {_span([record])}", partial(self._dead_letter, record, reason)
+                "dead_letter", _span([record]), partial(self._dead_letter, record, reason)
             )
+            if self.observer is not None:
+                self.observer.dead_lettered()
+        if self.observer is not None:
+            self.observer.batch(len(records), time.perf_counter() - started)
         return outcomes
 
     async def _fold(
@@ -182,7 +215,7 @@ class ListenProcessor:
         await self.dead_letters.send(key=record.key, value=record.value, headers=headers)
         await self.store.incr(keys.STREAM_DEAD_LETTERS)
 
-    async def _retrying(self, what: str, step: Callable[[], Awaitable[T]]) -> T:
+    async def _retrying(self, name: str, span: str, step: Callable[[], Awaitable[T]]) -> T:
         """Run an idempotent I/O step until it succeeds. Skipping would lose events (their
         offsets get committed); stopping the worker cancels the wait instead."""
         delay, attempt = self.retry.first, 0
@@ -191,8 +224,12 @@ class ListenProcessor:
                 return await step()
             except Exception as exc:  # any backend failure: wait and redo
                 attempt += 1
+                if self.observer is not None:
+                    self.observer.retried(name)
                 if attempt == 1 or attempt % 10 == 0:
-                    logger.error("%s failed (attempt %d), retrying: %r", what, attempt, exc)
+                    logger.error(
+                        "%s of %s failed (attempt %d), retrying: %r", name, span, attempt, exc
+                    )
                 await asyncio.sleep(delay)
                 delay = min(delay * self.retry.factor, self.retry.cap)
 

@@ -17,7 +17,7 @@ import faust
 from botify.settings import Settings
 from botify.state import StateConfig
 from botify.storage import open_user_state_store
-from services.stream.agents import ListenProcessor, Record
+from services.stream.agents import ListenProcessor, Record, StreamObserver
 from services.stream.transport import LowLatencyApp
 
 logger = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def _record(message: Any) -> Record:
     return Record(message.topic, message.partition, message.offset, message.key, message.value)
 
 
-def create_app(settings: Settings) -> faust.App:
+def create_app(settings: Settings, observer: StreamObserver | None = None) -> faust.App:
     kafka = settings.kafka
     # faust creates a data directory even with in-memory tables; keep it out of cwd.
     datadir = settings.run_dir / "stream" / settings.stream.app_id
@@ -85,6 +85,7 @@ def create_app(settings: Settings) -> faust.App:
         dead_letters=_DeliveredTopic(dead_letters),
         config=StateConfig(settings.state.history_size, settings.state.fail_threshold),
         examples=_ExampleTopic(examples),
+        observer=observer,
     )
 
     @app.agent(listens, name="listens")

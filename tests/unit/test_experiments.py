@@ -103,3 +103,27 @@ def test_assignment_agrees_with_arms_and_routing() -> None:
         assert a.recommender == routing.recommender_for(user) == plan.recommender_for(user)
     unrouted = ExperimentPlan((ExperimentSplit("AA", 2),), "sticky_artist").assign(7)
     assert unrouted.arm is None and unrouted.recommender == "sticky_artist"
+
+
+def test_arm_labels_give_each_routed_arm_its_recommender_and_label_arms_every_one() -> None:
+    plan = ExperimentPlan(
+        (
+            ExperimentSplit("AA", 2),
+            ExperimentSplit("REC", 3, {"C": "random", "T1": "top_pop", "T2": "random"}),
+        )
+    )
+    labels = plan.arm_labels()
+    assert ("REC", "T1", "top_pop") in labels and ("REC", "C", "random") in labels
+    assert {(e, a, r) for e, a, r in labels if e == "AA"} == {
+        ("AA", arm, rec) for arm in ("C", "T1") for rec in ("random", "top_pop")
+    }
+    # Every listen's labels are among them.
+    for user in range(200):
+        a = plan.assign(user)
+        for name, arm in a.arms.items():
+            assert (name, arm, a.recommender) in labels
+
+
+def test_arm_labels_without_routing_use_the_default_recommender() -> None:
+    plan = ExperimentPlan((ExperimentSplit("AA", 2),), default_recommender="top_pop")
+    assert plan.arm_labels() == [("AA", "C", "top_pop"), ("AA", "T1", "top_pop")]

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from botify.events import encode_listen_event
+from botify.experiments import ExperimentPlan, ExperimentSplit
+from botify.state import StateConfig
+from botify.storage import InMemoryUserStateStore
+from services.stream.agents import ListenProcessor, Record
+from services.stream.metrics import StreamMetrics
+from tests.factories import listen
+from tests.unit.stream.test_agents import RecordingTopic
+
+PLAN = ExperimentPlan(
+    (ExperimentSplit("AA", 2), ExperimentSplit("REC", 2, {"C": "random", "T1": "top_pop"}))
+)
+
+
+def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    got = registry.get_sample_value(name, labels)
+    return 0.0 if got is None else got
+
+
+@pytest.fixture
+def setup() -> tuple[CollectorRegistry, ListenProcessor]:
+    registry = CollectorRegistry()
+    proc = ListenProcessor(
+        InMemoryUserStateStore(),
+        RecordingTopic(),
+        StateConfig(),
+        observer=StreamMetrics(registry, PLAN),
+    )
+    return registry, proc
+
+
+def records(user: int, events, start: int = 0) -> list[Record]:  # type: ignore[no-untyped-def]
+    return [
+        Record("t", 0, start + i, str(user).encode(), encode_listen_event(e))
+        for i, e in enumerate(events)
+    ]
+
+
+def session(user: int, arm: str, rec: str, times: list[float]):  # type: ignore[no-untyped-def]
+    exps = {"AA": "C", "REC": arm}
+    *nexts, last = times
+    return [listen(user=user, time=t, recommender=rec, experiments=exps) for t in nexts] + [
+        listen(user=user, time=last, message="last", recommender=rec, experiments=exps)
+    ]
+
+
+def test_every_arm_series_exists_at_zero_before_any_event(setup) -> None:  # type: ignore[no-untyped-def]
+    registry, _ = setup
+    for exp, arm, rec in PLAN.arm_labels():
+        labels = {"experiment": exp, "arm": arm, "recommender": rec}
+        assert registry.get_sample_value("botify_experiment_sessions_total", labels) == 0.0
+        assert registry.get_sample_value("botify_experiment_session_time_count", labels) == 0.0
+    assert registry.get_sample_value("botify_stream_events_total", {"outcome": "dead_letter"}) == 0
+
+
+async def test_sessions_and_their_time_are_counted_per_arm_once_even_when_replayed(setup) -> None:  # type: ignore[no-untyped-def]
+    registry, proc = setup
+    batch = records(1, session(1, "C", "random", [0.5, 0.25, 1.0])) + records(
+        2, session(2, "T1", "top_pop", [0.5, 0.5]), start=10
+    )
+    await proc.handle_batch(batch)
+    await proc.handle_batch(batch)  # redelivered: duplicates, counted as such only
+    c = {"experiment": "REC", "arm": "C", "recommender": "random"}
+    t1 = {"experiment": "REC", "arm": "T1", "recommender": "top_pop"}
+    assert value(registry, "botify_experiment_sessions_total", **c) == 1
+    assert value(registry, "botify_experiment_session_time_sum", **c) == 1.75
+    assert value(registry, "botify_experiment_session_tracks_sum", **c) == 3
+    assert value(registry, "botify_experiment_session_time_sum", **t1) == 1.0
+    assert value(registry, "botify_experiment_listens_total", **c) == 3
+    assert value(registry, "botify_experiment_listen_time_total", **c) == 1.75
+    assert value(registry, "botify_experiment_recommendations_total", **c) == 2
+    # The labelling experiment sees both sessions, split by the recommender that served.
+    aa = {"experiment": "AA", "arm": "C"}
+    assert value(registry, "botify_experiment_sessions_total", **aa, recommender="random") == 1
+    assert value(registry, "botify_experiment_sessions_total", **aa, recommender="top_pop") == 1
+    assert value(registry, "botify_stream_events_total", outcome="applied") == 5
+    assert value(registry, "botify_stream_events_total", outcome="duplicate") == 5
+    assert value(registry, "botify_stream_batch_size_records_count") == 2
+    assert value(registry, "botify_stream_event_delay_seconds_count") == 5
+
+
+async def test_a_dead_letter_is_counted(setup) -> None:  # type: ignore[no-untyped-def]
+    registry, proc = setup
+    await proc.handle(Record("t", 0, 0, b"1", b"{nope"))
+    assert value(registry, "botify_stream_events_total", outcome="dead_letter") == 1
+    assert value(registry, "botify_stream_events_total", outcome="applied") == 0
