@@ -67,6 +67,7 @@ class ExampleLog:
         self._recent_set: set[tuple[int, int, int]] = set()
         self._buffer: list[TrainingExample] = []
         self._ranges: dict[Path, tuple[int, int] | None] = {}
+        self._rows: dict[Path, int] = {}
         self._lock = threading.Lock()
         self._writing = False
 
@@ -106,6 +107,21 @@ class ExampleLog:
 
     def buffered(self) -> int:
         return len(self._buffer)
+
+    def stored(self) -> tuple[int, int]:
+        """Rows and bytes of the parts on disk (the buffer not included)."""
+        rows = size = 0
+        for path in self.parts():
+            try:
+                size += path.stat().st_size
+                if path not in self._rows:
+                    self._rows[path] = int(pl.scan_parquet(path).select(pl.len()).collect().item())
+            except (OSError, pl.exceptions.PolarsError):  # pruned meanwhile, or unreadable
+                continue
+            rows += self._rows[path]
+        for gone in set(self._rows) - set(self.parts()):
+            del self._rows[gone]
+        return rows, size
 
     def parts(self) -> list[Path]:
         """The complete parts on disk, oldest first."""

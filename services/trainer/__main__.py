@@ -20,10 +20,12 @@ from redis.exceptions import RedisError
 from botify.catalog import load_catalog
 from botify.errors import BotifyError
 from botify.example_log import ExampleConsumer, ExampleLog
-from botify.kafka import ensure_topics
+from botify.kafka import ConsumerLagReader, ensure_topics
 from botify.model_store import ModelAnnouncer, ModelStore
 from botify.settings import Settings, TrainerSettings
+from botify.telemetry import ConsumerLagMonitor, MetricsServer, process_registry
 from services.trainer.loop import Trainer, due
+from services.trainer.metrics import TrainerMetrics
 from services.trainer.train import configure_torch
 
 logger = logging.getLogger("services.trainer")
@@ -89,7 +91,7 @@ async def _retrying(
                 await asyncio.wait_for(stopping.wait(), cfg.every_s)
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, metrics: TrainerMetrics | None = None) -> None:
     cfg = settings.trainer
     catalog = load_catalog(settings.catalog.path)
     configure_torch(cfg)
@@ -98,7 +100,7 @@ async def serve(settings: Settings) -> None:
     store = ModelStore.from_settings(settings, redis, announcer)
     log = ExampleLog.from_settings(settings.training_data, settings.run_dir)
     consumer = ExampleConsumer(settings.kafka, settings.training_data.consumer_group)
-    trainer = Trainer(cfg, catalog, log, store, settings.run_dir / "trainer")
+    trainer = Trainer(cfg, catalog, log, store, settings.run_dir / "trainer", observer=metrics)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -109,7 +111,10 @@ async def serve(settings: Settings) -> None:
         feed = ExampleFeed(consumer, log, cfg)
         while not stopping.is_set():
             try:
-                if not await asyncio.to_thread(feed.poll):
+                due_now = await asyncio.to_thread(feed.poll)
+                if metrics is not None:
+                    metrics.example_log(*await asyncio.to_thread(log.stored), log.buffered())
+                if not due_now:
                     continue
                 await trainer.run_all(stopping.is_set)
             except (BotifyError, RedisError, OSError) as exc:
@@ -131,11 +136,26 @@ def main() -> None:
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
+    registry = process_registry()
+    metrics = TrainerMetrics(registry, settings.trainer.models)
+    server = MetricsServer(registry, settings.metrics.host, settings.metrics.trainer_port)
+    lag = ConsumerLagMonitor(
+        ConsumerLagReader(settings.kafka, client_id="botify-trainer-lag"),
+        settings.training_data.consumer_group,
+        [settings.kafka.examples_topic],
+        registry,
+        settings.metrics.lag_interval_s,
+    )
     try:
         ensure_topics(settings.kafka)
-        asyncio.run(serve(settings))
-    except BotifyError as exc:  # no broker, bad catalog: one line, not a traceback
+        server.start()
+        lag.start()
+        asyncio.run(serve(settings, metrics))
+    except BotifyError as exc:  # no broker, bad catalog, a taken port: one line, no traceback
         sys.exit(f"botify trainer: {exc}")
+    finally:
+        lag.stop()
+        server.stop()
 
 
 if __name__ == "__main__":

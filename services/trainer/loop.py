@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 import polars as pl
 
@@ -41,6 +42,14 @@ from services.trainer.train import TrainResult, train_model
 
 logger = logging.getLogger(__name__)
 
+# Why a run ended as it did, as a bounded label (``RunReport.outcome``); ``reason`` says more.
+PROMOTED = "promoted"
+WORSE_THAN_SERVED = "worse_than_served"
+TOO_FEW_EXAMPLES = "too_few_examples"
+TRAINING_FAILED = "training_failed"
+PUBLICATION_FAILED = "publication_failed"
+OUTCOMES = (PROMOTED, WORSE_THAN_SERVED, TOO_FEW_EXAMPLES, TRAINING_FAILED, PUBLICATION_FAILED)
+
 
 @dataclass
 class RunReport:
@@ -58,6 +67,7 @@ class RunReport:
     published_ms: int | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     served_metrics: dict[str, float] = field(default_factory=dict)
+    outcome: str = ""  # one of OUTCOMES
 
     def to_json(self) -> str:
         doc = asdict(self)
@@ -68,6 +78,16 @@ class RunReport:
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+class TrainerObserver(Protocol):
+    """What the trainer reports (``services.trainer.metrics`` implements it)."""
+
+    def run(self, report: RunReport) -> None:
+        """One model's run is done, promoted or not."""
+
+    def round(self, models: Sequence[str]) -> None:
+        """A round is done: each of ``models`` ran once."""
 
 
 @dataclass
@@ -86,6 +106,7 @@ class Trainer:
     readers: dict[str, tuple[str, ...]] = field(default_factory=model_readers)
     runs: int = 0
     rounds: int = 0
+    observer: TrainerObserver | None = None
 
     async def restore(self) -> None:
         """Pick up the versions in service (after a restart) as parents."""
@@ -161,6 +182,8 @@ class Trainer:
             if stop():
                 break
             reports.append(await self.run_one(name, frame))
+        if self.observer is not None:
+            self.observer.round([r.model for r in reports])
         return reports
 
     async def run_one(self, name: str, frame: pl.DataFrame) -> RunReport:
@@ -172,6 +195,7 @@ class Trainer:
         report = RunReport(name, started, 0.0, len(train), _window(train), False, "")
         if len(train) < self.settings.min_examples:
             report.reason = f"{len(train)} examples, fewer than {self.settings.min_examples}"
+            report.outcome = TOO_FEW_EXAMPLES
             return self._done(report, t0)
         parent = self.served.get(name)
         try:
@@ -186,12 +210,14 @@ class Trainer:
         except Exception as exc:  # one model's failure must not stop the others
             logger.exception("training %s failed", name)
             report.reason = f"training failed: {exc!r}"
+            report.outcome = TRAINING_FAILED
             return self._done(report, t0)
         try:
             await self._judge_and_publish(name, report, result, parent, train, holdout)
         except Exception as exc:  # a bad artifact or a store error: still not the others'
             logger.exception("evaluating or publishing %s failed", name)
             report.reason = f"evaluation or publication failed: {exc!r}"
+            report.outcome = PUBLICATION_FAILED
         return self._done(report, t0)
 
     async def _judge_and_publish(
@@ -230,12 +256,13 @@ class Trainer:
                     f"{key} {report.metrics.get(key)} worse than served "
                     f"{report.served_metrics.get(key)}"
                 )
+                report.outcome = WORSE_THAN_SERVED
                 return
         # JSON has no NaN: a metric the window could not give (nothing held out) is left out.
         finite = {k: v for k, v in report.metrics.items() if math.isfinite(v)}
         published = await self.store.publish(replace(meta, metrics=finite), result.arrays)
         self.served[name] = ModelArtifact(published, result.arrays)
-        report.promoted, report.reason = True, "promoted"
+        report.promoted, report.reason, report.outcome = True, "promoted", PROMOTED
         report.version, report.parent = published.version, published.parent
         report.published_ms = self.clock()
 
@@ -245,6 +272,8 @@ class Trainer:
         self.report_dir.mkdir(parents=True, exist_ok=True)
         with open(self.report_dir / RUNS_FILE, "a") as out:
             out.write(report.to_json() + "\n")
+        if self.observer is not None:
+            self.observer.run(report)
         logger.warning(
             "%s: %s (v%s, %d examples, %.1f s) %s",
             report.model,

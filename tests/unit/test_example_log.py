@@ -249,3 +249,14 @@ def test_window_equals_a_plain_dedupe_sort_and_tail_of_everything_appended(
     if max_rows is not None:
         kept = kept[max(0, len(kept) - max_rows) :]
     assert log.window(since, max_rows).equals(examples_frame(kept))
+
+
+def test_stored_counts_the_rows_and_bytes_of_the_parts_left_on_disk(tmp_path: Path) -> None:
+    log = ExampleLog(tmp_path, max_rows_per_part=2, max_parts=2)
+    assert log.stored() == (0, 0)
+    log.append([ex(i) for i in range(7)])  # three parts written, the first pruned; one buffered
+    rows, size = log.stored()
+    assert rows == 4 and log.buffered() == 1
+    assert size == sum(p.stat().st_size for p in log.parts()) > 0
+    # A fresh reader of the same directory counts the same.
+    assert ExampleLog(tmp_path, max_rows_per_part=2, max_parts=2).stored() == (rows, size)
