@@ -122,6 +122,7 @@ class ModelWatcher:
         if not self.slots:
             return
         self._loop = asyncio.get_running_loop()
+        self._metrics.models(self.slots)
         for name in self.slots:
             self._metrics.model_version.labels(name).set(self.slots[name].version or 0)
         self._feed = self._feed_factory(self._on_announcement)
@@ -219,5 +220,6 @@ class ModelWatcher:
             self._metrics.model_reloads.labels(name).inc()
             self._metrics.model_reload_duration.labels(name).observe(elapsed)
             self._metrics.model_version.labels(name).set(artifact.version)
+            self._metrics.model_data_end.labels(name).set(artifact.meta.window.last_ms / 1000.0)
             logger.info("model %s: now serving v%d (loaded in %.3fs)", name, target, elapsed)
             return True

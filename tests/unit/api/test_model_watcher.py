@@ -20,7 +20,7 @@ from services.api.model_watcher import ModelWatcher
 
 
 def artifact(name: str, version: int) -> ModelArtifact:
-    meta = ModelMeta(name, version, None, 0, DataWindow(0, 0, 0))
+    meta = ModelMeta(name, version, None, 0, DataWindow(0, version * 1000, 0))
     return ModelArtifact(meta, {"track_ids": np.arange(3, dtype=np.int64)})
 
 
