@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-unit lint bench clean
+.PHONY: demo test test-unit lint bench clean dashboards tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/botify demo
 
-test: $(STAMP)
+# Debian packages the tests run for real: Prometheus (and promtool) for the observability test.
+tools:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus)
+
+test: $(STAMP) tools
 	$(BIN)/python -m pytest -q
 
 test-unit: $(STAMP)
@@ -30,6 +35,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_api.py
 	$(BIN)/python bench/bench_stream.py
 	$(BIN)/python bench/bench_analysis.py
+
+dashboards: $(STAMP)
+	$(BIN)/python deploy/grafana/dashboards.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

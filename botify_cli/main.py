@@ -71,6 +71,10 @@ def up(
     trainer: Annotated[
         bool, typer.Option(help="Run the trainer: models learnt from the stream, hot-reloaded.")
     ] = True,
+    prometheus: Annotated[
+        bool,
+        typer.Option(help="Also run Prometheus (from PATH) scraping every process, with alerts."),
+    ] = False,
 ) -> None:
     """Start the embedded stack (broker, Redis, API, stream workers, trainer) until Ctrl-C."""
     settings = load_settings()
@@ -85,6 +89,7 @@ def up(
         trainer=trainer,
         # Models and examples of this run live in its directory, next to its logs.
         extra_env={"BOTIFY_RUN_DIR": str(log_dir.resolve())},
+        prometheus=prometheus,
     )
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:
@@ -93,7 +98,12 @@ def up(
         table = Table(title="botify is up", show_header=False)
         table.add_row("API", endpoints.api)
         table.add_row("API docs", f"{endpoints.api}/docs")
-        table.add_row("metrics", f"{endpoints.api}/metrics")
+        for target in endpoints.metrics:
+            table.add_row(f"metrics ({target.service})", target.url)
+        if endpoints.prometheus:
+            table.add_row("prometheus", endpoints.prometheus)
+            table.add_row("alerts", f"{endpoints.prometheus}/alerts")
+        table.add_row("scrape targets", str(log_dir / "prometheus" / "targets.json"))
         table.add_row("broker", endpoints.broker)
         table.add_row("redis", endpoints.redis)
         table.add_row("logs", str(log_dir))

@@ -19,6 +19,13 @@ from mirakuru.base import SimpleExecutor
 from botify.embedded import Child, HTTPChild, broker_process, free_port, redis_process
 from botify.errors import BackendUnavailableError
 from botify.settings import Settings
+from botify_cli.prometheus import (
+    ScrapeTarget,
+    prometheus_binary,
+    prometheus_process,
+    write_config,
+    write_targets,
+)
 
 
 @dataclass
@@ -27,6 +34,9 @@ class StackEndpoints:
     redis: str
     api: str
     logs: Path
+    # Every process's /metrics, and the Prometheus that scrapes them (None: not started).
+    metrics: list[ScrapeTarget] = field(default_factory=list)
+    prometheus: str | None = None
 
     def env(self) -> dict[str, str]:
         host, port = self.api.removeprefix("http://").rsplit(":", 1)
@@ -49,6 +59,9 @@ class EmbeddedStack:
     # The trainer learns from the stream and publishes models the API hot-reloads.
     trainer: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
+    # A real Prometheus (from PATH) scraping every process, with botify's alert rules.
+    prometheus: bool = False
+    scrape_interval_s: float = 5.0
     start_timeout: float = 60.0
     children: list[tuple[str, SimpleExecutor]] = field(default_factory=list)
     endpoints: StackEndpoints | None = None
@@ -56,6 +69,8 @@ class EmbeddedStack:
     def start(self, on_step: object = None) -> StackEndpoints:
         """Start everything and wait until each part is healthy; stops all on failure."""
         say = on_step if callable(on_step) else (lambda _msg: None)
+        if self.prometheus:
+            prometheus_binary()  # no binary: say so before anything starts
         broker_port, redis_port = free_port(), free_port()
         api_port = self.api_port or free_port()
         self.endpoints = StackEndpoints(
@@ -65,6 +80,7 @@ class EmbeddedStack:
             logs=self.log_dir,
         )
         env = {**os.environ, **self.extra_env, **self.endpoints.env()}
+        metrics = self.endpoints.metrics
         try:
             say("broker")
             self._add("broker", broker_process(broker_port, self.log_dir, self.start_timeout))
@@ -72,12 +88,30 @@ class EmbeddedStack:
             self._add("redis", redis_process(redis_port, self.log_dir, self.start_timeout))
             say("api")
             self._add("api", self._service("api", env, health=f"{self.endpoints.api}/health"))
+            metrics.append(ScrapeTarget("api", "api", f"127.0.0.1:{api_port}"))
             for i in range(self.stream_workers):
+                name, port = f"stream-{i + 1}", free_port()
                 say(f"stream worker {i + 1}")
-                self._add(f"stream-{i + 1}", self._service("stream", env, name=f"stream-{i + 1}"))
+                worker_env = {**env, "BOTIFY_METRICS__STREAM_PORT": str(port)}
+                self._add(name, self._service("stream", worker_env, name=name))
+                metrics.append(ScrapeTarget("stream", name, f"127.0.0.1:{port}"))
             if self.trainer:
+                port = free_port()
                 say("trainer")
-                self._add("trainer", self._service("trainer", env))
+                trainer_env = {**env, "BOTIFY_METRICS__TRAINER_PORT": str(port)}
+                self._add("trainer", self._service("trainer", trainer_env))
+                metrics.append(ScrapeTarget("trainer", "trainer", f"127.0.0.1:{port}"))
+            targets = write_targets(self.log_dir / "prometheus" / "targets.json", metrics)
+            if self.prometheus:
+                say("prometheus")
+                port = free_port()
+                config = write_config(targets.parent, targets, self.scrape_interval_s)
+                data = targets.parent / "data"
+                self._add(
+                    "prometheus",
+                    prometheus_process(port, config, data, self.log_dir, self.start_timeout),
+                )
+                self.endpoints.prometheus = f"http://127.0.0.1:{port}"
         except BaseException:
             self.stop()
             raise

@@ -1,0 +1,127 @@
+"""A real Prometheus next to the embedded stack (``botify up --prometheus``, ``botify demo
+--prometheus``).
+
+``botify up`` always writes ``prometheus/targets.json`` in its run directory: a file_sd list
+of every process it started, with a ``job`` per service and a ``service`` label per child.
+With ``--prometheus`` it also writes a config that scrapes that file and loads botify's
+alert rules, and starts the ``prometheus`` binary from PATH on a free loopback port.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from botify.embedded import HTTPChild
+from botify.errors import BackendUnavailableError, ConfigError
+from botify.settings import PACKAGE_DIR
+
+ALERT_RULES = PACKAGE_DIR / "data" / "prometheus-alerts.yml"
+INSTALL_HINT = "install it with `apt-get install prometheus` (Debian/Ubuntu) or from prometheus.io"
+
+
+@dataclass(frozen=True, slots=True)
+class ScrapeTarget:
+    """One process's ``/metrics``: its job (api, stream, trainer) and its own name."""
+
+    job: str
+    service: str
+    address: str  # host:port
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}/metrics"
+
+
+def prometheus_binary() -> str:
+    found = shutil.which("prometheus")
+    if found is None:
+        raise ConfigError(f"prometheus is not on PATH: {INSTALL_HINT}")
+    return found
+
+
+def write_targets(path: Path, targets: list[ScrapeTarget]) -> Path:
+    """The file_sd list; Prometheus re-reads it when it changes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = [
+        {"targets": [t.address], "labels": {"job": f"botify-{t.job}", "service": t.service}}
+        for t in targets
+    ]
+    temp = path.with_suffix(".tmp")
+    temp.write_text(json.dumps(doc, indent=2))
+    temp.replace(path)  # never a half-written file for Prometheus to read
+    return path
+
+
+def write_config(directory: Path, targets: Path, scrape_interval_s: float) -> Path:
+    """A Prometheus config (JSON is valid YAML) scraping ``targets`` with botify's rules."""
+    interval = f"{max(1, round(scrape_interval_s))}s"
+    doc = {
+        "global": {"scrape_interval": interval, "evaluation_interval": interval},
+        "rule_files": [str(ALERT_RULES)],
+        "scrape_configs": [
+            {
+                "job_name": "botify",
+                "file_sd_configs": [{"files": [str(targets)], "refresh_interval": "5s"}],
+            }
+        ],
+    }
+    path = directory / "prometheus.yml"
+    path.write_text(json.dumps(doc, indent=2))
+    return path
+
+
+def prometheus_process(
+    port: int, config: Path, data_dir: Path, log_dir: Path, timeout: float = 60
+) -> HTTPChild:
+    """The server, ready when ``/-/ready`` answers; its data lives in ``data_dir``."""
+    log = open(log_dir / "prometheus.log", "a")  # noqa: SIM115 - the child's for its life
+    return HTTPChild(
+        [
+            prometheus_binary(),
+            f"--config.file={config}",
+            f"--storage.tsdb.path={data_dir}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--web.enable-lifecycle",
+        ],
+        url=f"http://127.0.0.1:{port}/-/ready",
+        status="200",
+        method="GET",
+        timeout=timeout,
+        stdout=log,
+        stderr=log,
+        stdin=None,
+    )
+
+
+class PrometheusQuery:
+    """The HTTP API's instant and range queries, as plain values."""
+
+    def __init__(self, url: str, timeout: float = 10.0) -> None:
+        self._client = httpx.Client(base_url=url, timeout=timeout)
+
+    def _get(self, path: str, params: dict[str, str | float]) -> list[dict[str, object]]:
+        try:
+            response = self._client.get(path, params=params)
+        except httpx.HTTPError as exc:
+            raise BackendUnavailableError(f"prometheus: {exc}") from None
+        body = response.json()
+        if body.get("status") != "success":
+            raise BackendUnavailableError(f"prometheus: {body.get('error', response.text)}")
+        return list(body["data"]["result"])
+
+    def instant(self, expr: str) -> list[dict[str, object]]:
+        """Each series of ``expr`` now: ``{"metric": labels, "value": [t, "v"]}``."""
+        return self._get("/api/v1/query", {"query": expr})
+
+    def range(self, expr: str, start: float, end: float, step: float) -> list[dict[str, object]]:
+        """Each series of ``expr`` over [start, end]: ``{"metric", "values": [[t, "v"]...]}``."""
+        params: dict[str, str | float] = {"query": expr, "start": start, "end": end, "step": step}
+        return self._get("/api/v1/query_range", params)
+
+    def close(self) -> None:
+        self._client.close()
