@@ -114,9 +114,13 @@ class PrometheusQuery:
             raise BackendUnavailableError(f"prometheus: {body.get('error', response.text)}")
         return list(body["data"]["result"])
 
-    def instant(self, expr: str) -> list[dict[str, object]]:
-        """Each series of ``expr`` now: ``{"metric": labels, "value": [t, "v"]}``."""
-        return self._get("/api/v1/query", {"query": expr})
+    def instant(self, expr: str, at: float | None = None) -> list[dict[str, object]]:
+        """Each series of ``expr`` now (or at Unix time ``at``):
+        ``{"metric": labels, "value": [t, "v"]}``."""
+        params: dict[str, str | float] = {"query": expr}
+        if at is not None:
+            params["time"] = at
+        return self._get("/api/v1/query", params)
 
     def range(self, expr: str, start: float, end: float, step: float) -> list[dict[str, object]]:
         """Each series of ``expr`` over [start, end]: ``{"metric", "values": [[t, "v"]...]}``."""

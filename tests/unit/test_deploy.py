@@ -41,9 +41,7 @@ def exported_names() -> set[str]:
     TrainerMetrics(registry, ["affinity"])
     ConsumerLagMonitor(None, "g", ["t"], registry, 1.0)  # type: ignore[arg-type]
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
-    return {
-        m.name + suffix for m in registry.collect() for suffix in suffixes.get(m.type, ("",))
-    }
+    return {m.name + suffix for m in registry.collect() for suffix in suffixes.get(m.type, ("",))}
 
 
 def test_the_committed_dashboards_are_what_the_code_builds() -> None:
