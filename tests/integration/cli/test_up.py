@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -86,3 +87,41 @@ def test_children_die_with_a_killed_supervisor(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs Debian's prometheus")
+def test_up_with_prometheus_prints_every_endpoint_and_prometheus_scrapes_them_all(
+    tmp_path: Path,
+) -> None:
+    proc, out = start_up(tmp_path, "--prometheus", "--stream-workers", "2")
+    try:
+        assert "Press Ctrl-C" in out, out
+        urls = re.findall(r"metrics \((\S+)\)[\s│]+(http://127\.0\.0\.1:\d+/metrics)", out)
+        assert {name for name, _ in urls} == {"api", "stream-1", "stream-2", "trainer"}, out
+        for _, url in urls:
+            assert "process_resident_memory_bytes" in httpx.get(url, timeout=10).text
+        prometheus = re.search(r"prometheus[\s│]+(http://127\.0\.0\.1:\d+)", out)
+        assert prometheus, out
+        deadline, up = time.monotonic() + 30, []
+        while time.monotonic() < deadline and len(up) < len(urls):
+            query = {"query": "up == 1"}
+            body = httpx.get(f"{prometheus.group(1)}/api/v1/query", params=query).json()
+            up = body["data"]["result"]
+            time.sleep(0.5)
+        assert {r["metric"]["service"] for r in up} == {name for name, _ in urls}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def test_up_prometheus_without_the_binary_is_a_one_line_error(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "botify_cli", "up", "--prometheus"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PATH": str(tmp_path), "BOTIFY_RUN_DIR": str(tmp_path)},
+    )
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr + done.stdout
+    assert "apt-get install prometheus" in done.stderr
