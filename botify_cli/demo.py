@@ -11,22 +11,24 @@ measures freshness, and writes the report and a results file.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
 from botify.analysis import AnalysisReport, analyze_file
 from botify.analysis.freshness import Freshness, freshness, read_runs
-from botify.analysis.render import write_html
+from botify.analysis.render import Timeline, write_html
 from botify.errors import BackendUnavailableError
 from botify.experiments import ALLOWED_GROUPS, arm_name
 from botify.export import ExportResult, export_parquet
 from botify.recommenders import REGISTRY, model_readers
 from botify.settings import KafkaSettings, Settings
+from botify_cli.prometheus import PrometheusQuery, arm_timeline
 from botify_cli.stack import EmbeddedStack
 from botify_sim.config import SimConfig
 from botify_sim.driver import DriveSummary, drive
@@ -34,6 +36,7 @@ from botify_sim.worlds import ensure_world
 
 EXPERIMENT = "RECOMMENDERS"
 CONTROL = "random"
+SCRAPE_INTERVAL_S = 2.0
 
 
 def demo_arms() -> dict[str, str]:
@@ -67,6 +70,8 @@ class DemoResult:
     freshness: list[Freshness]
     training_runs: list[dict[str, object]]
     timings: dict[str, float]
+    # Each arm's mean time per session over the run, from Prometheus (empty without it).
+    timeline: Timeline = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
         sessions_by_arm = {a.arm: a for a in self.analysis.arms}
@@ -116,6 +121,10 @@ class DemoResult:
                 "bad_records": self.export.bad_records,
             },
             "timings_s": self.timings,
+            "timeline": {
+                name: [[t, v if math.isfinite(v) else None] for t, v in series]
+                for name, series in self.timeline.items()
+            },
             "report": str(self.report),
         }
 
@@ -129,8 +138,11 @@ def run_demo(
     say: Callable[[str], None],
     on_progress: Callable[[int], None],
     warmup: int = 0,
+    prometheus: bool = False,
 ) -> DemoResult:
-    """``warmup`` sessions for the trainer to learn from, then ``episodes`` measured ones."""
+    """``warmup`` sessions for the trainer to learn from, then ``episodes`` measured ones.
+    With ``prometheus``, a real Prometheus scrapes the stack and the report charts each
+    arm's mean time per session over the run from it."""
     timings: dict[str, float] = {}
     t = time.perf_counter()
     say("building the simulated world (cached after the first run)")
@@ -147,10 +159,20 @@ def run_demo(
     }
     t = time.perf_counter()
     say("starting the embedded stack")
-    with EmbeddedStack(settings, run_dir / "logs", trainer=True, extra_env=env) as stack:
+    stack = EmbeddedStack(
+        settings,
+        run_dir / "logs",
+        trainer=True,
+        extra_env=env,
+        prometheus=prometheus,
+        scrape_interval_s=SCRAPE_INTERVAL_S,
+    )
+    timeline: Timeline = {}
+    with stack:
         endpoints = stack.endpoints
         assert endpoints is not None
         timings["stack_start"] = time.perf_counter() - t
+        started_at = time.time()
         warm: DriveSummary | None = None
         if warmup:
             t = time.perf_counter()
@@ -176,6 +198,9 @@ def run_demo(
         )
         timings["traffic"] = time.perf_counter() - t
         _check_sessions(summary)
+        if endpoints.prometheus is not None:
+            say("reading each arm's time per session over the run from Prometheus")
+            timeline = _timeline(endpoints.prometheus, started_at)
         t = time.perf_counter()
         # Stopping the API flushes its producer: every answered request is on the topic
         # before the export reads the high watermarks.
@@ -194,7 +219,7 @@ def run_demo(
     events.filter(pl.col("timestamp") >= measured_from).write_parquet(measured)
     analysis = analyze_file(measured, EXPERIMENT, "C")
     whole = analyze_file(exported.path, EXPERIMENT, "C") if warmup else analysis
-    report = write_html(analysis, run_dir / "report.html")
+    report = write_html(analysis, run_dir / "report.html", timeline)
     runs = read_runs(run_dir / "trainer")
     fresh = [
         freshness(events, model, recommenders, runs, since_ms=measured_from)
@@ -202,8 +227,29 @@ def run_demo(
     ]
     timings["analysis"] = time.perf_counter() - t
     return DemoResult(
-        run_dir, arms, warm, summary, exported, analysis, whole, report, fresh, runs, timings
+        run_dir,
+        arms,
+        warm,
+        summary,
+        exported,
+        analysis,
+        whole,
+        report,
+        fresh,
+        runs,
+        timings,
+        timeline,
     )
+
+
+def _timeline(url: str, since: float) -> Timeline:
+    """Each arm over the run, once the last sessions have been scraped."""
+    time.sleep(3 * SCRAPE_INTERVAL_S)  # the stream's last commits, then one scrape
+    prom = PrometheusQuery(url)
+    try:
+        return arm_timeline(prom, EXPERIMENT, since, time.time())
+    finally:
+        prom.close()
 
 
 def _check_sessions(summary: DriveSummary) -> None:

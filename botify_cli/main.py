@@ -239,6 +239,10 @@ def demo(
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the results here.")
     ] = None,
+    prometheus: Annotated[
+        bool,
+        typer.Option(help="Run Prometheus (from PATH) too; the report charts each arm over time."),
+    ] = False,
 ) -> None:
     """The main job: an A/B test of every recommender on simulated traffic, end to end."""
     settings = load_settings()
@@ -265,6 +269,7 @@ def demo(
                 say,
                 lambda n: progress.advance(task, n),
                 warmup=warmup,
+                prometheus=prometheus,
             )
             progress.update(step, description="done", total=1, completed=1)
     except (KeyboardInterrupt, _Terminated):

@@ -129,3 +129,27 @@ class PrometheusQuery:
 
     def close(self) -> None:
         self._client.close()
+
+
+def arm_timeline(
+    prom: PrometheusQuery, experiment: str, start: float, end: float, points: int = 120
+) -> dict[str, list[tuple[float, float]]]:
+    """Each arm's pooled mean time per session over a sliding window, from ``start`` to
+    ``end``: ``"<arm> <recommender>" -> [(t, mean)]`` (NaN where the window ended no session)."""
+    step = max(1.0, (end - start) / points)
+    window = f"{max(15, round(4 * step))}s"
+    sel = f'{{experiment="{experiment}"}}'
+    by = "sum by (arm, recommender)"
+    expr = (
+        f"{by} (increase(botify_experiment_session_time_sum{sel}[{window}]))"
+        f" / {by} (increase(botify_experiment_session_time_count{sel}[{window}]))"
+    )
+    out: dict[str, list[tuple[float, float]]] = {}
+    for series in sorted(
+        prom.range(expr, start, end, step),
+        key=lambda s: str(s["metric"].get("arm")),  # type: ignore[union-attr]
+    ):
+        labels: dict[str, str] = series["metric"]  # type: ignore[assignment]
+        name = f"{labels.get('arm', '?')} {labels.get('recommender', '?')}"
+        out[name] = [(float(t), float(v)) for t, v in series["values"]]  # type: ignore[attr-defined]
+    return out

@@ -117,13 +117,17 @@ def _sign_style(value: float) -> str:
 # ---- HTML ------------------------------------------------------------------------------
 
 
-def write_html(report: AnalysisReport, path: Path | str) -> Path:
+# Series of (Unix time, value) per label, e.g. each arm's mean time per session over a run.
+Timeline = dict[str, list[tuple[float, float]]]
+
+
+def write_html(report: AnalysisReport, path: Path | str, timeline: Timeline | None = None) -> Path:
     path = Path(path)
-    path.write_text(html_report(report), encoding="utf-8")
+    path.write_text(html_report(report, timeline), encoding="utf-8")
     return path
 
 
-def html_report(report: AnalysisReport) -> str:
+def html_report(report: AnalysisReport, timeline: Timeline | None = None) -> str:
     metrics = list(dict.fromkeys(row.metric for row in report.rows))
     plots = "".join(
         f"<figure><figcaption>{escape(m)}: effect in % with 95% interval</figcaption>"
@@ -142,8 +146,67 @@ def html_report(report: AnalysisReport) -> str:
         f"<h2>Effects with intervals</h2>{plots}"
         f"<h2>Session time per arm</h2><figure>{histogram_svg(report.session_times)}"
         f"<figcaption>share of finished sessions by session time</figcaption></figure>"
+        f"{_timeline_html(timeline)}"
         f"<h2>Beyond the course</h2>{_extras_html(report)}</body></html>"
     )
+
+
+def _timeline_html(timeline: Timeline | None) -> str:
+    if not timeline:
+        return ""
+    return (
+        f"<h2>Mean time per session over the run</h2><figure>{timeline_svg(timeline)}"
+        "<figcaption>each arm's pooled mean over a sliding window, as Prometheus recorded it "
+        "live from the stream workers' metrics (warm-up included)</figcaption></figure>"
+    )
+
+
+def timeline_svg(timeline: Timeline, width: int = 720, height: int = 280) -> str:
+    """One line per label over time; gaps (no session in a window) break the line."""
+    points = [(t, v) for s in timeline.values() for t, v in s if math.isfinite(v)]
+    if not points:
+        return '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"></svg>'
+    t0, t1 = min(t for t, _ in points), max(t for t, _ in points)
+    peak = max(v for _, v in points) or 1.0
+    left, bottom, top_pad, right = 45, 30, 10, 170
+    pw, ph = width - left - right, height - bottom - top_pad
+
+    def xy(t: float, v: float) -> str:
+        x = left + (t - t0) / ((t1 - t0) or 1.0) * pw
+        return f"{x:.1f},{top_pad + ph - v / peak * ph:.1f}"
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'font-family="sans-serif" font-size="12">',
+        f'<line x1="{left}" y1="{top_pad + ph}" x2="{left + pw}" y2="{top_pad + ph}" '
+        f'stroke="{GREY}"/>',
+        f'<text x="{left}" y="{height - 8}" fill="{GREY}">0 s</text>',
+        f'<text x="{left + pw}" y="{height - 8}" text-anchor="end" fill="{GREY}">'
+        f"{t1 - t0:.0f} s</text>",
+        f'<text x="{left - 5}" y="{top_pad + 10}" text-anchor="end" fill="{GREY}">'
+        f"{peak:.1f}</text>",
+    ]
+    for k, (label, series) in enumerate(timeline.items()):
+        colour = PALETTE[k % len(PALETTE)]
+        runs: list[list[str]] = [[]]
+        for t, v in series:
+            if math.isfinite(v):
+                runs[-1].append(xy(t, v))
+            elif runs[-1]:
+                runs.append([])
+        for run in (r for r in runs if r):
+            parts.append(
+                f'<polyline points="{" ".join(run)}" fill="none" stroke="{colour}" '
+                'stroke-width="2"/>'
+            )
+        ly = top_pad + 15 + 18 * k
+        parts.append(
+            f'<line x1="{width - right + 10}" y1="{ly - 4}" x2="{width - right + 30}" '
+            f'y2="{ly - 4}" stroke="{colour}" stroke-width="3"/>'
+            f'<text x="{width - right + 35}" y="{ly}">{escape(label)}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
 
 
 _CSS = (

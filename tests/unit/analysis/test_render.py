@@ -8,7 +8,13 @@ import pytest
 from rich.console import Console
 
 from botify.analysis import COURSE_COLUMNS, AnalysisReport, analyze, load_log
-from botify.analysis.render import course_table, forest_svg, histogram_svg, write_html
+from botify.analysis.render import (
+    course_table,
+    forest_svg,
+    histogram_svg,
+    timeline_svg,
+    write_html,
+)
 from tests.unit.analysis.logs import EXPERIMENT, original_log, write_jsonl
 
 
@@ -51,3 +57,20 @@ def test_plots_draw_every_arm(report: AnalysisReport) -> None:
     assert forest.count("<circle") == 2 and ">T1<" in forest and ">T2<" in forest
     histogram = histogram_svg(report.session_times)
     assert histogram.count("<polyline") == 3
+
+
+def test_the_timeline_draws_one_line_per_arm_and_breaks_it_where_a_window_is_empty(
+    report: AnalysisReport, tmp_path: Path
+) -> None:
+    nan = float("nan")
+    timeline = {
+        "C random": [(0.0, 2.0), (10.0, 2.1), (20.0, nan), (30.0, 2.2)],
+        "T1 affinity": [(0.0, 3.0), (10.0, 5.0), (20.0, 8.0), (30.0, 9.0)],
+    }
+    svg = timeline_svg(timeline)
+    assert svg.count("<polyline") == 3  # C's line breaks at the empty window
+    assert ">C random<" in svg and ">T1 affinity<" in svg and "30 s" in svg
+    out = write_html(report, tmp_path / "r.html", timeline)
+    assert "Mean time per session over the run" in out.read_text()
+    # Without a timeline the section is left out.
+    assert "over the run" not in write_html(report, tmp_path / "s.html").read_text()
