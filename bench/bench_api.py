@@ -6,12 +6,17 @@ wrk from loopback, and prints throughput at saturation and p50/p99 at half of sa
 for GET / (the baseline) and for botify traffic on /next (+1 /last in 8), as ratios.
 Runs alternate baseline and /next so drift on a shared machine hits both alike.
 
+It also prices the per-request Prometheus metrics: a second API process on the same broker
+and Redis runs with them switched off (``BOTIFY_METRICS__REQUESTS=false``), and /next
+saturation on it is set beside the first's, in alternating runs (target: cost under 5 %).
+
     python bench/bench_api.py [--seconds 6] [--rounds 2] [--connections 16]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import statistics
@@ -24,6 +29,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from botify.embedded import HTTPChild, free_port
 from botify.settings import Settings
 from botify_cli.stack import EmbeddedStack
 
@@ -68,6 +74,26 @@ def wrk(
     return WrkResult(rps, p50, p99, errors)
 
 
+def second_api(stack: EmbeddedStack, log_dir: Path, **env: str) -> tuple[str, HTTPChild]:
+    """Another API process on the stack's broker and Redis, with ``env`` on top."""
+    assert stack.endpoints is not None
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    full = {**os.environ, **stack.endpoints.env(), "BOTIFY_API__PORT": str(port), **env}
+    log = open(log_dir / "api-metrics-off.log", "a")  # noqa: SIM115 - the child's
+    child = HTTPChild(
+        [sys.executable, "-m", "services.api"],
+        url=f"{url}/health",
+        status="200",
+        timeout=60,
+        envvars=full,
+        stdout=log,
+        stderr=log,
+    )
+    child.start()
+    return url, child
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -102,6 +128,18 @@ def main() -> int:
         ):
             console.print(f"half saturation on {name}: ~{target:.0f} req/s")
             half[name] = wrk(api, args.seconds, conns, trivial, delay_ms=conns * 1000 / target)
+        off_url, off = second_api(stack, Path(tmp), BOTIFY_METRICS__REQUESTS="false")
+        try:
+            wrk(off_url, 2, args.connections, trivial=False)
+            on_runs, off_runs = [], []
+            for r in range(args.rounds):
+                console.print(f"round {r + 1}/{args.rounds}: /next with and without metrics")
+                off_runs.append(wrk(off_url, args.seconds, args.connections, trivial=False))
+                on_runs.append(wrk(api, args.seconds, args.connections, trivial=False))
+        finally:
+            off.stop()
+        with_metrics = statistics.median(x.rps for x in on_runs)
+        without = statistics.median(x.rps for x in off_runs)
     table = Table(title="/next on one API worker vs the same server's trivial endpoint")
     for col in ("", "GET / (baseline)", "/next + /last", "ratio"):
         table.add_column(col, justify="right")
@@ -122,6 +160,18 @@ def main() -> int:
     )
     console.print(table)
     console.print("targets: saturation ratio ≥ 0.5; /next p99 ≤ 10 ms at half of saturation")
+    cost = Table(title="per-request Prometheus metrics on /next (two API processes, one stack)")
+    for col in ("", "metrics off (baseline)", "metrics on", "ratio", "cost"):
+        cost.add_column(col, justify="right")
+    cost.add_row(
+        "saturation req/s",
+        f"{without:,.0f}",
+        f"{with_metrics:,.0f}",
+        f"{with_metrics / without:.3f}",
+        f"{1 - with_metrics / without:.1%}",
+    )
+    console.print(cost)
+    console.print("target: metrics cost under 5 % of /next saturation throughput")
     return 0
 
 

@@ -18,7 +18,17 @@ from rich.text import Text
 from botify.analysis.report import COURSE_COLUMNS, AnalysisReport
 
 GREEN, RED, GREY = "#1a7f37", "#cf222e", "#8c959f"
-PALETTE = ("#0969da", "#bf3989", "#1a7f37", "#bc4c00", "#8250df", "#1b7c83", "#cf222e")
+PALETTE = (
+    "#0969da",
+    "#bf3989",
+    "#1a7f37",
+    "#bc4c00",
+    "#8250df",
+    "#1b7c83",
+    "#cf222e",
+    "#57606a",
+    "#9a6700",
+)
 
 
 def fmt(value: float, signed: bool = False, digits: int = 4) -> str:
