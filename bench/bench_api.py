@@ -6,9 +6,9 @@ wrk from loopback, and prints throughput at saturation and p50/p99 at half of sa
 for GET / (the baseline) and for botify traffic on /next (+1 /last in 8), as ratios.
 Runs alternate baseline and /next so drift on a shared machine hits both alike.
 
-It also prices the per-request Prometheus metrics: a second API process on the same broker
-and Redis runs with them switched off (``BOTIFY_METRICS__REQUESTS=false``), and /next
-saturation on it is set beside the first's, in alternating runs (target: cost under 5 %).
+It also prices the per-request Prometheus metrics: two more API processes on the same
+broker and Redis, alike but for ``BOTIFY_METRICS__REQUESTS`` (on and off), take /next at
+saturation in alternating runs, the order swapped each round (target: cost under 5 %).
 
     python bench/bench_api.py [--seconds 6] [--rounds 2] [--connections 16]
 """
@@ -74,17 +74,18 @@ def wrk(
     return WrkResult(rps, p50, p99, errors)
 
 
-def second_api(stack: EmbeddedStack, log_dir: Path, **env: str) -> tuple[str, HTTPChild]:
+def extra_api(stack: EmbeddedStack, log_dir: Path, **env: str) -> tuple[str, HTTPChild]:
     """Another API process on the stack's broker and Redis, with ``env`` on top."""
     assert stack.endpoints is not None
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     full = {**os.environ, **stack.endpoints.env(), "BOTIFY_API__PORT": str(port), **env}
-    log = open(log_dir / "api-metrics-off.log", "a")  # noqa: SIM115 - the child's
+    log = open(log_dir / f"api-{port}.log", "a")  # noqa: SIM115 - the child's
     child = HTTPChild(
         [sys.executable, "-m", "services.api"],
         url=f"{url}/health",
         status="200",
+        method="GET",
         timeout=60,
         envvars=full,
         stdout=log,
@@ -128,18 +129,21 @@ def main() -> int:
         ):
             console.print(f"half saturation on {name}: ~{target:.0f} req/s")
             half[name] = wrk(api, args.seconds, conns, trivial, delay_ms=conns * 1000 / target)
-        off_url, off = second_api(stack, Path(tmp), BOTIFY_METRICS__REQUESTS="false")
+        on_url, on = extra_api(stack, Path(tmp), BOTIFY_METRICS__REQUESTS="true")
+        off_url, off = extra_api(stack, Path(tmp), BOTIFY_METRICS__REQUESTS="false")
+        runs: dict[str, list[WrkResult]] = {on_url: [], off_url: []}
         try:
-            wrk(off_url, 2, args.connections, trivial=False)
-            on_runs, off_runs = [], []
+            for url in runs:
+                wrk(url, 2, args.connections, trivial=False)
             for r in range(args.rounds):
                 console.print(f"round {r + 1}/{args.rounds}: /next with and without metrics")
-                off_runs.append(wrk(off_url, args.seconds, args.connections, trivial=False))
-                on_runs.append(wrk(api, args.seconds, args.connections, trivial=False))
+                for url in (on_url, off_url) if r % 2 == 0 else (off_url, on_url):
+                    runs[url].append(wrk(url, args.seconds, args.connections, trivial=False))
         finally:
+            on.stop()
             off.stop()
-        with_metrics = statistics.median(x.rps for x in on_runs)
-        without = statistics.median(x.rps for x in off_runs)
+        with_metrics = statistics.median(x.rps for x in runs[on_url])
+        without = statistics.median(x.rps for x in runs[off_url])
     table = Table(title="/next on one API worker vs the same server's trivial endpoint")
     for col in ("", "GET / (baseline)", "/next + /last", "ratio"):
         table.add_column(col, justify="right")
