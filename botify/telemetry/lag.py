@@ -16,7 +16,8 @@ from prometheus_client import Counter, Gauge
 from prometheus_client.registry import CollectorRegistry
 
 from botify.errors import BackendUnavailableError
-from botify.kafka import PartitionLag
+from botify.kafka import ConsumerLagReader, PartitionLag
+from botify.settings import KafkaSettings
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,20 @@ class ConsumerLagMonitor:
         self.read_errors.labels(group)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"lag-{group}", daemon=True)
+
+    @classmethod
+    def for_group(
+        cls,
+        kafka: KafkaSettings,
+        group: str,
+        topics: Sequence[str],
+        registry: CollectorRegistry,
+        interval_s: float,
+    ) -> ConsumerLagMonitor:
+        """A monitor reading from the configured brokers with a client of its own."""
+        return cls(
+            ConsumerLagReader(kafka, client_id=f"{group}-lag"), group, topics, registry, interval_s
+        )
 
     def refresh(self) -> None:
         """One reading; a broker that does not answer is counted, not raised."""

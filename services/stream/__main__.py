@@ -8,7 +8,7 @@ import faust
 
 from botify.errors import BotifyError
 from botify.experiments import load_experiments
-from botify.kafka import ConsumerLagReader, ensure_topics
+from botify.kafka import ensure_topics
 from botify.settings import Settings
 from botify.telemetry import ConsumerLagMonitor, MetricsServer, process_registry
 from services.stream.app import create_app
@@ -26,8 +26,8 @@ def main() -> None:
         server.start()
     except BotifyError as exc:  # no broker, a bad file or a taken port: one line
         sys.exit(f"botify stream: {exc}")
-    lag = ConsumerLagMonitor(
-        ConsumerLagReader(settings.kafka, client_id="botify-stream-lag"),
+    lag = ConsumerLagMonitor.for_group(
+        settings.kafka,
         settings.stream.app_id,
         [settings.kafka.listens_topic],
         registry,

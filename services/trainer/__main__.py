@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from botify.catalog import load_catalog
 from botify.errors import BotifyError
 from botify.example_log import ExampleConsumer, ExampleLog
-from botify.kafka import ConsumerLagReader, ensure_topics
+from botify.kafka import ensure_topics
 from botify.model_store import ModelAnnouncer, ModelStore
 from botify.settings import Settings, TrainerSettings
 from botify.telemetry import ConsumerLagMonitor, MetricsServer, process_registry
@@ -139,8 +139,8 @@ def main() -> None:
     registry = process_registry()
     metrics = TrainerMetrics(registry, settings.trainer.models)
     server = MetricsServer(registry, settings.metrics.host, settings.metrics.trainer_port)
-    lag = ConsumerLagMonitor(
-        ConsumerLagReader(settings.kafka, client_id="botify-trainer-lag"),
+    lag = ConsumerLagMonitor.for_group(
+        settings.kafka,
         settings.training_data.consumer_group,
         [settings.kafka.examples_topic],
         registry,
