@@ -61,6 +61,8 @@ class Worker:
             "BOTIFY_KAFKA__LISTENS_TOPIC": self.topic,
             "BOTIFY_REDIS__URL": self.redis_url,
             "BOTIFY_STREAM__APP_ID": self.group,
+            # Several workers run at once: each serves its metrics on a port of its own.
+            "BOTIFY_METRICS__STREAM_PORT": "0",
             "BOTIFY_RUN_DIR": str(self.log.parent / "runs"),
             **self.env,
         }
