@@ -108,6 +108,13 @@ class ExperimentPlan:
             names.update(e.arms.values())
         return names
 
+    def serving_arms(self) -> list[tuple[str, str | None]]:
+        """(recommender, arm of the routing experiment) of every arm that serves; the arm is
+        None when no experiment routes (the default recommender serves everyone)."""
+        if self.routing is None:
+            return [(self.default_recommender, None)]
+        return [(rec, arm) for arm, rec in self.routing.arms.items()]
+
     def arm_labels(self) -> list[tuple[str, str, str]]:
         """Every (experiment, arm, recommender) a listen can carry: a routing experiment's
         arm has its one recommender; a labelling experiment's arm sees every recommender

@@ -16,7 +16,8 @@ import msgpack
 from botify.events import ListenEvent
 from botify.training import TrainingExample
 
-# 2 added the open session's listens and time; version 1 states are still read.
+# 2 appended the open session's listens and time; version 1 states are still read, and
+# later versions may only append (readers ignore what they do not know).
 ENCODING_VERSION = 2
 
 
@@ -82,9 +83,13 @@ class UserState:
         ver = fields[0]
         if ver == 1:  # written before sessions were totalled: an open session restarts at 0
             fields = [*fields, 0, 0.0]
-        elif ver != ENCODING_VERSION:
+        elif ver < ENCODING_VERSION:
             raise ValueError(f"unknown UserState encoding version {ver}")
-        (_, user, hist, times, in_s, start, sess, fails, listens, sessions, pos, s_n, s_t) = fields
+        # Fields are only ever appended: a later version's extra fields are left for it, so
+        # a rollback reads what a newer worker wrote.
+        (_, user, hist, times, in_s, start, sess, fails, listens, sessions, pos, s_n, s_t) = fields[
+            :13
+        ]
         return cls(
             user=user,
             history=tuple(hist),

@@ -15,7 +15,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -71,7 +71,7 @@ class DemoResult:
     training_runs: list[dict[str, object]]
     timings: dict[str, float]
     # Each arm's mean time per session over the run, from Prometheus (empty without it).
-    timeline: Timeline = field(default_factory=dict)
+    timeline: Timeline | None = None
 
     def to_json(self) -> dict[str, object]:
         sessions_by_arm = {a.arm: a for a in self.analysis.arms}
@@ -123,7 +123,7 @@ class DemoResult:
             "timings_s": self.timings,
             "timeline": {
                 name: [[t, v if math.isfinite(v) else None] for t, v in series]
-                for name, series in self.timeline.items()
+                for name, series in (self.timeline or {}).items()
             },
             "report": str(self.report),
         }
@@ -167,7 +167,7 @@ def run_demo(
         prometheus=prometheus,
         scrape_interval_s=SCRAPE_INTERVAL_S,
     )
-    timeline: Timeline = {}
+    timeline: Timeline | None = None
     with stack:
         endpoints = stack.endpoints
         assert endpoints is not None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,7 +87,6 @@ def prometheus_process(
             f"--config.file={config}",
             f"--storage.tsdb.path={data_dir}",
             f"--web.listen-address=127.0.0.1:{port}",
-            "--web.enable-lifecycle",
         ],
         url=f"http://127.0.0.1:{port}/-/ready",
         status="200",
@@ -121,6 +121,27 @@ class PrometheusQuery:
         if at is not None:
             params["time"] = at
         return self._get("/api/v1/query", params)
+
+    def scraped_all(self, expected: int) -> bool:
+        """Whether ``expected`` targets are discovered and each was scraped at least once
+        (Prometheus reads a file_sd list a few seconds after it reports ready)."""
+        try:
+            response = self._client.get("/api/v1/targets", params={"state": "active"})
+            targets = response.json()["data"]["activeTargets"]
+        except (httpx.HTTPError, KeyError, ValueError):
+            return False
+        scraped = [t for t in targets if t.get("health") in ("up", "down")]
+        return len(scraped) >= expected
+
+    def wait_scraped(self, expected: int, timeout: float = 30.0) -> None:
+        """Until ``scraped_all``; ``BackendUnavailableError`` after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while not self.scraped_all(expected):
+            if time.monotonic() > deadline:
+                raise BackendUnavailableError(
+                    f"prometheus did not scrape its {expected} targets within {timeout:.0f} s"
+                )
+            time.sleep(0.2)
 
     def range(self, expr: str, start: float, end: float, step: float) -> list[dict[str, object]]:
         """Each series of ``expr`` over [start, end]: ``{"metric", "values": [[t, "v"]...]}``."""

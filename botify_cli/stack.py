@@ -20,6 +20,7 @@ from botify.embedded import Child, HTTPChild, broker_process, free_port, redis_p
 from botify.errors import BackendUnavailableError
 from botify.settings import Settings
 from botify_cli.prometheus import (
+    PrometheusQuery,
     ScrapeTarget,
     prometheus_binary,
     prometheus_process,
@@ -115,6 +116,13 @@ class EmbeddedStack:
                     prometheus_process(port, config, data, self.log_dir, self.start_timeout),
                 )
                 self.endpoints.prometheus = f"http://127.0.0.1:{port}"
+                # Ready means every process is scraped: a run that starts now is recorded
+                # from its first request (the counters' zeros included).
+                prom = PrometheusQuery(self.endpoints.prometheus)
+                try:
+                    prom.wait_scraped(len(metrics), self.start_timeout)
+                finally:
+                    prom.close()
         except BaseException:
             self.stop()
             raise

@@ -162,8 +162,13 @@ def html_report(report: AnalysisReport, timeline: Timeline | None = None) -> str
 
 
 def _timeline_html(timeline: Timeline | None) -> str:
-    if not timeline:
+    if timeline is None:
         return ""
+    if not any(math.isfinite(v) for s in timeline.values() for _, v in s):
+        return (
+            "<h2>Mean time per session over the run</h2><p>Prometheus recorded no ended "
+            "session for this run (too short for its scrapes?).</p>"
+        )
     return (
         f"<h2>Mean time per session over the run</h2><figure>{timeline_svg(timeline)}"
         "<figcaption>each arm's pooled mean over a sliding window, as Prometheus recorded it "

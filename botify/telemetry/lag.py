@@ -79,6 +79,10 @@ class ConsumerLagMonitor:
             self.read_errors.labels(self.group).inc()
             logger.warning("consumer lag: %s", exc)
             return
+        except Exception:  # a surprise must not end the thread and freeze the gauge
+            self.read_errors.labels(self.group).inc()
+            logger.exception("consumer lag of %s: unexpected failure", self.group)
+            return
         for p in parts:
             self.lag.labels(self.group, p.topic, str(p.partition)).set(p.lag)
 

@@ -57,7 +57,7 @@ class MetricsServer:
                 f"cannot serve metrics on {self.host}:{self.port}: {exc.strerror}"
             ) from None
         self.port = int(self._server.server_port)
-        logger.warning("metrics on http://%s:%d/metrics", self.host, self.port)
+        logger.info("metrics on http://%s:%d/metrics", self.host, self.port)
         return self.port
 
     def stop(self) -> None:

@@ -22,6 +22,8 @@ DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
 ARM = 'experiment="$experiment"'
 # One series per arm, named by its recommender.
 BY_ARM = "sum by (arm, recommender)"
+# The routes the availability SLO counts: scrapes and probes would dilute it.
+PROTOCOL = 'route=~"/next.*|/last.*|/track.*"'
 
 
 def query(expr: str, legend: str = "") -> prometheus.Dataquery:
@@ -111,11 +113,11 @@ def overview() -> dashboard.Dashboard:
         )
         .with_panel(
             series(
-                "Error ratio (5xx) and availability SLO",
+                "Error ratio (5xx) of the protocol's routes (availability SLO: 99.9 %)",
                 "percentunit",
                 query(
-                    'sum(rate(botify_api_requests_total{status=~"5.."}[$__rate_interval]))'
-                    " / clamp_min(sum(rate(botify_api_requests_total[$__rate_interval])), 1e-9)",
+                    f'sum(rate(botify_api_requests_total{{status=~"5..", {PROTOCOL}}}[$__rate_interval]))'
+                    f" / clamp_min(sum(rate(botify_api_requests_total{{{PROTOCOL}}}[$__rate_interval])), 1e-9)",
                     "5xx ratio",
                 ),
             )
@@ -185,11 +187,12 @@ def experiment() -> dashboard.Dashboard:
         )
         .with_panel(
             series(
-                "Mean time per session (since start)",
+                "Mean time per session (over the dashboard's time range)",
                 "short",
                 query(
-                    f"{BY_ARM} (botify_experiment_session_time_sum{{{ARM}}})"
-                    f" / {BY_ARM} (botify_experiment_session_time_count{{{ARM}}})",
+                    # increase() rides over worker restarts, where raw counters start again.
+                    f"{BY_ARM} (increase(botify_experiment_session_time_sum{{{ARM}}}[$__range]))"
+                    f" / {BY_ARM} (increase(botify_experiment_session_time_count{{{ARM}}}[$__range]))",
                     "{{arm}} {{recommender}}",
                 ),
             )
@@ -228,10 +231,10 @@ def experiment() -> dashboard.Dashboard:
         )
         .with_panel(
             series(
-                "Sessions ended (total)",
+                "Sessions ended (over the dashboard's time range)",
                 "short",
                 query(
-                    f"{BY_ARM} (botify_experiment_sessions_total{{{ARM}}})",
+                    f"{BY_ARM} (increase(botify_experiment_sessions_total{{{ARM}}}[$__range]))",
                     "{{arm}} {{recommender}}",
                 ),
             )

@@ -30,14 +30,6 @@ from services.api.routes import health, next, tracks
 logger = logging.getLogger(__name__)
 
 
-def served_arms(router: Router) -> list[tuple[str, str | None]]:
-    """(recommender, arm in the routing experiment) of every arm that serves."""
-    routing = router.plan.routing
-    if routing is None:
-        return [(router.plan.default_recommender, None)]
-    return [(rec, arm) for arm, rec in routing.arms.items()]
-
-
 def build_router(settings: Settings) -> tuple[Router, RecommenderContext]:
     """Catalog, experiments and one recommender per name the experiments use."""
     catalog = load_catalog(settings.catalog.path)
@@ -82,7 +74,7 @@ def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         metrics = ApiMetrics(per_request=settings.metrics.requests)
-        metrics.arms(served_arms(router))
+        metrics.arms(router.plan.serving_arms())
         await asyncio.to_thread(ensure_topics, settings.kafka)
         store = open_user_state_store(settings.redis.url)
         publisher = ListenPublisher(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 from prometheus_client import Counter, Histogram
 from prometheus_client.registry import CollectorRegistry
@@ -30,6 +31,17 @@ DELAY_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 
 # Session time is the course's: each listen's fraction of its track, summed over the session.
 SESSION_TIME = (0.5, 1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 30, 50, 100)
 SESSION_TRACKS = (1, 2, 3, 4, 5, 7, 10, 15, 20, 30, 50, 100)
+
+
+class ArmSeries(NamedTuple):
+    """One (experiment, arm, recommender)'s children, looked up once."""
+
+    sessions: Any
+    session_time: Any
+    session_tracks: Any
+    listens: Any
+    listen_time: Any
+    recommendations: Any
 
 
 class StreamMetrics:
@@ -107,22 +119,24 @@ class StreamMetrics:
         )
         precreate(self.events, [(o,) for o in OUTCOMES])
         precreate(self.retries, [(s,) for s in STEPS])
-        self._arms: dict[tuple[str, str, str], tuple[Counter, ...]] = {}
+        self._arms: dict[tuple[str, str, str], ArmSeries] = {}
         for labels in plan.arm_labels():
             self._children(labels)
 
-    def _children(self, labels: tuple[str, str, str]) -> tuple[Counter, ...]:
+    def _children(self, labels: tuple[str, str, str]) -> ArmSeries:
         children = self._arms.get(labels)
         if children is None:
-            children = tuple(
-                m.labels(*labels)
-                for m in (
-                    self.sessions,
-                    self.session_time,
-                    self.session_tracks,
-                    self.listens,
-                    self.listen_time,
-                    self.recommendations,
+            children = ArmSeries(
+                *(
+                    m.labels(*labels)
+                    for m in (
+                        self.sessions,
+                        self.session_time,
+                        self.session_tracks,
+                        self.listens,
+                        self.listen_time,
+                        self.recommendations,
+                    )
                 )
             )
             self._arms[labels] = children
@@ -162,13 +176,13 @@ class StreamMetrics:
                 acc[1] += event.time
                 acc[2] += served
                 if t.ended is not None:
-                    c = self._children(labels)
-                    c[0].inc()
-                    c[1].observe(t.ended.time)
-                    c[2].observe(t.ended.listens)
+                    arm_series = self._children(labels)
+                    arm_series.sessions.inc()
+                    arm_series.session_time.observe(t.ended.time)
+                    arm_series.session_tracks.observe(t.ended.listens)
         for labels, (listens, listened, served) in per_arm.items():
-            c = self._children(labels)
-            c[3].inc(listens)
-            c[4].inc(listened)
+            arm_series = self._children(labels)
+            arm_series.listens.inc(listens)
+            arm_series.listen_time.inc(listened)
             if served:
-                c[5].inc(served)
+                arm_series.recommendations.inc(served)

@@ -60,11 +60,14 @@ class ExampleFeed:
         self.consumer, self.log, self.cfg, self.clock = consumer, log, cfg, clock
         self.last_run = self.last_flush = clock()
         self.fresh = 0  # examples taken since the last round
+        self.taken = 0  # examples taken in all
 
     def poll(self) -> bool:
         """One drain; True when a round should run now (``loop.due``)."""
         cfg = self.cfg
-        self.fresh += drain(self.consumer, self.log, cfg.poll_records, cfg.poll_s)
+        taken = drain(self.consumer, self.log, cfg.poll_records, cfg.poll_s)
+        self.fresh += taken
+        self.taken += taken
         now = self.clock()
         if not due(self.last_run, now, self.fresh, cfg.every_s, cfg.every_examples):
             return False
@@ -111,8 +114,10 @@ async def serve(settings: Settings, metrics: TrainerMetrics | None = None) -> No
         feed = ExampleFeed(consumer, log, cfg)
         while not stopping.is_set():
             try:
+                taken = feed.taken
                 due_now = await asyncio.to_thread(feed.poll)
                 if metrics is not None:
+                    metrics.examples_read.inc(feed.taken - taken)
                     metrics.example_log(*await asyncio.to_thread(log.stored), log.buffered())
                 if not due_now:
                     continue

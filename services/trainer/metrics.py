@@ -15,7 +15,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.registry import CollectorRegistry
 
 from botify.telemetry import precreate
-from services.trainer.loop import OUTCOMES, PROMOTED, RunReport
+from services.trainer.loop import OUTCOMES, PROMOTED, TOO_FEW_EXAMPLES, RunReport
 
 RUN_SECONDS = (0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300)
 
@@ -44,9 +44,10 @@ class TrainerMetrics:
             ["model", "outcome"],
             registry=r,
         )
-        self.rounds_since_promotion = Gauge(
+        self.runs_since_promotion = Gauge(
             "botify_trainer_runs_since_promotion",
-            "Runs of the model since its last promoted version (this process's life).",
+            "Runs of the model with data that promoted nothing since its last promoted version "
+            "(this process's life; runs with too few examples are not counted).",
             ["model"],
             registry=r,
         )
@@ -80,7 +81,12 @@ class TrainerMetrics:
             registry=r,
         )
         precreate(self.versions, [(m, o) for m in models for o in OUTCOMES])
-        for metric in (self.run_duration, self.rounds_since_promotion, self.examples):
+        self.examples_read = Counter(
+            "botify_trainer_examples_read_total",
+            "Training examples read from the topic into the log (duplicates not counted).",
+            registry=r,
+        )
+        for metric in (self.run_duration, self.runs_since_promotion, self.examples):
             precreate(metric, [(m,) for m in models])
         precreate(self.last_publication, [(m,) for m in models])
 
@@ -88,10 +94,10 @@ class TrainerMetrics:
         self.run_duration.labels(report.model).observe(report.seconds)
         self.versions.labels(report.model, report.outcome or "unknown").inc()
         self.examples.labels(report.model).set(report.examples)
-        since = self.rounds_since_promotion.labels(report.model)
+        since = self.runs_since_promotion.labels(report.model)
         if report.outcome == PROMOTED:
             since.set(0)
-        else:
+        elif report.outcome != TOO_FEW_EXAMPLES:  # a trickle of traffic is not a refusal
             since.inc()
         for key, value in report.metrics.items():
             if math.isfinite(value):
@@ -100,6 +106,7 @@ class TrainerMetrics:
             self.last_publication.labels(report.model).set(report.published_ms / 1000.0)
 
     def round(self, models: Sequence[str]) -> None:
+        # ``models`` (which ran) is for observers that count per model; runs count those.
         self.rounds.inc()
         self.last_round.set(time.time())
 

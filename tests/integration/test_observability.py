@@ -36,7 +36,7 @@ from botify.catalog import generate_catalog, write_catalog
 from botify.experiments import ExperimentPlan, load_experiments
 from botify.export import export_parquet
 from botify.settings import KafkaSettings, Settings
-from botify_cli.prometheus import ALERT_RULES, PrometheusQuery
+from botify_cli.prometheus import ALERT_RULES, PrometheusQuery, arm_timeline
 from botify_cli.stack import EmbeddedStack
 from tests.unit.test_deploy import dashboard_exprs
 
@@ -75,6 +75,7 @@ class Observed:
     api_metrics: str  # the API's /metrics, read before it stopped
     at: float  # every value is in Prometheus by then, and the API still up
     version: int  # of contextual, served then
+    started: float  # when the traffic began
 
     def scalar(self, expr: str) -> float:
         return scalar(self.prom, expr, self.at)
@@ -178,6 +179,7 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
                 lambda: len(prom.instant("up == 1")) == len(endpoints.metrics),
                 timeout=30,
             )
+            started = time.time()
             bad_requests(endpoints.api, catalog.tracks[0].track)
             sessions = drive(endpoints.api, plan, [t.track for t in catalog.tracks])
             dead_letter_one(endpoints.broker, settings.kafka.listens_topic)
@@ -212,7 +214,9 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
                 **{**settings.kafka.model_dump(), "bootstrap_servers": endpoints.broker}
             )
             exported = export_parquet(kafka, run_dir / "events.parquet")
-            yield Observed(stack, prom, run_dir, sessions, exported.path, api_metrics, at, version)
+            yield Observed(
+                stack, prom, run_dir, sessions, exported.path, api_metrics, at, version, started
+            )
         finally:
             prom.close()
 
@@ -271,10 +275,18 @@ def test_one_dead_letter_and_the_served_model_version(observed: Observed) -> Non
     assert 0 < observed.at - end < 600
 
 
+def test_the_demo_timeline_has_every_arm_from_the_first_sessions(observed: Observed) -> None:
+    timeline = arm_timeline(observed.prom, EXPERIMENT, observed.started - 5, observed.at)
+    assert set(timeline) == {"C random", "T1 sticky_artist", "T2 contextual"}
+    for series in timeline.values():
+        assert any(math.isfinite(v) and v > 0 for _, v in series)
+
+
 def test_every_dashboard_query_returns_data(observed: Observed) -> None:
     empty = []
     for expr in dashboard_exprs():
-        q = expr.replace("$__rate_interval", "10m").replace("$experiment", EXPERIMENT)
+        q = expr.replace("$__rate_interval", "10m").replace("$__range", "10m")
+        q = q.replace("$experiment", EXPERIMENT)
         values = [float(r["value"][1]) for r in observed.prom.instant(q, observed.at)]  # type: ignore[index]
         if not any(math.isfinite(v) for v in values):
             empty.append(q)

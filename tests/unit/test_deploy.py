@@ -70,6 +70,8 @@ def test_every_dashboard_query_uses_the_datasource_variable_and_rate_interval() 
             assert len({t["refId"] for t in panel["targets"]}) == len(panel["targets"])
     for expr in dashboard_exprs():
         assert not re.search(r"\[\d+[smhd]\]", expr), f"a fixed range in {expr}"
+        for window in re.findall(r"\[([^\]]+)\]", expr):
+            assert window in ("$__rate_interval", "$__range"), expr
 
 
 def test_compose_services_are_configured_through_botify_settings() -> None:

@@ -127,3 +127,9 @@ def test_arm_labels_give_each_routed_arm_its_recommender_and_label_arms_every_on
 def test_arm_labels_without_routing_use_the_default_recommender() -> None:
     plan = ExperimentPlan((ExperimentSplit("AA", 2),), default_recommender="top_pop")
     assert plan.arm_labels() == [("AA", "C", "top_pop"), ("AA", "T1", "top_pop")]
+
+
+def test_serving_arms_are_the_routing_arms_or_the_default_recommender() -> None:
+    routed = ExperimentPlan((ExperimentSplit("REC", 2, {"C": "random", "T1": "top_pop"}),))
+    assert routed.serving_arms() == [("random", "C"), ("top_pop", "T1")]
+    assert ExperimentPlan((ExperimentSplit("AA", 2),)).serving_arms() == [("random", None)]

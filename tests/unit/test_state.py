@@ -322,3 +322,11 @@ def test_the_open_session_totals_survive_the_encoding_and_v1_states_still_read()
     old = UserState.from_bytes(v1)
     assert old.user == 7 and old.position == Position(0, 3)
     assert (old.session_listens, old.session_time) == (0, 0.0)
+
+
+def test_a_state_from_a_later_version_with_appended_fields_still_reads() -> None:
+    import msgpack
+
+    s = fold([listen(time=0.5)])
+    later = msgpack.packb([3, *msgpack.unpackb(s.to_bytes())[1:], "a field of v3"])
+    assert UserState.from_bytes(later) == s

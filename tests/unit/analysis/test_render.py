@@ -72,5 +72,7 @@ def test_the_timeline_draws_one_line_per_arm_and_breaks_it_where_a_window_is_emp
     assert ">C random<" in svg and ">T1 affinity<" in svg and "30 s" in svg
     out = write_html(report, tmp_path / "r.html", timeline)
     assert "Mean time per session over the run" in out.read_text()
-    # Without a timeline the section is left out.
+    # Without Prometheus the section is left out; with no data, it says so.
     assert "over the run" not in write_html(report, tmp_path / "s.html").read_text()
+    empty = write_html(report, tmp_path / "e.html", {"C random": [(0.0, nan)]}).read_text()
+    assert "recorded no ended session" in empty

@@ -2,7 +2,13 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from services.trainer.loop import OUTCOMES, PROMOTED, WORSE_THAN_SERVED, RunReport
+from services.trainer.loop import (
+    OUTCOMES,
+    PROMOTED,
+    TOO_FEW_EXAMPLES,
+    WORSE_THAN_SERVED,
+    RunReport,
+)
 from services.trainer.metrics import TrainerMetrics
 
 
@@ -34,6 +40,7 @@ def test_runs_count_promotions_refusals_and_runs_since_the_last_promotion() -> N
     m.run(report(PROMOTED, published_ms=1_700_000_000_000, mse=0.1, **{"ndcg@10": 0.2}))
     m.run(report(WORSE_THAN_SERVED, mse=0.3))
     m.run(report(WORSE_THAN_SERVED, mse=float("nan")))
+    m.run(report(TOO_FEW_EXAMPLES))  # light traffic: not a run that failed to promote
     m.round(["affinity"])
 
     def get(name: str, **labels: str) -> float | None:
@@ -46,5 +53,5 @@ def test_runs_count_promotions_refusals_and_runs_since_the_last_promotion() -> N
     assert get("botify_trainer_holdout_metric", model="affinity", metric="mse") == 0.3
     assert get("botify_trainer_holdout_metric", model="affinity", metric="ndcg@10") == 0.2
     assert get("botify_trainer_last_publication_timestamp_seconds", model="affinity") == 1.7e9
-    assert get("botify_trainer_run_duration_seconds_count", model="affinity") == 3
+    assert get("botify_trainer_run_duration_seconds_count", model="affinity") == 4
     assert get("botify_trainer_rounds_total") == 1
