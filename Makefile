@@ -16,7 +16,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/botify demo
 
+# Debian packages the tests run for real: HAProxy (the fleet's load balancer).
+TEST_DEBS := haproxy
+
 test: $(STAMP)
+	@for deb in $(TEST_DEBS); do command -v $$deb >/dev/null || test -x /usr/sbin/$$deb \
+	  || { apt-get update -qq && apt-get install -y -qq $(TEST_DEBS); break; }; done
 	$(BIN)/python -m pytest -q
 
 test-unit: $(STAMP)

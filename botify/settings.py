@@ -94,6 +94,25 @@ class ApiSettings(_Section):
     max_id: int = Field(default=2**31 - 1, ge=1)
 
 
+class LoadBalancerSettings(_Section):
+    """HAProxy in front of the fleet's API instances (``botify up --api-instances N``)."""
+
+    # Active health checks on each instance's /health: down after `fall` failures, back up
+    # after `rise` successes.
+    check_interval_s: float = Field(default=1.0, gt=0)
+    fall: int = Field(default=2, ge=1)
+    rise: int = Field(default=2, ge=1)
+    connect_timeout_s: float = Field(default=2.0, gt=0)
+    # An idle client or a slow instance is cut after this long.
+    client_timeout_s: float = Field(default=30.0, gt=0)
+    server_timeout_s: float = Field(default=30.0, gt=0)
+    # A connection an instance refused (it died) is retried this many times, the last ones
+    # on another instance; a request an instance already received is never replayed.
+    retries: int = Field(default=2, ge=0)
+    # HAProxy needs two descriptors per connection: keep within the usual 20k fd limit.
+    max_connections: int = Field(default=4096, ge=1)
+
+
 class StreamSettings(_Section):
     app_id: str = "botify-stream"
     workers: int = Field(default=1, ge=1)
@@ -262,6 +281,7 @@ class Settings(BaseSettings):
     recommender: RecommenderSettings = RecommenderSettings()
     state: StateSettings = StateSettings()
     api: ApiSettings = ApiSettings()
+    load_balancer: LoadBalancerSettings = LoadBalancerSettings()
     stream: StreamSettings = StreamSettings()
     training_data: TrainingDataSettings = TrainingDataSettings()
     models: ModelSettings = ModelSettings()

@@ -59,6 +59,35 @@ def test_up_serves_then_stops_every_child_on_sigterm(tmp_path: Path) -> None:
             proc.kill()
 
 
+def test_up_runs_api_instances_behind_a_load_balancer(tmp_path: Path) -> None:
+    port = free_port()
+    proc, out = start_up(
+        tmp_path, "--api-port", str(port), "--api-instances", "2", "--no-trainer"
+    )
+    try:
+        assert "Press Ctrl-C" in out, out
+        instances = re.findall(r"api-\d\s*│\s*(http://127\.0\.0\.1:\d+)", out)
+        assert len(instances) == 2, out
+        assert "load balancer stats" in out
+        served_by = set()
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            for i in range(6):
+                resp = client.post("/next/5", json={"track": 1 + i, "time": 1.0})
+                assert resp.status_code == 200, resp.text
+                served_by.add(resp.headers["x-botify-instance"])
+        assert served_by == {"api-1", "api-2"}
+        for url in instances:  # each instance also answers on its own address
+            assert httpx.get(f"{url}/health", timeout=10).status_code == 200
+        children = psutil.Process(proc.pid).children(recursive=True)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        _, alive = psutil.wait_procs(children, timeout=10)
+        assert not alive, [p.cmdline() for p in alive]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def test_up_rejects_a_bad_port_without_a_traceback() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "botify_cli", "up", "--api-port", "70000"],
