@@ -92,6 +92,11 @@ class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     max_id: int = Field(default=2**31 - 1, ge=1)
+    # What a 200 means. "buffer": the event is in this instance's producer buffer (fast; a
+    # crash loses the buffer, README "Durability"). "acks": the broker acknowledged it
+    # (acks=all), awaited at most ack_timeout_s, else 503.
+    durability: Literal["buffer", "acks"] = "buffer"
+    ack_timeout_s: float = Field(default=5.0, gt=0)
 
 
 class LoadBalancerSettings(_Section):

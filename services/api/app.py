@@ -77,7 +77,9 @@ def create_app(settings: Settings) -> FastAPI:
         await asyncio.to_thread(ensure_topics, settings.kafka)
         store = open_user_state_store(settings.redis.url)
         publisher = ListenPublisher(
-            settings.kafka, on_failure=lambda reason: metrics.delivery_failures.labels(reason).inc()
+            settings.kafka,
+            on_failure=lambda reason: metrics.delivery_failures.labels(reason).inc(),
+            acked=settings.api.durability == "acks",
         )
         app.state.metrics = metrics
         app.state.runtime = Runtime(settings, router, store, publisher, metrics)
