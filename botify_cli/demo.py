@@ -129,8 +129,11 @@ def run_demo(
     say: Callable[[str], None],
     on_progress: Callable[[int], None],
     warmup: int = 0,
+    api_instances: int = 1,
+    stream_workers: int = 1,
 ) -> DemoResult:
-    """``warmup`` sessions for the trainer to learn from, then ``episodes`` measured ones."""
+    """``warmup`` sessions for the trainer to learn from, then ``episodes`` measured ones;
+    on a fleet of ``api_instances`` behind a load balancer if more than one."""
     timings: dict[str, float] = {}
     t = time.perf_counter()
     say("building the simulated world (cached after the first run)")
@@ -147,7 +150,14 @@ def run_demo(
     }
     t = time.perf_counter()
     say("starting the embedded stack")
-    with EmbeddedStack(settings, run_dir / "logs", trainer=True, extra_env=env) as stack:
+    with EmbeddedStack(
+        settings,
+        run_dir / "logs",
+        api_instances=api_instances,
+        stream_workers=stream_workers,
+        trainer=True,
+        extra_env=env,
+    ) as stack:
         endpoints = stack.endpoints
         assert endpoints is not None
         timings["stack_start"] = time.perf_counter() - t
@@ -180,7 +190,9 @@ def run_demo(
         # Stopping the API flushes its producer: every answered request is on the topic
         # before the export reads the high watermarks.
         say("stopping the API and exporting the events topic")
-        stack.stop_service("api")
+        stack.stop_service("load-balancer")
+        for name in stack.api_names():
+            stack.stop_service(name)
         stack.stop_service("trainer")
         kafka = KafkaSettings(
             **{**settings.kafka.model_dump(), "bootstrap_servers": endpoints.broker}

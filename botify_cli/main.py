@@ -252,6 +252,12 @@ def demo(
     ] = 10_000,
     processes: Annotated[int, typer.Option(min=1, max=64)] = 2,
     seed: Annotated[int | None, typer.Option(help="Seed of the world and the sessions.")] = None,
+    api_instances: Annotated[
+        int, typer.Option(min=1, max=16, help="Run on a fleet: API processes behind HAProxy.")
+    ] = 1,
+    stream_workers: Annotated[
+        int, typer.Option(min=1, max=16, help="Stream workers, in one consumer group.")
+    ] = 1,
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the results here.")
     ] = None,
@@ -281,6 +287,8 @@ def demo(
                 say,
                 lambda n: progress.advance(task, n),
                 warmup=warmup,
+                api_instances=api_instances,
+                stream_workers=stream_workers,
             )
             progress.update(step, description="done", total=1, completed=1)
     except (KeyboardInterrupt, _Terminated):
