@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+# The source checkout, for tests and tools only: nothing botify runs resolves files through
+# it (data and schemas ship inside the package).
 REPO_DIR = PACKAGE_DIR.parent
 
 
