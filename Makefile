@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/botify demo
 
-# Debian packages the tests run for real: HAProxy (the fleet's load balancer).
-TEST_DEBS := haproxy
+# Debian packages the tests run for real: HAProxy (the fleet's load balancer) and headless
+# Chromium (renders the API docs offline).
+TEST_DEBS := haproxy chromium
 
 test: $(STAMP)
 	@for deb in $(TEST_DEBS); do command -v $$deb >/dev/null || test -x /usr/sbin/$$deb \
