@@ -33,7 +33,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	@command -v haproxy >/dev/null || test -x /usr/sbin/haproxy \
+	  || (apt-get update -qq && apt-get install -y -qq haproxy)
 	$(BIN)/python bench/bench_api.py
+	$(BIN)/python bench/bench_fleet.py
 	$(BIN)/python bench/bench_stream.py
 	$(BIN)/python bench/bench_analysis.py
 
