@@ -69,8 +69,15 @@ def create_topics(
         existing = set(admin.list_topics(timeout=timeout).topics)
     except KafkaException as exc:
         raise BackendUnavailableError(f"broker {settings.bootstrap_servers}: {exc}") from None
+    config = (
+        {}
+        if settings.min_insync_replicas is None
+        else {"min.insync.replicas": str(settings.min_insync_replicas)}
+    )
     new = [
-        NewTopic(t, num_partitions=n, replication_factor=1)
+        NewTopic(
+            t, num_partitions=n, replication_factor=settings.replication_factor, config=config
+        )
         for t, n in partitions.items()
         if t not in existing
     ]

@@ -28,6 +28,11 @@ class KafkaSettings(_Section):
     # Training examples the stream derives from listens (botify.training), for the trainer.
     examples_topic: str = "botify.examples.v1"
     partitions: int = Field(default=4, ge=1)
+    # For the topics botify creates: replicas of each partition, and how many must have a
+    # record before an acks=all write succeeds (None: the broker's default). A three-broker
+    # cluster takes 3 and 2: one broker can be lost without losing a write.
+    replication_factor: int = Field(default=1, ge=1)
+    min_insync_replicas: int | None = Field(default=None, ge=1)
     # Tansu (and any broker) makes a group's first join wait ~half the session timeout.
     session_timeout_ms: int = Field(default=6000, ge=1000)
     # Larger batches cost the broker and librdkafka less CPU; events are not latency-critical.
