@@ -12,7 +12,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from botify.embedded import HTTPChild
+from botify.embedded import HTTPChild, http_child
 from botify.errors import ConfigError
 from botify.settings import LoadBalancerSettings
 
@@ -112,15 +112,5 @@ def haproxy_process(
     binary = haproxy_binary()
     config = run_dir.resolve() / "haproxy.cfg"
     config.write_text(haproxy_config(plan, settings))
-    log = open(run_dir / "load-balancer.log", "a")  # noqa: SIM115 - the child's for its life
-    return HTTPChild(
-        [binary, "-db", "-f", str(config)],
-        url=f"{plan.url}/health",
-        status="200",
-        method="GET",
-        timeout=timeout,
-        envvars=env,
-        stdout=log,
-        stderr=log,
-        stdin=None,
-    )
+    command = [binary, "-db", "-f", str(config)]
+    return http_child(command, f"{plan.url}/health", run_dir, "load-balancer", timeout, env)

@@ -17,7 +17,14 @@ from pathlib import Path
 
 from mirakuru.base import SimpleExecutor
 
-from botify.embedded import Child, HTTPChild, broker_process, free_port, redis_process
+from botify.embedded import (
+    Child,
+    broker_process,
+    free_port,
+    http_child,
+    log_file,
+    redis_process,
+)
 from botify.errors import BackendUnavailableError
 from botify.settings import Settings
 from botify_cli.load_balancer import LoadBalancerPlan, haproxy_binary, haproxy_process
@@ -150,20 +157,12 @@ class EmbeddedStack:
     def _service(
         self, service: str, env: dict[str, str], health: str | None = None, name: str = ""
     ) -> SimpleExecutor:
-        log = open(self.log_dir / f"{name or service}.log", "a")  # noqa: SIM115 - the child's
         command = [sys.executable, "-m", f"services.{service}"]
         if health:
-            return HTTPChild(
-                command,
-                url=health,
-                status="200",
-                method="GET",
-                timeout=self.start_timeout,
-                envvars=env,
-                stdout=log,
-                stderr=log,
-                stdin=None,
+            return http_child(
+                command, health, self.log_dir, name or service, self.start_timeout, env
             )
+        log = log_file(self.log_dir, name or service)
         return Child(command, envvars=env, stdout=log, stderr=log, stdin=None, timeout=30)
 
     def stop_service(self, name: str) -> None:
