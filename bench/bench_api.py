@@ -68,14 +68,19 @@ def wrk(
     return WrkResult(rps, p50, p99, errors)
 
 
-def main() -> int:
+def wrk_args(doc: str, connections: int) -> argparse.Namespace:
+    """The options every wrk benchmark takes: --seconds, --rounds, --connections."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--connections", type=int, default=16)
-    args = parser.parse_args()
+    parser.add_argument("--connections", type=int, default=connections)
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = wrk_args(__doc__, 16)
     if shutil.which("wrk") is None:
         console.print("[red]error:[/] wrk is not installed (apt-get install wrk)")
         return 2

@@ -14,14 +14,13 @@ ratios to the baseline, and p50/p99 at half of the default's saturation for both
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-from bench_api import wrk
+from bench_api import wrk, wrk_args
 from rich.console import Console
 from rich.table import Table
 
@@ -35,13 +34,7 @@ INSTANCES = 3
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--seconds", type=float, default=6.0)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--connections", type=int, default=32)
-    args = parser.parse_args()
+    args = wrk_args(__doc__, 32)
     for tool, deb in (("wrk", "wrk"), ("haproxy", "haproxy")):
         if shutil.which(tool) is None and shutil.which(tool, path="/usr/sbin") is None:
             console.print(f"[red]error:[/] {tool} is not installed (apt-get install {deb})")

@@ -7,7 +7,6 @@ the topic. The API runs in the "acks" durability mode: that is what makes a 200 
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import threading
 import time
@@ -18,14 +17,14 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from prometheus_client.parser import text_string_to_metric_families
 
-from botify.catalog import Catalog, generate_catalog, write_catalog
+from botify.catalog import Catalog, generate_catalog
 from botify.events import decode_listen_event
 from botify.model_store import Announcement, AnnouncementFeed
 from botify.settings import KafkaSettings, Settings
 from botify_cli.load_balancer import INSTANCE_HEADER
 from botify_cli.stack import EmbeddedStack
+from tests.integration.live_model import one_model_env, served_version
 from tests.integration.stream.harness import read_topic, wait_until_redis_matches_the_fold
 
 pytestmark = [pytest.mark.slow]
@@ -138,7 +137,7 @@ class VersionWatch:
                         text = client.get(f"{url}/metrics").text
                     except httpx.HTTPError:
                         continue  # killed
-                    version = served_version(text)
+                    version = served_version(text, MODEL)
                     if version:
                         self.served[name].setdefault(version, time.monotonic())
 
@@ -161,38 +160,19 @@ class VersionWatch:
         self._feed.stop()
 
 
-def served_version(metrics_text: str) -> int:
-    for family in text_string_to_metric_families(metrics_text):
-        for sample in family.samples:
-            if sample.name == "botify_api_model_version" and sample.labels["model"] == MODEL:
-                return int(sample.value)
-    return 0
-
-
 def test_the_fleet_keeps_sessions_versions_and_every_accepted_event_through_sigkills(
     tmp_path: Path,
 ) -> None:
     cat = generate_catalog(2000, 200, seed=1)
-    write_catalog(cat.tracks, tmp_path / "catalog.jsonl")
-    (tmp_path / "experiments.toml").write_text(
-        f'[[experiment]]\nname = "ALL"\ngroups = 2\narms = {{ C = "{MODEL}", T1 = "{MODEL}" }}\n'
-    )
-    env = {
-        "BOTIFY_RUN_DIR": str(tmp_path),
-        "BOTIFY_CATALOG__PATH": str(tmp_path / "catalog.jsonl"),
-        "BOTIFY_EXPERIMENTS__PATH": str(tmp_path / "experiments.toml"),
-        "BOTIFY_API__DURABILITY": "acks",
-        "BOTIFY_TRAINER__MODELS": json.dumps([MODEL]),
-        "BOTIFY_TRAINER__EVERY_S": "3",
-        "BOTIFY_TRAINER__MIN_EXAMPLES": "50",
-        "BOTIFY_TRAINER__DEVICE": "cpu",
-        "BOTIFY_TRAINER__TRAIN_BUDGET_S": "1",
-        "BOTIFY_TRAINER__EXPORT_BUDGET_S": "1",
-        "BOTIFY_TRAINER__AFFINITY__BUDGET_S": "1",
-        "BOTIFY_TRAINER__TOP_K": "20",
+    env = one_model_env(
+        tmp_path,
+        cat,
+        MODEL,
+        BOTIFY_API__DURABILITY="acks",
+        BOTIFY_TRAINER__EVERY_S="3",
         # Announcements must do the work: the pointer poll alone would take longer.
-        "BOTIFY_MODELS__POLL_S": "30",
-    }
+        BOTIFY_MODELS__POLL_S="30",
+    )
     traffic, stop = Traffic(), threading.Event()
     stack = EmbeddedStack(
         Settings(),

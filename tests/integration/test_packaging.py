@@ -6,10 +6,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import pytest
 
 from botify.embedded import free_port
 from botify.settings import REPO_DIR
+from tests.integration.cli.running import start_up, stop_leaving_no_orphans
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -101,22 +100,13 @@ def test_the_wheel_installs_alone_and_imports_nothing_from_the_checkout(
 def test_botify_up_from_the_wheel_serves_next(installed: Path, tmp_path: Path) -> None:
     port = free_port()
     env = {**_clean_env(), "BOTIFY_RUN_DIR": str(tmp_path / "runs"), "COLUMNS": "200"}
-    proc = subprocess.Popen(
+    proc, out = start_up(
         [str(installed / "botify"), "up", "--no-trainer", "--api-port", str(port)],
+        env,
         cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        timeout=90,
     )
     try:
-        out, deadline = "", time.monotonic() + 90
-        assert proc.stdout is not None
-        while time.monotonic() < deadline and "Press Ctrl-C" not in out:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            out += line
         assert "Press Ctrl-C" in out, out
         assert re.search(rf"http://127\.0\.0\.1:{port}", out)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
@@ -126,8 +116,7 @@ def test_botify_up_from_the_wheel_serves_next(installed: Path, tmp_path: Path) -
                 assert resp.status_code == 200, resp.text
                 track = resp.json()["track"]
             assert client.post("/last/42", json={"track": track, "time": 0.3}).status_code == 200
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0
+        assert stop_leaving_no_orphans(proc) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
