@@ -227,6 +227,11 @@ def test_kubernetes_api_probes_health_scales_and_reads_the_trainers_models() -> 
         assert container[probe]["httpGet"]["path"] == "/health"
     hpa = docs["api.yaml:HorizontalPodAutoscaler/botify-api"]["spec"]
     assert hpa["scaleTargetRef"]["name"] == "botify-api"
+    stream = docs["stream.yaml:Deployment/botify-stream"]["spec"]
+    partitions = int(
+        docs["configmap.yaml:ConfigMap/botify-settings"]["data"]["BOTIFY_KAFKA__PARTITIONS"]
+    )
+    assert stream["replicas"] <= partitions  # more workers than partitions would idle
     trainer = docs["trainer.yaml:Deployment/botify-trainer"]["spec"]
     assert trainer["replicas"] == 1 and trainer["strategy"]["type"] == "Recreate"
     claims = {
