@@ -256,17 +256,20 @@ def test_the_fleet_keeps_sessions_versions_and_every_accepted_event_through_sigk
     # Every instance served every version within FOLLOW_S of its announcement (the killed
     # one until its death).
     assert all(v >= 2 for v in warm_versions.values()), (warm_versions, logs.get("trainer.log"))
-    late = []
+    late, lags = [], []
     for version, announced in sorted(watch.announced.items()):
         for name in instances:
             until = killed_at if name == "api-2" else watched_until
             if announced + FOLLOW_S > until:
                 continue
             first = watch.first_serving(name, version)
+            if first is not None:
+                lags.append(first - announced)
             if first is None or first - announced > FOLLOW_S:
                 late.append((name, version, None if first is None else first - announced))
     assert len(watch.announced) >= 2
     assert not late, late
+    print(f"fleet: announcement → served on an instance, max {max(lags):.2f} s")
 
     # The load balancer took the killed instance out, and routed around it.
     assert 'haproxy_server_status{proxy="api",server="api-2",state="DOWN"} 1' in stats
