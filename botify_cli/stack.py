@@ -77,31 +77,18 @@ class EmbeddedStack:
         """Start everything and wait until each part is healthy; stops all on failure."""
         say = on_step if callable(on_step) else (lambda _msg: None)
         broker_port, redis_port = free_port(), free_port()
-        public = f"http://127.0.0.1:{self.api_port or free_port()}"
+        public_port = self.api_port or free_port()
         balanced = self.api_instances > 1 if self.load_balancer is None else self.load_balancer
         if balanced:
             haproxy_binary()  # a missing load balancer fails before anything starts
-        instances = (
-            tuple(f"http://127.0.0.1:{free_port()}" for _ in range(self.api_instances))
-            if balanced
-            else (public,)
-        )
-        plan = (
-            LoadBalancerPlan(
-                port=int(public.rsplit(":", 1)[1]),
-                stats_port=free_port(),
-                instances=tuple(
-                    (name, int(url.rsplit(":", 1)[1]))
-                    for name, url in zip(self.api_names(), instances, strict=True)
-                ),
-            )
-            if balanced
-            else None
-        )
+        ports = [free_port() for _ in self.api_names()] if balanced else [public_port]
+        instances = tuple(f"http://127.0.0.1:{port}" for port in ports)
+        named = tuple(zip(self.api_names(), ports, strict=True))
+        plan = LoadBalancerPlan(public_port, free_port(), named) if balanced else None
         self.endpoints = StackEndpoints(
             broker=f"127.0.0.1:{broker_port}",
             redis=f"redis://127.0.0.1:{redis_port}/0",
-            api=public,
+            api=f"http://127.0.0.1:{public_port}",
             logs=self.log_dir,
             instances=instances,
             load_balancer_stats=plan.stats_url if plan else None,
