@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-unit lint bench clean dashboards tools
+.PHONY: demo test test-unit lint bench clean dashboards
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,12 +16,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/botify demo
 
-# Debian packages the tests run for real: Prometheus (and promtool) for the observability test.
-tools:
-	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus)
+# Debian packages the tests run for real: HAProxy (the fleet's load balancer), headless
+# Chromium (renders the API docs offline) and Prometheus with promtool (the observability
+# and alert-rule tests).
+TEST_DEBS := haproxy chromium prometheus
 
-test: $(STAMP) tools
+test: $(STAMP)
+	@for deb in $(TEST_DEBS); do command -v $$deb >/dev/null || test -x /usr/sbin/$$deb \
+	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_DEBS); break; }; done
 	$(BIN)/python -m pytest -q
 
 test-unit: $(STAMP)
@@ -32,7 +34,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	@command -v haproxy >/dev/null || test -x /usr/sbin/haproxy \
+	  || (apt-get update -qq && apt-get install -y -qq haproxy)
 	$(BIN)/python bench/bench_api.py
+	$(BIN)/python bench/bench_fleet.py
 	$(BIN)/python bench/bench_stream.py
 	$(BIN)/python bench/bench_analysis.py
 

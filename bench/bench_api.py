@@ -29,7 +29,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from botify.embedded import HTTPChild, free_port
+from botify.embedded import HTTPChild, free_port, http_child
 from botify.settings import Settings
 from botify_cli.stack import EmbeddedStack
 
@@ -46,8 +46,11 @@ class WrkResult:
 
 
 def _ms(text: str) -> float:
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
-    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+    found = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if found is None:  # wrk prints e.g. "-nanus" when no request completed
+        raise RuntimeError(f"wrk reported no usable latency: {text!r}")
+    value, unit = found.groups()
+    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
 
 
 def wrk(
@@ -80,29 +83,25 @@ def extra_api(stack: EmbeddedStack, log_dir: Path, **env: str) -> tuple[str, HTT
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     full = {**os.environ, **stack.endpoints.env(), "BOTIFY_API__PORT": str(port), **env}
-    log = open(log_dir / f"api-{port}.log", "a")  # noqa: SIM115 - the child's
-    child = HTTPChild(
-        [sys.executable, "-m", "services.api"],
-        url=f"{url}/health",
-        status="200",
-        method="GET",
-        timeout=60,
-        envvars=full,
-        stdout=log,
-        stderr=log,
-    )
+    command = [sys.executable, "-m", "services.api"]
+    child = http_child(command, f"{url}/health", log_dir, f"api-{port}", 60, full)
     child.start()
     return url, child
 
 
-def main() -> int:
+def wrk_args(doc: str, connections: int) -> argparse.Namespace:
+    """The options every wrk benchmark takes: --seconds, --rounds, --connections."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--connections", type=int, default=16)
-    args = parser.parse_args()
+    parser.add_argument("--connections", type=int, default=connections)
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = wrk_args(__doc__, 16)
     if shutil.which("wrk") is None:
         console.print("[red]error:[/] wrk is not installed (apt-get install wrk)")
         return 2

@@ -1,7 +1,7 @@
 """Model artifacts: what a trainer publishes and a recommender serves, as plain numpy arrays.
 
 An artifact is a directory: ``meta.json`` (``ModelMeta``, validated against
-``schemas/model_meta.v1.json``) plus one ``<name>.npy`` per array (loaded with
+``botify/schemas/model_meta.v1.json``) plus one ``<name>.npy`` per array (loaded with
 ``allow_pickle=False``: no pickle is ever read). Every model exports the same standard arrays,
 so one family of recommenders serves any of them:
 

@@ -85,16 +85,40 @@ def redis_binary() -> str:
     return str(bundled)
 
 
-def _log(log_dir: Path | None, name: str) -> IO[str] | int:
+def log_file(log_dir: Path | None, name: str) -> IO[str] | int:
+    """Where a child writes its output: ``<log_dir>/<name>.log``, or nowhere."""
     if log_dir is None:
         return os.open(os.devnull, os.O_WRONLY)
     log_dir.mkdir(parents=True, exist_ok=True)
     return open(log_dir / f"{name}.log", "a")  # noqa: SIM115 - owned by the child for its life
 
 
+def http_child(
+    command: list[str],
+    health_url: str,
+    log_dir: Path | None,
+    name: str,
+    timeout: float,
+    env: dict[str, str] | None = None,
+) -> HTTPChild:
+    """A child that is ready when ``health_url`` answers 200."""
+    out = log_file(log_dir, name)
+    return HTTPChild(
+        command,
+        url=health_url,
+        status="200",
+        method="GET",
+        timeout=timeout,
+        envvars=env,
+        stdout=out,
+        stderr=out,
+        stdin=None,
+    )
+
+
 def broker_process(port: int, log_dir: Path | None = None, timeout: float = 30) -> TCPChild:
     url = f"tcp://127.0.0.1:{port}"
-    out = _log(log_dir, "broker")
+    out = log_file(log_dir, "broker")
     return TCPChild(
         [
             tansu_binary(),
@@ -116,7 +140,7 @@ def broker_process(port: int, log_dir: Path | None = None, timeout: float = 30) 
 
 
 def redis_process(port: int, log_dir: Path | None = None, timeout: float = 30) -> TCPChild:
-    out = _log(log_dir, "redis")
+    out = log_file(log_dir, "redis")
     return TCPChild(
         [
             redis_binary(),

@@ -1,7 +1,7 @@
 """Record types that travel on Kafka topics, and their codecs.
 
-``schemas/`` holds the JSON Schema for each record type; these pydantic models are the only
-codecs and mirror the schema's constraints, so an invalid record is refused at the producer
+``botify/schemas/`` holds the JSON Schema for each record type; these pydantic models are the
+only codecs and mirror the schema's constraints, so an invalid record is refused at the producer
 (``InvalidEventError``) and recognised at the consumer. ``tests/unit/test_events.py`` checks
 both sides against the schema files.
 """

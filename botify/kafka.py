@@ -1,12 +1,14 @@
 """The one place that builds Kafka clients (faust's own consumer aside).
 
 ``ListenPublisher`` wraps confluent-kafka's producer: ``publish`` never waits for the broker,
-a background thread serves delivery callbacks, failures are counted, and a full local buffer
-is retried a bounded number of times before ``BackendUnavailableError``.
+``publish_acked`` waits for its acknowledgement (with a deadline); a background thread serves
+delivery callbacks, failures are counted, and a full local buffer is retried a bounded
+number of times before ``BackendUnavailableError``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import logging
 import threading
@@ -31,15 +33,19 @@ from botify.settings import KafkaSettings
 logger = logging.getLogger(__name__)
 
 
-def producer_config(settings: KafkaSettings) -> dict[str, object]:
+def producer_config(settings: KafkaSettings, acked: bool = False) -> dict[str, object]:
+    """The listens producer's config; ``acked``: every delivery is reported (the API awaits
+    them), else only failures."""
     return {
         "bootstrap.servers": settings.bootstrap_servers,
+        # Idempotence implies acks=all; said explicitly because durability depends on it.
         "enable.idempotence": True,
+        "acks": "all",
         "linger.ms": settings.linger_ms,
         "client.id": "botify-api",
-        # Reports only for failures: a Python callback per delivered event costs the API
-        # more CPU than the rest of the publish path.
-        "delivery.report.only.error": True,
+        # Without acked, reports only for failures: a Python callback per delivered event
+        # costs the API more CPU than the rest of the publish path.
+        "delivery.report.only.error": not acked,
     }
 
 
@@ -70,8 +76,13 @@ def create_topics(
         existing = set(admin.list_topics(timeout=timeout).topics)
     except KafkaException as exc:
         raise BackendUnavailableError(f"broker {settings.bootstrap_servers}: {exc}") from None
+    config = (
+        {}
+        if settings.min_insync_replicas is None
+        else {"min.insync.replicas": str(settings.min_insync_replicas)}
+    )
     new = [
-        NewTopic(t, num_partitions=n, replication_factor=1)
+        NewTopic(t, num_partitions=n, replication_factor=settings.replication_factor, config=config)
         for t, n in partitions.items()
         if t not in existing
     ]
@@ -152,11 +163,18 @@ class ConsumerLagReader:
         ]
 
 
+def _settle(future: asyncio.Future[KafkaError | None], err: KafkaError | None) -> None:
+    if not future.done():  # the waiter may have timed out and gone
+        future.set_result(err)
+
+
 @dataclass
 class PublisherStats:
     produced: int = 0
     failed: int = 0
     buffer_full: int = 0
+    # Acked publishes whose acknowledgement did not come within their deadline.
+    unacknowledged: int = 0
 
 
 class ListenPublisher:
@@ -167,9 +185,11 @@ class ListenPublisher:
         settings: KafkaSettings,
         on_failure: Callable[[str], None] | None = None,
         poll_interval: float = 0.05,
+        acked: bool = False,
     ) -> None:
         self._settings = settings
-        self._producer = Producer(producer_config(settings))
+        self._acked = acked
+        self._producer = Producer(producer_config(settings, acked))
         self._on_failure = on_failure
         self._poll_interval = poll_interval
         self.stats = PublisherStats()
@@ -182,7 +202,7 @@ class ListenPublisher:
             self._producer.poll(self._poll_interval)
 
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
-        if err is None:  # not reported with delivery.report.only.error; kept for safety
+        if err is None:  # reported only when acked
             return
         self.stats.failed += 1
         logger.error("delivery to %s failed: %s", msg.topic(), err)
@@ -192,12 +212,39 @@ class ListenPublisher:
     def publish(self, event: ListenEvent) -> None:
         self.publish_raw(self._settings.listens_topic, event.key, encode_listen_event(event))
 
+    async def publish_acked(self, event: ListenEvent, timeout: float) -> None:
+        """Publish and wait until the broker has the event (all in-sync replicas), at most
+        ``timeout`` seconds; ``BackendUnavailableError`` if it refused it or did not answer
+        in time (then the event may still arrive later)."""
+        if not self._acked:
+            raise RuntimeError("publish_acked needs a publisher built with acked=True")
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[KafkaError | None] = loop.create_future()
+
+        def delivered(err: KafkaError | None, msg: Message) -> None:
+            self._delivered(err, msg)
+            loop.call_soon_threadsafe(_settle, done, err)
+
+        self.publish_raw(
+            self._settings.listens_topic, event.key, encode_listen_event(event), None, delivered
+        )
+        try:
+            err = await asyncio.wait_for(done, timeout)
+        except TimeoutError:
+            self.stats.unacknowledged += 1
+            raise BackendUnavailableError(
+                f"the broker did not acknowledge the event within {timeout:g} s"
+            ) from None
+        if err is not None:
+            raise BackendUnavailableError(f"the broker did not take the event: {err.name()}")
+
     def publish_raw(
         self,
         topic: str,
         key: bytes | None,
         value: bytes,
         headers: Iterable[tuple[str, bytes]] | None = None,
+        on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
     ) -> None:
         for attempt in range(self._settings.produce_retries + 1):
             try:
@@ -206,7 +253,7 @@ class ListenPublisher:
                     value=value,
                     key=key,
                     headers=list(headers or []),
-                    on_delivery=self._delivered,
+                    on_delivery=on_delivery or self._delivered,
                 )
                 self.stats.produced += 1
                 return

@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -55,11 +56,12 @@ from botify.artifacts import (
 from botify.errors import ArtifactError, BackendUnavailableError, BotifyError, InvalidEventError
 from botify.files import fsync_dir
 from botify.kafka import ListenPublisher, create_topics
-from botify.settings import REPO_DIR, KafkaSettings, Settings
+from botify.settings import KafkaSettings, Settings
 
 logger = logging.getLogger(__name__)
 
-MODEL_META_SCHEMA = REPO_DIR / "schemas" / "model_meta.v1.json"
+# Shipped inside the package: an installed botify finds it without a source checkout.
+MODEL_META_SCHEMA = resources.files("botify") / "schemas" / "model_meta.v1.json"
 META_FILE = "meta.json"
 SCHEMA_VERSION = 1
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")

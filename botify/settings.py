@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+# The source checkout, for tests and tools only: nothing botify runs resolves files through
+# it (data and schemas ship inside the package).
 REPO_DIR = PACKAGE_DIR.parent
 
 
@@ -26,6 +28,11 @@ class KafkaSettings(_Section):
     # Training examples the stream derives from listens (botify.training), for the trainer.
     examples_topic: str = "botify.examples.v1"
     partitions: int = Field(default=4, ge=1)
+    # For the topics botify creates: replicas of each partition, and how many must have a
+    # record before an acks=all write succeeds (None: the broker's default). A three-broker
+    # cluster takes 3 and 2: one broker can be lost without losing a write.
+    replication_factor: int = Field(default=1, ge=1)
+    min_insync_replicas: int | None = Field(default=None, ge=1)
     # Tansu (and any broker) makes a group's first join wait ~half the session timeout.
     session_timeout_ms: int = Field(default=6000, ge=1000)
     # Larger batches cost the broker and librdkafka less CPU; events are not latency-critical.
@@ -92,6 +99,30 @@ class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     max_id: int = Field(default=2**31 - 1, ge=1)
+    # What a 200 means. "buffer": the event is in this instance's producer buffer (fast; a
+    # crash loses the buffer, README "Durability"). "acks": the broker acknowledged it
+    # (acks=all), awaited at most ack_timeout_s, else 503.
+    durability: Literal["buffer", "acks"] = "buffer"
+    ack_timeout_s: float = Field(default=5.0, gt=0)
+
+
+class LoadBalancerSettings(_Section):
+    """HAProxy in front of the fleet's API instances (``botify up --api-instances N``)."""
+
+    # Active health checks on each instance's /health: down after `fall` failures, back up
+    # after `rise` successes.
+    check_interval_s: float = Field(default=1.0, gt=0)
+    fall: int = Field(default=2, ge=1)
+    rise: int = Field(default=2, ge=1)
+    connect_timeout_s: float = Field(default=2.0, gt=0)
+    # An idle client or a slow instance is cut after this long.
+    client_timeout_s: float = Field(default=30.0, gt=0)
+    server_timeout_s: float = Field(default=30.0, gt=0)
+    # A connection an instance refused (it died) is retried this many times, the last ones
+    # on another instance; a request an instance already received is never replayed.
+    retries: int = Field(default=2, ge=0)
+    # HAProxy needs two descriptors per connection: keep within the usual 20k fd limit.
+    max_connections: int = Field(default=4096, ge=1)
 
 
 class StreamSettings(_Section):
@@ -276,6 +307,7 @@ class Settings(BaseSettings):
     recommender: RecommenderSettings = RecommenderSettings()
     state: StateSettings = StateSettings()
     api: ApiSettings = ApiSettings()
+    load_balancer: LoadBalancerSettings = LoadBalancerSettings()
     stream: StreamSettings = StreamSettings()
     metrics: MetricsSettings = MetricsSettings()
     training_data: TrainingDataSettings = TrainingDataSettings()

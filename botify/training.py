@@ -3,7 +3,7 @@
 An example says: in a session that started with ``session_start``, right after ``context``
 the user listened to ``track`` for the fraction ``time``. ``botify.state.apply_listen`` makes
 them; the stream publishes them on the examples topic as msgpack maps (validated against
-``schemas/training_example.v1.json``); ``botify.example_log`` keeps them on disk. The source
+``botify/schemas/training_example.v1.json``); ``botify.example_log`` keeps them on disk. The source
 listen record's ``(partition, offset)`` and the listen's timestamp identify an example: a
 replay after a crash republishes it, and readers drop the duplicate by that key.
 """

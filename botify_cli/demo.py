@@ -138,11 +138,14 @@ def run_demo(
     say: Callable[[str], None],
     on_progress: Callable[[int], None],
     warmup: int = 0,
+    api_instances: int = 1,
+    stream_workers: int = 1,
     prometheus: bool = False,
 ) -> DemoResult:
-    """``warmup`` sessions for the trainer to learn from, then ``episodes`` measured ones.
-    With ``prometheus``, a real Prometheus scrapes the stack and the report charts each
-    arm's mean time per session over the run from it."""
+    """``warmup`` sessions for the trainer to learn from, then ``episodes`` measured ones;
+    on a fleet of ``api_instances`` behind a load balancer if more than one. With
+    ``prometheus``, a real Prometheus scrapes the stack and the report charts each arm's mean
+    time per session over the run from it."""
     timings: dict[str, float] = {}
     t = time.perf_counter()
     say("building the simulated world (cached after the first run)")
@@ -162,6 +165,8 @@ def run_demo(
     stack = EmbeddedStack(
         settings,
         run_dir / "logs",
+        api_instances=api_instances,
+        stream_workers=stream_workers,
         trainer=True,
         extra_env=env,
         prometheus=prometheus,
@@ -205,7 +210,9 @@ def run_demo(
         # Stopping the API flushes its producer: every answered request is on the topic
         # before the export reads the high watermarks.
         say("stopping the API and exporting the events topic")
-        stack.stop_service("api")
+        stack.stop_service("load-balancer")
+        for name in stack.api_names():
+            stack.stop_service(name)
         stack.stop_service("trainer")
         kafka = KafkaSettings(
             **{**settings.kafka.model_dump(), "bootstrap_servers": endpoints.broker}

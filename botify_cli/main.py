@@ -26,7 +26,7 @@ from botify.errors import BotifyError
 from botify.export import export_jsonl, export_parquet
 from botify.settings import Settings
 from botify_cli.demo import run_demo, write_results
-from botify_cli.stack import EmbeddedStack, new_run_dir
+from botify_cli.stack import EmbeddedStack, StackEndpoints, new_run_dir
 from botify_sim.config import SimConfig
 from botify_sim.config import load_config as load_sim_config
 from botify_sim.driver import DriveSummary, drive
@@ -66,8 +66,16 @@ def _root() -> None:
 
 @app.command()
 def up(
-    api_port: Annotated[int | None, typer.Option(help="API port (default: a free one).")] = None,
-    stream_workers: Annotated[int, typer.Option(min=1, max=16)] = 1,
+    api_port: Annotated[
+        int | None, typer.Option(help="Public API port (default: a free one).")
+    ] = None,
+    api_instances: Annotated[
+        int,
+        typer.Option(min=1, max=16, help="API processes; more than one run behind HAProxy."),
+    ] = 1,
+    stream_workers: Annotated[
+        int, typer.Option(min=1, max=16, help="Stream workers, in one consumer group.")
+    ] = 1,
     trainer: Annotated[
         bool, typer.Option(help="Run the trainer: models learnt from the stream, hot-reloaded.")
     ] = True,
@@ -76,7 +84,8 @@ def up(
         typer.Option(help="Also run Prometheus (from PATH) scraping every process, with alerts."),
     ] = False,
 ) -> None:
-    """Start the embedded stack (broker, Redis, API, stream workers, trainer) until Ctrl-C."""
+    """Start the embedded stack (broker, Redis, API instances behind a load balancer, stream
+    workers, trainer) until Ctrl-C."""
     settings = load_settings()
     if api_port is not None and not 1 <= api_port <= 65535:
         raise fail(f"--api-port must be in 1..65535, got {api_port}")
@@ -85,6 +94,7 @@ def up(
         settings,
         log_dir,
         api_port=api_port,
+        api_instances=api_instances,
         stream_workers=stream_workers,
         trainer=trainer,
         # Models and examples of this run live in its directory, next to its logs.
@@ -95,18 +105,7 @@ def up(
     try:
         with console.status("starting the embedded stack…") as status:
             endpoints = stack.start(on_step=lambda what: status.update(f"starting {what}…"))
-        table = Table(title="botify is up", show_header=False)
-        table.add_row("API", endpoints.api)
-        table.add_row("API docs", f"{endpoints.api}/docs")
-        for target in endpoints.metrics:
-            table.add_row(f"metrics ({target.service})", target.url)
-        if endpoints.prometheus:
-            table.add_row("prometheus", endpoints.prometheus)
-            table.add_row("alerts", f"{endpoints.prometheus}/alerts")
-        table.add_row("scrape targets", str(log_dir / "prometheus" / "targets.json"))
-        table.add_row("broker", endpoints.broker)
-        table.add_row("redis", endpoints.redis)
-        table.add_row("logs", str(log_dir))
+        table = stack_table(stack, endpoints)
         if trainer:
             table.add_row("models", str(settings.models.path(log_dir)))
         console.print(table)
@@ -123,6 +122,33 @@ def up(
     finally:
         stack.stop()
     console.print("stopped.")
+
+
+def stack_table(stack: EmbeddedStack, endpoints: StackEndpoints) -> Table:
+    """Every address of a running stack, one row each."""
+    table = Table(title="botify is up", show_header=False)
+    balanced = endpoints.load_balancer_stats is not None
+    table.add_row("API" + (" (load balancer)" if balanced else ""), endpoints.api)
+    table.add_row("API docs", f"{endpoints.api}/docs")
+    if balanced:
+        for name, url in zip(stack.api_names(), endpoints.instances, strict=True):
+            table.add_row(f"  {name}", url)
+        table.add_row("load balancer stats", f"{endpoints.load_balancer_stats}")
+    for target in endpoints.metrics:
+        table.add_row(f"metrics ({target.service})", target.url)
+    if endpoints.prometheus:
+        table.add_row("prometheus", endpoints.prometheus)
+        table.add_row("alerts", f"{endpoints.prometheus}/alerts")
+    table.add_row("scrape targets", str(endpoints.logs / "prometheus" / "targets.json"))
+    table.add_row("broker", endpoints.broker)
+    table.add_row("redis", endpoints.redis)
+    table.add_row(
+        "stream workers",
+        f"{stack.stream_workers} in consumer group {stack.settings.stream.app_id}",
+    )
+    table.add_row("trainer", "running" if stack.trainer else "off")
+    table.add_row("logs", str(endpoints.logs))
+    return table
 
 
 app.command("analyze")(analyze_command)
@@ -236,6 +262,12 @@ def demo(
     ] = 10_000,
     processes: Annotated[int, typer.Option(min=1, max=64)] = 2,
     seed: Annotated[int | None, typer.Option(help="Seed of the world and the sessions.")] = None,
+    api_instances: Annotated[
+        int, typer.Option(min=1, max=16, help="Run on a fleet: API processes behind HAProxy.")
+    ] = 1,
+    stream_workers: Annotated[
+        int, typer.Option(min=1, max=16, help="Stream workers, in one consumer group.")
+    ] = 1,
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the results here.")
     ] = None,
@@ -269,6 +301,8 @@ def demo(
                 say,
                 lambda n: progress.advance(task, n),
                 warmup=warmup,
+                api_instances=api_instances,
+                stream_workers=stream_workers,
                 prometheus=prometheus,
             )
             progress.update(step, description="done", total=1, completed=1)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from botify.embedded import HTTPChild
+from botify.embedded import HTTPChild, http_child
 from botify.errors import BackendUnavailableError, ConfigError
 from botify.settings import PACKAGE_DIR
 
@@ -80,22 +80,13 @@ def prometheus_process(
     port: int, config: Path, data_dir: Path, log_dir: Path, timeout: float = 60
 ) -> HTTPChild:
     """The server, ready when ``/-/ready`` answers; its data lives in ``data_dir``."""
-    log = open(log_dir / "prometheus.log", "a")  # noqa: SIM115 - the child's for its life
-    return HTTPChild(
-        [
-            prometheus_binary(),
-            f"--config.file={config}",
-            f"--storage.tsdb.path={data_dir}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        url=f"http://127.0.0.1:{port}/-/ready",
-        status="200",
-        method="GET",
-        timeout=timeout,
-        stdout=log,
-        stderr=log,
-        stdin=None,
-    )
+    command = [
+        prometheus_binary(),
+        f"--config.file={config}",
+        f"--storage.tsdb.path={data_dir}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+    return http_child(command, f"http://127.0.0.1:{port}/-/ready", log_dir, "prometheus", timeout)
 
 
 class PrometheusQuery:

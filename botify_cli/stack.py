@@ -9,6 +9,7 @@ against a real Kafka cluster and Redis.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -16,9 +17,17 @@ from pathlib import Path
 
 from mirakuru.base import SimpleExecutor
 
-from botify.embedded import Child, HTTPChild, broker_process, free_port, redis_process
+from botify.embedded import (
+    Child,
+    broker_process,
+    free_port,
+    http_child,
+    log_file,
+    redis_process,
+)
 from botify.errors import BackendUnavailableError
 from botify.settings import Settings
+from botify_cli.load_balancer import LoadBalancerPlan, haproxy_binary, haproxy_process
 from botify_cli.prometheus import (
     PrometheusQuery,
     ScrapeTarget,
@@ -33,20 +42,27 @@ from botify_cli.prometheus import (
 class StackEndpoints:
     broker: str
     redis: str
+    # The public API: the load balancer's address when there is one, else the one instance.
     api: str
     logs: Path
+    # Each API instance's own address (one: the same as ``api`` without a load balancer).
+    instances: tuple[str, ...] = ()
+    # HAProxy's stats page (its Prometheus metrics at ``/metrics``), with a load balancer.
+    load_balancer_stats: str | None = None
     # Every process's /metrics, and the Prometheus that scrapes them (None: not started).
     metrics: list[ScrapeTarget] = field(default_factory=list)
     prometheus: str | None = None
 
     def env(self) -> dict[str, str]:
-        host, port = self.api.removeprefix("http://").rsplit(":", 1)
         return {
             "BOTIFY_KAFKA__BOOTSTRAP_SERVERS": self.broker,
             "BOTIFY_REDIS__URL": self.redis,
-            "BOTIFY_API__HOST": host,
-            "BOTIFY_API__PORT": port,
         }
+
+
+def _api_env(url: str) -> dict[str, str]:
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    return {"BOTIFY_API__HOST": host, "BOTIFY_API__PORT": port}
 
 
 @dataclass
@@ -56,6 +72,10 @@ class EmbeddedStack:
     settings: Settings
     log_dir: Path
     api_port: int | None = None
+    # API processes; more than one sit behind a load balancer (HAProxy) on ``api_port``.
+    api_instances: int = 1
+    # None: a load balancer exactly when there is more than one instance.
+    load_balancer: bool | None = None
     stream_workers: int = 1
     # The trainer learns from the stream and publishes models the API hot-reloads.
     trainer: bool = False
@@ -73,12 +93,21 @@ class EmbeddedStack:
         if self.prometheus:
             prometheus_binary()  # no binary: say so before anything starts
         broker_port, redis_port = free_port(), free_port()
-        api_port = self.api_port or free_port()
+        public_port = self.api_port or free_port()
+        balanced = self.api_instances > 1 if self.load_balancer is None else self.load_balancer
+        if balanced:
+            haproxy_binary()  # a missing load balancer fails before anything starts
+        ports = [free_port() for _ in self.api_names()] if balanced else [public_port]
+        instances = tuple(f"http://127.0.0.1:{port}" for port in ports)
+        named = tuple(zip(self.api_names(), ports, strict=True))
+        plan = LoadBalancerPlan(public_port, free_port(), named) if balanced else None
         self.endpoints = StackEndpoints(
             broker=f"127.0.0.1:{broker_port}",
             redis=f"redis://127.0.0.1:{redis_port}/0",
-            api=f"http://127.0.0.1:{api_port}",
+            api=f"http://127.0.0.1:{public_port}",
             logs=self.log_dir,
+            instances=instances,
+            load_balancer_stats=plan.stats_url if plan else None,
         )
         env = {**os.environ, **self.extra_env, **self.endpoints.env()}
         metrics = self.endpoints.metrics
@@ -87,9 +116,25 @@ class EmbeddedStack:
             self._add("broker", broker_process(broker_port, self.log_dir, self.start_timeout))
             say("redis")
             self._add("redis", redis_process(redis_port, self.log_dir, self.start_timeout))
-            say("api")
-            self._add("api", self._service("api", env, health=f"{self.endpoints.api}/health"))
-            metrics.append(ScrapeTarget("api", "api", f"127.0.0.1:{api_port}"))
+            for name, url in zip(self.api_names(), instances, strict=True):
+                say(name)
+                self._add(
+                    name,
+                    self._service(
+                        "api", {**env, **_api_env(url)}, health=f"{url}/health", name=name
+                    ),
+                )
+                metrics.append(ScrapeTarget("api", name, url.removeprefix("http://")))
+            if plan is not None:
+                say("load balancer")
+                self._add(
+                    "load-balancer",
+                    haproxy_process(
+                        plan, self.settings.load_balancer, self.log_dir, env, self.start_timeout
+                    ),
+                )
+                lb = plan.stats_url.removeprefix("http://").rstrip("/")
+                metrics.append(ScrapeTarget("load-balancer", "load-balancer", lb))
             for i in range(self.stream_workers):
                 name, port = f"stream-{i + 1}", free_port()
                 say(f"stream worker {i + 1}")
@@ -128,6 +173,12 @@ class EmbeddedStack:
             raise
         return self.endpoints
 
+    def api_names(self) -> list[str]:
+        """The API children's names: ``api`` alone, else ``api-1`` .. ``api-N``."""
+        if self.api_instances == 1:
+            return ["api"]
+        return [f"api-{i + 1}" for i in range(self.api_instances)]
+
     def _add(self, name: str, child: SimpleExecutor) -> None:
         try:
             child.start()
@@ -140,20 +191,12 @@ class EmbeddedStack:
     def _service(
         self, service: str, env: dict[str, str], health: str | None = None, name: str = ""
     ) -> SimpleExecutor:
-        log = open(self.log_dir / f"{name or service}.log", "a")  # noqa: SIM115 - the child's
         command = [sys.executable, "-m", f"services.{service}"]
         if health:
-            return HTTPChild(
-                command,
-                url=health,
-                status="200",
-                method="GET",
-                timeout=self.start_timeout,
-                envvars=env,
-                stdout=log,
-                stderr=log,
-                stdin=None,
+            return http_child(
+                command, health, self.log_dir, name or service, self.start_timeout, env
             )
+        log = log_file(self.log_dir, name or service)
         return Child(command, envvars=env, stdout=log, stderr=log, stdin=None, timeout=30)
 
     def stop_service(self, name: str) -> None:
@@ -166,6 +209,15 @@ class EmbeddedStack:
                     child.kill()
                 del self.children[i]
                 return
+
+    def kill_service(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Kill one child (and its process group) without letting it clean up: a crash."""
+        for i, (child_name, child) in enumerate(self.children):
+            if child_name == name:
+                child.kill(wait=True, sig=sig)
+                del self.children[i]
+                return
+        raise KeyError(name)
 
     def dead(self) -> list[str]:
         """Names of children that have exited."""

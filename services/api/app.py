@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from prometheus_client import disable_created_metrics
 
 from botify.catalog import load_catalog
@@ -78,7 +79,9 @@ def create_app(settings: Settings) -> FastAPI:
         await asyncio.to_thread(ensure_topics, settings.kafka)
         store = open_user_state_store(settings.redis.url)
         publisher = ListenPublisher(
-            settings.kafka, on_failure=lambda reason: metrics.delivery_failures.labels(reason).inc()
+            settings.kafka,
+            on_failure=lambda reason: metrics.delivery_failures.labels(reason).inc(),
+            acked=settings.api.durability == "acks",
         )
         app.state.metrics = metrics
         app.state.runtime = Runtime(settings, router, store, publisher, metrics)
@@ -109,7 +112,9 @@ def create_app(settings: Settings) -> FastAPI:
             await asyncio.to_thread(publisher.close)
             await store.close()
 
-    app = FastAPI(
+    # Swagger UI and ReDoc from assets the fastapi-offline package ships, not from a CDN:
+    # /docs renders on a laptop offline and in a locked-down cluster alike.
+    app = FastAPIOffline(
         title="botify",
         version="1.0",
         description="Recommendation API, wire-compatible with the original botify.",

@@ -69,6 +69,7 @@ def create_app(settings: Settings, observer: StreamObserver | None = None) -> fa
         datadir=str(datadir),
         web_enabled=False,
         topic_partitions=kafka.partitions,
+        topic_replication_factor=kafka.replication_factor,
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",
         # A group's first join waits about half the session timeout (Tansu and Kafka alike).

@@ -4,20 +4,19 @@ the API serves those versions, all while requests keep being answered."""
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from botify.analysis.freshness import read_runs
-from botify.catalog import Catalog, Track, generate_catalog, write_catalog
+from botify.catalog import Catalog, Track, generate_catalog
 from botify.settings import Settings
 from botify_cli.stack import EmbeddedStack
 from botify_sim.client import BotifyClient
+from tests.integration.live_model import one_model_env, served_version
 
 pytestmark = [pytest.mark.slow]
 
@@ -41,14 +40,9 @@ def catalog() -> Catalog:
     )
 
 
-def served_version(api: str) -> float:
-    """The API's ``botify_api_model_version`` gauge for the model (0: none yet)."""
-    text = httpx.get(f"{api}/metrics", timeout=10).text
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "botify_api_model_version" and sample.labels["model"] == MODEL:
-                return sample.value
-    return 0.0
+def served(api: str) -> int:
+    """The API's served version of the model (0: none yet)."""
+    return served_version(httpx.get(f"{api}/metrics", timeout=10).text, MODEL)
 
 
 def promoted(run_dir: Path) -> list[dict[str, object]]:
@@ -59,24 +53,7 @@ def test_the_trainer_learns_from_live_traffic_and_the_api_serves_its_versions(
     tmp_path: Path,
 ) -> None:
     cat = catalog()
-    write_catalog(cat.tracks, tmp_path / "catalog.jsonl")
-    (tmp_path / "experiments.toml").write_text(
-        f'[[experiment]]\nname = "ALL"\ngroups = 2\narms = {{ C = "{MODEL}", T1 = "{MODEL}" }}\n'
-    )
-    env = {
-        "BOTIFY_RUN_DIR": str(tmp_path),
-        "BOTIFY_CATALOG__PATH": str(tmp_path / "catalog.jsonl"),
-        "BOTIFY_EXPERIMENTS__PATH": str(tmp_path / "experiments.toml"),
-        "BOTIFY_TRAINER__MODELS": json.dumps([MODEL]),
-        "BOTIFY_TRAINER__EVERY_S": "2",
-        "BOTIFY_TRAINER__MIN_EXAMPLES": "50",
-        "BOTIFY_TRAINER__DEVICE": "cpu",
-        "BOTIFY_TRAINER__TRAIN_BUDGET_S": "1",
-        "BOTIFY_TRAINER__EXPORT_BUDGET_S": "1",
-        "BOTIFY_TRAINER__AFFINITY__BUDGET_S": "1",
-        "BOTIFY_TRAINER__TOP_K": "20",
-        "BOTIFY_MODELS__POLL_S": "0.5",
-    }
+    env = one_model_env(tmp_path, cat, MODEL, BOTIFY_MODELS__POLL_S="0.5")
     ids = cat.ids.tolist()
     rng = random.Random(0)
     failures: list[str] = []
@@ -105,11 +82,11 @@ def test_the_trainer_learns_from_live_traffic_and_the_api_serves_its_versions(
                     client.close()
                     client = BotifyClient(api, timeout=10)
                 sessions += 1
-                if sessions % 25 == 0 and served_version(api) >= 2:
+                if sessions % 25 == 0 and served(api) >= 2:
                     break
         finally:
             client.close()
-        version = served_version(api)
+        version = served(api)
         dead = stack.dead()
 
     runs = promoted(tmp_path)

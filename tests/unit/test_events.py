@@ -16,7 +16,7 @@ from tests.factories import listen
 
 @cache
 def listen_event_schema() -> dict[str, Any]:
-    return json.loads((REPO_DIR / "schemas" / "listen_event.v1.json").read_text())
+    return json.loads((REPO_DIR / "botify" / "schemas" / "listen_event.v1.json").read_text())
 
 
 def valid_fields() -> dict[str, Any]:

@@ -25,7 +25,7 @@ from botify.training import (
 
 @cache
 def schema() -> dict[str, Any]:
-    return json.loads((REPO_DIR / "schemas" / TRAINING_EXAMPLE_SCHEMA).read_text())
+    return json.loads((REPO_DIR / "botify" / "schemas" / TRAINING_EXAMPLE_SCHEMA).read_text())
 
 
 def example(**overrides: Any) -> TrainingExample:

@@ -59,7 +59,7 @@ def _located(where: str, exc: ValidationError) -> list[dict[str, object]]:
     return [{**e, "loc": (where, *e.get("loc", ()))} for e in exc.errors()]
 
 
-def publish(
+async def publish(
     rt: Runtime,
     message: str,
     user: int,
@@ -69,24 +69,28 @@ def publish(
     recommendation: int | None = None,
     model_version: int | None = None,
 ) -> None:
-    """Publish the request's listen event (never waiting for the broker) and count it."""
+    """Publish the request's listen event and count it. In the "acks" durability mode it
+    returns once the broker has the event (else 503), otherwise without waiting."""
     latency = time.perf_counter() - started
     # Every field is already validated: the body by NextRequest, the track against the
     # catalog, the rest comes from the platform. Validating again cost more than producing.
-    rt.publisher.publish(
-        trusted_listen_event(
-            message=message,
-            timestamp=time.time_ns() // 1_000_000,
-            user=user,
-            track=body.track,
-            time=body.time,
-            recommendation=recommendation,
-            latency=latency,
-            recommender=assignment.recommender,
-            model_version=model_version,
-            experiments=assignment.arms,
-        )
+    event = trusted_listen_event(
+        message=message,
+        timestamp=time.time_ns() // 1_000_000,
+        user=user,
+        track=body.track,
+        time=body.time,
+        recommendation=recommendation,
+        latency=latency,
+        recommender=assignment.recommender,
+        model_version=model_version,
+        experiments=assignment.arms,
     )
+    api = rt.settings.api
+    if api.durability == "acks":
+        await rt.publisher.publish_acked(event, api.ack_timeout_s)
+    else:
+        rt.publisher.publish(event)
     # Only /next serves a recommendation, so only it counts one for the arm.
     arm = None if recommendation is None else (assignment.arm or "-")
     rt.metrics.served(f"/{message}/{{user}}", assignment.recommender, arm, latency)
@@ -103,7 +107,7 @@ async def next_track(request: Request) -> Response:
     state, session = await rt.store.load_for_request(user)
     decision = rt.router.next_track(user, body.track, body.time, state, session)
     await rt.store.record_request(user, body.track, body.time, decision.track)
-    publish(
+    await publish(
         rt, "next", user, body, decision.assignment, started, decision.track, decision.model_version
     )
     # Serialised by hand: re-validating our own two ints through response_model costs more
@@ -119,5 +123,5 @@ async def last_track(request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
     rt.router.check_track(body.track)
     await rt.store.end_session(user)
-    publish(rt, "last", user, body, rt.router.plan.assign(user), started)
+    await publish(rt, "last", user, body, rt.router.plan.assign(user), started)
     return Response(orjson.dumps({"user": user}), media_type=JSON)

@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from botify.embedded import free_port
+from tests.integration.cli import running
 
 pytestmark = pytest.mark.slow
 
@@ -23,21 +24,7 @@ pytestmark = pytest.mark.slow
 def start_up(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
     """Run ``botify up`` and read its output until it says it is up (60 s at most)."""
     env = {**os.environ, "BOTIFY_RUN_DIR": str(tmp_path), "COLUMNS": "200"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "botify_cli", "up", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    out, deadline = "", time.monotonic() + 60
-    assert proc.stdout is not None
-    while time.monotonic() < deadline and "Press Ctrl-C" not in out:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        out += line
-    return proc, out
+    return running.start_up([sys.executable, "-m", "botify_cli", "up", *args], env)
 
 
 def test_up_serves_then_stops_every_child_on_sigterm(tmp_path: Path) -> None:
@@ -51,10 +38,30 @@ def test_up_serves_then_stops_every_child_on_sigterm(tmp_path: Path) -> None:
         assert len(children) >= 4  # broker, redis, api, stream worker
         resp = httpx.post(f"http://127.0.0.1:{port}/next/5", json={"track": 1, "time": 1.0})
         assert resp.status_code == 200
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-        gone, alive = psutil.wait_procs(children, timeout=10)
-        assert not alive, [p.cmdline() for p in alive]
+        running.stop_leaving_no_orphans(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_up_runs_api_instances_behind_a_load_balancer(tmp_path: Path) -> None:
+    port = free_port()
+    proc, out = start_up(tmp_path, "--api-port", str(port), "--api-instances", "2", "--no-trainer")
+    try:
+        assert "Press Ctrl-C" in out, out
+        instances = re.findall(r"api-\d\s*│\s*(http://127\.0\.0\.1:\d+)", out)
+        assert len(instances) == 2, out
+        assert "load balancer stats" in out
+        served_by = set()
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            for i in range(6):
+                resp = client.post("/next/5", json={"track": 1 + i, "time": 1.0})
+                assert resp.status_code == 200, resp.text
+                served_by.add(resp.headers["x-botify-instance"])
+        assert served_by == {"api-1", "api-2"}
+        for url in instances:  # each instance also answers on its own address
+            assert httpx.get(f"{url}/health", timeout=10).status_code == 200
+        running.stop_leaving_no_orphans(proc)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -34,7 +34,15 @@ arms = { C = "random", T1 = "sticky_artist", T2 = "top_pop" }
 class RecordingPublisher:
     events: list[ListenEvent] = field(default_factory=list)
 
+    # The "acks" mode's answer: None (acknowledged) or the error the broker's silence raises.
+    ack_error: Exception | None = None
+
     def publish(self, event: ListenEvent) -> None:
+        self.events.append(event)
+
+    async def publish_acked(self, event: ListenEvent, timeout: float) -> None:
+        if self.ack_error is not None:
+            raise self.ack_error
         self.events.append(event)
 
     def pending(self) -> int:
