@@ -99,6 +99,9 @@ class StreamSettings(_Section):
     workers: int = Field(default=1, ge=1)
     batch_size: int = Field(default=500, ge=1)
     batch_wait_s: float = Field(default=0.005, gt=0)
+    # Publish a training example per listen after a session's first (the trainer's data);
+    # off, a worker folds state only.
+    examples: bool = True
 
 
 class TrainingDataSettings(_Section):

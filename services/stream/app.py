@@ -84,7 +84,7 @@ def create_app(settings: Settings) -> faust.App:
         store=open_user_state_store(settings.redis.url),
         dead_letters=_DeliveredTopic(dead_letters),
         config=StateConfig(settings.state.history_size, settings.state.fail_threshold),
-        examples=_ExampleTopic(examples),
+        examples=_ExampleTopic(examples) if settings.stream.examples else None,
     )
 
     @app.agent(listens, name="listens")
