@@ -45,6 +45,7 @@ from botify.settings import KafkaSettings
 
 console = Console(width=120)
 BARE_COUNTER = "bench:bare:decoded"
+FAUST_COUNTER = "bench:faust:decoded"  # faust_consumer.BENCH_COUNTER
 PROBE_FIRST_USER = 1_000_000_000  # ten digits: the keyspace pattern below matches only these
 PROBE_PATTERN = "__keyspace@0__:" + keys.user_state(0).replace(":0:", ":1?????????:")
 PROBE_EVERY = 50  # one probe event per this many
@@ -167,6 +168,15 @@ def worker_progress(r: redis.Redis) -> int:
 
 def bare_progress(r: redis.Redis) -> int:
     return int(r.get(BARE_COUNTER) or 0)
+
+
+def faust_progress(r: redis.Redis) -> int:
+    return int(r.get(FAUST_COUNTER) or 0)
+
+
+def faust_command() -> list[str]:
+    script = Path(__file__).resolve().parent / "faust_consumer.py"
+    return [sys.executable, str(script), "worker", "--loglevel", "warn"]
 
 
 def drain(
@@ -436,6 +446,10 @@ def throughput(args: argparse.Namespace) -> int:
             stack, "bare consumer", [bare_command(stack, backlog, group())],
             dict(os.environ), args.events, bare_progress,
         )  # fmt: skip
+        faust_only = drain(
+            stack, "faust, decode only", [faust_command()],
+            stack.env(backlog, group()), args.events, faust_progress,
+        )  # fmt: skip
         with_examples = drain(
             stack, "worker, examples on", [worker_command()],
             stack.env(backlog, group()), args.events, worker_progress,
@@ -449,7 +463,7 @@ def throughput(args: argparse.Namespace) -> int:
             cpu_table(
                 f"capacity: draining {args.events:,} events of {args.users:,} users "
                 f"(CPU: µs per event and share of one core; {os.cpu_count()} cores)",
-                [bare, with_examples, without],
+                [bare, faust_only, with_examples, without],
                 bare,
             )
         )
