@@ -166,3 +166,52 @@ class ListenPublisher:
         self._poller.join(timeout=2)
         if left:
             logger.error("%d events were not delivered before shutdown", left)
+
+
+class DeliveringProducer:
+    """A producer for records that must be on the broker before the caller goes on (the
+    stream's training examples and dead letters): ``deliver`` sends a batch and returns once
+    every record of it is delivered, or raises ``BackendUnavailableError``.
+
+    It blocks its thread while the batch is in flight; one round of broker latency per batch.
+    """
+
+    def __init__(self, settings: KafkaSettings, client_id: str) -> None:
+        self._settings = settings
+        self._producer = Producer(producer_config(settings) | {"client.id": client_id})
+        self._errors: list[KafkaError] = []
+
+    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:  # only failures are reported (delivery.report.only.error)
+            self._errors.append(err)
+
+    def deliver(
+        self,
+        topic: str,
+        records: Iterable[tuple[bytes | None, bytes | None]],
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        """Send (key, value) records to ``topic`` and wait for the broker to have them all."""
+        produce = self._producer.produce
+        for key, value in records:
+            for attempt in range(self._settings.produce_retries + 1):
+                try:
+                    produce(topic, value, key, on_delivery=self._delivered, headers=headers)
+                    break
+                except BufferError:  # the local queue is full: let it drain a little
+                    self._producer.poll(0.01 * (attempt + 1))
+            else:
+                self._fail("the producer's buffer stays full")
+        left = self._producer.flush(self._settings.flush_timeout_s)
+        if left or self._errors:
+            self._fail(f"{left} records undelivered, errors {self._errors[:3]}")
+
+    def _fail(self, why: str) -> None:
+        # Whatever is left would be sent again by the caller's retry: drop it here.
+        self._producer.purge()
+        self._producer.poll(0)
+        self._errors = []
+        raise BackendUnavailableError(f"delivery to the broker failed: {why}")
+
+    def close(self) -> None:
+        self._producer.flush(self._settings.flush_timeout_s)

@@ -105,6 +105,18 @@ class Transition:
     example: TrainingExample | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class UserCommit:
+    """One user's events of a batch, folded in memory: ``state`` after the last one applied,
+    the popularity of every one applied. A store writes it only if the user's stored position
+    is still ``expected`` (the one the fold started from): compare-and-set, so a concurrent
+    writer can never make it count a listen twice."""
+
+    state: UserState
+    expected: Position | None
+    plays: tuple[TrackPlay, ...]
+
+
 def apply_listen(
     state: UserState, event: ListenEvent, position: Position, config: StateConfig = StateConfig()
 ) -> Transition:

@@ -3,11 +3,11 @@ processor (state commits, popularity)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from botify.session import SessionLog
-from botify.state import Transition, UserState
+from botify.state import Transition, UserCommit, UserState
 
 
 class UserStateStore(Protocol):
@@ -19,6 +19,11 @@ class UserStateStore(Protocol):
 
     async def commit_many(self, transitions: Sequence[Transition]) -> list[bool]:
         """``commit`` for each transition, in order, in one round trip."""
+
+    async def commit_users(self, commits: Sequence[UserCommit]) -> list[bool]:
+        """Write each user's folded batch whose stored position is still the expected one,
+        with its popularity increments; returns which ones were written. Few round trips
+        for the whole batch."""
 
     async def load_for_request(self, user: int) -> tuple[UserState, SessionLog]:
         """State plus the API's record of the current session, in one round trip."""
@@ -41,6 +46,9 @@ class UserStateStore(Protocol):
         """(plays, total listen time) of a track."""
 
     async def incr(self, counter: str, amount: int = 1) -> None: ...
+
+    async def incr_many(self, counts: Mapping[str, int]) -> None:
+        """``incr`` of several counters in one round trip."""
 
     async def counter(self, counter: str) -> int: ...
 

@@ -20,14 +20,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from botify import keys
-from botify.errors import InvalidEventError
+from botify.errors import BackendUnavailableError, InvalidEventError
 from botify.events import ListenEvent, decode_listen_event
-from botify.state import Position, StateConfig, Transition, apply_listen
+from botify.state import Position, StateConfig, TrackPlay, UserCommit, apply_listen
 from botify.storage import UserStateStore
 from botify.training import encode_example
 
@@ -36,6 +36,9 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 APPLIED, DUPLICATE, DEAD_LETTER = "applied", "duplicate", "dead_letter"
+# A user's state changes under a fold only while two workers think they own its partition,
+# which lasts one rebalance: a few rounds settle it.
+MAX_CONFLICT_ROUNDS = 20
 
 
 class DeadLetters(Protocol):
@@ -58,6 +61,17 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes | None
+
+
+@dataclass(slots=True)
+class _UserFold:
+    """What folding one user's events of a batch gave: indices into the batch."""
+
+    user: int
+    applied: list[int] = field(default_factory=list)
+    duplicates: list[int] = field(default_factory=list)
+    failed: list[tuple[int, str]] = field(default_factory=list)
+    commit: UserCommit | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,91 +97,132 @@ class ListenProcessor:
         return (await self.handle_batch([record]))[0]
 
     async def handle_batch(self, records: list[Record]) -> list[str]:
-        """Process records in order with a few Redis round trips for the whole batch: load
-        the users' states, fold every event in memory, commit the transitions (pipelined).
-        Returns only when every record is applied, a duplicate or dead-lettered."""
+        """Process records in order with a few round trips for the whole batch: load the
+        users' states, fold each user's events in memory, publish the examples, commit every
+        user at once (compare-and-set on the position each fold started from). Returns only
+        when every record is applied, a duplicate or dead-lettered."""
         outcomes = [DEAD_LETTER] * len(records)
         dead: list[tuple[Record, str]] = []
-        good: list[tuple[int, ListenEvent, Position]] = []
+        pending: dict[int, list[tuple[int, ListenEvent, Position]]] = {}
         for i, record in enumerate(records):
             try:
                 event = decode(record)
             except InvalidEventError as exc:
                 dead.append((record, str(exc)))
                 continue
-            good.append((i, event, Position(record.partition, record.offset)))
-        if good:
-            span = _span(records)
-            transitions, examples, failed, skipped = await self._retrying(
-                f"fold of {span}", lambda: self._fold(good)
+            pending.setdefault(event.user, []).append(
+                (i, event, Position(record.partition, record.offset))
             )
-            if examples and self.examples is not None:
-                sink = self.examples
-                await self._retrying(f"examples of {span}", lambda: sink.publish(examples))
-            written = await self._retrying(
-                f"commit of {span}", lambda: self._commit(transitions, len(failed), skipped)
-            )
-            for (i, _, _), ok in zip(good, written, strict=True):
-                outcomes[i] = APPLIED if ok else DUPLICATE
-            for i, reason in failed:
-                outcomes[i] = DEAD_LETTER
-                dead.append((records[i], reason))
+        span = _span(records)
+        for attempt in range(MAX_CONFLICT_ROUNDS):
+            if not pending:
+                break
+            if attempt:
+                # Another writer moved these users on since their states were loaded (a
+                # worker that lost its partitions and does not know yet): fold them again
+                # from what it wrote.
+                logger.warning(
+                    "%d users of %s changed under the fold, refolding", len(pending), span
+                )
+            pending = await self._fold_and_commit(span, records, pending, outcomes, dead)
+        else:
+            raise BackendUnavailableError(f"users of {span} kept changing under the fold")
         for record, reason in dead:
             await self._retrying(
                 f"dead-lettering of {_span([record])}", partial(self._dead_letter, record, reason)
             )
         return outcomes
 
-    async def _fold(
-        self, good: list[tuple[int, ListenEvent, Position]]
-    ) -> tuple[list[Transition], list[tuple[bytes, bytes]], list[tuple[int, str]], int]:
-        """Load the users' states and fold the events in; returns the transitions, the
-        encoded training examples they made, the records the fold itself refused (a bug,
-        not bad data: those are dead-lettered, not retried), and how many examples failed
-        validation (their listens still apply)."""
-        states = await self.store.load_many(sorted({e.user for _, e, _ in good}))
-        transitions: list[Transition] = []
-        examples: list[tuple[bytes, bytes]] = []
-        failed: list[tuple[int, str]] = []
-        skipped = 0
-        for i, event, position in good:
-            try:
-                t = apply_listen(states[event.user], event, position, self.config)
-            except Exception as exc:  # deterministic: retrying would stall the partition
-                logger.exception("folding [%d]@%d failed", position.partition, position.offset)
-                failed.append((i, f"processing failed: {exc!r}"))
-                t = Transition(states[event.user], applied=False)
-            if t.example is not None:
-                try:
-                    examples.append((t.example.record_key, encode_example(t.example)))
-                except Exception as exc:  # deterministic: a retry would stall the partition
-                    # The listen is good and its state applies; only the example is set
-                    # aside (counted and logged; the listen stays on its topic to redo it).
-                    logger.warning(
-                        "no training example from [%d]@%d: %s",
-                        position.partition,
-                        position.offset,
-                        exc,
-                    )
-                    skipped += 1
-            states[event.user] = t.state
-            transitions.append(t)
-        return transitions, examples, failed, skipped
+    async def _fold_and_commit(
+        self,
+        span: str,
+        records: list[Record],
+        pending: dict[int, list[tuple[int, ListenEvent, Position]]],
+        outcomes: list[str],
+        dead: list[tuple[Record, str]],
+    ) -> dict[int, list[tuple[int, ListenEvent, Position]]]:
+        """One round: fold, publish the examples, commit. Sets the outcomes of the users
+        written (and of those with nothing to write); returns the users to fold again."""
+        folds, examples, skipped = await self._retrying(
+            f"fold of {span}", lambda: self._fold(pending)
+        )
+        if examples and self.examples is not None:
+            sink = self.examples
+            await self._retrying(f"examples of {span}", lambda: sink.publish(examples))
+        commits = [f.commit for f in folds if f.commit is not None]
+        written = iter(
+            await self._retrying(f"commit of {span}", lambda: self.store.commit_users(commits))
+        )
+        again: dict[int, list[tuple[int, ListenEvent, Position]]] = {}
+        applied = duplicates = 0
+        for fold in folds:
+            if fold.commit is not None and not next(written):
+                again[fold.user] = pending[fold.user]
+                continue
+            for i in fold.applied:
+                outcomes[i] = APPLIED
+            for i in fold.duplicates:
+                outcomes[i] = DUPLICATE
+            for i, reason in fold.failed:
+                dead.append((records[i], reason))
+            applied += len(fold.applied)
+            duplicates += len(fold.duplicates)
+        counts = {
+            keys.STREAM_APPLIED: applied,
+            keys.STREAM_DUPLICATES: duplicates,
+            keys.STREAM_EXAMPLES_SKIPPED: skipped,
+        }
+        await self._retrying(f"counting of {span}", lambda: self._count(counts))
+        return again
 
-    async def _commit(
-        self, transitions: list[Transition], failed: int, examples_skipped: int = 0
-    ) -> list[bool]:
-        """Commit the transitions and count them; returns which ones were written."""
-        written = await self.store.commit_many(transitions)
-        applied = sum(written)
-        duplicates = len(transitions) - applied - failed
-        if applied:
-            await self.store.incr(keys.STREAM_APPLIED, applied)
-        if duplicates:
-            await self.store.incr(keys.STREAM_DUPLICATES, duplicates)
-        if examples_skipped:
-            await self.store.incr(keys.STREAM_EXAMPLES_SKIPPED, examples_skipped)
-        return written
+    async def _fold(
+        self, pending: dict[int, list[tuple[int, ListenEvent, Position]]]
+    ) -> tuple[list[_UserFold], list[tuple[bytes, bytes]], int]:
+        """Load the users' states and fold each one's events in; returns the folds, the
+        encoded training examples they made, and how many examples failed validation (their
+        listens still apply). An event the fold itself refuses (a bug, not bad data) is
+        dead-lettered, not retried."""
+        states = await self.store.load_many(sorted(pending))
+        folds: list[_UserFold] = []
+        examples: list[tuple[bytes, bytes]] = []
+        skipped = 0
+        for user, events in pending.items():
+            fold = _UserFold(user)
+            start = state = states[user]
+            plays: list[TrackPlay] = []
+            for i, event, position in events:
+                try:
+                    t = apply_listen(state, event, position, self.config)
+                except Exception as exc:  # deterministic: retrying would stall the partition
+                    logger.exception("folding [%d]@%d failed", position.partition, position.offset)
+                    fold.failed.append((i, f"processing failed: {exc!r}"))
+                    continue
+                if not t.applied:
+                    fold.duplicates.append(i)
+                    continue
+                fold.applied.append(i)
+                state = t.state
+                plays += t.plays
+                if t.example is not None:
+                    try:
+                        examples.append((t.example.record_key, encode_example(t.example)))
+                    except Exception as exc:  # deterministic: a retry would stall the partition
+                        # The listen is good and its state applies; only the example is set
+                        # aside (counted and logged; the listen stays on its topic to redo it).
+                        logger.warning(
+                            "no training example from [%d]@%d: %s",
+                            position.partition,
+                            position.offset,
+                            exc,
+                        )
+                        skipped += 1
+            if fold.applied:
+                fold.commit = UserCommit(state, start.position, tuple(plays))
+            folds.append(fold)
+        return folds, examples, skipped
+
+    async def _count(self, counts: dict[str, int]) -> None:
+        await self.store.incr_many({k: v for k, v in counts.items() if v})
 
     async def _dead_letter(self, record: Record, reason: str) -> None:
         logger.warning(

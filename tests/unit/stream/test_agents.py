@@ -69,9 +69,9 @@ class FlakyStore(InMemoryUserStateStore):
         self._maybe_fail()
         return await super().load_many(users)
 
-    async def commit_many(self, transitions):  # type: ignore[no-untyped-def]
+    async def commit_users(self, commits):  # type: ignore[no-untyped-def]
         self._maybe_fail()
-        return await super().commit_many(transitions)
+        return await super().commit_users(commits)
 
 
 FAST = Retry(first=0.001, cap=0.002)
