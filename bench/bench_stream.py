@@ -127,7 +127,9 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=10_000, help="users of the backlog")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--rates", default="5000,10000,15000,20000,25000,30000", help="sustained steps, events/s"
+        "--rates",
+        default="5000,7500,10000,12500,15000,17500,20000,25000",
+        help="sustained steps, events/s",
     )
     parser.add_argument("--step-seconds", type=float, default=6.0)
     args = parser.parse_args()

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 from typing import Any
 
@@ -46,5 +45,4 @@ def create_app(settings: Settings) -> faust.App:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("BOTIFY_STREAM__BATCH_SIZE", "2000")
     create_app(Settings()).main()

@@ -99,8 +99,8 @@ class StreamSettings(_Section):
     workers: int = Field(default=1, ge=1)
     # A batch is what one consume call returns: up to batch_size records, waiting at most
     # batch_wait_s for them. Bigger batches amortise the round trips to Redis and the broker.
-    batch_size: int = Field(default=500, ge=1)
-    batch_wait_s: float = Field(default=0.005, gt=0)
+    batch_size: int = Field(default=2000, ge=1)
+    batch_wait_s: float = Field(default=0.02, gt=0)
     # A broker may hold a fetch this long even when records are waiting (Tansu does).
     fetch_wait_ms: int = Field(default=20, ge=0)
     # Offsets of processed batches are committed this often (and on rebalance and exit).

@@ -48,7 +48,8 @@ class UserStateStore(Protocol):
     async def incr(self, counter: str, amount: int = 1) -> None: ...
 
     async def incr_many(self, counts: Mapping[str, int]) -> None:
-        """``incr`` of several counters in one round trip."""
+        """``incr`` of several counters at once; may return before they are applied (later
+        commands on the store still see them)."""
 
     async def counter(self, counter: str) -> int: ...
 

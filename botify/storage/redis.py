@@ -177,8 +177,10 @@ class RedisUserStateStore:
         await self._redis.incrby(counter, amount)
 
     async def incr_many(self, counts: Mapping[str, int]) -> None:
+        # Replies not awaited: counters are metrics, and the connection carries them before
+        # any later command (a failure is logged and counted there).
         if counts:
-            await self._fast.call_many(*[("INCRBY", k, v) for k, v in counts.items()])
+            await self._fast.send(*[("INCRBY", k, v) for k, v in counts.items()])
 
     async def counter(self, counter: str) -> int:
         return int(await self._redis.get(counter) or 0)
