@@ -6,7 +6,7 @@ import pytest
 
 from botify import keys
 from botify.events import encode_listen_event
-from botify.state import StateConfig, apply_listen
+from botify.state import Position, StateConfig, UserState, apply_listen
 from botify.storage import InMemoryUserStateStore
 from services.stream import agents
 from services.stream.agents import ListenProcessor, Record, Retry
@@ -138,3 +138,29 @@ async def test_an_event_the_fold_cannot_handle_is_dead_lettered_not_retried(
     assert (await store.load(1)).history == (12, 14)
     assert b"a bug" in dlq.sent[0]["headers"]["botify-error"]
     assert await store.counter(keys.STREAM_DUPLICATES) == 0
+
+
+class RacedStore(InMemoryUserStateStore):
+    """Another writer (a worker that has not noticed it lost the partition) commits the
+    user's first event between this worker's load and its commit, once."""
+
+    def __init__(self, other: list) -> None:  # type: ignore[type-arg]
+        super().__init__()
+        self.other = other
+
+    async def commit_users(self, commits):  # type: ignore[no-untyped-def]
+        if self.other:
+            await self.commit(self.other.pop())
+        return await super().commit_users(commits)
+
+
+async def test_a_user_changed_under_the_fold_is_folded_again_and_counted_once() -> None:
+    events = [listen(user=1, track=t, time=0.5) for t in (1, 2)]
+    other = apply_listen(UserState(1), events[0], Position(2, 0), StateConfig())
+    store = RacedStore([other])
+    proc = ListenProcessor(store, RecordingTopic(), StateConfig(), FAST)
+    batch = [record(encode_listen_event(e), i) for i, e in enumerate(events)]
+    assert await proc.handle_batch(batch) == ["duplicate", "applied"]
+    assert (await store.load(1)).history == (1, 2)
+    assert await store.track_stats(1) == (1, 0.5)  # the other writer's play only
+    assert await store.track_stats(2) == (1, 0.5)
