@@ -286,6 +286,7 @@ class Step:
     p99_ms: float
     max_lag: int
     caught_up_s: float | None
+    cpu: dict[str, float]  # share of one core over the step: worker, Redis, broker, feeder
 
     @property
     def holds(self) -> bool:
@@ -372,6 +373,9 @@ def sustained(
     log = (stack.logs / "sustained.log").open("w")
     worker = Child(worker_command(), envvars=env, stdout=log, stderr=log, timeout=30).start()
     steps: list[Step] = []
+    assert worker.process is not None
+    # The feeder is this process: its producer and pacing, and the probe watcher.
+    pids = {"worker": worker.process.pid, **stack.pids, "feeder": os.getpid()}
     try:
         feeder.run(rates[0] / 4, 1.0)  # the join, then the first batches: start-up costs
         deadline = time.monotonic() + JOIN_TIMEOUT_S
@@ -390,8 +394,10 @@ def sustained(
 
             sampler = threading.Thread(target=sample)
             sampler.start()
+            before = {k: cpu_seconds(p) for k, p in pids.items()}
             achieved = feeder.run(rate, seconds)
             sent_at = time.perf_counter()
+            cpu = {k: (cpu_seconds(p) - before[k]) / seconds for k, p in pids.items()}
             caught: float | None = None
             while time.perf_counter() - sent_at < CATCH_UP_S:
                 if worker_progress(r) >= feeder.sent:
@@ -408,7 +414,7 @@ def sustained(
             missing = feeder.next_probe - first_probe - len(delays)
             p99 = float(np.percentile(delays, 99)) if delays and not missing else float("inf")
             p50 = float(np.percentile(delays, 50)) if delays else float("inf")
-            steps.append(Step(rate, achieved, p50, p99, max(lags, default=0), caught))
+            steps.append(Step(rate, achieved, p50, p99, max(lags, default=0), caught, cpu))
             console.print(
                 f"  {rate:,.0f}/s: achieved {achieved:,.0f}/s, p99 {p99:,.0f} ms, "
                 f"max lag {max(lags, default=0):,}, caught up "
@@ -471,8 +477,11 @@ def throughput(args: argparse.Namespace) -> int:
         console.print(f"sustained: one worker, examples on, {args.step_seconds:.0f} s per rate")
         steps = sustained(stack, live, rates, args.step_seconds, stack.env(live, group()))
     table = Table(title="sustained rate (one worker, examples on)")
+    cpus = ("worker", "redis", "broker", "feeder")
     for col in ("target/s", "sent/s", "p50 ms", "p99 ms", "max lag", "caught up", "holds"):
         table.add_column(col, justify="right")
+    for name in cpus:
+        table.add_column(f"{name} CPU", justify="right")
     for s in steps:
         table.add_row(
             f"{s.rate:,.0f}",
@@ -482,6 +491,7 @@ def throughput(args: argparse.Namespace) -> int:
             f"{s.max_lag:,}",
             "no" if s.caught_up_s is None else f"{s.caught_up_s:.2f} s",
             "yes" if s.holds else "no",
+            *(f"{s.cpu[k]:.0%}" for k in cpus),
         )
     console.print(table)
     held = [s.rate for s in steps if s.holds]

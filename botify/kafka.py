@@ -170,10 +170,10 @@ class ListenPublisher:
 
 class DeliveringProducer:
     """A producer for records that must be on the broker before the caller goes on (the
-    stream's training examples and dead letters): ``deliver`` sends a batch and returns once
-    every record of it is delivered, or raises ``BackendUnavailableError``.
+    stream's training examples and dead letters): ``send`` hands records over, ``flush``
+    returns once every record sent is delivered, or raises ``BackendUnavailableError``.
 
-    It blocks its thread while the batch is in flight; one round of broker latency per batch.
+    ``flush`` blocks its thread while records are in flight: one round of broker latency.
     """
 
     def __init__(self, settings: KafkaSettings, client_id: str) -> None:
@@ -192,6 +192,16 @@ class DeliveringProducer:
         headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
         """Send (key, value) records to ``topic`` and wait for the broker to have them all."""
+        self.send(topic, records, headers)
+        self.flush()
+
+    def send(
+        self,
+        topic: str,
+        records: Iterable[tuple[bytes | None, bytes | None]],
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        """Hand (key, value) records to librdkafka, which sends them in its own threads."""
         produce = self._producer.produce
         for key, value in records:
             for attempt in range(self._settings.produce_retries + 1):
@@ -202,6 +212,10 @@ class DeliveringProducer:
                     self._producer.poll(0.01 * (attempt + 1))
             else:
                 self._fail("the producer's buffer stays full")
+
+    def flush(self) -> None:
+        """Wait until every record sent so far is delivered; on failure drop the rest and
+        raise ``BackendUnavailableError``."""
         left = self._producer.flush(self._settings.flush_timeout_s)
         if left or self._errors:
             self._fail(f"{left} records undelivered, errors {self._errors[:3]}")

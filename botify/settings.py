@@ -101,6 +101,9 @@ class StreamSettings(_Section):
     # batch_wait_s for them. Bigger batches amortise the round trips to Redis and the broker.
     batch_size: int = Field(default=2000, ge=1)
     batch_wait_s: float = Field(default=0.02, gt=0)
+    # A batch's users are folded and committed in chunks of this many, so that Redis and the
+    # broker work on one chunk while the next one folds.
+    chunk_users: int = Field(default=250, ge=1)
     # A broker may hold a fetch this long even when records are waiting (Tansu does).
     fetch_wait_ms: int = Field(default=20, ge=0)
     # Offsets of processed batches are committed this often (and on rebalance and exit).

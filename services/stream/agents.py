@@ -27,7 +27,7 @@ from typing import Any, Protocol, TypeVar
 from botify import keys
 from botify.errors import BackendUnavailableError, InvalidEventError
 from botify.events import ListenEvent, decode_listen_event
-from botify.state import Position, StateConfig, TrackPlay, UserCommit, apply_listen
+from botify.state import Position, StateConfig, TrackPlay, UserCommit, UserState, apply_listen
 from botify.storage import UserStateStore
 from botify.training import encode_example
 
@@ -49,9 +49,12 @@ class DeadLetters(Protocol):
 
 
 class ExampleSink(Protocol):
-    async def publish(self, records: Sequence[tuple[bytes, bytes]]) -> Any:
-        """Publish (key, value) records of training examples; return once the broker has
-        every one of them."""
+    def send(self, records: Sequence[tuple[bytes, bytes]]) -> None:
+        """Hand (key, value) records of training examples to the producer, without waiting."""
+
+    async def flush(self) -> None:
+        """Return once the broker has every record sent so far; on failure, drop the ones
+        not delivered and raise."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +94,8 @@ class ListenProcessor:
     retry: Retry = Retry()
     # None: the worker folds state only and makes no training data.
     examples: ExampleSink | None = None
+    # Users folded, delivered and committed together (see _fold_and_commit).
+    chunk_users: int = 250
 
     async def handle(self, record: Record) -> str:
         """Process one record; returns what happened: applied, duplicate or dead_letter."""
@@ -141,18 +146,34 @@ class ListenProcessor:
         outcomes: list[str],
         dead: list[tuple[Record, str]],
     ) -> dict[int, list[tuple[int, ListenEvent, Position]]]:
-        """One round: fold, publish the examples, commit. Sets the outcomes of the users
-        written (and of those with nothing to write); returns the users to fold again."""
-        folds, examples, skipped = await self._retrying(
-            f"fold of {span}", lambda: self._fold(pending)
-        )
-        if examples and self.examples is not None:
-            sink = self.examples
-            await self._retrying(f"examples of {span}", lambda: sink.publish(examples))
-        commits = [f.commit for f in folds if f.commit is not None]
-        written = iter(
-            await self._retrying(f"commit of {span}", lambda: self.store.commit_users(commits))
-        )
+        """One round. The users go in chunks so that the broker and Redis work while the next
+        chunk folds: a chunk's examples go to the producer as soon as it is folded; once they
+        are delivered, its commit is sent, and its reply is read at the end. So each user's
+        examples are on the broker before its state is committed. Sets the outcomes of the
+        users written (and of those with nothing to write); returns the users to fold again."""
+        users = sorted(pending)
+        states = await self._retrying(f"load of {span}", lambda: self.store.load_many(users))
+        folds: list[_UserFold] = []
+        commits: list[asyncio.Future[list[bool]]] = []
+        skipped = 0
+        previous: tuple[list[_UserFold], list[tuple[bytes, bytes]]] | None = None
+        try:
+            for first in range(0, len(users), self.chunk_users):
+                chunk = users[first : first + self.chunk_users]
+                chunk_folds, examples, n = self._fold(chunk, pending, states)
+                skipped += n
+                if previous is not None:
+                    commits.append(await self._commit_when_delivered(span, *previous))
+                if examples and self.examples is not None:
+                    self.examples.send(examples)
+                previous = (chunk_folds, examples)
+                folds += chunk_folds
+            if previous is not None:
+                commits.append(await self._commit_when_delivered(span, *previous))
+            written = iter([w for commit in commits for w in await commit])
+        finally:
+            for commit in commits:  # cancelled (the worker stops): the batch is redone
+                commit.cancel()
         again: dict[int, list[tuple[int, ListenEvent, Position]]] = {}
         applied = duplicates = 0
         for fold in folds:
@@ -175,22 +196,50 @@ class ListenProcessor:
         await self._retrying(f"counting of {span}", lambda: self._count(counts))
         return again
 
-    async def _fold(
-        self, pending: dict[int, list[tuple[int, ListenEvent, Position]]]
+    async def _commit_when_delivered(
+        self, span: str, folds: list[_UserFold], examples: list[tuple[bytes, bytes]]
+    ) -> asyncio.Future[list[bool]]:
+        """Wait until ``examples`` (already handed to the sink) are delivered, then send the
+        folds' commit; returns its pending reply."""
+        if examples and self.examples is not None:
+            sink, sent = self.examples, True
+
+            async def deliver() -> None:
+                nonlocal sent
+                if not sent:  # a failed flush dropped what it had: send them again
+                    sink.send(examples)
+                sent = False
+                await sink.flush()
+
+            await self._retrying(f"examples of {span}", deliver)
+        commits = [f.commit for f in folds if f.commit is not None]
+        reply = asyncio.ensure_future(
+            self._retrying(f"commit of {span}", lambda: self.store.commit_users(commits))
+        )
+        # Two turns of the loop: the task issues its commands, then they are written out, so
+        # Redis applies them while the next chunk folds.
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return reply
+
+    def _fold(
+        self,
+        users: list[int],
+        pending: dict[int, list[tuple[int, ListenEvent, Position]]],
+        states: dict[int, UserState],
     ) -> tuple[list[_UserFold], list[tuple[bytes, bytes]], int]:
-        """Load the users' states and fold each one's events in; returns the folds, the
-        encoded training examples they made, and how many examples failed validation (their
-        listens still apply). An event the fold itself refuses (a bug, not bad data) is
-        dead-lettered, not retried."""
-        states = await self.store.load_many(sorted(pending))
+        """Fold each user's events into its state; returns the folds, the encoded training
+        examples they made, and how many examples failed validation (their listens still
+        apply). An event the fold itself refuses (a bug, not bad data) is dead-lettered, not
+        retried."""
         folds: list[_UserFold] = []
         examples: list[tuple[bytes, bytes]] = []
         skipped = 0
-        for user, events in pending.items():
+        for user in users:
             fold = _UserFold(user)
             start = state = states[user]
             plays: list[TrackPlay] = []
-            for i, event, position in events:
+            for i, event, position in pending[user]:
                 try:
                     t = apply_listen(state, event, position, self.config)
                 except Exception as exc:  # deterministic: retrying would stall the partition

@@ -46,14 +46,17 @@ class _DeadLetterTopic:
 
 
 class _ExampleTopic:
-    """The training examples topic: a batch's records are sent together and waited for
-    together, so the batch pays one round of broker latency, not one per example."""
+    """The training examples topic: records are sent in batches and waited for together, so
+    a batch pays one round of broker latency, not one per example."""
 
     def __init__(self, producer: DeliveringProducer, topic: str) -> None:
         self._producer, self._topic = producer, topic
 
-    async def publish(self, records: Sequence[tuple[bytes, bytes]]) -> None:
-        self._producer.deliver(self._topic, records)
+    def send(self, records: Sequence[tuple[bytes, bytes]]) -> None:
+        self._producer.send(self._topic, records)
+
+    async def flush(self) -> None:
+        self._producer.flush()
 
 
 def next_offsets(records: Sequence[Record]) -> list[TopicPartition]:
@@ -103,6 +106,7 @@ class StreamWorker:
             examples=(
                 _ExampleTopic(self._producer, kafka.examples_topic) if stream.examples else None
             ),
+            chunk_users=stream.chunk_users,
         )
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

@@ -39,8 +39,14 @@ class RecordingSink:
     failures: int = 0
     listens_when_published: list[int] = field(default_factory=list)
 
-    async def publish(self, records: Sequence[tuple[bytes, bytes]]) -> None:
+    pending: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+    def send(self, records: Sequence[tuple[bytes, bytes]]) -> None:
+        self.pending += records
+
+    async def flush(self) -> None:
         self.calls += 1
+        records, self.pending = self.pending, []  # a failed flush drops what it had
         if self.failures:
             self.failures -= 1
             raise ConnectionError("broker is away")
@@ -131,17 +137,23 @@ async def test_without_a_sink_the_fold_is_unchanged() -> None:
 
 
 class RecordingProducer:
-    """A DeliveringProducer that records each ``deliver`` call."""
+    """A DeliveringProducer that records what it is asked."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, list[tuple[bytes | None, bytes | None]]]] = []
+        self.calls: list[object] = []
 
-    def deliver(self, topic, records, headers=None):  # type: ignore[no-untyped-def]
+    def send(self, topic, records, headers=None):  # type: ignore[no-untyped-def]
         self.calls.append((topic, list(records)))
 
+    def flush(self) -> None:
+        self.calls.append("flush")
 
-async def test_example_topic_delivers_the_whole_batch_in_one_call() -> None:
+
+async def test_example_topic_sends_a_batch_in_one_call_and_flushes_on_demand() -> None:
     producer = RecordingProducer()
     records = [(b"1", b"a"), (b"2", b"b"), (b"1", b"c")]
-    await _ExampleTopic(producer, "examples").publish(records)  # type: ignore[arg-type]
+    topic = _ExampleTopic(producer, "examples")  # type: ignore[arg-type]
+    topic.send(records)
     assert producer.calls == [("examples", records)]
+    await topic.flush()
+    assert producer.calls == [("examples", records), "flush"]
