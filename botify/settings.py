@@ -104,6 +104,9 @@ class StreamSettings(_Section):
     # A batch's users are folded and committed in chunks of this many, so that Redis and the
     # broker work on one chunk while the next one folds.
     chunk_users: int = Field(default=250, ge=1)
+    # Users whose last committed state a worker keeps in memory, so that a batch reads from
+    # Redis only the others (about 1.5 KB each).
+    state_cache_users: int = Field(default=50_000, ge=0)
     # A broker may hold a fetch this long even when records are waiting (Tansu does).
     fetch_wait_ms: int = Field(default=20, ge=0)
     # Offsets of processed batches are committed this often (and on rebalance and exit).

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -96,6 +97,15 @@ class ListenProcessor:
     examples: ExampleSink | None = None
     # Users folded, delivered and committed together (see _fold_and_commit).
     chunk_users: int = 250
+    # States this worker committed last, by user, least recently used first: a batch loads
+    # from Redis only the users missing here. The commit's compare-and-set makes a stale
+    # entry harmless: its commit is refused and the user is folded again from Redis.
+    cache_users: int = 50_000
+    _cache: OrderedDict[int, UserState] = field(default_factory=OrderedDict, init=False)
+
+    def forget(self) -> None:
+        """Drop the cached states (the worker's partitions change)."""
+        self._cache.clear()
 
     async def handle(self, record: Record) -> str:
         """Process one record; returns what happened: applied, duplicate or dead_letter."""
@@ -152,7 +162,10 @@ class ListenProcessor:
         examples are on the broker before its state is committed. Sets the outcomes of the
         users written (and of those with nothing to write); returns the users to fold again."""
         users = sorted(pending)
-        states = await self._retrying(f"load of {span}", lambda: self.store.load_many(users))
+        states = {u: self._cache[u] for u in users if u in self._cache}
+        missing = [u for u in users if u not in states]
+        if missing:
+            states |= await self._retrying(f"load of {span}", lambda: self.store.load_many(missing))
         folds: list[_UserFold] = []
         commits: list[asyncio.Future[list[bool]]] = []
         skipped = 0
@@ -179,7 +192,11 @@ class ListenProcessor:
         for fold in folds:
             if fold.commit is not None and not next(written):
                 again[fold.user] = pending[fold.user]
+                self._cache.pop(fold.user, None)
                 continue
+            self._remember(
+                fold.user, states[fold.user] if fold.commit is None else fold.commit.state
+            )
             for i in fold.applied:
                 outcomes[i] = APPLIED
             for i in fold.duplicates:
@@ -195,6 +212,12 @@ class ListenProcessor:
         }
         await self._retrying(f"counting of {span}", lambda: self._count(counts))
         return again
+
+    def _remember(self, user: int, state: UserState) -> None:
+        self._cache[user] = state
+        self._cache.move_to_end(user)
+        while len(self._cache) > self.cache_users:
+            self._cache.popitem(last=False)
 
     async def _commit_when_delivered(
         self, span: str, folds: list[_UserFold], examples: list[tuple[bytes, bytes]]

@@ -107,15 +107,18 @@ class StreamWorker:
                 _ExampleTopic(self._producer, kafka.examples_topic) if stream.examples else None
             ),
             chunk_users=stream.chunk_users,
+            cache_users=stream.state_cache_users,
         )
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # After each rebalance; botify up and the tests wait for this line.
+        self.processor.forget()
         mine = sorted(tp.partition for tp in partitions)
         topic = self._settings.kafka.listens_topic
         logger.warning("botify stream worker ready: partitions %s of %s", mine, topic)
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.processor.forget()
         # Everything processed is stored; hand it over before another member starts there.
         try:
             consumer.commit(asynchronous=False)

@@ -164,3 +164,25 @@ async def test_a_user_changed_under_the_fold_is_folded_again_and_counted_once() 
     assert (await store.load(1)).history == (1, 2)
     assert await store.track_stats(1) == (1, 0.5)  # the other writer's play only
     assert await store.track_stats(2) == (1, 0.5)
+
+
+async def test_a_cached_state_another_writer_moved_on_is_refused_and_reloaded() -> None:
+    store = InMemoryUserStateStore()
+    proc = ListenProcessor(store, RecordingTopic(), StateConfig(), FAST)
+    first, theirs, mine = (listen(user=1, track=t, time=0.5) for t in (1, 2, 3))
+    assert await proc.handle(record(encode_listen_event(first), 0)) == "applied"
+    # Another worker applies offset 1 behind this one's back (its cache still says offset 0).
+    await store.commit(apply_listen(await store.load(1), theirs, Position(2, 1), StateConfig()))
+    batch = [record(encode_listen_event(e), i) for i, e in ((1, theirs), (2, mine))]
+    assert await proc.handle_batch(batch) == ["duplicate", "applied"]
+    assert (await store.load(1)).history == (1, 2, 3)
+    assert await store.track_stats(2) == (1, 0.5)
+
+
+async def test_without_a_cache_every_batch_loads_its_users() -> None:
+    store = InMemoryUserStateStore()
+    proc = ListenProcessor(store, RecordingTopic(), StateConfig(), FAST, cache_users=0)
+    for offset, track in enumerate((1, 2)):
+        raw = encode_listen_event(listen(user=1, track=track))
+        assert await proc.handle(record(raw, offset)) == "applied"
+    assert (await store.load(1)).history == (1, 2)
