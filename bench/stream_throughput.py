@@ -130,8 +130,10 @@ def user_of(value: bytes) -> bytes:
 def produce(kafka: KafkaSettings, topic: str, values: list[bytes]) -> None:
     publisher = ListenPublisher(kafka)
     try:
-        for value in values:
+        for i, value in enumerate(values):
             publisher.publish_raw(topic, user_of(value), value)
+            if i % 20_000 == 19_999:  # the producer's local queue is bounded
+                assert publisher.flush(60) == 0, "the broker did not take the backlog"
         assert publisher.flush(60) == 0, "the broker did not take the backlog"
     finally:
         publisher.close()
