@@ -17,9 +17,6 @@ class UserStateStore(Protocol):
     async def load_many(self, users: Sequence[int]) -> dict[int, UserState]:
         """States of several users in one round trip."""
 
-    async def commit_many(self, transitions: Sequence[Transition]) -> list[bool]:
-        """``commit`` for each transition, in order, in one round trip."""
-
     async def commit_users(self, commits: Sequence[UserCommit]) -> list[bool]:
         """Write each user's folded batch whose stored position is still the expected one,
         with its popularity increments; returns which ones were written. Few round trips
@@ -29,8 +26,8 @@ class UserStateStore(Protocol):
         """State plus the API's record of the current session, in one round trip."""
 
     async def commit(self, transition: Transition) -> bool:
-        """Atomically store the new state and its popularity increments, unless a newer
-        position is already stored. Returns whether anything was written."""
+        """Atomically store the new state and its popularity increments, unless the stored
+        position is as new. Returns whether anything was written."""
 
     async def record_request(self, user: int, track: int, time: float, recommendation: int) -> None:
         """Append one ``/next`` request's listen and answer to the session record (API side,
@@ -56,3 +53,15 @@ class UserStateStore(Protocol):
     async def ping(self) -> bool: ...
 
     async def close(self) -> None: ...
+
+
+async def commit_transition(store: UserStateStore, transition: Transition) -> bool:
+    """``commit`` of one transition, by ``commit_users`` from the state stored now: one
+    listen at a time, for tests and tools (the stream commits whole batches)."""
+    new = transition.state
+    if not transition.applied or new.position is None:
+        return False
+    current = (await store.load(new.user)).position
+    if not new.position.supersedes(current):
+        return False
+    return (await store.commit_users([UserCommit(new, current, transition.plays)]))[0]

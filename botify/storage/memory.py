@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 
 from botify.session import SessionLog, encode_request, parse_session
 from botify.state import Transition, UserCommit, UserState
+from botify.storage.base import commit_transition
 
 
 class InMemoryUserStateStore:
@@ -23,9 +24,6 @@ class InMemoryUserStateStore:
 
     async def load_many(self, users: Sequence[int]) -> dict[int, UserState]:
         return {u: await self.load(u) for u in users}
-
-    async def commit_many(self, transitions: Sequence[Transition]) -> list[bool]:
-        return [await self.commit(t) for t in transitions]
 
     async def commit_users(self, commits: Sequence[UserCommit]) -> list[bool]:
         written = []
@@ -44,17 +42,7 @@ class InMemoryUserStateStore:
         return await self.load(user), parse_session(self._sessions.get(user, ()))
 
     async def commit(self, transition: Transition) -> bool:
-        new = transition.state
-        if not transition.applied or new.position is None:
-            return False
-        current = await self.load(new.user)
-        if not new.position.supersedes(current.position):
-            return False
-        self._states[new.user] = new.to_bytes()
-        for play in transition.plays:
-            self._plays[play.track] += 1
-            self._time[play.track] += play.time
-        return True
+        return await commit_transition(self, transition)
 
     async def record_request(self, user: int, track: int, time: float, recommendation: int) -> None:
         self._sessions[user].extend(encode_request(track, time, recommendation))

@@ -1,4 +1,5 @@
-"""Redis backend. Values are msgpack; a Lua script makes each commit atomic and replay-safe."""
+"""Redis backend. Values are msgpack; a Lua script makes each commit atomic and replay-safe
+(compare-and-set on the position)."""
 
 from __future__ import annotations
 
@@ -9,23 +10,8 @@ import redis.asyncio as aioredis
 from botify import keys
 from botify.session import SessionLog, encode_request, parse_session
 from botify.state import Transition, UserCommit, UserState
+from botify.storage.base import commit_transition
 from botify.storage.pipelined import PipelinedRedis
-
-# KEYS: state hash, plays zset, listen-time zset. ARGV: partition, offset, state blob,
-# then (track, time) pairs. Skips everything if the stored position is not older.
-_COMMIT = """
-local pos = redis.call('HMGET', KEYS[1], 'p', 'o')
-local p, o = tonumber(ARGV[1]), tonumber(ARGV[2])
-if pos[1] and tonumber(pos[1]) == p and tonumber(pos[2]) >= o then
-  return 0
-end
-redis.call('HSET', KEYS[1], 'p', p, 'o', o, 's', ARGV[3])
-for i = 4, #ARGV, 2 do
-  redis.call('ZINCRBY', KEYS[2], 1, ARGV[i])
-  redis.call('ZINCRBY', KEYS[3], ARGV[i + 1], ARGV[i])
-end
-return 1
-"""
 
 # KEYS: plays zset, listen-time zset, then one state hash per user. ARGV, per user: the
 # expected partition and offset ('' and '' for a user with no state), the new partition,
@@ -110,26 +96,7 @@ class RedisUserStateStore:
         }
 
     async def commit(self, transition: Transition) -> bool:
-        return (await self.commit_many([transition]))[0]
-
-    async def commit_many(self, transitions: Sequence[Transition]) -> list[bool]:
-        commands = []
-        for t in transitions:
-            new, pos = t.state, t.state.position
-            if not t.applied or pos is None:
-                continue
-            args: list[object] = [pos.partition, pos.offset, new.to_bytes()]
-            for play in t.plays:
-                args += [play.track, play.time]
-            # EVAL, not EVALSHA: nothing to reload after a Redis restart, and Redis caches
-            # the compiled script by its hash anyway.
-            keys_ = (keys.user_state(new.user), keys.TRACK_PLAYS, keys.TRACK_LISTEN_TIME)
-            commands.append(("EVAL", _COMMIT, len(keys_), *keys_, *args))
-        results = iter(await self._fast.call_many(*commands) if commands else ())
-        return [
-            bool(next(results)) if t.applied and t.state.position is not None else False
-            for t in transitions
-        ]
+        return await commit_transition(self, transition)
 
     async def commit_users(self, commits: Sequence[UserCommit]) -> list[bool]:
         # One script call per chunk of users, all chunks in one round trip. Every key of a

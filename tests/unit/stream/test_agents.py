@@ -53,7 +53,7 @@ async def test_bad_records_go_to_the_dead_letter_topic_with_reason_and_source() 
 
 
 class FlakyStore(InMemoryUserStateStore):
-    """Fails its first ``failures`` calls to load_many and commit_many, as Redis would in an
+    """Fails its first ``failures`` calls to load_many and commit_users, as Redis would in an
     outage."""
 
     def __init__(self, failures: int) -> None:
