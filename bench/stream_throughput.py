@@ -139,12 +139,24 @@ def produce(kafka: KafkaSettings, topic: str, values: list[bytes]) -> None:
         publisher.close()
 
 
+MACHINE = 0  # the key of the whole machine's busy CPU in the maps below
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process (its threads, not its children), so far."""
+    """User + system CPU of a process (its threads, not its children), so far; ``MACHINE``:
+    of every process on the machine (the machine is shared: the rest is other work)."""
+    if pid == MACHINE:
+        t = psutil.cpu_times()
+        return t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0)
     try:
         return sum(psutil.Process(pid).cpu_times()[:2])
     except psutil.NoSuchProcess:
         return 0.0
+
+
+def others(cpu: dict[str, float]) -> float:
+    """The machine's CPU used by work other than the processes in ``cpu``."""
+    return max(0.0, cpu["machine"] - sum(v for k, v in cpu.items() if k != "machine"))
 
 
 @dataclass
@@ -201,14 +213,15 @@ def drain(
                 raise SystemExit(f"{name}: no record consumed in {JOIN_TIMEOUT_S:.0f} s")
             time.sleep(0.005)
         start, first = time.perf_counter(), done
-        before = {k: cpu_seconds(p) for k, p in {**stack.pids, **pids}.items()}
+        watched = {**stack.pids, **pids, "bench": os.getpid(), "machine": MACHINE}
+        before = {k: cpu_seconds(p) for k, p in watched.items()}
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
         while (done := progress(r)) < n:
             if time.monotonic() > deadline:
                 raise SystemExit(f"{name}: {done:,} of {n:,} records after {DRAIN_TIMEOUT_S} s")
             time.sleep(0.01)
         seconds = time.perf_counter() - start
-        cpu = {k: cpu_seconds(p) - before[k] for k, p in {**stack.pids, **pids}.items()}
+        cpu = {k: cpu_seconds(p) - before[k] for k, p in watched.items()}
     finally:
         for child in children:
             child.stop()
@@ -218,7 +231,12 @@ def drain(
         name,
         n - first,
         seconds,
-        {"consumer": workers, "redis": cpu["redis"], "broker": cpu["broker"]},
+        {
+            "consumer": workers,
+            "redis": cpu["redis"],
+            "broker": cpu["broker"],
+            "others": others(cpu),
+        },
     )
 
 
@@ -266,13 +284,16 @@ def cpu_table(title: str, drains: list[Drain], base: Drain) -> Table:
     ratio = f"ratio to {base.name}"
     for col in ("consumer", "events/s", ratio, "consumer CPU", "Redis CPU", "broker CPU"):
         table.add_column(col, justify="right")
+    table.add_column("other work", justify="right")
     for d in drains:
         # CPU as µs per event (and share of one core over the drain).
         cells = [
             f"{d.cpu[k] / d.events * 1e6:.1f} µs/ev ({d.cpu[k] / d.seconds:.0%})"
             for k in ("consumer", "redis", "broker")
         ]
-        table.add_row(d.name, f"{d.rate:,.0f}", f"{d.rate / base.rate:.2f}", *cells)
+        # What else the shared machine ran meanwhile (cores busy).
+        busy = f"{d.cpu['others'] / d.seconds:.0%}"
+        table.add_row(d.name, f"{d.rate:,.0f}", f"{d.rate / base.rate:.2f}", *cells, busy)
     return table
 
 
@@ -373,7 +394,7 @@ def sustained(
     steps: list[Step] = []
     assert worker.process is not None
     # The feeder is this process: its producer and pacing, and the probe watcher.
-    pids = {"worker": worker.process.pid, **stack.pids, "feeder": os.getpid()}
+    pids = {"worker": worker.process.pid, **stack.pids, "feeder": os.getpid(), "machine": MACHINE}
     try:
         feeder.run(rates[0] / 4, 1.0)  # the join, then the first batches: start-up costs
         deadline = time.monotonic() + JOIN_TIMEOUT_S
@@ -396,6 +417,7 @@ def sustained(
             achieved = feeder.run(rate, seconds)
             sent_at = time.perf_counter()
             cpu = {k: (cpu_seconds(p) - before[k]) / seconds for k, p in pids.items()}
+            cpu["others"] = others(cpu)
             caught: float | None = None
             while time.perf_counter() - sent_at < CATCH_UP_S:
                 if worker_progress(r) >= feeder.sent:
@@ -475,7 +497,7 @@ def throughput(args: argparse.Namespace) -> int:
         console.print(f"sustained: one worker, examples on, {args.step_seconds:.0f} s per rate")
         steps = sustained(stack, live, rates, args.step_seconds, stack.env(live, group()))
     table = Table(title="sustained rate (one worker, examples on)")
-    cpus = ("worker", "redis", "broker", "feeder")
+    cpus = ("worker", "redis", "broker", "feeder", "others")
     for col in ("target/s", "sent/s", "p50 ms", "p99 ms", "max lag", "caught up", "holds"):
         table.add_column(col, justify="right")
     for name in cpus:
