@@ -16,13 +16,11 @@ import redis
 
 from botify import keys
 from botify.events import ListenEvent, make_listen_event
-from botify.kafka import ensure_topics
-from botify.settings import KafkaSettings
 from tests.integration.stream.harness import (
     Worker,
     counter,
     fold_topic,
-    own_db,
+    own_stack,
     produce,
     snapshot,
     wait_for,
@@ -65,10 +63,7 @@ def stored_raw_states(r: redis.Redis, users: list[int]) -> list[bytes | None]:
 async def test_a_100k_event_backlog_folds_to_the_pure_fold_and_its_replay_changes_nothing(
     broker_url: str, redis_url: str, unique_topic: str, tmp_path: Path
 ) -> None:
-    url = own_db(redis_url, 11)
-    r = redis.Redis.from_url(url)
-    kafka = KafkaSettings(bootstrap_servers=broker_url, listens_topic=unique_topic)
-    ensure_topics(kafka)
+    url, r, kafka = own_stack(broker_url, redis_url, unique_topic, 11)
     produce(kafka, backlog())
     expected, popularity = await fold_topic(broker_url, unique_topic, EVENTS)
     users = sorted(expected)
