@@ -22,7 +22,7 @@ import logging
 import signal
 from collections.abc import Sequence
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from botify.kafka import DeliveringProducer, consumer_config
 from botify.settings import Settings
@@ -137,7 +137,12 @@ class StreamWorker:
                 records = records_of(messages)
                 if records:
                     await self.processor.handle_batch(records)
-                    self._consumer.store_offsets(offsets=next_offsets(records))
+                    try:
+                        self._consumer.store_offsets(offsets=next_offsets(records))
+                    except KafkaException as exc:
+                        # The batch outlasted max.poll.interval.ms and the group gave its
+                        # partitions to another member, which replays it (replay-safe).
+                        logger.warning("offsets of a processed batch not stored: %s", exc)
                 else:
                     await asyncio.sleep(0)  # let a pending stop signal in
         finally:
