@@ -157,3 +157,40 @@ async def test_example_topic_sends_a_batch_in_one_call_and_flushes_on_demand() -
     assert producer.calls == [("examples", records)]
     await topic.flush()
     assert producer.calls == [("examples", records), "flush"]
+
+
+@dataclass
+class OrderCheckingSink:
+    """At each flush, checks that no example's user has its state committed yet."""
+
+    store: InMemoryUserStateStore
+    pending: list[tuple[bytes, bytes]] = field(default_factory=list)
+    flushed: list[list[int]] = field(default_factory=list)
+
+    def send(self, records: Sequence[tuple[bytes, bytes]]) -> None:
+        self.pending += records
+
+    async def flush(self) -> None:
+        users = sorted({decode_example(v).user for _, v in self.pending})
+        for user in users:
+            assert (await self.store.load(user)).listens == 0, f"user {user} committed first"
+        self.flushed.append(users)
+        self.pending = []
+
+
+async def test_chunked_users_each_have_their_examples_delivered_before_their_commit() -> None:
+    store = InMemoryUserStateStore()
+    sink = OrderCheckingSink(store)
+    proc = ListenProcessor(
+        store, RecordingDeadLetters(), StateConfig(), FAST, examples=sink, chunk_users=2
+    )
+    sessions = [session(user) for user in (1, 2, 3, 4, 5)]
+    # Interleaved, as a partition carries them; keyed by user.
+    batch = [
+        record(s[i], 10 * i + u, key=str(u + 1).encode())
+        for i in range(4)
+        for u, s in enumerate(sessions)
+    ]
+    assert await proc.handle_batch(batch) == ["applied"] * 20
+    assert sink.flushed == [[1, 2], [3, 4], [5]]
+    assert [(await store.load(u)).listens for u in (1, 2, 3, 4, 5)] == [4] * 5
