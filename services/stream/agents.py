@@ -1,18 +1,21 @@
-"""The listen-events agent: a thin shell around ``botify.state.apply_listen``.
+"""The listen-events processor: a thin shell around ``botify.state.apply_listen``.
 
-For each batch of records: decode and validate; load the users' states; fold the events in;
-publish the training examples the fold made and wait for the broker to have them; commit
-state, position and popularity atomically (a Lua script that skips positions already
-applied). A record that cannot be processed goes to the dead-letter topic with the reason,
-and is counted; nothing is dropped silently and nothing crashes the worker.
+For each batch of records: decode and validate; take the users' states (the worker's cache
+of what it committed last, else Redis); fold each user's events in memory; publish the
+training examples the fold made and wait for the broker to have them; commit every user's
+state, position and popularity with a compare-and-set on the position its fold started from
+(a Lua call per chunk of users). A record that cannot be processed goes to the dead-letter
+topic with the reason, and is counted; nothing is dropped silently and nothing crashes the
+worker.
 
 Examples are delivered before the state is committed: a crash in between replays the batch
 and publishes its examples again (readers drop duplicates by source partition and offset),
 where the other order would lose them, since a replayed event makes no example.
 
-Failures of Redis or the broker are retried, not skipped: the caller acks a batch only once
-``handle_batch`` returns, and every step is safe to redo. The counters are metrics, not
-ledgers: a batch redone after its commit (or replayed after a crash) counts as duplicates.
+Failures of Redis or the broker are retried, not skipped: the caller stores a batch's offsets
+only once ``handle_batch`` returns, and every step is safe to redo. The counters are metrics,
+not ledgers: a batch redone after its commit (or replayed after a crash) counts as
+duplicates.
 """
 
 from __future__ import annotations
