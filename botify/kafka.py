@@ -185,16 +185,6 @@ class DeliveringProducer:
         if err is not None:  # only failures are reported (delivery.report.only.error)
             self._errors.append(err)
 
-    def deliver(
-        self,
-        topic: str,
-        records: Iterable[tuple[bytes | None, bytes | None]],
-        headers: list[tuple[str, bytes]] | None = None,
-    ) -> None:
-        """Send (key, value) records to ``topic`` and wait for the broker to have them all."""
-        self.send(topic, records, headers)
-        self.flush()
-
     def send(
         self,
         topic: str,

@@ -42,7 +42,8 @@ class _DeadLetterTopic:
     async def send(
         self, *, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
     ) -> None:
-        self._producer.deliver(self._topic, [(key, value)], headers)
+        self._producer.send(self._topic, [(key, value)], headers)
+        self._producer.flush()
 
 
 class _ExampleTopic:
