@@ -10,6 +10,10 @@ The clock starts after a warm-up at the same rate that ends only once the worker
 up: group joins and the first batches are start-up costs, not steady-state delay.
 
     python bench/bench_stream.py [--rate 1000] [--seconds 10]
+    python bench/bench_stream.py --throughput [--events 100000] [--rates 5000,10000,...]
+    python bench/bench_stream.py --scaling [--events 100000]
+
+``--throughput`` and ``--scaling`` measure capacity rather than delay (stream_throughput.py).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import redis
+import stream_throughput
 from confluent_kafka import Consumer
 from rich.console import Console
 from rich.table import Table
@@ -112,9 +117,33 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rate", type=float, default=1000.0)
-    parser.add_argument("--seconds", type=float, default=10.0)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--throughput", action="store_true", help="capacity of one worker")
+    mode.add_argument("--scaling", action="store_true", help="capacity of 1, 2 and 4 workers")
+    mode.add_argument("--bare-consumer", metavar="SPEC", help=argparse.SUPPRESS)
+    parser.add_argument("--rate", type=float, default=1000.0, help="latency mode: events/s")
+    parser.add_argument("--seconds", type=float, default=10.0, help="latency mode: duration")
+    parser.add_argument("--events", type=int, default=100_000, help="backlog drained")
+    parser.add_argument("--users", type=int, default=10_000, help="users of the backlog")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--rates",
+        default="5000,7500,10000,12500,15000,17500,20000,25000",
+        help="sustained steps, events/s",
+    )
+    parser.add_argument("--step-seconds", type=float, default=6.0)
     args = parser.parse_args()
+    if args.bare_consumer:
+        return stream_throughput.bare_consumer(args.bare_consumer)
+    if args.throughput:
+        return stream_throughput.throughput(args)
+    if args.scaling:
+        return stream_throughput.scaling(args)
+    return latency(args)
+
+
+def latency(args: argparse.Namespace) -> int:
+    """Event → state delay at a fixed rate, against a bare consumer's (the default mode)."""
     n = int(args.rate * args.seconds)
     per_second = max(1, int(args.rate))
 

@@ -277,3 +277,56 @@ class ListenPublisher:
         self._poller.join(timeout=2)
         if left:
             logger.error("%d events were not delivered before shutdown", left)
+
+
+class DeliveringProducer:
+    """A producer for records that must be on the broker before the caller goes on (the
+    stream's training examples and dead letters): ``send`` hands records over, ``flush``
+    returns once every record sent is delivered, or raises ``BackendUnavailableError``.
+
+    ``flush`` blocks its thread while records are in flight: one round of broker latency.
+    """
+
+    def __init__(self, settings: KafkaSettings, client_id: str) -> None:
+        self._settings = settings
+        self._producer = Producer(producer_config(settings) | {"client.id": client_id})
+        self._errors: list[KafkaError] = []
+
+    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:  # only failures are reported (delivery.report.only.error)
+            self._errors.append(err)
+
+    def send(
+        self,
+        topic: str,
+        records: Iterable[tuple[bytes | None, bytes | None]],
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        """Hand (key, value) records to librdkafka, which sends them in its own threads."""
+        produce = self._producer.produce
+        for key, value in records:
+            for attempt in range(self._settings.produce_retries + 1):
+                try:
+                    produce(topic, value, key, on_delivery=self._delivered, headers=headers)
+                    break
+                except BufferError:  # the local queue is full: let it drain a little
+                    self._producer.poll(0.01 * (attempt + 1))
+            else:
+                self._fail("the producer's buffer stays full")
+
+    def flush(self) -> None:
+        """Wait until every record sent so far is delivered; on failure drop the rest and
+        raise ``BackendUnavailableError``."""
+        left = self._producer.flush(self._settings.flush_timeout_s)
+        if left or self._errors:
+            self._fail(f"{left} records undelivered, errors {self._errors[:3]}")
+
+    def _fail(self, why: str) -> None:
+        # Whatever is left would be sent again by the caller's retry: drop it here.
+        self._producer.purge()
+        self._producer.poll(0)
+        self._errors = []
+        raise BackendUnavailableError(f"delivery to the broker failed: {why}")
+
+    def close(self) -> None:
+        self._producer.flush(self._settings.flush_timeout_s)

@@ -128,8 +128,23 @@ class LoadBalancerSettings(_Section):
 class StreamSettings(_Section):
     app_id: str = "botify-stream"
     workers: int = Field(default=1, ge=1)
-    batch_size: int = Field(default=500, ge=1)
-    batch_wait_s: float = Field(default=0.005, gt=0)
+    # A batch is what one consume call returns: up to batch_size records, waiting at most
+    # batch_wait_s for them. Bigger batches amortise the round trips to Redis and the broker.
+    batch_size: int = Field(default=2000, ge=1)
+    batch_wait_s: float = Field(default=0.02, gt=0)
+    # A batch's users are folded and committed in chunks of this many, so that Redis and the
+    # broker work on one chunk while the next one folds.
+    chunk_users: int = Field(default=250, ge=1)
+    # Users whose last committed state a worker keeps in memory, so that a batch reads from
+    # Redis only the others (about 1.5 KB each).
+    state_cache_users: int = Field(default=50_000, ge=0)
+    # A broker may hold a fetch this long even when records are waiting (Tansu does).
+    fetch_wait_ms: int = Field(default=20, ge=0)
+    # Offsets of processed batches are committed this often (and on rebalance and exit).
+    commit_interval_ms: int = Field(default=500, ge=1)
+    # Publish a training example per listen after a session's first (the trainer's data);
+    # off, a worker folds state only.
+    examples: bool = True
 
 
 class MetricsSettings(_Section):

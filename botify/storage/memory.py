@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from botify.session import SessionLog, encode_request, parse_session
-from botify.state import Transition, UserState
+from botify.state import Transition, UserCommit, UserState
+from botify.storage.base import commit_transition
 
 
 class InMemoryUserStateStore:
@@ -24,24 +25,24 @@ class InMemoryUserStateStore:
     async def load_many(self, users: Sequence[int]) -> dict[int, UserState]:
         return {u: await self.load(u) for u in users}
 
-    async def commit_many(self, transitions: Sequence[Transition]) -> list[bool]:
-        return [await self.commit(t) for t in transitions]
+    async def commit_users(self, commits: Sequence[UserCommit]) -> list[bool]:
+        written = []
+        for c in commits:
+            if (await self.load(c.state.user)).position != c.expected:
+                written.append(False)
+                continue
+            self._states[c.state.user] = c.state.to_bytes()
+            for play in c.plays:
+                self._plays[play.track] += 1
+                self._time[play.track] += play.time
+            written.append(True)
+        return written
 
     async def load_for_request(self, user: int) -> tuple[UserState, SessionLog]:
         return await self.load(user), parse_session(self._sessions.get(user, ()))
 
     async def commit(self, transition: Transition) -> bool:
-        new = transition.state
-        if not transition.applied or new.position is None:
-            return False
-        current = await self.load(new.user)
-        if not new.position.supersedes(current.position):
-            return False
-        self._states[new.user] = new.to_bytes()
-        for play in transition.plays:
-            self._plays[play.track] += 1
-            self._time[play.track] += play.time
-        return True
+        return await commit_transition(self, transition)
 
     async def record_request(self, user: int, track: int, time: float, recommendation: int) -> None:
         self._sessions[user].extend(encode_request(track, time, recommendation))
@@ -58,6 +59,10 @@ class InMemoryUserStateStore:
 
     async def incr(self, counter: str, amount: int = 1) -> None:
         self._counters[counter] += amount
+
+    async def incr_many(self, counts: Mapping[str, int]) -> None:
+        for counter, amount in counts.items():
+            self._counters[counter] += amount
 
     async def counter(self, counter: str) -> int:
         return self._counters.get(counter, 0)

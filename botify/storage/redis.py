@@ -1,31 +1,61 @@
-"""Redis backend. Values are msgpack; a Lua script makes each commit atomic and replay-safe."""
+"""Redis backend. Values are msgpack; a Lua script makes each commit atomic and replay-safe
+(compare-and-set on the position)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import redis.asyncio as aioredis
 
 from botify import keys
 from botify.session import SessionLog, encode_request, parse_session
-from botify.state import Transition, UserState
+from botify.state import Transition, UserCommit, UserState
+from botify.storage.base import commit_transition
 from botify.storage.pipelined import PipelinedRedis
 
-# KEYS: state hash, plays zset, listen-time zset. ARGV: partition, offset, state blob,
-# then (track, time) pairs. Skips everything if the stored position is not older.
-_COMMIT = """
-local pos = redis.call('HMGET', KEYS[1], 'p', 'o')
-local p, o = tonumber(ARGV[1]), tonumber(ARGV[2])
-if pos[1] and tonumber(pos[1]) == p and tonumber(pos[2]) >= o then
-  return 0
+# KEYS: plays zset, listen-time zset, then one state hash per user. ARGV, per user: the
+# expected partition and offset ('' and '' for a user with no state), the new partition,
+# offset and state blob, the number of plays, then (track, time) pairs. A user is written
+# only if its stored position is the expected one; the plays of the users written are summed
+# per track first, so popularity costs two commands per distinct track, not per listen.
+_COMMIT_USERS = """
+local plays, times, tracks, written = {}, {}, {}, {}
+local a = 1
+for i = 3, #KEYS do
+  local n = tonumber(ARGV[a + 5])
+  local pos = redis.call('HMGET', KEYS[i], 'p', 'o')
+  local ok
+  if ARGV[a] == '' then
+    ok = not pos[1]
+  else
+    ok = pos[1] and tonumber(pos[1]) == tonumber(ARGV[a])
+      and tonumber(pos[2]) == tonumber(ARGV[a + 1])
+  end
+  if ok then
+    redis.call('HSET', KEYS[i], 'p', ARGV[a + 2], 'o', ARGV[a + 3], 's', ARGV[a + 4])
+    for j = a + 6, a + 4 + 2 * n, 2 do
+      local t = ARGV[j]
+      if not plays[t] then
+        plays[t], times[t] = 0, 0
+        tracks[#tracks + 1] = t
+      end
+      plays[t] = plays[t] + 1
+      times[t] = times[t] + tonumber(ARGV[j + 1])
+    end
+    written[#written + 1] = 1
+  else
+    written[#written + 1] = 0
+  end
+  a = a + 6 + 2 * n
 end
-redis.call('HSET', KEYS[1], 'p', p, 'o', o, 's', ARGV[3])
-for i = 4, #ARGV, 2 do
-  redis.call('ZINCRBY', KEYS[2], 1, ARGV[i])
-  redis.call('ZINCRBY', KEYS[3], ARGV[i + 1], ARGV[i])
+for _, t in ipairs(tracks) do
+  redis.call('ZINCRBY', KEYS[1], plays[t], t)
+  redis.call('ZINCRBY', KEYS[2], times[t], t)
 end
-return 1
+return written
 """
+# Users per script call: one call blocks Redis for its length (a few µs per user).
+COMMIT_USERS_PER_CALL = 500
 
 # Bounds the API-side session list; the simulator caps sessions well below this.
 MAX_SESSION_TRACKS = 1000
@@ -66,26 +96,27 @@ class RedisUserStateStore:
         }
 
     async def commit(self, transition: Transition) -> bool:
-        return (await self.commit_many([transition]))[0]
+        return await commit_transition(self, transition)
 
-    async def commit_many(self, transitions: Sequence[Transition]) -> list[bool]:
-        commands = []
-        for t in transitions:
-            new, pos = t.state, t.state.position
-            if not t.applied or pos is None:
-                continue
-            args: list[object] = [pos.partition, pos.offset, new.to_bytes()]
-            for play in t.plays:
-                args += [play.track, play.time]
-            # EVAL, not EVALSHA: nothing to reload after a Redis restart, and Redis caches
-            # the compiled script by its hash anyway.
-            keys_ = (keys.user_state(new.user), keys.TRACK_PLAYS, keys.TRACK_LISTEN_TIME)
-            commands.append(("EVAL", _COMMIT, len(keys_), *keys_, *args))
-        results = iter(await self._fast.call_many(*commands) if commands else ())
-        return [
-            bool(next(results)) if t.applied and t.state.position is not None else False
-            for t in transitions
-        ]
+    async def commit_users(self, commits: Sequence[UserCommit]) -> list[bool]:
+        # One script call per chunk of users, all chunks in one round trip. Every key of a
+        # call must live on one node: this is for one Redis, not a Redis Cluster.
+        calls = []
+        for first in range(0, len(commits), COMMIT_USERS_PER_CALL):
+            chunk = commits[first : first + COMMIT_USERS_PER_CALL]
+            keys_: list[object] = [keys.TRACK_PLAYS, keys.TRACK_LISTEN_TIME]
+            args: list[object] = []
+            for c in chunk:
+                pos, exp = c.state.position, c.expected
+                assert pos is not None, "a commit carries the position of its last listen"
+                keys_.append(keys.user_state(c.state.user))
+                args += ("", "") if exp is None else (exp.partition, exp.offset)
+                args += (pos.partition, pos.offset, c.state.to_bytes(), len(c.plays))
+                for play in c.plays:
+                    args += (play.track, play.time)
+            calls.append(("EVAL", _COMMIT_USERS, len(keys_), *keys_, *args))
+        replies = await self._fast.call_many(*calls) if calls else []
+        return [bool(w) for reply in replies for w in reply]
 
     async def record_request(self, user: int, track: int, time: float, recommendation: int) -> None:
         key = keys.user_session(user)
@@ -111,6 +142,12 @@ class RedisUserStateStore:
 
     async def incr(self, counter: str, amount: int = 1) -> None:
         await self._redis.incrby(counter, amount)
+
+    async def incr_many(self, counts: Mapping[str, int]) -> None:
+        # Replies not awaited: counters are metrics, and the connection carries them before
+        # any later command (a failure is logged and counted there).
+        if counts:
+            await self._fast.send(*[("INCRBY", k, v) for k, v in counts.items()])
 
     async def counter(self, counter: str) -> int:
         return int(await self._redis.get(counter) or 0)

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sys
-
-import faust
 
 from botify.errors import BotifyError
 from botify.experiments import load_experiments
 from botify.kafka import ensure_topics
 from botify.settings import Settings
 from botify.telemetry import ConsumerLagMonitor, MetricsServer, process_registry
-from services.stream.app import create_app
+from services.stream.app import serve
 from services.stream.metrics import StreamMetrics
 
 
 def main() -> None:
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     settings = Settings()
     registry = process_registry()
     try:
@@ -34,13 +37,8 @@ def main() -> None:
         settings.metrics.lag_interval_s,
     )
     lag.start()
-    app = create_app(settings, metrics)
-    worker = faust.Worker(app, loglevel="WARN", quiet=True)
-    # faust's terminal spinner would lower the root logger to DEBUG (so every debug record
-    # of faust and aiokafka is built, only to turn it) and write escape codes to our logs.
-    worker.spinner = None
     try:
-        worker.execute_from_commandline()
+        asyncio.run(serve(settings, metrics))
     finally:
         lag.stop()
         server.stop()

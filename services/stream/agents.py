@@ -1,18 +1,21 @@
-"""The listen-events agent: a thin shell around ``botify.state.apply_listen``.
+"""The listen-events processor: a thin shell around ``botify.state.apply_listen``.
 
-For each batch of records: decode and validate; load the users' states; fold the events in;
-publish the training examples the fold made and wait for the broker to have them; commit
-state, position and popularity atomically (a Lua script that skips positions already
-applied). A record that cannot be processed goes to the dead-letter topic with the reason,
-and is counted; nothing is dropped silently and nothing crashes the worker.
+For each batch of records: decode and validate; take the users' states (the worker's cache
+of what it committed last, else Redis); fold each user's events in memory; publish the
+training examples the fold made and wait for the broker to have them; commit every user's
+state, position and popularity with a compare-and-set on the position its fold started from
+(a Lua call per chunk of users). A record that cannot be processed goes to the dead-letter
+topic with the reason, and is counted; nothing is dropped silently and nothing crashes the
+worker.
 
 Examples are delivered before the state is committed: a crash in between replays the batch
 and publishes its examples again (readers drop duplicates by source partition and offset),
 where the other order would lose them, since a replayed event makes no example.
 
-Failures of Redis or the broker are retried, not skipped: the caller acks a batch only once
-``handle_batch`` returns, and every step is safe to redo. The counters are metrics, not
-ledgers: a batch redone after its commit (or replayed after a crash) counts as duplicates.
+Failures of Redis or the broker are retried, not skipped: the caller stores a batch's offsets
+only once ``handle_batch`` returns, and every step is safe to redo. The counters are metrics,
+not ledgers: a batch redone after its commit (or replayed after a crash) counts as
+duplicates.
 """
 
 from __future__ import annotations
@@ -20,15 +23,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from botify import keys
-from botify.errors import InvalidEventError
+from botify.errors import BackendUnavailableError, InvalidEventError
 from botify.events import ListenEvent, decode_listen_event
-from botify.state import Position, StateConfig, Transition, apply_listen
+from botify.state import (
+    Position,
+    StateConfig,
+    TrackPlay,
+    Transition,
+    UserCommit,
+    UserState,
+    apply_listen,
+)
 from botify.storage import UserStateStore
 from botify.training import encode_example
 
@@ -37,6 +49,9 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 APPLIED, DUPLICATE, DEAD_LETTER = "applied", "duplicate", "dead_letter"
+# A user's state changes under a fold only while two workers think they own its partition,
+# which lasts one rebalance: a few rounds settle it.
+MAX_CONFLICT_ROUNDS = 20
 
 
 class DeadLetters(Protocol):
@@ -47,9 +62,12 @@ class DeadLetters(Protocol):
 
 
 class ExampleSink(Protocol):
-    async def publish(self, records: Sequence[tuple[bytes, bytes]]) -> Any:
-        """Publish (key, value) records of training examples; return once the broker has
-        every one of them."""
+    def send(self, records: Sequence[tuple[bytes, bytes]]) -> None:
+        """Hand (key, value) records of training examples to the producer, without waiting."""
+
+    async def flush(self) -> None:
+        """Return once the broker has every record sent so far; on failure, drop the ones
+        not delivered and raise."""
 
 
 class StreamObserver(Protocol):
@@ -58,8 +76,10 @@ class StreamObserver(Protocol):
     def retried(self, step: str) -> None:
         """A backend step failed and will be redone."""
 
-    def committed(self, applied: Sequence[tuple[ListenEvent, Transition]], duplicates: int) -> None:
-        """The listens whose transitions were written, right after the commit."""
+    def committed(
+        self, applied: Sequence[tuple[ListenEvent, Transition]], duplicates: int
+    ) -> None:
+        """The listens whose users' states were written, right after the commit."""
 
     def examples_skipped(self, count: int) -> None: ...
 
@@ -76,6 +96,19 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes | None
+
+
+@dataclass(slots=True)
+class _UserFold:
+    """What folding one user's events of a batch gave: indices into the batch."""
+
+    user: int
+    applied: list[int] = field(default_factory=list)
+    # The applied events and their transitions, for the observer (sessions they ended).
+    transitions: list[tuple[ListenEvent, Transition]] = field(default_factory=list)
+    duplicates: list[int] = field(default_factory=list)
+    failed: list[tuple[int, str]] = field(default_factory=list)
+    commit: UserCommit | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,52 +128,55 @@ class ListenProcessor:
     retry: Retry = Retry()
     # None: the worker folds state only and makes no training data.
     examples: ExampleSink | None = None
+    # Users folded, delivered and committed together (see _fold_and_commit).
+    chunk_users: int = 250
+    # States this worker committed last, by user, least recently used first: a batch loads
+    # from Redis only the users missing here. The commit's compare-and-set makes a stale
+    # entry harmless: its commit is refused and the user is folded again from Redis.
+    cache_users: int = 50_000
     observer: StreamObserver | None = None
+    _cache: OrderedDict[int, UserState] = field(default_factory=OrderedDict, init=False)
+
+    def forget(self) -> None:
+        """Drop the cached states (the worker's partitions change)."""
+        self._cache.clear()
 
     async def handle(self, record: Record) -> str:
         """Process one record; returns what happened: applied, duplicate or dead_letter."""
         return (await self.handle_batch([record]))[0]
 
     async def handle_batch(self, records: list[Record]) -> list[str]:
-        """Process records in order with a few Redis round trips for the whole batch: load
-        the users' states, fold every event in memory, commit the transitions (pipelined).
-        Returns only when every record is applied, a duplicate or dead-lettered."""
+        """Process records in order with a few round trips for the whole batch: load the
+        users' states, fold each user's events in memory, publish the examples, commit every
+        user at once (compare-and-set on the position each fold started from). Returns only
+        when every record is applied, a duplicate or dead-lettered."""
         started = time.perf_counter()
         outcomes = [DEAD_LETTER] * len(records)
         dead: list[tuple[Record, str]] = []
-        good: list[tuple[int, ListenEvent, Position]] = []
+        pending: dict[int, list[tuple[int, ListenEvent, Position]]] = {}
         for i, record in enumerate(records):
             try:
                 event = decode(record)
             except InvalidEventError as exc:
                 dead.append((record, str(exc)))
                 continue
-            good.append((i, event, Position(record.partition, record.offset)))
-        if good:
-            span = _span(records)
-            transitions, examples, failed, skipped = await self._retrying(
-                "fold", span, lambda: self._fold(good)
+            pending.setdefault(event.user, []).append(
+                (i, event, Position(record.partition, record.offset))
             )
-            if examples and self.examples is not None:
-                sink = self.examples
-                await self._retrying("examples", span, lambda: sink.publish(examples))
-            written = await self._retrying(
-                "commit", span, lambda: self._commit(transitions, len(failed), skipped)
-            )
-            for (i, _, _), ok in zip(good, written, strict=True):
-                outcomes[i] = APPLIED if ok else DUPLICATE
-            if self.observer is not None:
-                applied = [
-                    (event, t)
-                    for (_, event, _), t, ok in zip(good, transitions, written, strict=True)
-                    if ok
-                ]
-                self.observer.committed(applied, len(written) - len(applied) - len(failed))
-                if skipped:
-                    self.observer.examples_skipped(skipped)
-            for i, reason in failed:
-                outcomes[i] = DEAD_LETTER
-                dead.append((records[i], reason))
+        span = _span(records)
+        for attempt in range(MAX_CONFLICT_ROUNDS):
+            if not pending:
+                break
+            if attempt:
+                # Another writer moved these users on since their states were loaded (a
+                # worker that lost its partitions and does not know yet): fold them again
+                # from what it wrote.
+                logger.warning(
+                    "%d users of %s changed under the fold, refolding", len(pending), span
+                )
+            pending = await self._fold_and_commit(span, records, pending, outcomes, dead)
+        else:
+            raise BackendUnavailableError(f"users of {span} kept changing under the fold")
         for record, reason in dead:
             await self._retrying(
                 "dead_letter", _span([record]), partial(self._dead_letter, record, reason)
@@ -151,56 +187,160 @@ class ListenProcessor:
             self.observer.batch(len(records), time.perf_counter() - started)
         return outcomes
 
-    async def _fold(
-        self, good: list[tuple[int, ListenEvent, Position]]
-    ) -> tuple[list[Transition], list[tuple[bytes, bytes]], list[tuple[int, str]], int]:
-        """Load the users' states and fold the events in; returns the transitions, the
-        encoded training examples they made, the records the fold itself refused (a bug,
-        not bad data: those are dead-lettered, not retried), and how many examples failed
-        validation (their listens still apply)."""
-        states = await self.store.load_many(sorted({e.user for _, e, _ in good}))
-        transitions: list[Transition] = []
-        examples: list[tuple[bytes, bytes]] = []
-        failed: list[tuple[int, str]] = []
+    async def _fold_and_commit(
+        self,
+        span: str,
+        records: list[Record],
+        pending: dict[int, list[tuple[int, ListenEvent, Position]]],
+        outcomes: list[str],
+        dead: list[tuple[Record, str]],
+    ) -> dict[int, list[tuple[int, ListenEvent, Position]]]:
+        """One round. The users go in chunks so that the broker and Redis work while the next
+        chunk folds: a chunk's examples go to the producer as soon as it is folded; once they
+        are delivered, its commit is sent, and its reply is read at the end. So each user's
+        examples are on the broker before its state is committed. Sets the outcomes of the
+        users written (and of those with nothing to write); returns the users to fold again."""
+        users = sorted(pending)
+        states = {u: self._cache[u] for u in users if u in self._cache}
+        missing = [u for u in users if u not in states]
+        if missing:
+            states |= await self._retrying("load", span, lambda: self.store.load_many(missing))
+        folds: list[_UserFold] = []
+        commits: list[asyncio.Future[list[bool]]] = []
         skipped = 0
-        for i, event, position in good:
-            try:
-                t = apply_listen(states[event.user], event, position, self.config)
-            except Exception as exc:  # deterministic: retrying would stall the partition
-                logger.exception("folding [%d]@%d failed", position.partition, position.offset)
-                failed.append((i, f"processing failed: {exc!r}"))
-                t = Transition(states[event.user], applied=False)
-            if t.example is not None:
-                try:
-                    examples.append((t.example.record_key, encode_example(t.example)))
-                except Exception as exc:  # deterministic: a retry would stall the partition
-                    # The listen is good and its state applies; only the example is set
-                    # aside (counted and logged; the listen stays on its topic to redo it).
-                    logger.warning(
-                        "no training example from [%d]@%d: %s",
-                        position.partition,
-                        position.offset,
-                        exc,
-                    )
-                    skipped += 1
-            states[event.user] = t.state
-            transitions.append(t)
-        return transitions, examples, failed, skipped
+        previous: tuple[list[_UserFold], list[tuple[bytes, bytes]]] | None = None
+        try:
+            for first in range(0, len(users), self.chunk_users):
+                chunk = users[first : first + self.chunk_users]
+                chunk_folds, examples, n = self._fold(chunk, pending, states)
+                skipped += n
+                if previous is not None:
+                    commits.append(await self._commit_when_delivered(span, *previous))
+                if examples and self.examples is not None:
+                    self.examples.send(examples)
+                previous = (chunk_folds, examples)
+                folds += chunk_folds
+            if previous is not None:
+                commits.append(await self._commit_when_delivered(span, *previous))
+            written = iter([w for commit in commits for w in await commit])
+        finally:
+            for commit in commits:  # cancelled (the worker stops): the batch is redone
+                commit.cancel()
+        again: dict[int, list[tuple[int, ListenEvent, Position]]] = {}
+        applied = duplicates = 0
+        written_events: list[tuple[ListenEvent, Transition]] = []
+        for fold in folds:
+            if fold.commit is not None and not next(written):
+                again[fold.user] = pending[fold.user]
+                self._cache.pop(fold.user, None)
+                continue
+            self._remember(
+                fold.user, states[fold.user] if fold.commit is None else fold.commit.state
+            )
+            for i in fold.applied:
+                outcomes[i] = APPLIED
+            for i in fold.duplicates:
+                outcomes[i] = DUPLICATE
+            for i, reason in fold.failed:
+                dead.append((records[i], reason))
+            applied += len(fold.applied)
+            duplicates += len(fold.duplicates)
+            written_events += fold.transitions
+        counts = {
+            keys.STREAM_APPLIED: applied,
+            keys.STREAM_DUPLICATES: duplicates,
+            keys.STREAM_EXAMPLES_SKIPPED: skipped,
+        }
+        if self.observer is not None:
+            self.observer.committed(written_events, duplicates)
+            if skipped:
+                self.observer.examples_skipped(skipped)
+        await self._retrying("count", span, lambda: self._count(counts))
+        return again
 
-    async def _commit(
-        self, transitions: list[Transition], failed: int, examples_skipped: int = 0
-    ) -> list[bool]:
-        """Commit the transitions and count them; returns which ones were written."""
-        written = await self.store.commit_many(transitions)
-        applied = sum(written)
-        duplicates = len(transitions) - applied - failed
-        if applied:
-            await self.store.incr(keys.STREAM_APPLIED, applied)
-        if duplicates:
-            await self.store.incr(keys.STREAM_DUPLICATES, duplicates)
-        if examples_skipped:
-            await self.store.incr(keys.STREAM_EXAMPLES_SKIPPED, examples_skipped)
-        return written
+    def _remember(self, user: int, state: UserState) -> None:
+        self._cache[user] = state
+        self._cache.move_to_end(user)
+        while len(self._cache) > self.cache_users:
+            self._cache.popitem(last=False)
+
+    async def _commit_when_delivered(
+        self, span: str, folds: list[_UserFold], examples: list[tuple[bytes, bytes]]
+    ) -> asyncio.Future[list[bool]]:
+        """Wait until ``examples`` (already handed to the sink) are delivered, then send the
+        folds' commit; returns its pending reply."""
+        if examples and self.examples is not None:
+            sink, sent = self.examples, True
+
+            async def deliver() -> None:
+                nonlocal sent
+                if not sent:  # a failed flush dropped what it had: send them again
+                    sink.send(examples)
+                sent = False
+                await sink.flush()
+
+            await self._retrying("examples", span, deliver)
+        commits = [f.commit for f in folds if f.commit is not None]
+        reply = asyncio.ensure_future(
+            self._retrying("commit", span, lambda: self.store.commit_users(commits))
+        )
+        # Two turns of the loop: the task issues its commands, then they are written out, so
+        # Redis applies them while the next chunk folds.
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return reply
+
+    def _fold(
+        self,
+        users: list[int],
+        pending: dict[int, list[tuple[int, ListenEvent, Position]]],
+        states: dict[int, UserState],
+    ) -> tuple[list[_UserFold], list[tuple[bytes, bytes]], int]:
+        """Fold each user's events into its state; returns the folds, the encoded training
+        examples they made, and how many examples failed validation (their listens still
+        apply). An event the fold itself refuses (a bug, not bad data) is dead-lettered, not
+        retried."""
+        folds: list[_UserFold] = []
+        examples: list[tuple[bytes, bytes]] = []
+        skipped = 0
+        for user in users:
+            fold = _UserFold(user)
+            start = state = states[user]
+            plays: list[TrackPlay] = []
+            for i, event, position in pending[user]:
+                try:
+                    t = apply_listen(state, event, position, self.config)
+                except Exception as exc:  # deterministic: retrying would stall the partition
+                    logger.exception("folding [%d]@%d failed", position.partition, position.offset)
+                    fold.failed.append((i, f"processing failed: {exc!r}"))
+                    continue
+                if not t.applied:
+                    fold.duplicates.append(i)
+                    continue
+                fold.applied.append(i)
+                fold.transitions.append((event, t))
+                state = t.state
+                plays += t.plays
+                if t.example is not None:
+                    try:
+                        examples.append((t.example.record_key, encode_example(t.example)))
+                    except Exception as exc:  # deterministic: a retry would stall the partition
+                        # The listen is good and its state applies; only the example is set
+                        # aside (counted and logged; the listen stays on its topic to redo it).
+                        logger.warning(
+                            "no training example from [%d]@%d: %s",
+                            position.partition,
+                            position.offset,
+                            exc,
+                        )
+                        skipped += 1
+            if fold.applied:
+                fold.commit = UserCommit(state, start.position, tuple(plays))
+            folds.append(fold)
+        return folds, examples, skipped
+
+    async def _count(self, counts: dict[str, int]) -> None:
+        await self.store.incr_many({k: v for k, v in counts.items() if v})
 
     async def _dead_letter(self, record: Record, reason: str) -> None:
         logger.warning(

@@ -24,7 +24,7 @@ from botify.state import Transition
 from botify.telemetry import precreate
 
 OUTCOMES = ("applied", "duplicate", "dead_letter")
-STEPS = ("fold", "examples", "commit", "dead_letter")
+STEPS = ("load", "examples", "commit", "count", "dead_letter")
 BATCH_SIZES = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 BATCH_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 DELAY_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)

@@ -203,6 +203,9 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
                     and scalar(prom, 'max(botify_api_model_version{model="contextual"})')
                     == served()
                     and scalar(prom, "sum(botify_api_errors_total)") == sum(BAD_REQUESTS.values())
+                    # The trainer reports a run after publishing it: wait for that scrape too.
+                    and scalar(prom, 'sum(botify_trainer_versions_total{outcome="promoted"})') >= 1
+                    and scalar(prom, "count(botify_trainer_holdout_metric)") > 0
                 ),
             )
             # The API's series go stale once it stops: the tests query this moment.

@@ -17,7 +17,7 @@ from confluent_kafka import Consumer, Message, TopicPartition
 
 from botify import keys
 from botify.events import ListenEvent, decode_listen_event
-from botify.kafka import ListenPublisher
+from botify.kafka import ListenPublisher, ensure_topics
 from botify.settings import KafkaSettings, StateSettings
 from botify.state import Position, StateConfig, UserState, apply_listen
 from botify.storage import InMemoryUserStateStore
@@ -31,6 +31,17 @@ def own_db(redis_url: str, db: int) -> str:
     url = f"{redis_url.rsplit('/', 1)[0]}/{db}"
     redis.Redis.from_url(url).flushdb()
     return url
+
+
+def own_stack(
+    broker_url: str, redis_url: str, topic: str, db: int
+) -> tuple[str, redis.Redis, KafkaSettings]:
+    """A test's own Redis database (flushed), a client of it, and its listens topic (with
+    the dead-letter and examples topics) created on the session's broker."""
+    url = own_db(redis_url, db)
+    kafka = KafkaSettings(bootstrap_servers=broker_url, listens_topic=topic)
+    ensure_topics(kafka)
+    return url, redis.Redis.from_url(url), kafka
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 30, what: str = "condition") -> None:

@@ -25,7 +25,7 @@ from tests.factories import listen
 from tests.integration.stream.harness import (
     Worker,
     counter,
-    own_db,
+    own_stack,
     produce,
     wait_for,
     wait_until_redis_matches_the_fold,
@@ -92,10 +92,7 @@ async def test_a_redis_restart_pauses_the_worker_and_loses_no_event(
 async def test_workers_split_the_partitions_and_a_killed_one_loses_nothing(
     broker_url: str, redis_url: str, unique_topic: str, tmp_path: Path
 ) -> None:
-    url = own_db(redis_url, 7)
-    r = redis.Redis.from_url(url)
-    kafka = KafkaSettings(bootstrap_servers=broker_url, listens_topic=unique_topic)
-    ensure_topics(kafka)
+    url, r, kafka = own_stack(broker_url, redis_url, unique_topic, 7)
     group = f"t-{uuid.uuid4().hex[:8]}"
     # A short session: the broker notices the killed worker (and admits a joiner) sooner.
     env = {"BOTIFY_KAFKA__SESSION_TIMEOUT_MS": "3000"}

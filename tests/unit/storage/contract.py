@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from botify.session import SessionLog
-from botify.state import Position, StateConfig, UserState, apply_listen
+from botify.state import Position, StateConfig, TrackPlay, UserCommit, UserState, apply_listen
 from botify.storage import UserStateStore
 from tests.factories import listen
 
@@ -40,18 +40,18 @@ async def check_load_many_gives_each_user_their_state_or_an_empty_one(
     assert await store.load_many([]) == {}
 
 
-async def check_commit_many_writes_in_order_and_refuses_what_is_not_newer(
+async def check_commits_in_order_refuse_what_is_not_newer(
     store: UserStateStore,
 ) -> None:
     first = apply_listen(UserState(30), listen(user=30, track=6, time=0.5), Position(2, 1), CONFIG)
     second = apply_listen(first.state, listen(user=30, track=7), Position(2, 2), CONFIG)
     stale = apply_listen(UserState(30), listen(user=30, track=6), Position(2, 1), CONFIG)
     skipped = apply_listen(second.state, listen(user=30, track=8), Position(2, 2), CONFIG)
-    assert await store.commit_many([first, second, stale, skipped]) == [True, True, False, False]
+    written = [await store.commit(t) for t in (first, second, stale, skipped)]
+    assert written == [True, True, False, False]
     assert await store.load(30) == second.state
     assert await store.track_stats(6) == (1, 0.5)
     assert await store.track_stats(8) == (0, 0.0)
-    assert await store.commit_many([]) == []
 
 
 async def check_session_record_is_appended_and_cleared(store: UserStateStore) -> None:
@@ -80,6 +80,56 @@ async def check_counters(store: UserStateStore) -> None:
     await store.incr("botify:test:c", 2)
     assert await store.counter("botify:test:c") == 3
     assert await store.ping()
+
+
+def folded(state: UserState, *tracks: int, first_offset: int = 0) -> UserCommit:
+    """``state`` with one listen of each track folded in, from partition 0."""
+    start, plays = state.position, []
+    for i, track in enumerate(tracks):
+        t = apply_listen(
+            state,
+            listen(user=state.user, track=track, time=0.25),
+            Position(0, first_offset + i),
+            CONFIG,
+        )
+        state, plays = t.state, plays + list(t.plays)
+    return UserCommit(state, start, tuple(plays))
+
+
+async def check_commit_users_writes_every_user_and_sums_popularity_per_track(
+    store: UserStateStore,
+) -> None:
+    commits = [folded(UserState(20), 5, 6, 5), folded(UserState(21), 5)]
+    assert await store.commit_users(commits) == [True, True]
+    assert await store.load_many([20, 21]) == {20: commits[0].state, 21: commits[1].state}
+    assert await store.track_stats(5) == (3, 0.75)
+    assert await store.track_stats(6) == (1, 0.25)
+    assert await store.commit_users([]) == []
+
+
+async def check_commit_users_writes_only_where_the_stored_position_is_the_expected_one(
+    store: UserStateStore,
+) -> None:
+    first = folded(UserState(30), 7)
+    assert await store.commit_users([first]) == [True]
+    # Folded from an empty state, but the user has one now: refused, popularity untouched.
+    stale = folded(UserState(30), 8, first_offset=1)
+    onward = folded(first.state, 8, first_offset=1)
+    new_user = folded(UserState(31), 8)
+    assert await store.commit_users([stale, new_user, onward]) == [False, True, True]
+    assert await store.load(30) == onward.state
+    assert await store.track_stats(8) == (2, 0.5)
+    # The same commit again (a redone batch): the position moved on, so nothing is written.
+    assert await store.commit_users([onward]) == [False]
+    assert await store.track_stats(8) == (2, 0.5)
+    assert TrackPlay(8, 0.25) in onward.plays
+
+
+async def check_incr_many_adds_to_every_counter(store: UserStateStore) -> None:
+    await store.incr_many({"botify:stream:a": 2, "botify:stream:b": 3})
+    await store.incr_many({"botify:stream:a": 1})
+    assert await store.counter("botify:stream:a") == 3
+    assert await store.counter("botify:stream:b") == 3
 
 
 CHECKS = [v for k, v in sorted(globals().items()) if k.startswith("check_")]

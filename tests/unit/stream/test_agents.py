@@ -6,7 +6,7 @@ import pytest
 
 from botify import keys
 from botify.events import encode_listen_event
-from botify.state import StateConfig, apply_listen
+from botify.state import Position, StateConfig, UserState, apply_listen
 from botify.storage import InMemoryUserStateStore
 from services.stream import agents
 from services.stream.agents import ListenProcessor, Record, Retry
@@ -53,7 +53,7 @@ async def test_bad_records_go_to_the_dead_letter_topic_with_reason_and_source() 
 
 
 class FlakyStore(InMemoryUserStateStore):
-    """Fails its first ``failures`` calls to load_many and commit_many, as Redis would in an
+    """Fails its first ``failures`` calls to load_many and commit_users, as Redis would in an
     outage."""
 
     def __init__(self, failures: int) -> None:
@@ -69,9 +69,9 @@ class FlakyStore(InMemoryUserStateStore):
         self._maybe_fail()
         return await super().load_many(users)
 
-    async def commit_many(self, transitions):  # type: ignore[no-untyped-def]
+    async def commit_users(self, commits):  # type: ignore[no-untyped-def]
         self._maybe_fail()
-        return await super().commit_many(transitions)
+        return await super().commit_users(commits)
 
 
 FAST = Retry(first=0.001, cap=0.002)
@@ -138,3 +138,51 @@ async def test_an_event_the_fold_cannot_handle_is_dead_lettered_not_retried(
     assert (await store.load(1)).history == (12, 14)
     assert b"a bug" in dlq.sent[0]["headers"]["botify-error"]
     assert await store.counter(keys.STREAM_DUPLICATES) == 0
+
+
+class RacedStore(InMemoryUserStateStore):
+    """Another writer (a worker that has not noticed it lost the partition) commits the
+    user's first event between this worker's load and its commit, once."""
+
+    def __init__(self, other: list) -> None:  # type: ignore[type-arg]
+        super().__init__()
+        self.other = other
+
+    async def commit_users(self, commits):  # type: ignore[no-untyped-def]
+        if self.other:
+            await self.commit(self.other.pop())
+        return await super().commit_users(commits)
+
+
+async def test_a_user_changed_under_the_fold_is_folded_again_and_counted_once() -> None:
+    events = [listen(user=1, track=t, time=0.5) for t in (1, 2)]
+    other = apply_listen(UserState(1), events[0], Position(2, 0), StateConfig())
+    store = RacedStore([other])
+    proc = ListenProcessor(store, RecordingTopic(), StateConfig(), FAST)
+    batch = [record(encode_listen_event(e), i) for i, e in enumerate(events)]
+    assert await proc.handle_batch(batch) == ["duplicate", "applied"]
+    assert (await store.load(1)).history == (1, 2)
+    assert await store.track_stats(1) == (1, 0.5)  # the other writer's play only
+    assert await store.track_stats(2) == (1, 0.5)
+
+
+async def test_a_cached_state_another_writer_moved_on_is_refused_and_reloaded() -> None:
+    store = InMemoryUserStateStore()
+    proc = ListenProcessor(store, RecordingTopic(), StateConfig(), FAST)
+    first, theirs, mine = (listen(user=1, track=t, time=0.5) for t in (1, 2, 3))
+    assert await proc.handle(record(encode_listen_event(first), 0)) == "applied"
+    # Another worker applies offset 1 behind this one's back (its cache still says offset 0).
+    await store.commit(apply_listen(await store.load(1), theirs, Position(2, 1), StateConfig()))
+    batch = [record(encode_listen_event(e), i) for i, e in ((1, theirs), (2, mine))]
+    assert await proc.handle_batch(batch) == ["duplicate", "applied"]
+    assert (await store.load(1)).history == (1, 2, 3)
+    assert await store.track_stats(2) == (1, 0.5)
+
+
+async def test_without_a_cache_every_batch_loads_its_users() -> None:
+    store = InMemoryUserStateStore()
+    proc = ListenProcessor(store, RecordingTopic(), StateConfig(), FAST, cache_users=0)
+    for offset, track in enumerate((1, 2)):
+        raw = encode_listen_event(listen(user=1, track=track))
+        assert await proc.handle(record(raw, offset)) == "applied"
+    assert (await store.load(1)).history == (1, 2)

@@ -3,7 +3,6 @@ commits the state that made them."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -40,8 +39,14 @@ class RecordingSink:
     failures: int = 0
     listens_when_published: list[int] = field(default_factory=list)
 
-    async def publish(self, records: Sequence[tuple[bytes, bytes]]) -> None:
+    pending: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+    def send(self, records: Sequence[tuple[bytes, bytes]]) -> None:
+        self.pending += records
+
+    async def flush(self) -> None:
         self.calls += 1
+        records, self.pending = self.pending, []  # a failed flush drops what it had
         if self.failures:
             self.failures -= 1
             raise ConnectionError("broker is away")
@@ -131,33 +136,61 @@ async def test_without_a_sink_the_fold_is_unchanged() -> None:
     assert (await store.load(1)).history == (10, 11, 12, 13)
 
 
-class PendingTopic:
-    """A faust-like topic: ``send`` queues a record and returns its delivery future."""
+class RecordingProducer:
+    """A DeliveringProducer that records what it is asked."""
 
     def __init__(self) -> None:
-        self.sent: list[tuple[bytes, bytes]] = []
-        self.deliveries: list[asyncio.Future[None]] = []
+        self.calls: list[object] = []
 
-    async def send(self, *, key: bytes, value: bytes) -> asyncio.Future[None]:
-        self.sent.append((key, value))
-        delivery: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.deliveries.append(delivery)
-        return delivery
+    def send(self, topic, records, headers=None):  # type: ignore[no-untyped-def]
+        self.calls.append((topic, list(records)))
+
+    def flush(self) -> None:
+        self.calls.append("flush")
 
 
-async def test_example_topic_sends_the_whole_batch_then_waits_for_every_delivery() -> None:
-    topic = PendingTopic()
-    publish = asyncio.create_task(
-        _ExampleTopic(topic).publish([(b"1", b"a"), (b"2", b"b"), (b"1", b"c")])  # type: ignore[arg-type]
+async def test_example_topic_sends_a_batch_in_one_call_and_flushes_on_demand() -> None:
+    producer = RecordingProducer()
+    records = [(b"1", b"a"), (b"2", b"b"), (b"1", b"c")]
+    topic = _ExampleTopic(producer, "examples")  # type: ignore[arg-type]
+    topic.send(records)
+    assert producer.calls == [("examples", records)]
+    await topic.flush()
+    assert producer.calls == [("examples", records), "flush"]
+
+
+@dataclass
+class OrderCheckingSink:
+    """At each flush, checks that no example's user has its state committed yet."""
+
+    store: InMemoryUserStateStore
+    pending: list[tuple[bytes, bytes]] = field(default_factory=list)
+    flushed: list[list[int]] = field(default_factory=list)
+
+    def send(self, records: Sequence[tuple[bytes, bytes]]) -> None:
+        self.pending += records
+
+    async def flush(self) -> None:
+        users = sorted({decode_example(v).user for _, v in self.pending})
+        for user in users:
+            assert (await self.store.load(user)).listens == 0, f"user {user} committed first"
+        self.flushed.append(users)
+        self.pending = []
+
+
+async def test_chunked_users_each_have_their_examples_delivered_before_their_commit() -> None:
+    store = InMemoryUserStateStore()
+    sink = OrderCheckingSink(store)
+    proc = ListenProcessor(
+        store, RecordingDeadLetters(), StateConfig(), FAST, examples=sink, chunk_users=2
     )
-    for _ in range(100):  # bounded: the sends happen within a few loop turns
-        if len(topic.sent) == 3:
-            break
-        await asyncio.sleep(0)
-    assert topic.sent == [(b"1", b"a"), (b"2", b"b"), (b"1", b"c")]
-    topic.deliveries[0].set_result(None)
-    topic.deliveries[2].set_result(None)
-    await asyncio.sleep(0.01)
-    assert not publish.done()  # one record is not delivered yet
-    topic.deliveries[1].set_result(None)
-    await asyncio.wait_for(publish, 1)
+    sessions = [session(user) for user in (1, 2, 3, 4, 5)]
+    # Interleaved, as a partition carries them; keyed by user.
+    batch = [
+        record(s[i], 10 * i + u, key=str(u + 1).encode())
+        for i in range(4)
+        for u, s in enumerate(sessions)
+    ]
+    assert await proc.handle_batch(batch) == ["applied"] * 20
+    assert sink.flushed == [[1, 2], [3, 4], [5]]
+    assert [(await store.load(u)).listens for u in (1, 2, 3, 4, 5)] == [4] * 5
