@@ -157,6 +157,8 @@ def latency(args: argparse.Namespace) -> int:
             "BOTIFY_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
             "BOTIFY_REDIS__URL": url,
             "BOTIFY_RUN_DIR": str(logs / "runs"),
+            # Its metrics on a port of its own: nothing fixed on a shared machine.
+            "BOTIFY_METRICS__STREAM_PORT": "0",
         }
         children = []
         threads: list[threading.Thread] = []

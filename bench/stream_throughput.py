@@ -70,6 +70,8 @@ class Stack:
             "BOTIFY_KAFKA__LISTENS_TOPIC": topic,
             "BOTIFY_REDIS__URL": self.redis_url,
             "BOTIFY_STREAM__APP_ID": group,
+            # Several workers at once: each serves its metrics on a port of its own.
+            "BOTIFY_METRICS__STREAM_PORT": "0",
             "BOTIFY_RUN_DIR": str(self.logs / "runs"),
             **extra,
         }
