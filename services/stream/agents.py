@@ -76,9 +76,7 @@ class StreamObserver(Protocol):
     def retried(self, step: str) -> None:
         """A backend step failed and will be redone."""
 
-    def committed(
-        self, applied: Sequence[tuple[ListenEvent, Transition]], duplicates: int
-    ) -> None:
+    def committed(self, applied: Sequence[tuple[ListenEvent, Transition]], duplicates: int) -> None:
         """The listens whose users' states were written, right after the commit."""
 
     def examples_skipped(self, count: int) -> None: ...

@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+import numpy as np
 from prometheus_client import Counter, Histogram
 from prometheus_client.registry import CollectorRegistry
 
@@ -22,6 +23,7 @@ from botify.events import ListenEvent
 from botify.experiments import ExperimentPlan
 from botify.state import Transition
 from botify.telemetry import precreate
+from botify.telemetry.bulk import BulkHistogram
 
 OUTCOMES = ("applied", "duplicate", "dead_letter")
 STEPS = ("load", "examples", "commit", "count", "dead_letter")
@@ -78,11 +80,12 @@ class StreamMetrics:
             buckets=BATCH_SECONDS,
             registry=r,
         )
-        self.delay = Histogram(
+        # Observed a batch at a time: one observation per event is the hot path.
+        self.delay = BulkHistogram(
             "botify_stream_event_delay_seconds",
             "From an event's timestamp to its state committed in Redis.",
-            buckets=DELAY_SECONDS,
-            registry=r,
+            DELAY_SECONDS,
+            r,
         )
         arm = ["experiment", "arm", "recommender"]
         self.sessions = Counter(
@@ -162,27 +165,30 @@ class StreamMetrics:
         self.events.labels("applied").inc(len(applied))
         if duplicates:
             self.events.labels("duplicate").inc(duplicates)
-        # Summed per arm first: one increment per arm and batch, not per event.
-        per_arm: dict[tuple[str, str, str], list[float]] = {}
+        stamps = np.fromiter((e.timestamp for e, _ in applied), np.float64, len(applied))
+        self.delay.observe_many(np.maximum(now_ms - stamps, 0.0) / 1000.0)
+        # Summed per (recommender, arms) first: one increment per arm and batch, not per
+        # event; an event's arms are looked up once, whatever the number of experiments.
+        per_key: dict[tuple[str, tuple[tuple[str, str], ...]], list[float]] = {}
         for event, t in applied:
-            self.delay.observe(max(0.0, now_ms - event.timestamp) / 1000.0)
-            served = 1 if event.recommendation is not None else 0
-            for name, arm in event.experiments.items():
-                labels = (name, arm, event.recommender)
-                acc = per_arm.get(labels)
-                if acc is None:
-                    acc = per_arm[labels] = [0, 0.0, 0]
-                acc[0] += 1
-                acc[1] += event.time
-                acc[2] += served
-                if t.ended is not None:
-                    arm_series = self._children(labels)
+            key = (event.recommender, tuple(event.experiments.items()))
+            acc = per_key.get(key)
+            if acc is None:
+                acc = per_key[key] = [0, 0.0, 0]
+            acc[0] += 1
+            acc[1] += event.time
+            if event.recommendation is not None:
+                acc[2] += 1
+            if t.ended is not None:
+                for name, arm in key[1]:
+                    arm_series = self._children((name, arm, key[0]))
                     arm_series.sessions.inc()
                     arm_series.session_time.observe(t.ended.time)
                     arm_series.session_tracks.observe(t.ended.listens)
-        for labels, (listens, listened, served) in per_arm.items():
-            arm_series = self._children(labels)
-            arm_series.listens.inc(listens)
-            arm_series.listen_time.inc(listened)
-            if served:
-                arm_series.recommendations.inc(served)
+        for (recommender, arms), (listens, listened, served) in per_key.items():
+            for name, arm in arms:
+                arm_series = self._children((name, arm, recommender))
+                arm_series.listens.inc(listens)
+                arm_series.listen_time.inc(listened)
+                if served:
+                    arm_series.recommendations.inc(served)
