@@ -157,6 +157,9 @@ class MetricsSettings(_Section):
     trainer_port: int = Field(default=9102, ge=0, le=65535)
     # How often each process reads its consumer group's lag from the broker.
     lag_interval_s: float = Field(default=5.0, gt=0)
+    # A stream worker's or the trainer's /health turns 503 when its main loop has not gone
+    # round for this long (stuck retrying a dead backend, a hung training round).
+    stall_s: float = Field(default=120.0, gt=0)
     # The API's per-request metrics; off only to measure what they cost (bench/bench_api.py).
     requests: bool = True
 

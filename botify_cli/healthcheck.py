@@ -1,8 +1,8 @@
 """``python -m botify_cli.healthcheck``: container health checks, exit 0 when healthy.
 
 - ``http [URL]``: the URL answers 200 (default: this container's API ``/health``).
-- ``backends``: Redis and the broker of this process's settings answer (for the stream
-  worker and the trainer, which serve no HTTP).
+  Stream workers and the trainer serve ``/health`` on their metrics ports (9101, 9102).
+- ``backends``: Redis and the broker of this process's settings answer.
 """
 
 from __future__ import annotations

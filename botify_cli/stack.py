@@ -139,15 +139,15 @@ class EmbeddedStack:
                 name, port = f"stream-{i + 1}", free_port()
                 say(f"stream worker {i + 1}")
                 worker_env = {**env, "BOTIFY_METRICS__STREAM_PORT": str(port)}
-                # Ready once it serves its metrics: its topics exist and its settings parse.
-                ready = f"http://127.0.0.1:{port}/metrics"
+                # Ready once it serves /health: its topics exist and its settings parse.
+                ready = f"http://127.0.0.1:{port}/health"
                 self._add(name, self._service("stream", worker_env, health=ready, name=name))
                 metrics.append(ScrapeTarget("stream", name, f"127.0.0.1:{port}"))
             if self.trainer:
                 port = free_port()
                 say("trainer")
                 trainer_env = {**env, "BOTIFY_METRICS__TRAINER_PORT": str(port)}
-                ready = f"http://127.0.0.1:{port}/metrics"
+                ready = f"http://127.0.0.1:{port}/health"
                 self._add("trainer", self._service("trainer", trainer_env, health=ready))
                 metrics.append(ScrapeTarget("trainer", "trainer", f"127.0.0.1:{port}"))
             targets = write_targets(self.log_dir / "prometheus" / "targets.json", metrics)

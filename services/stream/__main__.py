@@ -10,7 +10,7 @@ from botify.errors import BotifyError
 from botify.experiments import load_experiments
 from botify.kafka import ensure_topics
 from botify.settings import Settings
-from botify.telemetry import ConsumerLagMonitor, MetricsServer, process_registry
+from botify.telemetry import ConsumerLagMonitor, Heartbeat, MetricsServer, process_registry
 from services.stream.app import serve
 from services.stream.metrics import StreamMetrics
 
@@ -25,7 +25,10 @@ def main() -> None:
         ensure_topics(settings.kafka)
         plan = load_experiments(settings.experiments.path, settings.experiments.default_recommender)
         metrics = StreamMetrics(registry, plan)
-        server = MetricsServer(registry, settings.metrics.host, settings.metrics.stream_port)
+        heartbeat = Heartbeat(settings.metrics.stall_s)
+        server = MetricsServer(
+            registry, settings.metrics.host, settings.metrics.stream_port, heartbeat
+        )
         server.start()
     except BotifyError as exc:  # no broker, a bad file or a taken port: one line
         sys.exit(f"botify stream: {exc}")
@@ -38,7 +41,7 @@ def main() -> None:
     )
     lag.start()
     try:
-        asyncio.run(serve(settings, metrics))
+        asyncio.run(serve(settings, metrics, heartbeat))
     finally:
         lag.stop()
         server.stop()

@@ -28,6 +28,7 @@ from botify.kafka import DeliveringProducer, consumer_config
 from botify.settings import Settings
 from botify.state import StateConfig
 from botify.storage import open_user_state_store
+from botify.telemetry import Heartbeat
 from services.stream.agents import ListenProcessor, Record, StreamObserver
 
 logger = logging.getLogger(__name__)
@@ -83,9 +84,15 @@ def records_of(messages: Sequence[Message]) -> list[Record]:
 class StreamWorker:
     """One member of the stream workers' consumer group."""
 
-    def __init__(self, settings: Settings, observer: StreamObserver | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        observer: StreamObserver | None = None,
+        heartbeat: Heartbeat | None = None,
+    ) -> None:
         kafka, stream = settings.kafka, settings.stream
         self._settings = settings
+        self._heartbeat = heartbeat
         self._consumer = Consumer(
             consumer_config(kafka, stream.app_id)
             | {
@@ -135,6 +142,8 @@ class StreamWorker:
         )
         try:
             while True:
+                if self._heartbeat is not None:
+                    self._heartbeat.beat()
                 messages = self._consumer.consume(stream.batch_size, stream.batch_wait_s)
                 records = records_of(messages)
                 if records:
@@ -153,9 +162,14 @@ class StreamWorker:
             await self._store.close()
 
 
-async def serve(settings: Settings, observer: StreamObserver | None = None) -> None:
-    """Run one worker until SIGTERM or SIGINT; ``observer`` gets its metrics."""
-    worker = StreamWorker(settings, observer)
+async def serve(
+    settings: Settings,
+    observer: StreamObserver | None = None,
+    heartbeat: Heartbeat | None = None,
+) -> None:
+    """Run one worker until SIGTERM or SIGINT; ``observer`` gets its metrics, ``heartbeat``
+    a beat each time round the loop."""
+    worker = StreamWorker(settings, observer, heartbeat)
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()

@@ -23,7 +23,7 @@ from botify.example_log import ExampleConsumer, ExampleLog
 from botify.kafka import ensure_topics
 from botify.model_store import ModelAnnouncer, ModelStore
 from botify.settings import Settings, TrainerSettings
-from botify.telemetry import ConsumerLagMonitor, MetricsServer, process_registry
+from botify.telemetry import ConsumerLagMonitor, Heartbeat, MetricsServer, process_registry
 from services.trainer.loop import Trainer, due
 from services.trainer.metrics import TrainerMetrics
 from services.trainer.train import configure_torch
@@ -94,7 +94,11 @@ async def _retrying(
                 await asyncio.wait_for(stopping.wait(), cfg.every_s)
 
 
-async def serve(settings: Settings, metrics: TrainerMetrics | None = None) -> None:
+async def serve(
+    settings: Settings,
+    metrics: TrainerMetrics | None = None,
+    heartbeat: Heartbeat | None = None,
+) -> None:
     cfg = settings.trainer
     catalog = load_catalog(settings.catalog.path)
     configure_torch(cfg)
@@ -113,6 +117,8 @@ async def serve(settings: Settings, metrics: TrainerMetrics | None = None) -> No
         logger.warning("botify trainer ready: models %s", ", ".join(cfg.models))
         feed = ExampleFeed(consumer, log, cfg)
         while not stopping.is_set():
+            if heartbeat is not None:
+                heartbeat.beat()
             try:
                 taken = feed.taken
                 due_now = await asyncio.to_thread(feed.poll)
@@ -143,7 +149,10 @@ def main() -> None:
     )
     registry = process_registry()
     metrics = TrainerMetrics(registry, settings.trainer.models)
-    server = MetricsServer(registry, settings.metrics.host, settings.metrics.trainer_port)
+    heartbeat = Heartbeat(settings.metrics.stall_s)
+    server = MetricsServer(
+        registry, settings.metrics.host, settings.metrics.trainer_port, heartbeat
+    )
     lag = ConsumerLagMonitor.for_group(
         settings.kafka,
         settings.training_data.consumer_group,
@@ -155,7 +164,7 @@ def main() -> None:
         ensure_topics(settings.kafka)
         server.start()
         lag.start()
-        asyncio.run(serve(settings, metrics))
+        asyncio.run(serve(settings, metrics, heartbeat))
     except BotifyError as exc:  # no broker, bad catalog, a taken port: one line, no traceback
         sys.exit(f"botify trainer: {exc}")
     finally:
