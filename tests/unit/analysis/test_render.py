@@ -24,7 +24,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> AnalysisReport:
     return analyze(load_log(path, EXPERIMENT))
 
 
-def test_course_table_colours_effects_by_sign_and_fills_significance(
+def test_course_table_colours_effects_by_sign_and_fills_significance_by_direction(
     report: AnalysisReport,
 ) -> None:
     table = course_table(report)
@@ -32,7 +32,14 @@ def test_course_table_colours_effects_by_sign_and_fills_significance(
     effects, significant = table.columns[2]._cells, table.columns[7]._cells
     for row, effect, sig in zip(report.rows, effects, significant, strict=True):
         assert effect.style == ("red" if row.effect < 0 else "green")
-        assert sig.style == ("bold white on green" if row.significant else "bold white on red")
+        # A significant gain green, a significant loss red, no detectable effect grey: an
+        # interval that holds 0 is no failure.
+        expected = (
+            "bold white on grey50"
+            if not row.significant
+            else ("bold white on green" if row.effect > 0 else "bold white on red")
+        )
+        assert sig.style == expected
     console = Console(record=True, width=200)
     console.print(table)
     assert "mean_time_per_session" in console.export_text()
