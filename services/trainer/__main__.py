@@ -86,9 +86,9 @@ async def _retrying(
             await step()
             return
         except (BotifyError, RedisError, OSError) as exc:
-            logger.error("%s failed, retrying in %.0f s: %r", what, cfg.every_s, exc)
+            logger.error("%s failed, retrying in %.0f s: %r", what, cfg.retry_s, exc)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), cfg.every_s)
+                await asyncio.wait_for(stopping.wait(), cfg.retry_s)
 
 
 async def serve(settings: Settings, metrics: TrainerMetrics | None = None) -> None:
@@ -120,9 +120,9 @@ async def serve(settings: Settings, metrics: TrainerMetrics | None = None) -> No
             except (BotifyError, RedisError, OSError) as exc:
                 # A broker or Redis blip must not end the trainer: the API would keep
                 # serving ageing models with nothing to show for it.
-                logger.error("trainer round failed, retrying in %.0f s: %r", cfg.every_s, exc)
+                logger.error("trainer round failed, retrying in %.0f s: %r", cfg.retry_s, exc)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), cfg.every_s)
+                    await asyncio.wait_for(stopping.wait(), cfg.retry_s)
     finally:
         with contextlib.suppress(Exception):
             await asyncio.to_thread(log.flush)

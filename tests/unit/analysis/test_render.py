@@ -12,6 +12,7 @@ from botify.analysis.render import (
     course_table,
     forest_svg,
     histogram_svg,
+    html_report,
     timeline_svg,
     write_html,
 )
@@ -81,3 +82,27 @@ def test_the_timeline_draws_one_line_per_arm_and_breaks_it_where_a_window_is_emp
     assert "Mean time per session over the run" in out.read_text()
     # Without a timeline the section is left out.
     assert "over the run" not in write_html(report, tmp_path / "s.html").read_text()
+
+
+def test_the_report_names_arms_by_recommender_and_shows_learning(
+    report: AnalysisReport, tmp_path: Path
+) -> None:
+    from botify.analysis.learning import Histogram, Learning
+
+    labels = {arm: f"rec{arm}" for arm in report.srm.counts}
+    learning = Learning(
+        0,
+        30.0,
+        200,
+        {"recT1": [(10.0, 3.0), (50.0, 9.0)], "recC": [(10.0, 2.0), (50.0, 2.1)]},
+        {"m": [(12.0, 1.0), (40.0, 2.0)]},
+        {"m": Histogram(5.0, [0, 3, 1])},
+        oracle=8.0,
+    )
+    text = write_html(report, tmp_path / "l.html", labels=labels, learning=learning).read_text()
+    assert "Learning over the run" in text and "Freshness" in text
+    assert "m versions live" in text and "v2 at 40 s" in text
+    assert "oracle 8.0" in text and "off the scale" not in text
+    assert "T1 recT1" in text
+    # Without learning data the section is left out.
+    assert "Learning over the run" not in html_report(report)
