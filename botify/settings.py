@@ -269,7 +269,7 @@ class TrafficSettings(_Section):
 
     # Sessions started per second; 0 drives them as fast as the machine goes. The default is
     # what a 2-core machine holds with the whole stack and the trainer on it (README).
-    rate: float = Field(default=25.0, ge=0.0)
+    rate: float = Field(default=30.0, ge=0.0)
 
 
 class DemoSettings(_Section):

@@ -124,6 +124,7 @@ class DemoResult:
     timeline: Timeline = field(default_factory=dict)
     oracle: SimSummary | None = None  # the oracle on the measured episodes
     learning: Learning | None = None
+    every_examples: int = 0  # the trainer's round size in examples
 
     def ratios(self, arm: str) -> tuple[float | None, float | None]:
         """The arm's measured mean time per session × Random (the control) and as a share
@@ -168,6 +169,10 @@ class DemoResult:
             ],
             "freshness": [f.to_dict() for f in self.freshness],
             "training": {
+                "rounds": len(round_sizes(self.training_runs)),
+                "new_examples_per_round": round_sizes(self.training_runs),
+                "every_examples": self.every_examples,
+                "kept_up": trainer_kept_up(round_sizes(self.training_runs), self.every_examples),
                 "runs": len(self.training_runs),
                 "promoted": sum(1 for r in self.training_runs if r.get("promoted")),
                 "by_model": _runs_by_model(self.training_runs),
@@ -348,6 +353,7 @@ def run_demo(
         timeline,
         oracle,
         learning,
+        settings.demo.train_every_examples,
     )
 
 
@@ -403,6 +409,22 @@ def single_model_readers(arms: Iterable[str]) -> dict[str, tuple[str, ...]]:
     count = Counter(r for rs in readers.values() for r in rs)
     out = {m: tuple(r for r in rs if count[r] == 1) for m, rs in readers.items()}
     return {m: rs for m, rs in out.items() if rs}
+
+
+def round_sizes(runs: list[dict[str, object]]) -> list[int]:
+    """The new examples that triggered each training round, in round order."""
+    sizes: dict[int, int] = {}
+    for r in runs:
+        index, new = r.get("round"), r.get("new_examples")
+        if isinstance(index, int) and isinstance(new, int):
+            sizes.setdefault(index, new)
+    return [sizes[i] for i in sorted(sizes)]
+
+
+def trainer_kept_up(sizes: list[int], every_examples: int) -> bool:
+    """Every round after the first started at most half a round's examples late: a trainer
+    slower than the traffic starts each round with a growing backlog instead."""
+    return all(n <= 1.5 * every_examples for n in sizes[1:])
 
 
 def _runs_by_model(runs: list[dict[str, object]]) -> dict[str, dict[str, object]]:

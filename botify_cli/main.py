@@ -27,7 +27,7 @@ from botify.analysis.render import course_table, extras_table, srm_text
 from botify.errors import BotifyError, ConfigError
 from botify.export import export_jsonl, export_parquet
 from botify.settings import Settings
-from botify_cli.demo import demo_arms, run_demo, write_results
+from botify_cli.demo import demo_arms, round_sizes, run_demo, trainer_kept_up, write_results
 from botify_cli.stack import EmbeddedStack, new_run_dir
 from botify_sim.config import SimConfig
 from botify_sim.config import load_config as load_sim_config
@@ -267,10 +267,10 @@ def _print_drive(summary: DriveSummary, title: str = "traffic") -> None:
 
 @app.command()
 def demo(
-    episodes: Annotated[int, typer.Option(min=10, help="Measured sessions.")] = 12_000,
+    episodes: Annotated[int, typer.Option(min=10, help="Measured sessions.")] = 10_000,
     warmup: Annotated[
         int, typer.Option(min=0, help="Sessions before the measured ones, for the models to learn.")
-    ] = 10_000,
+    ] = 8_000,
     rate: Annotated[float | None, typer.Option(help=RATE_HELP)] = None,
     arms: Annotated[
         str | None,
@@ -398,6 +398,19 @@ def demo(
             *("-" if v is None else f"{v:.1f}" for v in (f.p50_s, f.p95_s, f.max_s)),
         )
     console.print(fresh)
+    sizes = round_sizes(result.training_runs)
+    if sizes:
+        console.print(
+            f"trainer: {len(sizes)} rounds, one per {result.every_examples:,} new examples; "
+            f"examples that started each round: median {sorted(sizes)[len(sizes) // 2]:,}, "
+            f"max {max(sizes):,}"
+        )
+        if not trainer_kept_up(sizes, result.every_examples):
+            err_console.print(
+                "[yellow]warning:[/] the trainer fell behind the traffic (a round started "
+                "with over 1.5 rounds of examples): learned arms saw fewer rounds per session "
+                "than the settings promise (try a lower --rate)"
+            )
     labels = arm_labels(result.arms)
     console.print(course_table(result.analysis, labels))
     console.print(extras_table(result.analysis, labels))

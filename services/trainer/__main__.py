@@ -60,6 +60,7 @@ class ExampleFeed:
         self.consumer, self.log, self.cfg, self.clock = consumer, log, cfg, clock
         self.last_run = self.last_flush = clock()
         self.fresh = 0  # examples taken since the last round
+        self.taken = 0  # examples that triggered the round just due
 
     def poll(self) -> bool:
         """One drain; True when a round should run now (``loop.due``)."""
@@ -74,7 +75,7 @@ class ExampleFeed:
             self.log.flush()
             self.consumer.commit()
             self.last_flush = now
-        self.last_run, self.fresh = now, 0
+        self.last_run, self.taken, self.fresh = now, self.fresh, 0
         return True
 
 
@@ -116,7 +117,7 @@ async def serve(settings: Settings, metrics: TrainerMetrics | None = None) -> No
                     metrics.example_log(*await asyncio.to_thread(log.stored), log.buffered())
                 if not due_now:
                     continue
-                await trainer.run_all(stopping.is_set)
+                await trainer.run_all(stopping.is_set, feed.taken)
             except (BotifyError, RedisError, OSError) as exc:
                 # A broker or Redis blip must not end the trainer: the API would keep
                 # serving ageing models with nothing to show for it.

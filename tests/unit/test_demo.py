@@ -122,3 +122,18 @@ def test_freshness_leaves_out_models_only_a_multi_model_arm_serves() -> None:
     readers = single_model_readers(["cascade", "next_track", "affinity"])
     # cascade serves lightgcn, lightfm and next_track: its events cannot say which.
     assert readers == {"affinity": ("affinity",), "next_track": ("next_track",)}
+
+
+def test_round_sizes_and_whether_the_trainer_kept_up() -> None:
+    from botify_cli.demo import round_sizes, trainer_kept_up
+
+    runs = [
+        {"model": "a", "round": 0, "new_examples": 900},
+        {"model": "b", "round": 0, "new_examples": 900},
+        {"model": "a", "round": 1, "new_examples": 1100},
+        {"model": "a", "round": 2, "new_examples": None},  # before the count was recorded
+        {"model": "a"},
+    ]
+    assert round_sizes(runs) == [900, 1100]
+    assert trainer_kept_up([5000, 1000, 1400], 1000)  # the first round may wait for more
+    assert not trainer_kept_up([1000, 1000, 1600], 1000)
