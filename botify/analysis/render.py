@@ -121,11 +121,19 @@ def srm_text(report: AnalysisReport) -> Text:
     )
 
 
+# Metrics where a rise is a loss.
+LOWER_IS_BETTER = frozenset({"mean_request_latency"})
+
+
+def is_gain(row: CourseRow) -> bool:
+    return (row.effect < 0) if row.metric in LOWER_IS_BETTER else (row.effect > 0)
+
+
 def significance_style(row: CourseRow) -> str:
     """Green fill for a significant gain, red for a significant loss, grey otherwise."""
     if not row.significant:
         return "bold white on grey50"
-    return "bold white on green" if row.effect > 0 else "bold white on red"
+    return "bold white on green" if is_gain(row) else "bold white on red"
 
 
 def _sign_style(value: float) -> str:
@@ -212,6 +220,7 @@ def line_chart(
     boundary: tuple[float, str] | None = None,
     ceiling: tuple[float, str] | None = None,
     marks: dict[str, list[tuple[float, float]]] | None = None,
+    share: bool = False,
 ) -> str:
     """One line per label against seconds (non-finite values break a line). ``boundary``
     draws a labelled vertical line at a time, ``ceiling`` a dashed horizontal one at a value
@@ -248,7 +257,7 @@ def line_chart(
         f'<text x="{left + pw}" y="{height - 8}" text-anchor="end" fill="{GREY}">'
         f"{t1 - t0:.0f} s</text>",
         f'<text x="{left - 5}" y="{top_pad + 10}" text-anchor="end" fill="{GREY}">'
-        f"{peak:.1f}</text>",
+        f"{f'{peak:.0%}' if share else f'{peak:.1f}'}</text>",
         f'<text x="{left - 5}" y="{top_pad + ph}" text-anchor="end" fill="{GREY}">0</text>',
     ]
     if boundary is not None:
@@ -256,7 +265,7 @@ def line_chart(
         parts.append(
             f'<line x1="{bx:.1f}" y1="{top_pad}" x2="{bx:.1f}" y2="{top_pad + ph}" '
             f'stroke="{GREY}" stroke-dasharray="4 3"/><text x="{bx + 4:.1f}" '
-            f'y="{top_pad + 12}" fill="{GREY}">{escape(boundary[1])}</text>'
+            f'y="{top_pad + ph - 6}" fill="{GREY}">{escape(boundary[1])}</text>'
         )
     if ceiling is not None:
         cy = top_pad + 2 if off_scale else y(ceiling[0])
@@ -336,7 +345,7 @@ def freshness_svg(histograms: dict[str, Histogram], width: int = 760, height: in
             share = c / h.total
             steps += [(i * h.width, share), ((i + 1) * h.width, share)]
         series[model] = [*steps, (len(h.counts) * h.width, 0.0)]
-    return line_chart(series, width, height)
+    return line_chart(series, width, height, share=True)
 
 
 _CSS = (
@@ -366,7 +375,7 @@ def _course_html(report: AnalysisReport, names: dict[str, str]) -> str:
     head = "".join(f"<th>{c}</th>" for c in COURSE_COLUMNS)
     body = []
     for r in report.rows:
-        cls = "nsig" if not r.significant else ("sig" if r.effect > 0 else "signeg")
+        cls = "nsig" if not r.significant else ("sig" if is_gain(r) else "signeg")
         sig = f'<td class="{cls}">{r.significant}</td>'
         body.append(
             f"<tr><td>{escape(names.get(r.treatment, r.treatment))}</td><td>{escape(r.metric)}</td>"
@@ -431,7 +440,7 @@ def forest_svg(
     ]
     for i, r in enumerate(rows):
         y = 25 + i * step
-        colour = GREY if not r.significant else (GREEN if r.effect > 0 else RED)
+        colour = GREY if not r.significant else (GREEN if is_gain(r) else RED)
         name = names.get(r.treatment, r.treatment)
         parts.append(f'<text x="8" y="{y + 4}">{escape(name)}</text>')
         if not math.isnan(r.lower) and not math.isnan(r.upper):

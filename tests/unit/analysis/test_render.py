@@ -35,10 +35,11 @@ def test_course_table_colours_effects_by_sign_and_fills_significance_by_directio
         assert effect.style == ("red" if row.effect < 0 else "green")
         # A significant gain green, a significant loss red, no detectable effect grey: an
         # interval that holds 0 is no failure.
+        gain = row.effect < 0 if row.metric == "mean_request_latency" else row.effect > 0
         expected = (
             "bold white on grey50"
             if not row.significant
-            else ("bold white on green" if row.effect > 0 else "bold white on red")
+            else ("bold white on green" if gain else "bold white on red")
         )
         assert sig.style == expected
     console = Console(record=True, width=200)
