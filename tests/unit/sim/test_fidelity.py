@@ -25,9 +25,10 @@ def test_the_course_log_holds_one_example_per_recommendation_of_its_two_arms() -
     for (_user,), part in log.group_by(["user"]):
         rows = part.sort("timestamp").to_dicts()
         for before, after in zip(rows, rows[1:], strict=False):
-            if after["session_start"] == before["session_start"] and after["context"] != after[
-                "session_start"
-            ]:
+            if (
+                after["session_start"] == before["session_start"]
+                and after["context"] != after["session_start"]
+            ):
                 assert after["context"] == before["track"]
     assert course_log(world, 40, 9, config).equals(log)  # seeded
 
