@@ -102,6 +102,29 @@ def run(server: BotifyServer, world_dir: Path, episodes: int, processes: int) ->
     return drive(server.url, world_dir, small_world(), episodes, processes, SEED, user_config())
 
 
+def run_paced(
+    server: BotifyServer,
+    world_dir: Path,
+    episodes: int,
+    processes: int,
+    rate: float,
+    behind: list[float],
+) -> DriveSummary:
+    server.reset()
+    config = user_config()
+    return drive(
+        server.url,
+        world_dir,
+        small_world(),
+        episodes,
+        processes,
+        SEED,
+        config,
+        rate=rate,
+        on_behind=behind.append,
+    )
+
+
 def test_sessions_follow_the_protocol_exactly(server: BotifyServer, world_dir: Path) -> None:
     summary = run(server, world_dir, 60, 2)
     assert summary.sessions == 60 and summary.failed_sessions == 0
@@ -189,20 +212,9 @@ def test_paced_traffic_holds_its_rate_and_plays_the_same_sessions(
     server: BotifyServer, world_dir: Path
 ) -> None:
     unpaced = run(server, world_dir, 60, 2)
-    server.reset()
     started = time.monotonic()
     behind: list[float] = []
-    paced = drive(
-        server.url,
-        world_dir,
-        small_world(),
-        60,
-        2,
-        SEED,
-        user_config(),
-        rate=30.0,
-        on_behind=behind.append,
-    )
+    paced = run_paced(server, world_dir, 60, 2, 30.0, behind)
     # Episode 59 may not start before 59/30 s after the origin: pacing really waits.
     assert paced.elapsed_s >= 59 / 30
     assert time.monotonic() - started >= 59 / 30
@@ -218,19 +230,7 @@ def test_paced_traffic_holds_its_rate_and_plays_the_same_sessions(
 def test_traffic_that_cannot_hold_its_rate_is_reported_behind(
     server: BotifyServer, world_dir: Path
 ) -> None:
-    server.reset()
-    behind: list[float] = []
-    summary = drive(
-        server.url,
-        world_dir,
-        small_world(),
-        400,
-        1,
-        SEED,
-        user_config(),
-        rate=100_000.0,
-        on_behind=behind.append,
-    )
+    summary = run_paced(server, world_dir, 400, 1, 100_000.0, [])
     assert summary.sessions == 400
     assert summary.behind and summary.sessions_per_s < 100_000
     assert summary.start_lag_quantile(1.0) > 0
