@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from botify.artifacts import DataWindow, ModelArtifact, ModelMeta
+from botify.artifacts import TRACK_IDS, TRACK_NEIGHBOURS, DataWindow, ModelArtifact, ModelMeta
 from botify.recommenders import (
     Recommender,
     RecommenderContext,
@@ -32,7 +32,7 @@ from botify.training import EXAMPLE_COLUMNS
 from botify_sim.config import SimConfig
 from botify_sim.simulate import SimSummary, episode_users, simulate_in_process
 from botify_sim.user_model import Session, session_rng
-from botify_sim.world import World, generate_world
+from botify_sim.world import World, generate_world, nearest_rows
 
 # reference.md §5, the five-way table.
 PUBLISHED = {
@@ -153,7 +153,7 @@ def fidelity(
         "lightfm": lightfm_lists(context),
         "contextual": build_recommender("contextual", context, {"contextual_k": LIST_K}),
     }
-    fresh_seed = config.seed + 10_000  # episodes the log never played
+    fresh_seed = config.seed + 10_000  # episodes the log never played (contextual_ceiling too)
     return [
         FidelityRow(
             name,
@@ -162,6 +162,26 @@ def fidelity(
         )
         for name, rec in serving.items()
     ]
+
+
+def hidden_neighbours(world: World, k: int = LIST_K) -> ModelArtifact:
+    """A Contextual artifact whose lists are each track's ``k`` nearest tracks by the hidden
+    embeddings: the best lists any learned model could export, so the course's Contextual
+    policy served from them is that policy's ceiling in this world."""
+    ids = world.track_ids.astype(np.int64)
+    rows = nearest_rows(world.embeddings, np.arange(len(ids)), k + 1)[:, 1:]
+    meta = ModelMeta("contextual", 1, None, 0, DataWindow(0, 0, 0))
+    return ModelArtifact(meta, {TRACK_IDS: ids, TRACK_NEIGHBOURS: ids[rows]})
+
+
+def contextual_ceiling(config: SimConfig, sessions: int) -> SimSummary:
+    """The course's Contextual (uniform among the previous track's top ``LIST_K``) served
+    from the hidden neighbour lists, on the fidelity check's fresh episodes."""
+    world = generate_world(config)
+    context = RecommenderContext(world.catalog, seed=config.seed)
+    context.slot("contextual").artifact = hidden_neighbours(world)
+    recommender = build_recommender("contextual", context, {"contextual_k": LIST_K})
+    return simulate_in_process(recommender, world, sessions, config.seed + 10_000, config.user)
 
 
 def within(rows: list[FidelityRow], tolerance: float = 0.15) -> bool:

@@ -44,3 +44,18 @@ def test_the_five_course_recommenders_are_trained_served_and_compared() -> None:
         by_name["contextual"].summary.mean_time / 5.50
     )
     assert within(rows, 100.0) and not within(rows, 0.0)
+
+
+def test_hidden_neighbours_are_each_tracks_nearest_by_the_hidden_embeddings() -> None:
+    import numpy as np
+
+    from botify.artifacts import TRACK_NEIGHBOURS
+    from botify_sim.fidelity import hidden_neighbours
+
+    world = small_world()
+    lists = hidden_neighbours(world, 5).arrays[TRACK_NEIGHBOURS]
+    scores = world.embeddings @ world.embeddings[7]
+    scores[7] = -np.inf
+    best = world.track_ids[np.argsort(-scores, kind="stable")[:5]]
+    assert lists.shape == (len(world.track_ids), 5)
+    assert set(lists[7].tolist()) == set(best.tolist())
