@@ -178,6 +178,17 @@ def fidelity_table(
     return table, all(within(rows, FIDELITY_TOLERANCE) for rows in every)
 
 
+def _override(item: str) -> tuple[str, float]:
+    key, sep, value = item.partition("=")
+    if not sep:
+        raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
+    number = float(value)
+    return key.strip(), int(number) if number.is_integer() and key.strip() in _INT_KEYS else number
+
+
+_INT_KEYS = {"tracks", "artists", "genres", "users", "interests", "dim"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -198,9 +209,19 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="with --fidelity: also serve the Contextual policy from the hidden neighbours",
     )
+    parser.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="override a [world] parameter of config.toml (repeatable), e.g. genre_weight=2",
+    )
     args = parser.parse_args(argv)
     console = Console()
-    config = load_config()
+    try:
+        config = load_config(**dict(_override(item) for item in args.set))
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        parser.error(" ".join(line.strip() for line in str(exc).splitlines()[:3]))
     started = time.perf_counter()
     if args.fidelity:
         seeds = args.seeds if args.seeds != parser.get_default("seeds") else [42, 7, 2024]
