@@ -1,11 +1,14 @@
 """The main job: an online experiment between every recommender on simulated traffic.
 
 Builds (or reuses) the simulated world, starts the embedded stack (trainer included) with an
-experiment that gives each recommender an arm (Random is the control), and drives sessions
-through the API in two phases. During the warm-up the trainer learns from nothing but the
-demo's own traffic (every model starts cold); the measured phase that follows is the A/B test
-proper, analysed on its own (the whole run is analysed too). Then it exports the events topic,
-measures freshness, and writes the report and a results file.
+experiment that gives each chosen recommender an arm (Random is the control), and drives
+sessions through the API in two phases at a set rate. During the warm-up the trainer learns
+from nothing but the demo's own traffic (every model starts cold), a round per fixed number
+of new examples; the measured phase that follows is the A/B test proper, analysed on its own
+(the whole run is analysed too). Then it exports the events topic, measures freshness, plays
+the oracle on the measured episodes, and writes the report and a results file. Paced traffic
+and rounds by data make a learned arm's figure a matter of sessions, not of wall-clock time:
+the same on a fast machine and a slow one, as long as both hold the rate.
 """
 
 from __future__ import annotations
