@@ -434,10 +434,15 @@ def forest_svg(
         f'<line x1="{x(0):.1f}" y1="10" x2="{x(0):.1f}" y2="{height - 25}" stroke="{GREY}" '
         'stroke-dasharray="4 3"/>',
         f'<text x="{x(0):.1f}" y="{height - 8}" text-anchor="middle" fill="{GREY}">0%</text>',
-        f'<text x="{left}" y="{height - 8}" fill="{GREY}">{lo:+.1f}%</text>',
-        f'<text x="{left + plot_w}" y="{height - 8}" text-anchor="end" fill="{GREY}">'
-        f"{hi:+.1f}%</text>",
     ]
+    # The ends' labels, unless they would overprint the 0 % label.
+    if x(0) - left > 50:
+        parts.append(f'<text x="{left}" y="{height - 8}" fill="{GREY}">{lo:+.1f}%</text>')
+    if left + plot_w - x(0) > 50:
+        parts.append(
+            f'<text x="{left + plot_w}" y="{height - 8}" text-anchor="end" fill="{GREY}">'
+            f"{hi:+.1f}%</text>"
+        )
     for i, r in enumerate(rows):
         y = 25 + i * step
         colour = GREY if not r.significant else (GREEN if is_gain(r) else RED)
