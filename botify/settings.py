@@ -250,8 +250,11 @@ class TrainerSettings(_Section):
     models: tuple[str, ...] = ("affinity", "contextual", "next_track", "dae", "lightgcn", "lightfm")
     # A round starts every_s after the last one if anything new came, or sooner after
     # every_examples new examples.
+    # every_s = inf: rounds by data only (the demo's paced runs).
     every_s: float = Field(default=10.0, gt=0)
     every_examples: int = Field(default=50_000, ge=1)
+    # After a failed round (a broker or Redis blip), wait this long before the next try.
+    retry_s: float = Field(default=10.0, gt=0)
     # The newest examples a round trains on, and fewer than min_examples are not trained on.
     window_rows: int = Field(default=200_000, ge=1)
     min_examples: int = Field(default=500, ge=1)
@@ -310,6 +313,42 @@ class TrainerSettings(_Section):
         return f"{self.primary_metric}@{self.eval_k}"
 
 
+class TrafficSettings(_Section):
+    """Simulated traffic (``botify sim``, ``botify demo``)."""
+
+    # Sessions started per second; 0 drives them as fast as the machine goes. The default is
+    # what a 2-core machine holds with the whole stack and the trainer on it (README).
+    rate: float = Field(default=30.0, ge=0.0)
+
+
+class DemoSettings(_Section):
+    """``botify demo``: which recommenders get an arm, and how the trainer is paced."""
+
+    # Each gets an arm beside the control (Random); at most 8 (a split has at most 9 groups).
+    arms: tuple[str, ...] = (
+        "affinity",
+        "cascade",
+        "contextual",
+        "dae",
+        "next_track",
+        "next_track_diverse",
+        "sticky_artist",
+        "top_pop",
+    )
+    # A training round after every this many new examples, and no timed rounds: with paced
+    # traffic the rounds per session of traffic are then the same on any machine that keeps
+    # up. The budgets are raised so that every run stops at its epochs, not at the clock.
+    train_every_examples: int = Field(default=12_000, ge=1)
+    train_budget_s: float = Field(default=60.0, gt=0)
+    # report.html: each arm's mean time per session in windows of this many of its sessions,
+    # and freshness in bins of this many seconds.
+    curve_window: int = Field(default=200, ge=1)
+    freshness_bin_s: float = Field(default=5.0, gt=0)
+    # The oracle's ceiling is computed on the first this many measured episodes (about
+    # 4 ms each here; its standard error is printed beside it).
+    oracle_sessions: int = Field(default=4_000, ge=1)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="BOTIFY_",
@@ -331,4 +370,6 @@ class Settings(BaseSettings):
     training_data: TrainingDataSettings = TrainingDataSettings()
     models: ModelSettings = ModelSettings()
     trainer: TrainerSettings = TrainerSettings()
+    traffic: TrafficSettings = TrafficSettings()
+    demo: DemoSettings = DemoSettings()
     run_dir: Path = Path("runs")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import signal
 import time
 from pathlib import Path
@@ -21,11 +22,12 @@ from rich.progress import (
 from rich.table import Table
 
 from botify.analysis.command import analyze_command
+from botify.analysis.learning import arm_labels
 from botify.analysis.render import course_table, extras_table, srm_text
-from botify.errors import BotifyError
+from botify.errors import BotifyError, ConfigError
 from botify.export import export_jsonl, export_parquet
 from botify.settings import Settings
-from botify_cli.demo import run_demo, write_results
+from botify_cli.demo import demo_arms, round_sizes, run_demo, trainer_kept_up, write_results
 from botify_cli.stack import EmbeddedStack, StackEndpoints, new_run_dir
 from botify_sim.config import SimConfig
 from botify_sim.config import load_config as load_sim_config
@@ -201,10 +203,29 @@ def _progress() -> Progress:
     )
 
 
+def _rate(rate: float | None, settings: Settings) -> float | None:
+    """The pace in sessions/s (None: as fast as possible), from --rate or BOTIFY_TRAFFIC__RATE."""
+    value = settings.traffic.rate if rate is None else rate
+    if not (math.isfinite(value) and value >= 0):
+        raise fail(f"--rate must be a number of sessions/s >= 0 (0: unpaced), got {value}")
+    return value or None
+
+
+def _warn_behind(lag: float) -> None:
+    err_console.print(
+        f"[yellow]warning:[/] traffic is {lag:.1f} s behind its schedule: this machine does "
+        "not hold the rate (try a lower --rate)"
+    )
+
+
+RATE_HELP = "Sessions started per second (0: as fast as possible; default BOTIFY_TRAFFIC__RATE)."
+
+
 @app.command()
 def sim(
     api: Annotated[str, typer.Option(help="Base URL of a botify-protocol API.")],
     episodes: Annotated[int, typer.Option(min=1, help="Sessions to simulate.")] = 1000,
+    rate: Annotated[float | None, typer.Option(help=RATE_HELP)] = None,
     processes: Annotated[int, typer.Option(min=1, max=64)] = 2,
     seed: Annotated[int | None, typer.Option(help="Seed of the world and the sessions.")] = None,
     world_dir: Annotated[
@@ -215,6 +236,7 @@ def sim(
     """Drive simulated users against an API (ours or the original botify)."""
     settings = load_settings()
     simc = _sim_config(seed, config)
+    pace = _rate(rate, settings)
     if not api.startswith(("http://", "https://")):
         raise fail(f"--api must be an http(s) URL, got {api!r}")
     with console.status("loading the world…"):
@@ -235,20 +257,35 @@ def sim(
             simc.seed,
             simc.user,
             lambda n: progress.advance(task, n),
+            rate=pace,
+            on_behind=_warn_behind,
         )
     _print_drive(summary)
     if summary.sessions == 0:
         raise fail("no session completed; is the API up?", code=1)
 
 
-def _print_drive(summary: DriveSummary) -> None:
-    table = Table(title="traffic", show_header=False)
+def _print_drive(summary: DriveSummary, title: str = "traffic") -> None:
+    table = Table(title=title, show_header=False)
     table.add_row("sessions", f"{summary.sessions:,} ({summary.failed_sessions} failed)")
     table.add_row("mean time per session", f"{summary.mean_time_per_session:.3f}")
     table.add_row("mean tracks per session", f"{summary.mean_tracks_per_session:.2f}")
     table.add_row("requests", f"{summary.requests:,} ({summary.requests_per_s:,.0f}/s)")
     table.add_row("sessions per minute", f"{summary.sessions_per_min:,.0f}")
+    target = "unpaced" if summary.rate is None else f"target {summary.rate:g}"
+    table.add_row("sessions per second", f"{summary.sessions_per_s:.1f} ({target})")
+    if summary.rate is not None:
+        table.add_row(
+            "start lag p50 / p95 / max",
+            " / ".join(f"{summary.start_lag_quantile(q):.2f} s" for q in (0.5, 0.95, 1.0)),
+        )
     console.print(table)
+    if summary.behind:
+        err_console.print(
+            f"[yellow]warning:[/] achieved {summary.sessions_per_s:.1f} sessions/s against a "
+            f"target of {summary.rate:g}: this machine did not hold the rate, so the figures "
+            "are not comparable with runs that did (try a lower --rate)"
+        )
     failed = [e for e in summary.episodes if e.error]
     if failed:
         console.print(f"[yellow]first failure:[/] {failed[0].error}")
@@ -256,10 +293,18 @@ def _print_drive(summary: DriveSummary) -> None:
 
 @app.command()
 def demo(
-    episodes: Annotated[int, typer.Option(min=10, help="Measured sessions.")] = 12_000,
+    episodes: Annotated[int, typer.Option(min=10, help="Measured sessions.")] = 10_000,
     warmup: Annotated[
         int, typer.Option(min=0, help="Sessions before the measured ones, for the models to learn.")
-    ] = 10_000,
+    ] = 8_000,
+    rate: Annotated[float | None, typer.Option(help=RATE_HELP)] = None,
+    arms: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated recommenders, one arm each beside Random, the control "
+            "(default BOTIFY_DEMO__ARMS; at most 8)."
+        ),
+    ] = None,
     processes: Annotated[int, typer.Option(min=1, max=64)] = 2,
     seed: Annotated[int | None, typer.Option(help="Seed of the world and the sessions.")] = None,
     api_instances: Annotated[
@@ -279,6 +324,11 @@ def demo(
     """The main job: an A/B test of every recommender on simulated traffic, end to end."""
     settings = load_settings()
     simc = _sim_config(seed, None)
+    pace = _rate(rate, settings)
+    try:
+        chosen = demo_arms(arms.split(",") if arms is not None else settings.demo.arms)
+    except ConfigError as exc:
+        raise fail(f"--arms: {exc}") from None
     run_dir = new_run_dir(settings, "demo")
     signal.signal(signal.SIGTERM, _raise_terminated)
     started = time.perf_counter()
@@ -304,6 +354,12 @@ def demo(
                 api_instances=api_instances,
                 stream_workers=stream_workers,
                 prometheus=prometheus,
+                arms=chosen,
+                rate=pace,
+                on_behind=lambda lag: progress.console.print(
+                    f"[yellow]warning:[/] traffic is {lag:.1f} s behind its schedule: this "
+                    "machine does not hold the rate (try a lower --rate)"
+                ),
             )
             progress.update(step, description="done", total=1, completed=1)
     except (KeyboardInterrupt, _Terminated):
@@ -311,32 +367,30 @@ def demo(
     except BotifyError as exc:
         raise fail(f"{exc} (logs in {run_dir / 'logs'})", code=1) from None
     if result.warmup is not None:
-        console.print(f"warm-up: {result.warmup.sessions:,} sessions (not in the A/B table)")
-    _print_drive(result.drive)
+        _print_drive(result.warmup, "warm-up traffic (not in the A/B table)")
+    _print_drive(result.drive, "measured traffic")
     phase = "measured phase" if result.warmup is not None else "whole run"
-    arms = Table(title=f"arms of experiment RECOMMENDERS ({phase})")
+    arms_table = Table(title=f"arms of experiment RECOMMENDERS ({phase})")
     for col in (
         "arm",
         "recommender",
         "users",
         "sessions",
         "mean time / session",
-        "× control",
+        "× Random",
+        "% of oracle",
         "mean tracks / session",
         "whole run",
     ):
-        arms.add_column(col)
+        arms_table.add_column(col)
     by_arm = {a.arm: a for a in result.analysis.arms}
     whole = {a.arm: a for a in result.whole_run.arms}
-    control = by_arm.get("C")
     for arm, name in result.arms.items():
         a, w = by_arm.get(arm), whole.get(arm)
-        ratio = (
-            f"{a.mean_time_per_session / control.mean_time_per_session:.2f}"
-            if a and control and control.mean_time_per_session
-            else "-"
-        )
-        arms.add_row(
+        x_random, of_oracle = result.ratios(arm)
+        ratio = "-" if x_random is None else f"{x_random:.2f}"
+        share = "-" if of_oracle is None else f"{of_oracle:.1%}"
+        arms_table.add_row(
             arm,
             name,
             *(
@@ -345,14 +399,28 @@ def demo(
                     str(a.sessions),
                     f"{a.mean_time_per_session:.3f}",
                     ratio,
+                    share,
                     f"{a.mean_tracks_per_session:.2f}",
                 ]
                 if a
-                else ["0", "0", "-", "-", "-"]
+                else ["0", "0", "-", "-", "-", "-"]
             ),
             f"{w.mean_time_per_session:.3f}" if w else "-",
         )
-    console.print(arms)
+    if result.oracle is not None:
+        o = result.oracle
+        arms_table.add_row(
+            "-",
+            "oracle (knows the hidden taste)",
+            "-",
+            str(o.sessions),
+            f"{o.mean_time:.3f} ± {o.sem_time:.3f}",
+            "-",
+            "100.0%",
+            f"{o.mean_tracks:.2f}",
+            "-",
+        )
+    console.print(arms_table)
     fresh = Table(title="freshness: listen → served by a model trained on it (measured phase)")
     for col in ("model", "versions served", "listens learned", "p50 s", "p95 s", "max s"):
         fresh.add_column(col)
@@ -364,8 +432,22 @@ def demo(
             *("-" if v is None else f"{v:.1f}" for v in (f.p50_s, f.p95_s, f.max_s)),
         )
     console.print(fresh)
-    console.print(course_table(result.analysis))
-    console.print(extras_table(result.analysis))
+    sizes = round_sizes(result.training_runs)
+    if sizes:
+        console.print(
+            f"trainer: {len(sizes)} rounds, one per {result.every_examples:,} new examples; "
+            f"examples that started each round: median {sorted(sizes)[len(sizes) // 2]:,}, "
+            f"max {max(sizes):,}"
+        )
+        if not trainer_kept_up(sizes, result.every_examples):
+            err_console.print(
+                "[yellow]warning:[/] the trainer fell behind the traffic (a round started "
+                "with over 1.5 rounds of examples): learned arms saw fewer rounds per session "
+                "than the settings promise (try a lower --rate)"
+            )
+    labels = arm_labels(result.arms)
+    console.print(course_table(result.analysis, labels))
+    console.print(extras_table(result.analysis, labels))
     console.print(srm_text(result.analysis))
     results = write_results(result, json_path or run_dir / "results.json")
     console.print(

@@ -51,8 +51,7 @@ class SimConfig(_Frozen):
 
 def load_config(path: Path | str = DEFAULT_CONFIG, **world_overrides: object) -> SimConfig:
     config = SimConfig.model_validate(tomllib.loads(Path(path).read_text()))
-    if world_overrides:
-        config = config.model_copy(
-            update={"world": config.world.model_copy(update=world_overrides)}
-        )
+    if world_overrides:  # validated: an unknown or out-of-range parameter is an error
+        world = WorldConfig.model_validate({**config.world.model_dump(), **world_overrides})
+        config = config.model_copy(update={"world": world})
     return config

@@ -7,11 +7,17 @@ its time. Episode i plays user ``episode_users(...)[i]`` with its own generator;
 split across processes by ``user % processes``, so a user's sessions never overlap and run
 in episode order: the same seed and settings give the same sessions against a
 deterministic server, whatever the number of processes.
+
+Paced (``rate`` sessions/s), episode i starts at ``origin + i / rate`` in whichever process
+runs it, or as soon as that process is free when it is late: the traffic a server sees per
+second is then the same on any machine that keeps up, and how far behind the schedule each
+session started is measured and reported.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing as mp
 import queue
 import signal
@@ -19,6 +25,7 @@ import time
 from collections.abc import Callable, MutableSequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,6 +39,44 @@ logger = logging.getLogger(__name__)
 
 # How often the parent reads the workers' counters and reports progress.
 POLL_S = 0.1
+# Paced traffic: a worker more than this far behind its schedule is reported (at most once
+# per BEHIND_REPORT_S), and a run whose achieved rate falls short of the target by more than
+# RATE_TOLERANCE counts as behind.
+BEHIND_S = 2.0
+BEHIND_REPORT_S = 10.0
+RATE_TOLERANCE = 0.03
+# How long the workers may take to load the world before the schedule's origin.
+START_TIMEOUT_S = 120.0
+
+
+class Pacer:
+    """When each episode of a paced run may start: ``origin + episode / rate``.
+
+    ``wait(episode)`` sleeps until then and returns how late the episode starts (0 when on
+    time); without a rate every episode starts at once."""
+
+    def __init__(
+        self,
+        origin: float,
+        rate: float | None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate is not None and rate <= 0:
+            raise ValueError("the rate must be positive")
+        self.origin, self.rate, self.clock, self.sleep = origin, rate, clock, sleep
+
+    def due(self, episode: int) -> float:
+        return self.origin if self.rate is None else self.origin + episode / self.rate
+
+    def wait(self, episode: int) -> float:
+        if self.rate is None:
+            return 0.0
+        ahead = self.due(episode) - self.clock()
+        if ahead > 0:
+            self.sleep(ahead)
+            return 0.0
+        return -ahead
 
 
 @dataclass(frozen=True)
@@ -42,6 +87,7 @@ class EpisodeResult:
     tracks: int
     requests: int
     error: str | None = None
+    start_lag_s: float = 0.0  # how late the session started against the pace's schedule
 
 
 @dataclass(frozen=True)
@@ -51,16 +97,35 @@ class DriveSummary:
     mean_time_per_session: float
     mean_tracks_per_session: float
     requests: int
-    elapsed_s: float
+    elapsed_s: float  # from the schedule's origin (the workers ready) to the last session
     episodes: tuple[EpisodeResult, ...] = ()  # in episode order
+    rate: float | None = None  # the target, sessions/s (None: as fast as possible)
 
     @property
     def requests_per_s(self) -> float:
         return self.requests / self.elapsed_s if self.elapsed_s else 0.0
 
     @property
+    def sessions_per_s(self) -> float:
+        """The achieved rate: finished sessions (failed ones too) per second."""
+        done = self.sessions + sum(1 for e in self.episodes if e.error)
+        return done / self.elapsed_s if self.elapsed_s else 0.0
+
+    @property
     def sessions_per_min(self) -> float:
         return 60 * self.sessions / self.elapsed_s if self.elapsed_s else 0.0
+
+    def start_lag_quantile(self, q: float) -> float:
+        lags = [e.start_lag_s for e in self.episodes]
+        return float(np.quantile(lags, q)) if lags else 0.0
+
+    @property
+    def behind(self) -> bool:
+        """Paced, and the achieved rate fell short of the target (beyond the last session's
+        own length, which the schedule cannot hide)."""
+        if self.rate is None or not self.episodes:
+            return False
+        return self.sessions_per_s < (1 - RATE_TOLERANCE) * self.rate
 
     @property
     def errors(self) -> tuple[str, ...]:
@@ -88,12 +153,20 @@ def _worker(
     jobs: list[tuple[int, int]],
     progress: MutableSequence[int],
     results: mp.queues.Queue[tuple[int, list[EpisodeResult]]],
+    pace: _Pace,
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     world = load_world(world_dir)
     done: list[EpisodeResult] = []
+    pace.ready.release()
+    if not pace.go.wait(START_TIMEOUT_S):
+        results.put((index, done))
+        return
+    pacer = Pacer(pace.origin.value, pace.rate)
     with BotifyClient(api_url) as client:
         for episode, user in jobs:
+            lag = pacer.wait(episode)
+            pace.lag[index] = lag  # only this worker writes its slot: no lock needed
             session = Session(world, user, session_rng(seed, episode), config)
             try:
                 requests = play_over_http(client, session)
@@ -102,10 +175,23 @@ def _worker(
                 client.close()  # the next session starts on a fresh connection
                 requests, error = 0, f"{type(exc).__name__}: {exc}"
             done.append(
-                EpisodeResult(episode, user, session.value, session.tracks, requests, error)
+                EpisodeResult(episode, user, session.value, session.tracks, requests, error, lag)
             )
             progress[index] += 1  # only this worker writes its slot: no lock needed
     results.put((index, done))
+
+
+@dataclass(frozen=True)
+class _Pace:
+    """What the workers share to keep one schedule: each releases ``ready`` once its world is
+    loaded; the parent then sets ``origin`` and ``go``; each worker writes how late its
+    current session started into its slot of ``lag``."""
+
+    rate: float | None
+    ready: Any
+    go: Any
+    origin: Any
+    lag: Any
 
 
 def _shards(plan: list[int], processes: int) -> list[list[tuple[int, int]]]:
@@ -125,23 +211,36 @@ def drive(
     config: UserConfig | None = None,
     on_progress: Callable[[int], None] | None = None,
     timeout_s: float = 3600.0,
+    rate: float | None = None,
+    on_behind: Callable[[float], None] | None = None,
 ) -> DriveSummary:
-    """Run ``episodes`` sessions against ``api_url`` from ``processes`` worker processes.
+    """Run ``episodes`` sessions against ``api_url`` from ``processes`` worker processes,
+    at ``rate`` sessions/s if given (else as fast as they go).
 
     ``world`` must be the world saved in ``world_dir`` (workers load it from there).
-    ``on_progress(n)`` is called in this process with the number of sessions just finished.
+    ``on_progress(n)`` is called in this process with the number of sessions just finished;
+    ``on_behind(s)`` when a paced worker is more than ``BEHIND_S`` behind its schedule.
     """
     if processes < 1:
         raise ValueError("need at least one process")
+    if rate is not None and not (rate > 0 and math.isfinite(rate)):
+        raise ValueError(f"the rate must be a positive number of sessions/s, got {rate}")
     config = config or load_config().user
     shards = _shards(episode_users(world, episodes, seed).tolist(), processes)
     ctx = mp.get_context("spawn")  # no inherited sockets, threads or locks
     progress = ctx.Array("q", processes, lock=False)
     results = ctx.Queue()
+    pace = _Pace(
+        rate,
+        ctx.Semaphore(0),
+        ctx.Event(),
+        ctx.Value("d", 0.0, lock=False),
+        ctx.Array("d", processes, lock=False),
+    )
     workers = [
         ctx.Process(
             target=_worker,
-            args=(i, api_url, str(world_dir), config, seed, shard, progress, results),
+            args=(i, api_url, str(world_dir), config, seed, shard, progress, results, pace),
             name=f"botify-sim-{i}",
             daemon=True,
         )
@@ -152,7 +251,9 @@ def drive(
     try:
         for w in workers:
             w.start()
-        collected = _collect(workers, progress, results, on_progress, timeout_s)
+        _start_together(workers, pace)
+        started = time.perf_counter()
+        collected = _collect(workers, progress, results, on_progress, timeout_s, pace, on_behind)
     finally:
         for w in workers:
             if w.pid is None:  # never started
@@ -161,7 +262,20 @@ def drive(
                 w.terminate()
             w.join(timeout=5)
     elapsed = time.perf_counter() - started
-    return _summary(collected, episodes, elapsed)
+    return _summary(collected, episodes, elapsed, rate)
+
+
+def _start_together(workers: list[mp.process.BaseProcess], pace: _Pace) -> None:
+    """Wait until every live worker has loaded the world, then set the schedule's origin."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    waiting = len(workers)
+    while waiting and time.monotonic() < deadline:
+        if pace.ready.acquire(timeout=POLL_S):
+            waiting -= 1
+        elif not any(w.is_alive() for w in workers):
+            break
+    pace.origin.value = time.time()
+    pace.go.set()
 
 
 def _collect(
@@ -170,6 +284,8 @@ def _collect(
     results: mp.queues.Queue[tuple[int, list[EpisodeResult]]],
     on_progress: Callable[[int], None] | None,
     timeout_s: float,
+    pace: _Pace,
+    on_behind: Callable[[float], None] | None,
 ) -> list[EpisodeResult]:
     """Wait for every worker's results, reporting progress; a worker that died or ran past
     the timeout contributes nothing (its episodes count as failed)."""
@@ -187,6 +303,7 @@ def _collect(
         return True
 
     deadline = time.monotonic() + timeout_s
+    reported_behind = -math.inf
     while pending and time.monotonic() < deadline:
         # A worker may send its results just before exiting: one last look before giving up.
         if not receive(POLL_S) and not any(workers[i].is_alive() for i in pending):
@@ -198,6 +315,11 @@ def _collect(
         if on_progress is not None and total > reported:
             on_progress(total - reported)
         reported = total
+        lag = max(pace.lag)
+        if on_behind is not None and lag > BEHIND_S:
+            if time.monotonic() - reported_behind >= BEHIND_REPORT_S:
+                reported_behind = time.monotonic()
+                on_behind(lag)
     if pending and time.monotonic() >= deadline:
         logger.error(
             "driver timed out after %.0f s; %d workers unfinished", timeout_s, len(pending)
@@ -205,7 +327,9 @@ def _collect(
     return collected
 
 
-def _summary(collected: list[EpisodeResult], episodes: int, elapsed: float) -> DriveSummary:
+def _summary(
+    collected: list[EpisodeResult], episodes: int, elapsed: float, rate: float | None = None
+) -> DriveSummary:
     collected.sort(key=lambda r: r.episode)
     ok = [r for r in collected if r.error is None]
     return DriveSummary(
@@ -216,4 +340,5 @@ def _summary(collected: list[EpisodeResult], episodes: int, elapsed: float) -> D
         requests=sum(r.requests for r in ok),
         elapsed_s=elapsed,
         episodes=tuple(collected),
+        rate=rate,
     )

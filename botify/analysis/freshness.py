@@ -73,6 +73,34 @@ def served_versions(
     return published.join(first, on="version", how="inner").sort("window_last_ms")
 
 
+def freshness_delays(
+    events: pl.DataFrame,
+    model: str,
+    recommenders: Iterable[str],
+    runs: Iterable[Mapping],
+    since_ms: int | None = None,
+) -> tuple[pl.DataFrame, pl.Series, int]:
+    """``served_versions``, each learned listen's freshness in seconds (listen order), and
+    how many listens no served version learned."""
+    versions = served_versions(events, model, recommenders, runs)
+    listens = events.select("timestamp").sort("timestamp")
+    if since_ms is not None:
+        listens = listens.filter(pl.col("timestamp") >= since_ms)
+    if versions.is_empty() or listens.is_empty():
+        return versions, pl.Series("s", [], dtype=pl.Float64), listens.height
+    # A later version can be served before an earlier one was (a slow API instance); the
+    # listen counts as served by whichever learned it first in window order.
+    learned = listens.join_asof(
+        versions, left_on="timestamp", right_on="window_last_ms", strategy="forward"
+    )
+    delay = (
+        learned.filter(pl.col("first_served_ms").is_not_null())
+        .select(((pl.col("first_served_ms") - pl.col("timestamp")) / 1000).alias("s"))
+        .get_column("s")
+    )
+    return versions, delay, learned.height - delay.len()
+
+
 def freshness(
     events: pl.DataFrame,
     model: str,
@@ -84,23 +112,7 @@ def freshness(
 
     ``events`` is the exported log (``timestamp``, ``recommender``, ``model_version``);
     ``runs`` are the trainer's run reports (``services.trainer.loop``)."""
-    versions = served_versions(events, model, recommenders, runs)
-    listens = events.select("timestamp").sort("timestamp")
-    if since_ms is not None:
-        listens = listens.filter(pl.col("timestamp") >= since_ms)
-    if versions.is_empty() or listens.is_empty():
-        return Freshness(model, versions.height, 0, listens.height, None, None, None)
-    # A later version can be served before an earlier one was (a slow API instance); the
-    # listen counts as served by whichever learned it first in window order.
-    learned = listens.join_asof(
-        versions, left_on="timestamp", right_on="window_last_ms", strategy="forward"
-    )
-    delay = (
-        learned.filter(pl.col("first_served_ms").is_not_null())
-        .select(((pl.col("first_served_ms") - pl.col("timestamp")) / 1000).alias("s"))
-        .get_column("s")
-    )
-    unlearned = learned.height - delay.len()
+    versions, delay, unlearned = freshness_delays(events, model, recommenders, runs, since_ms)
     if delay.is_empty():
         return Freshness(model, versions.height, 0, unlearned, None, None, None)
     return Freshness(

@@ -1,8 +1,11 @@
 """Draw an ``AnalysisReport``: rich tables for the terminal, one self-contained HTML file.
 
-Colours follow the course: effect, upper and lower in green when ≥ 0 and red when < 0; the
-significant cell filled green (True) or red (False). The HTML has no scripts and no external
-resources: CSS and the SVG plots are inline.
+Colours follow the course for the sign (effect, upper and lower in green when ≥ 0 and red
+when < 0) but not for significance: the significant cell is filled green for a significant
+gain, red for a significant loss and grey when the interval holds 0, because an effect the
+test cannot tell from zero is no failure. Arms are named by their recommender when the
+caller knows them. The HTML has no scripts and no external resources: CSS and the SVG
+plots are inline.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import numpy as np
 from rich.table import Table
 from rich.text import Text
 
-from botify.analysis.report import COURSE_COLUMNS, AnalysisReport
+from botify.analysis.learning import Histogram, Learning
+from botify.analysis.report import COURSE_COLUMNS, AnalysisReport, CourseRow
 
 GREEN, RED, GREY = "#1a7f37", "#cf222e", "#8c959f"
 PALETTE = (
@@ -37,17 +41,16 @@ def fmt(value: float, signed: bool = False, digits: int = 4) -> str:
     return f"{value:+.2f}" if signed else f"{value:.{digits}g}"
 
 
-def course_table(report: AnalysisReport) -> Table:
+def course_table(report: AnalysisReport, labels: dict[str, str] | None = None) -> Table:
     table = Table(title=f"experiment {report.experiment}: effects in % of {report.control}")
     for column in COURSE_COLUMNS:
         table.add_column(column, justify="left" if column in ("treatment", "metric") else "right")
     for row in report.rows:
-        cells: list[Text | str] = [row.treatment, row.metric]
+        cells: list[Text | str] = [_named(row.treatment, labels), row.metric]
         for value in (row.effect, row.upper, row.lower):
             cells.append(Text(fmt(value, signed=True), style=_sign_style(value)))
         cells += [fmt(row.control_mean), fmt(row.treatment_mean)]
-        fill = "bold white on green" if row.significant else "bold white on red"
-        cells.append(Text(str(row.significant), style=fill))
+        cells.append(Text(str(row.significant), style=significance_style(row)))
         table.add_row(*cells)
     return table
 
@@ -67,7 +70,7 @@ def arms_table(report: AnalysisReport) -> Table:
     return table
 
 
-def extras_table(report: AnalysisReport) -> Table:
+def extras_table(report: AnalysisReport, labels: dict[str, str] | None = None) -> Table:
     table = Table(title="beyond the course: Welch p, Holm across arms, delta-method relative CI")
     columns = ("treatment", "metric", "n_C", "n_T", "p", "p_holm", "rel_%", "lower", "upper")
     for column in columns:
@@ -75,7 +78,7 @@ def extras_table(report: AnalysisReport) -> Table:
     for e in report.extras:
         holm = Text(fmt(e.p_holm, digits=3), style="green" if e.significant_holm else "")
         table.add_row(
-            e.treatment,
+            _named(e.treatment, labels),
             e.metric,
             str(e.n_control),
             str(e.n_treatment),
@@ -118,6 +121,21 @@ def srm_text(report: AnalysisReport) -> Text:
     )
 
 
+# Metrics where a rise is a loss.
+LOWER_IS_BETTER = frozenset({"mean_request_latency"})
+
+
+def is_gain(row: CourseRow) -> bool:
+    return (row.effect < 0) if row.metric in LOWER_IS_BETTER else (row.effect > 0)
+
+
+def significance_style(row: CourseRow) -> str:
+    """Green fill for a significant gain, red for a significant loss, grey otherwise."""
+    if not row.significant:
+        return "bold white on grey50"
+    return "bold white on green" if is_gain(row) else "bold white on red"
+
+
 def _sign_style(value: float) -> str:
     if value is None or math.isnan(value):
         return "dim"
@@ -131,19 +149,34 @@ def _sign_style(value: float) -> str:
 Timeline = dict[str, list[tuple[float, float]]]
 
 
-def write_html(report: AnalysisReport, path: Path | str, timeline: Timeline | None = None) -> Path:
+def write_html(
+    report: AnalysisReport,
+    path: Path | str,
+    timeline: Timeline | None = None,
+    labels: dict[str, str] | None = None,
+    learning: Learning | None = None,
+) -> Path:
+    """The report; ``labels`` names arms (arm -> recommender), ``learning`` adds the run's
+    curves, the versions going live, freshness and the oracle."""
     path = Path(path)
-    path.write_text(html_report(report, timeline), encoding="utf-8")
+    path.write_text(html_report(report, timeline, labels, learning), encoding="utf-8")
     return path
 
 
-def html_report(report: AnalysisReport, timeline: Timeline | None = None) -> str:
+def html_report(
+    report: AnalysisReport,
+    timeline: Timeline | None = None,
+    labels: dict[str, str] | None = None,
+    learning: Learning | None = None,
+) -> str:
+    names = {arm: _named(arm, labels) for arm in report.srm.counts}
     metrics = list(dict.fromkeys(row.metric for row in report.rows))
     plots = "".join(
-        f"<figure><figcaption>{escape(m)}: effect in % with 95% interval</figcaption>"
-        f"{forest_svg(report, m)}</figure>"
+        f"<figure><figcaption>{escape(m)}: effect in % with 95% interval (grey: the interval "
+        f"holds 0)</figcaption>{forest_svg(report, m, names)}</figure>"
         for m in metrics
     )
+    times = {names.get(a, a): v for a, v in report.session_times.items()}
     title = f"botify A/B report: {escape(report.experiment)}"
     srm = escape(srm_text(report).plain)
     return (
@@ -152,12 +185,14 @@ def html_report(report: AnalysisReport, timeline: Timeline | None = None) -> str
         f"<p>control arm <b>{escape(report.control)}</b>; {report.rows_used} rows used, "
         f"{report.rows_excluded} without an arm for this experiment left out.</p>"
         f'<p class="{"alarm" if report.srm.mismatch else ""}">{srm}</p>'
-        f"<h2>Arms</h2>{_arms_html(report)}<h2>Effects</h2>{_course_html(report)}"
+        f"<h2>Arms</h2>{_arms_html(report, names)}"
+        f"<h2>Effects</h2>{_course_html(report, names)}"
         f"<h2>Effects with intervals</h2>{plots}"
-        f"<h2>Session time per arm</h2><figure>{histogram_svg(report.session_times)}"
+        f"{_learning_html(learning)}"
+        f"<h2>Session time per arm</h2><figure>{histogram_svg(times)}"
         f"<figcaption>share of finished sessions by session time</figcaption></figure>"
         f"{_timeline_html(timeline)}"
-        f"<h2>Beyond the course</h2>{_extras_html(report)}</body></html>"
+        f"<h2>Beyond the course</h2>{_extras_html(report, names)}</body></html>"
     )
 
 
@@ -176,19 +211,47 @@ def _timeline_html(timeline: Timeline | None) -> str:
     )
 
 
-def timeline_svg(timeline: Timeline, width: int = 720, height: int = 280) -> str:
+def timeline_svg(timeline: Timeline, width: int = 760, height: int = 280) -> str:
     """One line per label over time; gaps (no session in a window) break the line."""
-    points = [(t, v) for s in timeline.values() for t, v in s if math.isfinite(v)]
+    t0 = min((t for s in timeline.values() for t, _ in s), default=0.0)
+    shifted = {k: [(t - t0, v) for t, v in s] for k, s in timeline.items()}
+    return line_chart(shifted, width, height)
+
+
+def line_chart(
+    series: dict[str, list[tuple[float, float]]],
+    width: int = 760,
+    height: int = 280,
+    boundary: tuple[float, str] | None = None,
+    ceiling: tuple[float, str] | None = None,
+    marks: dict[str, list[tuple[float, float]]] | None = None,
+    share: bool = False,
+) -> str:
+    """One line per label against seconds (non-finite values break a line). ``boundary``
+    draws a labelled vertical line at a time, ``ceiling`` a dashed horizontal one at a value
+    (at the top, marked as off the scale, when it is over twice the highest point);
+    ``marks`` puts one row of ticks per label under the plot (e.g. versions going live)."""
+    points = [(t, v) for s in series.values() for t, v in s if math.isfinite(v)]
     if not points:
         return '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"></svg>'
-    t0, t1 = min(t for t, _ in points), max(t for t, _ in points)
+    marks = marks or {}
+    t0 = 0.0
+    t1 = max([t for t, _ in points] + [t for m in marks.values() for t, _ in m])
     peak = max(v for _, v in points) or 1.0
-    left, bottom, top_pad, right = 45, 30, 10, 170
+    off_scale = ceiling is not None and ceiling[0] > 2 * peak
+    if ceiling is not None and not off_scale:
+        peak = max(peak, ceiling[0])
+    peak *= 1.05
+    left, top_pad, right = 45, 10, 190
+    bottom = 30 + 16 * len(marks)
+    height += 16 * len(marks)
     pw, ph = width - left - right, height - bottom - top_pad
 
-    def xy(t: float, v: float) -> str:
-        x = left + (t - t0) / ((t1 - t0) or 1.0) * pw
-        return f"{x:.1f},{top_pad + ph - v / peak * ph:.1f}"
+    def x(t: float) -> float:
+        return left + (t - t0) / ((t1 - t0) or 1.0) * pw
+
+    def y(v: float) -> float:
+        return top_pad + ph - v / peak * ph
 
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
@@ -199,14 +262,30 @@ def timeline_svg(timeline: Timeline, width: int = 720, height: int = 280) -> str
         f'<text x="{left + pw}" y="{height - 8}" text-anchor="end" fill="{GREY}">'
         f"{t1 - t0:.0f} s</text>",
         f'<text x="{left - 5}" y="{top_pad + 10}" text-anchor="end" fill="{GREY}">'
-        f"{peak:.1f}</text>",
+        f"{f'{peak:.0%}' if share else f'{peak:.1f}'}</text>",
+        f'<text x="{left - 5}" y="{top_pad + ph}" text-anchor="end" fill="{GREY}">0</text>',
     ]
-    for k, (label, series) in enumerate(timeline.items()):
+    if boundary is not None:
+        bx = x(boundary[0])
+        parts.append(
+            f'<line x1="{bx:.1f}" y1="{top_pad}" x2="{bx:.1f}" y2="{top_pad + ph}" '
+            f'stroke="{GREY}" stroke-dasharray="4 3"/><text x="{bx + 4:.1f}" '
+            f'y="{top_pad + ph - 6}" fill="{GREY}">{escape(boundary[1])}</text>'
+        )
+    if ceiling is not None:
+        cy = top_pad + 2 if off_scale else y(ceiling[0])
+        text = f"{ceiling[1]} {ceiling[0]:.1f}" + (" (off the scale)" if off_scale else "")
+        parts.append(
+            f'<line x1="{left}" y1="{cy:.1f}" x2="{left + pw}" y2="{cy:.1f}" stroke="#24292f" '
+            f'stroke-dasharray="8 4"/><text x="{left + pw - 4}" y="{cy + 14:.1f}" '
+            f'text-anchor="end">{escape(text)}</text>'
+        )
+    for k, (label, line) in enumerate(series.items()):
         colour = PALETTE[k % len(PALETTE)]
         runs: list[list[str]] = [[]]
-        for t, v in series:
+        for t, v in line:
             if math.isfinite(v):
-                runs[-1].append(xy(t, v))
+                runs[-1].append(f"{x(t):.1f},{y(v):.1f}")
             elif runs[-1]:
                 runs.append([])
         for run in (r for r in runs if r):
@@ -220,8 +299,58 @@ def timeline_svg(timeline: Timeline, width: int = 720, height: int = 280) -> str
             f'y2="{ly - 4}" stroke="{colour}" stroke-width="3"/>'
             f'<text x="{width - right + 35}" y="{ly}">{escape(label)}</text>'
         )
+    for k, (label, ticks) in enumerate(marks.items()):
+        my = top_pad + ph + 22 + 16 * k
+        parts.append(
+            f'<text x="{left + pw + 10}" y="{my + 4}" fill="{GREY}">{escape(label)}</text>'
+        )
+        for t, v in ticks:
+            parts.append(
+                f'<line x1="{x(t):.1f}" y1="{my - 5}" x2="{x(t):.1f}" y2="{my + 5}" '
+                f'stroke="#24292f" stroke-width="1.5"><title>v{v:.0f} at {t:.0f} s</title></line>'
+            )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _learning_html(learning: Learning | None) -> str:
+    if learning is None or not learning.curves:
+        return ""
+    boundary = (
+        None if learning.measured_from_s is None else (learning.measured_from_s, "measured phase →")
+    )
+    ceiling = None if learning.oracle is None else (learning.oracle, "oracle")
+    marks = {f"{m} versions live": v for m, v in learning.versions.items() if v}
+    chart = line_chart(learning.curves, 760, 300, boundary, ceiling, marks)
+    fresh = {m: h for m, h in learning.freshness.items() if h.total}
+    return (
+        "<h2>Learning over the run</h2><figure>"
+        f"{chart}<figcaption>each arm's mean time per session over windows of "
+        f"{learning.window} of its sessions (warm-up included), against seconds since the "
+        "traffic began; the dashed vertical line starts the measured phase, the ticks below "
+        "mark when each version of a model first served a request, and the dashed horizontal "
+        "line is the oracle's ceiling on the measured episodes (it knows each session's hidden "
+        "taste)</figcaption></figure>"
+        + (
+            f"<h2>Freshness</h2><figure>{freshness_svg(fresh)}<figcaption>listens of the "
+            "measured phase by freshness: seconds from the listen until a version trained on "
+            "it first served a request</figcaption></figure>"
+            if fresh
+            else ""
+        )
+    )
+
+
+def freshness_svg(histograms: dict[str, Histogram], width: int = 760, height: int = 240) -> str:
+    """Share of listens per freshness bin, one step line per model."""
+    series = {}
+    for model, h in histograms.items():
+        steps = [(0.0, 0.0)]
+        for i, c in enumerate(h.counts):
+            share = c / h.total
+            steps += [(i * h.width, share), ((i + 1) * h.width, share)]
+        series[model] = [*steps, (len(h.counts) * h.width, 0.0)]
+    return line_chart(series, width, height, share=True)
 
 
 _CSS = (
@@ -230,7 +359,8 @@ _CSS = (
     "td,th{border:1px solid #d0d7de;padding:4px 8px;text-align:right}"
     "td:first-child,td:nth-child(2),th{text-align:left}"
     ".pos{color:#1a7f37}.neg{color:#cf222e}.nan{color:#8c959f}"
-    ".sig{color:white;background:#1a7f37}.nsig{color:white;background:#cf222e}"
+    ".sig{color:white;background:#1a7f37}.signeg{color:white;background:#cf222e}"
+    ".nsig{color:white;background:#8c959f}"
     ".alarm{color:#cf222e;font-weight:bold}figure{margin:1em 0}"
     "figcaption{font-size:12px;color:#57606a}"
 )
@@ -241,22 +371,28 @@ def _cell(value: float, signed: bool = True) -> str:
     return f'<td class="{cls}">{escape(fmt(value, signed=signed))}</td>'
 
 
-def _course_html(report: AnalysisReport) -> str:
+def _named(arm: str, labels: dict[str, str] | None) -> str:
+    label = (labels or {}).get(arm)
+    return f"{arm} {label}" if label else arm
+
+
+def _course_html(report: AnalysisReport, names: dict[str, str]) -> str:
     head = "".join(f"<th>{c}</th>" for c in COURSE_COLUMNS)
     body = []
     for r in report.rows:
-        sig = f'<td class="{"sig" if r.significant else "nsig"}">{r.significant}</td>'
+        cls = "nsig" if not r.significant else ("sig" if is_gain(r) else "signeg")
+        sig = f'<td class="{cls}">{r.significant}</td>'
         body.append(
-            f"<tr><td>{escape(r.treatment)}</td><td>{escape(r.metric)}</td>"
+            f"<tr><td>{escape(names.get(r.treatment, r.treatment))}</td><td>{escape(r.metric)}</td>"
             f"{_cell(r.effect)}{_cell(r.upper)}{_cell(r.lower)}"
             f"<td>{fmt(r.control_mean)}</td><td>{fmt(r.treatment_mean)}</td>{sig}</tr>"
         )
     return f'<table class="course"><tr>{head}</tr>{"".join(body)}</table>'
 
 
-def _arms_html(report: AnalysisReport) -> str:
+def _arms_html(report: AnalysisReport, names: dict[str, str]) -> str:
     rows = "".join(
-        f"<tr><td>{escape(a.arm)}</td><td>{a.users}</td><td>{a.sessions}</td>"
+        f"<tr><td>{escape(names.get(a.arm, a.arm))}</td><td>{a.users}</td><td>{a.sessions}</td>"
         f"<td>{fmt(a.mean_time_per_session)}</td><td>{fmt(a.mean_tracks_per_session)}</td></tr>"
         for a in report.arms
     )
@@ -264,13 +400,14 @@ def _arms_html(report: AnalysisReport) -> str:
     return f"<table><tr>{head}<th>mean_tracks_per_session</th></tr>{rows}</table>"
 
 
-def _extras_html(report: AnalysisReport) -> str:
+def _extras_html(report: AnalysisReport, names: dict[str, str]) -> str:
     head = (
         "<th>treatment</th><th>metric</th><th>n_C</th><th>n_T</th><th>p</th><th>p_holm</th>"
         "<th>delta-method effect %</th><th>lower</th><th>upper</th>"
     )
     rows = "".join(
-        f"<tr><td>{escape(e.treatment)}</td><td>{escape(e.metric)}</td><td>{e.n_control}</td>"
+        f"<tr><td>{escape(names.get(e.treatment, e.treatment))}</td><td>{escape(e.metric)}</td>"
+        f"<td>{e.n_control}</td>"
         f"<td>{e.n_treatment}</td><td>{fmt(e.p_value, digits=3)}</td>"
         f"<td>{fmt(e.p_holm, digits=3)}</td>{_cell(e.delta_effect)}{_cell(e.delta_lower)}"
         f"{_cell(e.delta_upper)}</tr>"
@@ -279,14 +416,17 @@ def _extras_html(report: AnalysisReport) -> str:
     return f"<table><tr>{head}</tr>{rows}</table>"
 
 
-def forest_svg(report: AnalysisReport, metric: str, width: int = 640) -> str:
+def forest_svg(
+    report: AnalysisReport, metric: str, names: dict[str, str] | None = None, width: int = 760
+) -> str:
     """Each treatment's effect (dot) and 95% interval (bar) for one metric, zero marked."""
+    names = names or {}
     rows = [r for r in report.rows if r.metric == metric]
     finite = [v for r in rows for v in (r.lower, r.upper, r.effect) if not math.isnan(v)]
     lo, hi = min([0.0, *finite]), max([0.0, *finite])
     pad = (hi - lo) * 0.08 or 1.0
     lo, hi = lo - pad, hi + pad
-    left, right, step = 60, 200, 30
+    left, right, step = 180, 200, 30
     height = step * len(rows) + 40
     plot_w = width - left - right
 
@@ -299,14 +439,20 @@ def forest_svg(report: AnalysisReport, metric: str, width: int = 640) -> str:
         f'<line x1="{x(0):.1f}" y1="10" x2="{x(0):.1f}" y2="{height - 25}" stroke="{GREY}" '
         'stroke-dasharray="4 3"/>',
         f'<text x="{x(0):.1f}" y="{height - 8}" text-anchor="middle" fill="{GREY}">0%</text>',
-        f'<text x="{left}" y="{height - 8}" fill="{GREY}">{lo:+.1f}%</text>',
-        f'<text x="{left + plot_w}" y="{height - 8}" text-anchor="end" fill="{GREY}">'
-        f"{hi:+.1f}%</text>",
     ]
+    # The ends' labels, unless they would overprint the 0 % label.
+    if x(0) - left > 50:
+        parts.append(f'<text x="{left}" y="{height - 8}" fill="{GREY}">{lo:+.1f}%</text>')
+    if left + plot_w - x(0) > 50:
+        parts.append(
+            f'<text x="{left + plot_w}" y="{height - 8}" text-anchor="end" fill="{GREY}">'
+            f"{hi:+.1f}%</text>"
+        )
     for i, r in enumerate(rows):
         y = 25 + i * step
-        colour = GREY if not r.significant else (GREEN if r.effect > 0 else RED)
-        parts.append(f'<text x="8" y="{y + 4}">{escape(r.treatment)}</text>')
+        colour = GREY if not r.significant else (GREEN if is_gain(r) else RED)
+        name = names.get(r.treatment, r.treatment)
+        parts.append(f'<text x="8" y="{y + 4}">{escape(name)}</text>')
         if not math.isnan(r.lower) and not math.isnan(r.upper):
             parts.append(
                 f'<line x1="{x(r.lower):.1f}" y1="{y}" x2="{x(r.upper):.1f}" y2="{y}" '
@@ -321,7 +467,7 @@ def forest_svg(report: AnalysisReport, metric: str, width: int = 640) -> str:
 
 
 def histogram_svg(
-    session_times: dict[str, np.ndarray], width: int = 640, height: int = 260, bins: int = 30
+    session_times: dict[str, np.ndarray], width: int = 760, height: int = 260, bins: int = 30
 ) -> str:
     """Share of sessions per session-time bin, one step line per arm."""
     arms = [a for a in session_times if len(session_times[a])]
@@ -334,7 +480,7 @@ def histogram_svg(
         counts, _ = np.histogram(np.clip(session_times[a], 0, edges[-1]), bins=edges)
         shares[a] = counts / counts.sum()
     peak = max(float(s.max()) for s in shares.values()) or 1.0
-    left, bottom, top_pad, right = 45, 30, 10, 90
+    left, bottom, top_pad, right = 45, 30, 10, 190
     pw, ph = width - left - right, height - bottom - top_pad
 
     def xy(edge: float, share: float) -> str:

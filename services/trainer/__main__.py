@@ -60,14 +60,15 @@ class ExampleFeed:
         self.consumer, self.log, self.cfg, self.clock = consumer, log, cfg, clock
         self.last_run = self.last_flush = clock()
         self.fresh = 0  # examples taken since the last round
-        self.taken = 0  # examples taken in all
+        self.taken = 0  # examples that triggered the round just due
+        self.read = 0  # examples taken in all
 
     def poll(self) -> bool:
         """One drain; True when a round should run now (``loop.due``)."""
         cfg = self.cfg
         taken = drain(self.consumer, self.log, cfg.poll_records, cfg.poll_s)
         self.fresh += taken
-        self.taken += taken
+        self.read += taken
         now = self.clock()
         if not due(self.last_run, now, self.fresh, cfg.every_s, cfg.every_examples):
             return False
@@ -77,7 +78,7 @@ class ExampleFeed:
             self.log.flush()
             self.consumer.commit()
             self.last_flush = now
-        self.last_run, self.fresh = now, 0
+        self.last_run, self.taken, self.fresh = now, self.fresh, 0
         return True
 
 
@@ -89,9 +90,9 @@ async def _retrying(
             await step()
             return
         except (BotifyError, RedisError, OSError) as exc:
-            logger.error("%s failed, retrying in %.0f s: %r", what, cfg.every_s, exc)
+            logger.error("%s failed, retrying in %.0f s: %r", what, cfg.retry_s, exc)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), cfg.every_s)
+                await asyncio.wait_for(stopping.wait(), cfg.retry_s)
 
 
 async def serve(
@@ -120,20 +121,20 @@ async def serve(
             if heartbeat is not None:
                 heartbeat.beat()
             try:
-                taken = feed.taken
+                read = feed.read
                 due_now = await asyncio.to_thread(feed.poll)
                 if metrics is not None:
-                    metrics.examples_read.inc(feed.taken - taken)
+                    metrics.examples_read.inc(feed.read - read)
                     metrics.example_log(*await asyncio.to_thread(log.stored), log.buffered())
                 if not due_now:
                     continue
-                await trainer.run_all(stopping.is_set)
+                await trainer.run_all(stopping.is_set, feed.taken)
             except (BotifyError, RedisError, OSError) as exc:
                 # A broker or Redis blip must not end the trainer: the API would keep
                 # serving ageing models with nothing to show for it.
-                logger.error("trainer round failed, retrying in %.0f s: %r", cfg.every_s, exc)
+                logger.error("trainer round failed, retrying in %.0f s: %r", cfg.retry_s, exc)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), cfg.every_s)
+                    await asyncio.wait_for(stopping.wait(), cfg.retry_s)
     finally:
         with contextlib.suppress(Exception):
             await asyncio.to_thread(log.flush)

@@ -68,6 +68,9 @@ class RunReport:
     metrics: dict[str, float] = field(default_factory=dict)
     served_metrics: dict[str, float] = field(default_factory=dict)
     outcome: str = ""  # one of OUTCOMES
+    round: int | None = None  # the round it ran in, from 0
+    # Examples that arrived since the previous round (what triggered this one), if known.
+    new_examples: int | None = None
 
     def to_json(self) -> str:
         doc = asdict(self)
@@ -107,6 +110,8 @@ class Trainer:
     runs: int = 0
     rounds: int = 0
     observer: TrainerObserver | None = None
+    # The current round's index and new examples, for its reports.
+    _current: tuple[int | None, int | None] = (None, None)
 
     async def restore(self) -> None:
         """Pick up the versions in service (after a restart) as parents."""
@@ -170,10 +175,14 @@ class Trainer:
                 out.append(name)
         return out
 
-    async def run_all(self, stop: Callable[[], bool] = lambda: False) -> list[RunReport]:
+    async def run_all(
+        self, stop: Callable[[], bool] = lambda: False, new_examples: int | None = None
+    ) -> list[RunReport]:
         """One round: each scheduled model once, on the same window; ``stop`` is checked
-        between models (a round can outlast a service manager's stop grace)."""
+        between models (a round can outlast a service manager's stop grace).
+        ``new_examples`` (what arrived since the last round) is recorded in each report."""
         names = self.scheduled(self.rounds)
+        self._current = (self.rounds, new_examples)
         self.rounds += 1
         rows = max((self.window_rows(n) for n in names), default=self.settings.window_rows)
         frame = await asyncio.to_thread(self.log.window, None, rows)
@@ -193,6 +202,7 @@ class Trainer:
             frame, self.settings.holdout_fraction, self.settings.holdout_max_rows
         )
         report = RunReport(name, started, 0.0, len(train), _window(train), False, "")
+        report.round, report.new_examples = self._current
         if len(train) < self.settings.min_examples:
             report.reason = f"{len(train)} examples, fewer than {self.settings.min_examples}"
             report.outcome = TOO_FEW_EXAMPLES

@@ -102,6 +102,29 @@ def run(server: BotifyServer, world_dir: Path, episodes: int, processes: int) ->
     return drive(server.url, world_dir, small_world(), episodes, processes, SEED, user_config())
 
 
+def run_paced(
+    server: BotifyServer,
+    world_dir: Path,
+    episodes: int,
+    processes: int,
+    rate: float,
+    behind: list[float],
+) -> DriveSummary:
+    server.reset()
+    config = user_config()
+    return drive(
+        server.url,
+        world_dir,
+        small_world(),
+        episodes,
+        processes,
+        SEED,
+        config,
+        rate=rate,
+        on_behind=behind.append,
+    )
+
+
 def test_sessions_follow_the_protocol_exactly(server: BotifyServer, world_dir: Path) -> None:
     summary = run(server, world_dir, 60, 2)
     assert summary.sessions == 60 and summary.failed_sessions == 0
@@ -182,6 +205,59 @@ def test_an_unreachable_api_fails_every_session_quickly(world_dir: Path) -> None
 def test_a_worker_that_cannot_start_fails_its_episodes(tmp_path: Path) -> None:
     summary = drive("http://127.0.0.1:1", tmp_path, small_world(), 10, 2, SEED, user_config())
     assert summary.sessions == 0 and summary.failed_sessions == 10 and summary.episodes == ()
+
+
+@pytest.mark.slow
+def test_paced_traffic_holds_its_rate_and_plays_the_same_sessions(
+    server: BotifyServer, world_dir: Path
+) -> None:
+    unpaced = run(server, world_dir, 60, 2)
+    started = time.monotonic()
+    behind: list[float] = []
+    paced = run_paced(server, world_dir, 60, 2, 30.0, behind)
+    # Episode 59 may not start before 59/30 s after the origin: pacing really waits.
+    assert paced.elapsed_s >= 59 / 30
+    assert time.monotonic() - started >= 59 / 30
+    assert paced.rate == 30.0 and not paced.behind and behind == []
+    assert paced.sessions_per_s == pytest.approx(30.0, rel=0.1)
+    assert paced.start_lag_quantile(0.95) < 0.5
+    # The pace changes when sessions run, not what they are.
+    strip = [(e.episode, e.user, e.value, e.tracks, e.requests) for e in paced.episodes]
+    assert strip == [(e.episode, e.user, e.value, e.tracks, e.requests) for e in unpaced.episodes]
+
+
+@pytest.mark.slow
+def test_traffic_that_cannot_hold_its_rate_is_reported_behind(
+    server: BotifyServer, world_dir: Path
+) -> None:
+    summary = run_paced(server, world_dir, 400, 1, 100_000.0, [])
+    assert summary.sessions == 400
+    assert summary.behind and summary.sessions_per_s < 100_000
+    assert summary.start_lag_quantile(1.0) > 0
+
+
+@pytest.mark.slow
+def test_botify_sim_prints_the_achieved_rate_against_its_target(
+    server: BotifyServer, world_dir: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from botify_cli.main import app
+
+    server.reset()
+    args = ["sim", "--api", server.url, "--world", str(world_dir), "--episodes", "30"]
+    result = CliRunner().invoke(app, [*args, "--rate", "15", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    assert "(target 15)" in result.output and "start lag" in result.output
+    bad = CliRunner().invoke(app, [*args, "--rate", "-1"])
+    assert bad.exit_code == 2 and "--rate must be" in bad.output
+    assert "Traceback" not in bad.output
+
+
+def test_a_rate_must_be_a_positive_number(world_dir: Path) -> None:
+    for rate in (0.0, -2.0, float("nan")):
+        with pytest.raises(ValueError, match="rate"):
+            drive("http://127.0.0.1:1", world_dir, small_world(), 1, 1, SEED, rate=rate)
 
 
 def _episodes_by_user(summary: DriveSummary) -> dict[int, list[int]]:

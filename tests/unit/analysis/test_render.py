@@ -12,6 +12,7 @@ from botify.analysis.render import (
     course_table,
     forest_svg,
     histogram_svg,
+    html_report,
     timeline_svg,
     write_html,
 )
@@ -24,7 +25,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> AnalysisReport:
     return analyze(load_log(path, EXPERIMENT))
 
 
-def test_course_table_colours_effects_by_sign_and_fills_significance(
+def test_course_table_colours_effects_by_sign_and_fills_significance_by_direction(
     report: AnalysisReport,
 ) -> None:
     table = course_table(report)
@@ -32,7 +33,15 @@ def test_course_table_colours_effects_by_sign_and_fills_significance(
     effects, significant = table.columns[2]._cells, table.columns[7]._cells
     for row, effect, sig in zip(report.rows, effects, significant, strict=True):
         assert effect.style == ("red" if row.effect < 0 else "green")
-        assert sig.style == ("bold white on green" if row.significant else "bold white on red")
+        # A significant gain green, a significant loss red, no detectable effect grey: an
+        # interval that holds 0 is no failure.
+        gain = row.effect < 0 if row.metric == "mean_request_latency" else row.effect > 0
+        expected = (
+            "bold white on grey50"
+            if not row.significant
+            else ("bold white on green" if gain else "bold white on red")
+        )
+        assert sig.style == expected
     console = Console(record=True, width=200)
     console.print(table)
     assert "mean_time_per_session" in console.export_text()
@@ -76,3 +85,27 @@ def test_the_timeline_draws_one_line_per_arm_and_breaks_it_where_a_window_is_emp
     assert "over the run" not in write_html(report, tmp_path / "s.html").read_text()
     empty = write_html(report, tmp_path / "e.html", {"C random": [(0.0, nan)]}).read_text()
     assert "recorded no ended session" in empty
+
+
+def test_the_report_names_arms_by_recommender_and_shows_learning(
+    report: AnalysisReport, tmp_path: Path
+) -> None:
+    from botify.analysis.learning import Histogram, Learning
+
+    labels = {arm: f"rec{arm}" for arm in report.srm.counts}
+    learning = Learning(
+        0,
+        30.0,
+        200,
+        {"recT1": [(10.0, 3.0), (50.0, 9.0)], "recC": [(10.0, 2.0), (50.0, 2.1)]},
+        {"m": [(12.0, 1.0), (40.0, 2.0)]},
+        {"m": Histogram(5.0, [0, 3, 1])},
+        oracle=8.0,
+    )
+    text = write_html(report, tmp_path / "l.html", labels=labels, learning=learning).read_text()
+    assert "Learning over the run" in text and "Freshness" in text
+    assert "m versions live" in text and "v2 at 40 s" in text
+    assert "oracle 8.0" in text and "off the scale" not in text
+    assert "T1 recT1" in text
+    # Without learning data the section is left out.
+    assert "Learning over the run" not in html_report(report)

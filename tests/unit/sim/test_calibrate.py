@@ -28,3 +28,13 @@ def test_fit_solves_for_scale_and_noise_weight(monkeypatch: pytest.MonkeyPatch) 
     assert 0.5 * s - 0.1 * n == pytest.approx(calibrate.PUBLISHED["random"], abs=2e-3)
     assert 0.3 * s - 0.8 * n + 3.5 == pytest.approx(calibrate.PUBLISHED["sticky_artist"], abs=2e-3)
     assert fitted.user == small_config().user and fitted.seed == small_config().seed
+
+
+def test_world_overrides_are_validated() -> None:
+    from botify_sim.calibrate import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--set", "no_such_parameter=1"])
+    assert exit_.value.code == 2
+    with pytest.raises(SystemExit):
+        main(["--set", "genre_weight"])

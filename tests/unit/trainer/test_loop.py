@@ -455,3 +455,16 @@ async def test_a_model_promoted_on_listen_time_error_is_judged_on_it(
     monkeypatch.setattr(loop, "listen_time_mse", worse)
     second = await trainer.run_all()
     assert not second[0].promoted and second[0].reason.startswith("mse 0.3 worse")
+
+
+async def test_each_report_records_its_round_and_the_examples_that_triggered_it(
+    tmp_path: Path, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loop, "train_model", fake_training(world))
+    trainer = new_trainer(tmp_path, world, settings())
+    first = await trainer.run_all(new_examples=1234)
+    second = await trainer.run_all()
+    assert {(r.round, r.new_examples) for r in first} == {(0, 1234)}
+    assert {(r.round, r.new_examples) for r in second} == {(1, None)}
+    logged = [(r["round"], r["new_examples"]) for r in runs(tmp_path)]
+    assert logged == [(0, 1234)] * len(first) + [(1, None)] * len(second)
