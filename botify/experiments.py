@@ -119,7 +119,7 @@ class ExperimentPlan:
         """Every (experiment, arm, recommender) a listen can carry: a routing experiment's
         arm has its one recommender; a labelling experiment's arm sees every recommender
         that serves (its users are routed by the other experiment)."""
-        serving = sorted(self.routing.arms.values() if self.routing else {self.default_recommender})
+        serving = sorted({rec for rec, _ in self.serving_arms()})
         out: list[tuple[str, str, str]] = []
         for e in self.experiments:
             for group in range(e.groups):

@@ -188,7 +188,8 @@ class ListenPublisher:
         acked: bool = False,
     ) -> None:
         self._settings = settings
-        self._acked = acked
+        # Built for the "acks" durability mode: the API awaits ``publish_acked``.
+        self.acked = acked
         self._producer = Producer(producer_config(settings, acked))
         self._on_failure = on_failure
         self._poll_interval = poll_interval
@@ -216,7 +217,7 @@ class ListenPublisher:
         """Publish and wait until the broker has the event (all in-sync replicas), at most
         ``timeout`` seconds; ``BackendUnavailableError`` if it refused it or did not answer
         in time (then the event may still arrive later)."""
-        if not self._acked:
+        if not self.acked:
             raise RuntimeError("publish_acked needs a publisher built with acked=True")
         loop = asyncio.get_running_loop()
         done: asyncio.Future[KafkaError | None] = loop.create_future()

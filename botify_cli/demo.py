@@ -346,7 +346,7 @@ def run_demo(
     )
     learning = replace(learning, oracle=oracle.mean_time)
     report = write_html(
-        analysis, run_dir / "report.html", timeline, labels=arm_labels(arms), learning=learning
+        analysis, run_dir / "report.html", timeline, labels=dict(arms), learning=learning
     )
     return DemoResult(
         run_dir,

@@ -22,7 +22,6 @@ from rich.progress import (
 from rich.table import Table
 
 from botify.analysis.command import analyze_command
-from botify.analysis.learning import arm_labels
 from botify.analysis.render import course_table, extras_table, srm_text
 from botify.errors import BotifyError, ConfigError
 from botify.export import export_jsonl, export_parquet
@@ -211,8 +210,8 @@ def _rate(rate: float | None, settings: Settings) -> float | None:
     return value or None
 
 
-def _warn_behind(lag: float) -> None:
-    err_console.print(
+def _warn_behind(lag: float, console: Console = err_console) -> None:
+    console.print(
         f"[yellow]warning:[/] traffic is {lag:.1f} s behind its schedule: this machine does "
         "not hold the rate (try a lower --rate)"
     )
@@ -356,10 +355,7 @@ def demo(
                 prometheus=prometheus,
                 arms=chosen,
                 rate=pace,
-                on_behind=lambda lag: progress.console.print(
-                    f"[yellow]warning:[/] traffic is {lag:.1f} s behind its schedule: this "
-                    "machine does not hold the rate (try a lower --rate)"
-                ),
+                on_behind=lambda lag: _warn_behind(lag, progress.console),
             )
             progress.update(step, description="done", total=1, completed=1)
     except (KeyboardInterrupt, _Terminated):
@@ -445,9 +441,10 @@ def demo(
                 "with over 1.5 rounds of examples): learned arms saw fewer rounds per session "
                 "than the settings promise (try a lower --rate)"
             )
-    labels = arm_labels(result.arms)
-    console.print(course_table(result.analysis, labels))
-    console.print(extras_table(result.analysis, labels))
+    # Tables name each arm as "<arm> <recommender>" (_named): the arm already tells apart
+    # the arms that share a recommender.
+    console.print(course_table(result.analysis, result.arms))
+    console.print(extras_table(result.analysis, result.arms))
     console.print(srm_text(result.analysis))
     results = write_results(result, json_path or run_dir / "results.json")
     console.print(

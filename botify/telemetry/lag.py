@@ -18,6 +18,7 @@ from prometheus_client.registry import CollectorRegistry
 from botify.errors import BackendUnavailableError
 from botify.kafka import ConsumerLagReader, PartitionLag
 from botify.settings import KafkaSettings
+from botify.telemetry.process import precreate
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class ConsumerLagMonitor:
             ["group"],
             registry=registry,
         )
-        self.read_errors.labels(group)
+        precreate(self.read_errors, [(group,)])
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"lag-{group}", daemon=True)
 

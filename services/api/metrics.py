@@ -113,8 +113,8 @@ class ApiMetrics:
         for recommender, arm in served:
             for route in RECOMMENDATION_ROUTES:
                 self.latency.labels(route, recommender)
-            if arm is not None:
-                self.recommendations.labels(recommender, arm)
+            # served() counts an arm-less recommendation under "-".
+            self.recommendations.labels(recommender, arm or "-")
 
     def models(self, names: Iterable[str]) -> None:
         """Create the children of each model this process serves."""

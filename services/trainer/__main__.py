@@ -125,9 +125,10 @@ async def serve(
                 due_now = await asyncio.to_thread(feed.poll)
                 if metrics is not None:
                     metrics.examples_read.inc(feed.read - read)
-                    metrics.example_log(*await asyncio.to_thread(log.stored), log.buffered())
                 if not due_now:
                     continue
+                if metrics is not None:  # stats every part on disk: once a round, not a poll
+                    metrics.example_log(*await asyncio.to_thread(log.stored), log.buffered())
                 await trainer.run_all(stopping.is_set, feed.taken)
             except (BotifyError, RedisError, OSError) as exc:
                 # A broker or Redis blip must not end the trainer: the API would keep

@@ -89,8 +89,8 @@ class TrainerObserver(Protocol):
     def run(self, report: RunReport) -> None:
         """One model's run is done, promoted or not."""
 
-    def round(self, models: Sequence[str]) -> None:
-        """A round is done: each of ``models`` ran once."""
+    def round(self) -> None:
+        """A round is done."""
 
 
 @dataclass
@@ -192,7 +192,7 @@ class Trainer:
                 break
             reports.append(await self.run_one(name, frame))
         if self.observer is not None:
-            self.observer.round([r.model for r in reports])
+            self.observer.round()
         return reports
 
     async def run_one(self, name: str, frame: pl.DataFrame) -> RunReport:

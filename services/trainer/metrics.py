@@ -105,8 +105,7 @@ class TrainerMetrics:
         if report.published_ms is not None:
             self.last_publication.labels(report.model).set(report.published_ms / 1000.0)
 
-    def round(self, models: Sequence[str]) -> None:
-        # ``models`` (which ran) is for observers that count per model; runs count those.
+    def round(self) -> None:
         self.rounds.inc()
         self.last_round.set(time.time())
 

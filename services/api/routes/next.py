@@ -86,9 +86,11 @@ async def publish(
         model_version=model_version,
         experiments=assignment.arms,
     )
-    api = rt.settings.api
-    if api.durability == "acks":
-        await rt.publisher.publish_acked(event, api.ack_timeout_s)
+    # The publisher was built for the durability mode: it alone says which one it serves.
+    if rt.publisher.acked:
+        await rt.publisher.publish_acked(event, rt.settings.api.ack_timeout_s)
+        # The handler's latency includes the wait for the broker; the event could not.
+        latency = time.perf_counter() - started
     else:
         rt.publisher.publish(event)
     # Only /next serves a recommendation, so only it counts one for the arm.

@@ -57,3 +57,5 @@ def test_a_paced_demo_holds_its_rate_trains_by_data_and_reports_learning(
     }
     html = result.report.read_text()
     assert "Learning over the run" in html and "T1 affinity" in html and "oracle" in html
+    # Each arm named once: "<arm> <recommender>", never the arm again in brackets.
+    assert "T1 affinity (T1)" not in html and "C random (C)" not in html

@@ -34,13 +34,16 @@ arms = { C = "random", T1 = "sticky_artist", T2 = "top_pop" }
 class RecordingPublisher:
     events: list[ListenEvent] = field(default_factory=list)
 
-    # The "acks" mode's answer: None (acknowledged) or the error the broker's silence raises.
+    # Built for the "acks" mode, and its answer there: None (acknowledged) or the error the
+    # broker's silence raises.
+    acked: bool = False
     ack_error: Exception | None = None
 
     def publish(self, event: ListenEvent) -> None:
         self.events.append(event)
 
     async def publish_acked(self, event: ListenEvent, timeout: float) -> None:
+        assert self.acked, "publish_acked on a publisher not built for the acks mode"
         if self.ack_error is not None:
             raise self.ack_error
         self.events.append(event)

@@ -12,6 +12,7 @@ from tests.unit.api.conftest import RecordingPublisher
 def acks_mode(client: TestClient, settings: Settings) -> None:
     runtime = client.app.state.runtime  # type: ignore[attr-defined]
     runtime.settings = settings.model_copy(update={"api": ApiSettings(durability="acks")})
+    runtime.publisher.acked = True  # as create_app builds it for that mode
 
 
 def test_acks_mode_answers_200_once_the_event_is_acknowledged(

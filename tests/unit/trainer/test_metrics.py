@@ -41,7 +41,7 @@ def test_runs_count_promotions_refusals_and_runs_since_the_last_promotion() -> N
     m.run(report(WORSE_THAN_SERVED, mse=0.3))
     m.run(report(WORSE_THAN_SERVED, mse=float("nan")))
     m.run(report(TOO_FEW_EXAMPLES))  # light traffic: not a run that failed to promote
-    m.round(["affinity"])
+    m.round()
 
     def get(name: str, **labels: str) -> float | None:
         return registry.get_sample_value(name, labels)
