@@ -178,6 +178,7 @@ def _worker(
                 EpisodeResult(episode, user, session.value, session.tracks, requests, error, lag)
             )
             progress[index] += 1  # only this worker writes its slot: no lock needed
+    pace.lag[index] = 0.0  # done: a worker that finished late is no longer behind
     results.put((index, done))
 
 
@@ -254,6 +255,8 @@ def drive(
         _start_together(workers, pace)
         started = time.perf_counter()
         collected = _collect(workers, progress, results, on_progress, timeout_s, pace, on_behind)
+        # The traffic's time: the workers' shutdown below is not part of it.
+        elapsed = time.perf_counter() - started
     finally:
         for w in workers:
             if w.pid is None:  # never started
@@ -261,7 +264,6 @@ def drive(
             if w.is_alive():
                 w.terminate()
             w.join(timeout=5)
-    elapsed = time.perf_counter() - started
     return _summary(collected, episodes, elapsed, rate)
 
 

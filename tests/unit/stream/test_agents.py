@@ -166,23 +166,55 @@ async def test_a_user_changed_under_the_fold_is_folded_again_and_counted_once() 
     assert await store.track_stats(2) == (1, 0.5)
 
 
+class CountingStore(InMemoryUserStateStore):
+    """Counts the users loaded and the user commits refused (compare-and-set)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loaded: list[int] = []
+        self.refused = 0
+
+    async def load_many(self, users):  # type: ignore[no-untyped-def]
+        self.loaded += list(users)
+        return await super().load_many(users)
+
+    async def commit_users(self, commits):  # type: ignore[no-untyped-def]
+        written = await super().commit_users(commits)
+        self.refused += written.count(False)
+        return written
+
+
 async def test_a_cached_state_another_writer_moved_on_is_refused_and_reloaded() -> None:
-    store = InMemoryUserStateStore()
+    store = CountingStore()
     proc = ListenProcessor(store, RecordingTopic(), StateConfig(), FAST)
     first, theirs, mine = (listen(user=1, track=t, time=0.5) for t in (1, 2, 3))
     assert await proc.handle(record(encode_listen_event(first), 0)) == "applied"
     # Another worker applies offset 1 behind this one's back (its cache still says offset 0).
     await store.commit(apply_listen(await store.load(1), theirs, Position(2, 1), StateConfig()))
+    store.loaded.clear()
     batch = [record(encode_listen_event(e), i) for i, e in ((1, theirs), (2, mine))]
     assert await proc.handle_batch(batch) == ["duplicate", "applied"]
+    # The fold from the cached state was refused, then the user was loaded and folded again.
+    assert store.refused == 1 and store.loaded == [1]
     assert (await store.load(1)).history == (1, 2, 3)
     assert await store.track_stats(2) == (1, 0.5)
 
 
+async def test_a_cached_user_is_not_loaded_again() -> None:
+    store = CountingStore()
+    proc = ListenProcessor(store, RecordingTopic(), StateConfig(), FAST)
+    for offset, track in enumerate((1, 2)):
+        raw = encode_listen_event(listen(user=1, track=track))
+        assert await proc.handle(record(raw, offset)) == "applied"
+    assert store.loaded == [1] and store.refused == 0  # the second batch used the cache
+    assert (await store.load(1)).history == (1, 2)
+
+
 async def test_without_a_cache_every_batch_loads_its_users() -> None:
-    store = InMemoryUserStateStore()
+    store = CountingStore()
     proc = ListenProcessor(store, RecordingTopic(), StateConfig(), FAST, cache_users=0)
     for offset, track in enumerate((1, 2)):
         raw = encode_listen_event(listen(user=1, track=track))
         assert await proc.handle(record(raw, offset)) == "applied"
+    assert store.loaded == [1, 1]
     assert (await store.load(1)).history == (1, 2)
