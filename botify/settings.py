@@ -349,6 +349,25 @@ class DemoSettings(_Section):
     oracle_sessions: int = Field(default=4_000, ge=1)
 
 
+class EmbeddedSettings(_Section):
+    """``botify up``'s own processes: how it heals a crashed service and bounds the broker."""
+
+    # A crashed API instance, stream worker or trainer is restarted after restart_backoff_s,
+    # doubling on each crash in a row up to restart_backoff_max_s; a child that stays up
+    # restart_stable_s counts as healthy again (its backoff starts over).
+    restart_backoff_s: float = Field(default=1.0, gt=0)
+    restart_backoff_max_s: float = Field(default=30.0, gt=0)
+    restart_stable_s: float = Field(default=60.0, gt=0)
+    # When the broker or Redis dies, every other process gets this long to exit on SIGTERM
+    # (all at once), then SIGKILL: the API's flush to a dead broker must not hold the exit.
+    stop_grace_s: float = Field(default=5.0, gt=0)
+    # The embedded broker (Tansu's memory engine) keeps every event in memory and honours no
+    # retention (it has no DeleteRecords either): at this resident size botify up stops the
+    # stack with a clear message instead of letting the kernel's OOM killer pick a victim.
+    # 0 turns the guard off. About 1.1 KB per listen event.
+    broker_max_memory_mb: int = Field(default=4096, ge=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="BOTIFY_",
@@ -372,4 +391,5 @@ class Settings(BaseSettings):
     trainer: TrainerSettings = TrainerSettings()
     traffic: TrafficSettings = TrafficSettings()
     demo: DemoSettings = DemoSettings()
+    embedded: EmbeddedSettings = EmbeddedSettings()
     run_dir: Path = Path("runs")

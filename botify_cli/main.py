@@ -28,6 +28,7 @@ from botify.export import export_jsonl, export_parquet
 from botify.settings import Settings
 from botify_cli.demo import demo_arms, round_sizes, run_demo, trainer_kept_up, write_results
 from botify_cli.stack import EmbeddedStack, StackEndpoints, new_run_dir
+from botify_cli.supervision import BackendDiedError, BrokerMemoryError, Supervisor
 from botify_sim.config import SimConfig
 from botify_sim.config import load_config as load_sim_config
 from botify_sim.driver import DriveSummary, drive
@@ -111,18 +112,25 @@ def up(
             table.add_row("models", str(settings.models.path(log_dir)))
         console.print(table)
         console.print("Press Ctrl-C to stop.")
+        supervisor = Supervisor(stack, settings.embedded, say=_say_supervised)
         while True:
-            dead = stack.dead()
-            if dead:
-                raise fail(f"{', '.join(dead)} exited; see the logs in {log_dir}", code=1)
+            supervisor.check()
             time.sleep(0.5)
     except (KeyboardInterrupt, _Terminated):
         console.print("stopping…")
+    except (BackendDiedError, BrokerMemoryError) as exc:
+        # The other processes would only fail against the dead backend: no clean flush.
+        stack.stop(grace_s=settings.embedded.stop_grace_s)
+        raise fail(str(exc), code=1) from None
     except BotifyError as exc:
         raise fail(str(exc), code=1) from None
     finally:
         stack.stop()
     console.print("stopped.")
+
+
+def _say_supervised(message: str) -> None:
+    console.print(f"[{time.strftime('%H:%M:%S')}] {message}", markup=False, highlight=False)
 
 
 def stack_table(stack: EmbeddedStack, endpoints: StackEndpoints) -> Table:

@@ -8,6 +8,7 @@ against a real Kafka cluster and Redis.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -15,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 from mirakuru.base import SimpleExecutor
 
 from botify.embedded import (
@@ -223,13 +225,66 @@ class EmbeddedStack:
         """Names of children that have exited."""
         return [name for name, child in self.children if not child.running()]
 
-    def stop(self) -> None:
+    def _child(self, name: str) -> SimpleExecutor:
+        for child_name, child in self.children:
+            if child_name == name:
+                return child
+        raise KeyError(name)
+
+    def exit_code(self, name: str) -> int | None:
+        """The exit code of a child that has exited (None: running, or not known)."""
+        process = self._child(name).process
+        return None if process is None else process.poll()
+
+    def log_path(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    def resident_bytes(self, name: str) -> int | None:
+        """A running child's resident memory (None: not running)."""
+        process = self._child(name).process
+        if process is None:
+            return None
+        try:
+            return int(psutil.Process(process.pid).memory_info().rss)
+        except psutil.Error:
+            return None
+
+    def restart(self, name: str) -> None:
+        """Start an exited child again with its command and environment, and wait until it
+        is healthy; raises BackendUnavailableError (leaving it stopped) when it is not."""
+        child = self._child(name)
+        child.kill()  # reaps the exited process and any child it left behind
+        try:
+            child.start()
+        except Exception as exc:
+            child.kill()
+            raise BackendUnavailableError(
+                f"{name} did not become ready: {exc}; see {self.log_path(name)}"
+            ) from None
+
+    def stop(self, grace_s: float | None = None) -> None:
+        """Stop every child: in reverse start order, each given its own time to exit cleanly
+        (the API flushes to the broker, so the broker goes last); or, with ``grace_s``, all
+        at once within ``grace_s`` before SIGKILL, for a stack whose backend is gone."""
+        if grace_s is not None:
+            self._stop_at_once(grace_s)
         for _name, child in reversed(self.children):
             try:
                 child.stop()
             except Exception:  # already gone, or exited with an error: it is stopped either way
                 child.kill()
         self.children.clear()
+
+    def _stop_at_once(self, grace_s: float) -> None:
+        groups = [child.process.pid for _, child in self.children if child.running()]
+        for pgid in groups:
+            with contextlib.suppress(OSError):
+                os.killpg(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and any(c.running() for _, c in self.children):
+            time.sleep(0.05)
+        for _name, child in self.children:
+            child.kill(sig=signal.SIGKILL)
 
     def __enter__(self) -> EmbeddedStack:
         self.log_dir.mkdir(parents=True, exist_ok=True)
