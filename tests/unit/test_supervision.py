@@ -10,8 +10,8 @@ import pytest
 from botify.errors import BackendUnavailableError
 from botify.settings import EmbeddedSettings
 from botify_cli.supervision import (
-    Backoff,
     BackendDiedError,
+    Backoff,
     BrokerMemoryError,
     Supervisor,
 )
