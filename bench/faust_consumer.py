@@ -10,10 +10,10 @@ import tempfile
 from typing import Any
 
 import faust
-import redis.asyncio as aioredis
 
 from botify.events import decode_listen_event
 from botify.settings import Settings
+from botify.storage.connection import async_redis
 
 BENCH_COUNTER = "bench:faust:decoded"
 
@@ -30,7 +30,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_session_timeout=kafka.session_timeout_ms / 1000,
     )
     listens = app.topic(kafka.listens_topic, key_serializer="raw", value_serializer="raw")
-    r = aioredis.Redis.from_url(settings.redis.url)
+    r = async_redis(settings.redis)
 
     @app.agent(listens, name="decode")
     async def decode(stream: Any) -> None:

@@ -116,8 +116,13 @@ def http_child(
     )
 
 
-def broker_process(port: int, log_dir: Path | None = None, timeout: float = 30) -> TCPChild:
+def broker_process(
+    port: int, log_dir: Path | None = None, timeout: float = 30, advertised_port: int | None = None
+) -> TCPChild:
+    """Tansu on ``port``, telling clients to connect to ``advertised_port`` (default: the
+    same; another when a proxy stands in front of it)."""
     url = f"tcp://127.0.0.1:{port}"
+    advertised = f"tcp://127.0.0.1:{advertised_port or port}"
     out = log_file(log_dir, "broker")
     return TCPChild(
         [
@@ -126,7 +131,7 @@ def broker_process(port: int, log_dir: Path | None = None, timeout: float = 30) 
             "--listener-url",
             url,
             "--advertised-listener-url",
-            url,
+            advertised,
             "--storage-engine",
             "memory://tansu/",
         ],

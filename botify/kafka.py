@@ -37,7 +37,7 @@ def producer_config(settings: KafkaSettings, acked: bool = False) -> dict[str, o
     """The listens producer's config; ``acked``: every delivery is reported (the API awaits
     them), else only failures."""
     return {
-        "bootstrap.servers": settings.bootstrap_servers,
+        **settings.client_config(),
         # Idempotence implies acks=all; said explicitly because durability depends on it.
         "enable.idempotence": True,
         "acks": "all",
@@ -51,7 +51,7 @@ def producer_config(settings: KafkaSettings, acked: bool = False) -> dict[str, o
 
 def consumer_config(settings: KafkaSettings, group: str) -> dict[str, object]:
     return {
-        "bootstrap.servers": settings.bootstrap_servers,
+        **settings.client_config(),
         "group.id": group,
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
@@ -71,7 +71,7 @@ def create_topics(
 ) -> None:
     """Create each topic of ``partitions`` (name -> partition count) that does not exist;
     one created meanwhile by another process is fine."""
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    admin = AdminClient(settings.client_config())
     try:
         existing = set(admin.list_topics(timeout=timeout).topics)
     except KafkaException as exc:
@@ -100,7 +100,7 @@ def create_topics(
 
 def broker_reachable(settings: KafkaSettings, timeout: float = 2.0) -> bool:
     try:
-        AdminClient({"bootstrap.servers": settings.bootstrap_servers}).list_topics(timeout=timeout)
+        AdminClient(settings.client_config()).list_topics(timeout=timeout)
     except KafkaException:
         return False
     return True
@@ -126,9 +126,7 @@ class ConsumerLagReader:
     """Reads a consumer group's lag per partition with one admin client, kept open."""
 
     def __init__(self, settings: KafkaSettings, client_id: str = "botify-lag") -> None:
-        self._admin = AdminClient(
-            {"bootstrap.servers": settings.bootstrap_servers, "client.id": client_id}
-        )
+        self._admin = AdminClient({**settings.client_config(), "client.id": client_id})
 
     def read(self, group: str, topics: Iterable[str], timeout: float = 5.0) -> list[PartitionLag]:
         """Every partition of ``topics``: its end and ``group``'s committed offset.

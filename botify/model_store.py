@@ -424,7 +424,7 @@ class AnnouncementFeed:
         create_topics(self._kafka, {self._topic: ANNOUNCE_PARTITIONS})
         consumer = Consumer(
             {
-                "bootstrap.servers": self._kafka.bootstrap_servers,
+                **self._kafka.client_config(),
                 # Required by the client, never joined: assign() takes no group.
                 "group.id": f"botify-model-feed-{uuid.uuid4().hex}",
                 "enable.auto.commit": False,

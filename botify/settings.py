@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -40,13 +40,75 @@ class KafkaSettings(_Section):
     produce_retries: int = Field(default=3, ge=0)
     flush_timeout_s: float = Field(default=5.0, gt=0)
 
+    # Transport security of every Kafka client botify builds (librdkafka's names). SASL_*
+    # needs sasl_username and sasl_password; SSL verifies the brokers against ssl_ca_location
+    # (None: the system's CAs) and presents a client certificate when one is given.
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: Path | None = None
+    ssl_certificate_location: Path | None = None
+    ssl_key_location: Path | None = None
+    ssl_key_password: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _sasl_has_credentials(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL") and not (
+            self.sasl_username and self.sasl_password
+        ):
+            raise ValueError(
+                f"security_protocol {self.security_protocol} needs sasl_username and sasl_password"
+            )
+        return self
+
     @property
     def dlq_topic(self) -> str:
         return f"{self.listens_topic}.dlq"
 
+    def client_config(self) -> dict[str, str]:
+        """What every librdkafka client of botify's starts from: the brokers and how to
+        reach them securely."""
+        config = {"bootstrap.servers": self.bootstrap_servers}
+        if self.security_protocol != "PLAINTEXT":
+            config["security.protocol"] = self.security_protocol
+        if self.security_protocol.startswith("SASL"):
+            assert self.sasl_username and self.sasl_password  # checked above
+            config["sasl.mechanism"] = self.sasl_mechanism
+            config["sasl.username"] = self.sasl_username
+            config["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.security_protocol.endswith("SSL"):
+            optional = {
+                "ssl.ca.location": self.ssl_ca_location,
+                "ssl.certificate.location": self.ssl_certificate_location,
+                "ssl.key.location": self.ssl_key_location,
+                "ssl.key.password": self.ssl_key_password,
+            }
+            for key, value in optional.items():
+                if isinstance(value, SecretStr):
+                    config[key] = value.get_secret_value()
+                elif value is not None:
+                    config[key] = str(value)
+        return config
+
 
 class RedisSettings(_Section):
+    """Both Redis clients (redis-py and the API's pipelined one) read this.
+
+    ``redis://host:port/db``, ``rediss://`` for TLS, ``unix:///path/redis.sock?db=N`` for a
+    socket. The password is better kept out of the URL: ``password`` is a secret that
+    ``botify settings`` and the logs never show."""
+
     url: str = "redis://127.0.0.1:6379/0"
+    username: str | None = None
+    password: SecretStr | None = None
+    # rediss:// only: the CA that signed the server's certificate (None: the system's), and
+    # a client certificate for servers that ask for one.
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # Off only for a test server with a self-signed certificate; never in production.
+    tls_verify: bool = True
 
 
 class CatalogSettings(_Section):
@@ -104,6 +166,10 @@ class ApiSettings(_Section):
     # (acks=all), awaited at most ack_timeout_s, else 503.
     durability: Literal["buffer", "acks"] = "buffer"
     ack_timeout_s: float = Field(default=5.0, gt=0)
+    # Keys that writes (/next, /last), /metrics and the docs require (services/api/auth.py),
+    # as a JSON list: BOTIFY_API__API_KEYS='["key-1", "key-2"]' (two during a rotation).
+    # Empty: no authentication (the embedded default; compose sets one).
+    api_keys: tuple[SecretStr, ...] = ()
 
 
 class LoadBalancerSettings(_Section):

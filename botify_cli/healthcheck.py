@@ -14,6 +14,7 @@ import redis
 
 from botify.kafka import broker_reachable
 from botify.settings import Settings
+from botify.storage.connection import sync_redis
 
 TIMEOUT_S = 3.0
 
@@ -27,7 +28,7 @@ def http_ok(url: str) -> bool:
 
 def backends_ok(settings: Settings) -> bool:
     try:
-        client = redis.Redis.from_url(settings.redis.url, socket_timeout=TIMEOUT_S)
+        client = sync_redis(settings.redis, socket_timeout=TIMEOUT_S)
         client.ping()
     except redis.RedisError:
         return False

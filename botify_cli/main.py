@@ -26,6 +26,7 @@ from botify.analysis.render import course_table, extras_table, srm_text
 from botify.errors import BotifyError, ConfigError
 from botify.export import export_jsonl, export_parquet
 from botify.settings import Settings
+from botify.storage.connection import redact
 from botify_cli.demo import demo_arms, round_sizes, run_demo, trainer_kept_up, write_results
 from botify_cli.stack import EmbeddedStack, StackEndpoints, new_run_dir
 from botify_cli.supervision import BackendDiedError, BrokerMemoryError, Supervisor
@@ -239,6 +240,13 @@ def sim(
         Path | None, typer.Option("--world", help="A world built by `botify world`.")
     ] = None,
     config: Annotated[Path | None, typer.Option(help="Simulator config TOML.")] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="BOTIFY_SIM_API_KEY",
+            help="Sent as a bearer token, to an API that requires keys (BOTIFY_API__API_KEYS).",
+        ),
+    ] = None,
 ) -> None:
     """Drive simulated users against an API (ours or the original botify)."""
     settings = load_settings()
@@ -266,6 +274,7 @@ def sim(
             lambda n: progress.advance(task, n),
             rate=pace,
             on_behind=_warn_behind,
+            api_key=api_key,
         )
     _print_drive(summary)
     if summary.sessions == 0:
@@ -482,7 +491,9 @@ def export(
 def show_settings() -> None:
     """Print the effective settings (from BOTIFY_* variables and defaults)."""
     settings = load_settings()
-    console.print_json(settings.model_dump_json())
+    shown = settings.model_dump(mode="json")  # secrets print as "**********"
+    shown["redis"]["url"] = redact(settings.redis.url)
+    console.print_json(data=shown)
 
 
 def main() -> None:  # pragma: no cover - console script entry

@@ -25,7 +25,7 @@ class ProtocolError(Exception):
 class BotifyClient:
     """One keep-alive connection to a botify API; not thread-safe (one per worker)."""
 
-    def __init__(self, base_url: str, timeout: float = 30.0) -> None:
+    def __init__(self, base_url: str, timeout: float = 30.0, api_key: str | None = None) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
@@ -34,8 +34,11 @@ class BotifyClient:
         self._timeout = timeout
         self._prefix = parts.path.rstrip("/")
         host = parts.netloc.rpartition("@")[2]  # as written in the URL, [::1] brackets and all
+        if api_key and ("\r" in api_key or "\n" in api_key):
+            raise ValueError("an API key cannot contain a line break")
+        auth = f"Authorization: Bearer {api_key}\r\n" if api_key else ""
         self._headers = (
-            f"Host: {host}\r\nContent-Type: application/json\r\nContent-Length: "
+            f"Host: {host}\r\n{auth}Content-Type: application/json\r\nContent-Length: "
         ).encode()
         self._sock: socket.socket | None = None
         self._buffer = b""

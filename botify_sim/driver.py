@@ -154,6 +154,7 @@ def _worker(
     progress: MutableSequence[int],
     results: mp.queues.Queue[tuple[int, list[EpisodeResult]]],
     pace: _Pace,
+    api_key: str | None,
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     world = load_world(world_dir)
@@ -163,7 +164,7 @@ def _worker(
         results.put((index, done))
         return
     pacer = Pacer(pace.origin.value, pace.rate)
-    with BotifyClient(api_url) as client:
+    with BotifyClient(api_url, api_key=api_key) as client:
         for episode, user in jobs:
             lag = pacer.wait(episode)
             pace.lag[index] = lag  # only this worker writes its slot: no lock needed
@@ -214,6 +215,7 @@ def drive(
     timeout_s: float = 3600.0,
     rate: float | None = None,
     on_behind: Callable[[float], None] | None = None,
+    api_key: str | None = None,
 ) -> DriveSummary:
     """Run ``episodes`` sessions against ``api_url`` from ``processes`` worker processes,
     at ``rate`` sessions/s if given (else as fast as they go).
@@ -221,6 +223,7 @@ def drive(
     ``world`` must be the world saved in ``world_dir`` (workers load it from there).
     ``on_progress(n)`` is called in this process with the number of sessions just finished;
     ``on_behind(s)`` when a paced worker is more than ``BEHIND_S`` behind its schedule.
+    ``api_key``: sent as a bearer token, for an API that requires keys.
     """
     if processes < 1:
         raise ValueError("need at least one process")
@@ -241,7 +244,18 @@ def drive(
     workers = [
         ctx.Process(
             target=_worker,
-            args=(i, api_url, str(world_dir), config, seed, shard, progress, results, pace),
+            args=(
+                i,
+                api_url,
+                str(world_dir),
+                config,
+                seed,
+                shard,
+                progress,
+                results,
+                pace,
+                api_key,
+            ),
             name=f"botify-sim-{i}",
             daemon=True,
         )

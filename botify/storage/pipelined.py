@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections import deque
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 import hiredis
 
 from botify.errors import BackendUnavailableError
+from botify.storage.connection import RedisEndpoint
 
 logger = logging.getLogger(__name__)
 
@@ -63,13 +64,8 @@ class _RespProtocol(asyncio.Protocol):
 class PipelinedRedis:
     """``call`` returns a future of the reply; ``send`` does not wait for one."""
 
-    def __init__(self, url: str) -> None:
-        parsed = urlparse(url)
-        self._host = parsed.hostname or "127.0.0.1"
-        self._port = parsed.port or 6379
-        self._password = unquote(parsed.password) if parsed.password else None
-        self._username = unquote(parsed.username) if parsed.username else None
-        self._db = int(parsed.path.lstrip("/") or 0)
+    def __init__(self, endpoint: RedisEndpoint) -> None:
+        self._endpoint = endpoint
         self._protocol: _RespProtocol | None = None
         self._connecting: asyncio.Lock | None = None
 
@@ -85,20 +81,39 @@ class PipelinedRedis:
             self._connecting = asyncio.Lock()
         async with self._connecting:
             if self._protocol is None or self._protocol.transport is None:
-                loop = asyncio.get_running_loop()
+                proto = await self._open()
+                end = self._endpoint
                 try:
-                    _, proto = await loop.create_connection(_RespProtocol, self._host, self._port)
-                except OSError as exc:
-                    raise BackendUnavailableError(
-                        f"redis {self._host}:{self._port}: {exc}"
-                    ) from None
+                    if end.password:
+                        auth = (end.username, end.password) if end.username else (end.password,)
+                        await self._issue(proto, ("AUTH", *auth), wait=True)
+                    if end.db:
+                        await self._issue(proto, ("SELECT", end.db), wait=True)
+                except hiredis.ReplyError as exc:
+                    # Not kept: a connection that failed AUTH would answer NOAUTH to all.
+                    assert proto.transport is not None
+                    proto.transport.close()
+                    raise BackendUnavailableError(f"redis {end.describe()}: {exc}") from None
                 self._protocol = proto
-                if self._password:
-                    auth = (self._username, self._password) if self._username else (self._password,)
-                    await self._issue(proto, ("AUTH", *auth), wait=True)
-                if self._db:
-                    await self._issue(proto, ("SELECT", self._db), wait=True)
             return self._protocol
+
+    async def _open(self) -> _RespProtocol:
+        loop, end = asyncio.get_running_loop(), self._endpoint
+        try:
+            if end.socket_path is not None:
+                _, proto = await loop.create_unix_connection(_RespProtocol, end.socket_path)
+            else:
+                # rediss://: the handshake completes before AUTH is written.
+                _, proto = await loop.create_connection(
+                    _RespProtocol,
+                    end.host,
+                    end.port,
+                    ssl=end.tls,
+                    server_hostname=end.host if end.tls else None,
+                )
+        except (OSError, ssl.SSLError) as exc:
+            raise BackendUnavailableError(f"redis {end.describe()}: {exc}") from None
+        return proto
 
     @staticmethod
     def _issue(proto: _RespProtocol, args: tuple[Any, ...], wait: bool) -> asyncio.Future[Any]:

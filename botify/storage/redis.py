@@ -9,8 +9,10 @@ import redis.asyncio as aioredis
 
 from botify import keys
 from botify.session import SessionLog, encode_request, parse_session
+from botify.settings import RedisSettings
 from botify.state import Transition, UserCommit, UserState
 from botify.storage.base import commit_transition
+from botify.storage.connection import RedisEndpoint
 from botify.storage.pipelined import PipelinedRedis
 
 # KEYS: plays zset, listen-time zset, then one state hash per user. ARGV, per user: the
@@ -68,8 +70,13 @@ class RedisUserStateStore:
         self._fast = fast
 
     @classmethod
+    def connect(cls, settings: RedisSettings) -> RedisUserStateStore:
+        endpoint = RedisEndpoint.from_settings(settings)
+        return cls(aioredis.Redis(**endpoint.redis_py_kwargs()), PipelinedRedis(endpoint))
+
+    @classmethod
     def from_url(cls, url: str) -> RedisUserStateStore:
-        return cls(aioredis.Redis.from_url(url, decode_responses=False), PipelinedRedis(url))
+        return cls.connect(RedisSettings(url=url))
 
     @property
     def client(self) -> aioredis.Redis:

@@ -22,6 +22,7 @@ from botify.recommenders.model_based import serving_index
 from botify.serving import Router
 from botify.settings import Settings
 from botify.storage import UserStateStore, open_user_state_store
+from services.api.auth import install_api_keys
 from services.api.deps import Runtime
 from services.api.errors import install_error_handlers
 from services.api.metrics import ApiMetrics
@@ -77,7 +78,7 @@ def create_app(settings: Settings) -> FastAPI:
         metrics = ApiMetrics(per_request=settings.metrics.requests)
         metrics.arms(router.plan.serving_arms())
         await asyncio.to_thread(ensure_topics, settings.kafka)
-        store = open_user_state_store(settings.redis.url)
+        store = open_user_state_store(settings.redis)
         publisher = ListenPublisher(
             settings.kafka,
             on_failure=lambda reason: metrics.delivery_failures.labels(reason).inc(),
@@ -121,6 +122,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_api_keys(app, settings.api.api_keys)
     for module in (next, tracks, health):
         app.include_router(module.router)
     return app

@@ -20,12 +20,11 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
-import redis.asyncio as aioredis
-
 from botify.artifacts import ModelArtifact, ModelSlot
 from botify.errors import ArtifactError
 from botify.model_store import Announcement, AnnouncementFeed, ModelStore
 from botify.settings import Settings
+from botify.storage.connection import async_redis
 from services.api.metrics import ApiMetrics
 
 logger = logging.getLogger(__name__)
@@ -103,8 +102,8 @@ class ModelWatcher:
     ) -> ModelWatcher:
         """A watcher over the configured models directory and Redis pointers; it closes its
         Redis client on ``stop``."""
-        url = settings.redis.url
-        client = None if url.startswith("memory://") else aioredis.Redis.from_url(url)
+        memory = settings.redis.url.startswith("memory://")
+        client = None if memory else async_redis(settings.redis)
         watcher = cls(
             ModelStore.from_settings(settings, client), slots, settings, metrics, prepare=prepare
         )

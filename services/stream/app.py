@@ -106,7 +106,7 @@ class StreamWorker:
             }
         )
         self._producer = DeliveringProducer(kafka, client_id="botify-stream")
-        self._store = open_user_state_store(settings.redis.url)
+        self._store = open_user_state_store(settings.redis)
         self.processor = ListenProcessor(
             store=self._store,
             dead_letters=_DeadLetterTopic(self._producer, kafka.dlq_topic),

@@ -14,7 +14,6 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from botify.catalog import load_catalog
@@ -23,6 +22,7 @@ from botify.example_log import ExampleConsumer, ExampleLog
 from botify.kafka import ensure_topics
 from botify.model_store import ModelAnnouncer, ModelStore
 from botify.settings import Settings, TrainerSettings
+from botify.storage.connection import async_redis
 from botify.telemetry import ConsumerLagMonitor, Heartbeat, MetricsServer, process_registry
 from services.trainer.loop import Trainer, due
 from services.trainer.metrics import TrainerMetrics
@@ -103,7 +103,7 @@ async def serve(
     cfg = settings.trainer
     catalog = load_catalog(settings.catalog.path)
     configure_torch(cfg)
-    redis = aioredis.Redis.from_url(settings.redis.url)
+    redis = async_redis(settings.redis)
     announcer = ModelAnnouncer(settings.kafka, settings.models.announce_topic)
     store = ModelStore.from_settings(settings, redis, announcer)
     log = ExampleLog.from_settings(settings.training_data, settings.run_dir)
