@@ -58,18 +58,32 @@ def write_targets(path: Path, targets: list[ScrapeTarget]) -> Path:
     return path
 
 
-def write_config(directory: Path, targets: Path, scrape_interval_s: float) -> Path:
-    """A Prometheus config (JSON is valid YAML) scraping ``targets`` with botify's rules."""
+def write_config(
+    directory: Path, targets: Path, scrape_interval_s: float, api_key: str | None = None
+) -> Path:
+    """A Prometheus config (JSON is valid YAML) scraping ``targets`` with botify's rules;
+    with ``api_key``, the API's targets are scraped with it (their /metrics needs it)."""
     interval = f"{max(1, round(scrape_interval_s))}s"
+    every = {"files": [str(targets)], "refresh_interval": "5s"}
+    jobs: list[dict[str, object]] = [{"job_name": "botify", "file_sd_configs": [every]}]
+    if api_key is not None:
+        key_file = directory / "api_key"
+        key_file.touch(mode=0o600)
+        key_file.write_text(api_key)
+        only_api = {"source_labels": ["service"], "regex": "api"}
+        jobs = [
+            {**jobs[0], "relabel_configs": [{**only_api, "action": "drop"}]},
+            {
+                "job_name": "botify-api",
+                "file_sd_configs": [every],
+                "relabel_configs": [{**only_api, "action": "keep"}],
+                "authorization": {"type": "Bearer", "credentials_file": str(key_file)},
+            },
+        ]
     doc = {
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
         "rule_files": [str(ALERT_RULES)],
-        "scrape_configs": [
-            {
-                "job_name": "botify",
-                "file_sd_configs": [{"files": [str(targets)], "refresh_interval": "5s"}],
-            }
-        ],
+        "scrape_configs": jobs,
     }
     path = directory / "prometheus.yml"
     path.write_text(json.dumps(doc, indent=2))

@@ -32,6 +32,9 @@ DOCKERFILES = {
 K8S_VERSION = "1.31.0"
 BOTIFY_SERVICES = ("api", "stream", "trainer")
 _DEFAULT = re.compile(r"\$\{(\w+):-([^}]*)\}")
+_REQUIRED = re.compile(r"\$\{(\w+):\?([^}]*)\}")
+# What an operator exports before `docker compose up` (the file's header says so).
+SECRETS = {"BOTIFY_API_KEY": "key-1", "BOTIFY_REDIS_PASSWORD": "pw-1"}
 
 
 def compose() -> dict[str, Any]:
@@ -44,8 +47,16 @@ def cluster_env() -> dict[str, str]:
 
 
 def interpolate(value: object, env: dict[str, str]) -> str:
-    """Compose's ``${VAR:-default}``, as ``docker compose`` resolves it."""
-    return _DEFAULT.sub(lambda m: env.get(m.group(1), m.group(2)), str(value))
+    """Compose's ``${VAR:-default}`` and ``${VAR:?error}``, as ``docker compose`` resolves
+    them (a missing required variable is an error)."""
+
+    def required(m: re.Match[str]) -> str:
+        if not env.get(m.group(1)):
+            raise KeyError(f"{m.group(1)}: {m.group(2)}")
+        return env[m.group(1)]
+
+    text = _REQUIRED.sub(required, str(value))
+    return _DEFAULT.sub(lambda m: env.get(m.group(1), m.group(2)), text)
 
 
 def manifests() -> Iterator[tuple[str, dict[str, Any]]]:
@@ -95,15 +106,36 @@ def test_compose_file_follows_the_compose_specification() -> None:
 def test_every_botify_service_environment_parses_into_settings(
     env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    cluster = bool(env)
+    env = {**env, **SECRETS}
     for name in BOTIFY_SERVICES:
         service = compose()["services"][name]
         variables = {k: interpolate(v, env) for k, v in service["environment"].items()}
         settings = settings_from(variables, monkeypatch)
         assert settings.redis.url == "redis://redis:6379/0"
-        if env:
+        assert settings.redis.password is not None
+        assert settings.redis.password.get_secret_value() == "pw-1"
+        assert [k.get_secret_value() for k in settings.api.api_keys] == ["key-1"]
+        if cluster:
             assert settings.kafka.replication_factor == 3
             assert settings.kafka.min_insync_replicas == 2
             assert settings.kafka.bootstrap_servers.count(":9092") == 3
+
+
+def test_compose_refuses_to_start_without_its_secrets_and_wires_them_everywhere() -> None:
+    services = compose()["services"]
+    with pytest.raises(KeyError, match="BOTIFY_API_KEY"):
+        interpolate(services["api"]["environment"]["BOTIFY_API__API_KEYS"], {})
+    redis_command = [interpolate(part, SECRETS) for part in services["redis"]["command"]]
+    assert redis_command[redis_command.index("--requirepass") + 1] == "pw-1"
+    assert "botify_api_key" in services["prometheus"]["secrets"]
+    assert compose()["secrets"]["botify_api_key"] == {"environment": "BOTIFY_API_KEY"}
+    scrape = yaml.safe_load((REPO_DIR / "deploy" / "prometheus.yml").read_text())
+    api_job = next(j for j in scrape["scrape_configs"] if j["job_name"] == "botify-api")
+    assert api_job["authorization"]["credentials_file"] == "/run/secrets/botify_api_key"
+    # Only loopback may reach the dashboards.
+    for name in ("prometheus", "grafana"):
+        assert all(p.startswith("127.0.0.1:") for p in services[name]["ports"]), name
 
 
 def test_compose_scales_the_api_behind_the_load_balancer_and_keeps_one_trainer() -> None:
@@ -135,7 +167,7 @@ def test_default_experiments_serve_models_the_trainer_trains(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     variables = compose()["services"]["api"]["environment"]
-    env = {k: interpolate(v, {}) for k, v in variables.items()}
+    env = {k: interpolate(v, SECRETS) for k, v in variables.items()}
     env["BOTIFY_EXPERIMENTS__PATH"] = str(REPO_DIR / "deploy" / "experiments.toml")
     settings = settings_from(env, monkeypatch)
     _, context = build_router(settings)

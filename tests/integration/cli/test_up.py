@@ -16,14 +16,17 @@ import psutil
 import pytest
 
 from botify.embedded import free_port
+from botify_sim.client import BotifyClient, ProtocolError
 from tests.integration.cli import running
 
 pytestmark = pytest.mark.slow
 
 
-def start_up(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
+def start_up(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str]:
     """Run ``botify up`` and read its output until it says it is up (60 s at most)."""
-    env = {**os.environ, "BOTIFY_RUN_DIR": str(tmp_path), "COLUMNS": "200"}
+    env = {**os.environ, "BOTIFY_RUN_DIR": str(tmp_path), "COLUMNS": "200", **(env or {})}
     return running.start_up([sys.executable, "-m", "botify_cli", "up", *args], env)
 
 
@@ -100,13 +103,24 @@ def test_children_die_with_a_killed_supervisor(tmp_path: Path) -> None:
 def test_up_with_prometheus_prints_every_endpoint_and_prometheus_scrapes_them_all(
     tmp_path: Path,
 ) -> None:
-    proc, out = start_up(tmp_path, "--prometheus", "--stream-workers", "2")
+    # With API keys on, the API's /metrics needs one: Prometheus is given it.
+    keyed = {"BOTIFY_API__API_KEYS": '["scrape-key"]'}
+    proc, out = start_up(tmp_path, "--prometheus", "--stream-workers", "2", env=keyed)
     try:
         assert "Press Ctrl-C" in out, out
         urls = re.findall(r"metrics \((\S+)\)[\s│]+(http://127\.0\.0\.1:\d+/metrics)", out)
         assert {name for name, _ in urls} == {"api", "stream-1", "stream-2", "trainer"}, out
+        key = {"Authorization": "Bearer scrape-key"}
         for _, url in urls:
-            assert "process_resident_memory_bytes" in httpx.get(url, timeout=10).text
+            assert "process_resident_memory_bytes" in httpx.get(url, headers=key, timeout=10).text
+        api_metrics = next(url for name, url in urls if name == "api")
+        assert httpx.get(api_metrics, timeout=10).status_code == 401
+        # The simulator's client sends the key; without one a write is refused.
+        api = api_metrics.removesuffix("/metrics")
+        with BotifyClient(api, api_key="scrape-key") as client:
+            assert isinstance(client.next(5, 1, 0.5), int)
+        with BotifyClient(api) as client, pytest.raises(ProtocolError, match="401"):
+            client.next(5, 1, 0.5)
         prometheus = re.search(r"prometheus[\s│]+(http://127\.0\.0\.1:\d+)", out)
         assert prometheus, out
         deadline, up = time.monotonic() + 30, []
