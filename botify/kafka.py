@@ -76,11 +76,15 @@ def create_topics(
         existing = set(admin.list_topics(timeout=timeout).topics)
     except KafkaException as exc:
         raise BackendUnavailableError(f"broker {settings.bootstrap_servers}: {exc}") from None
-    config = (
-        {}
-        if settings.min_insync_replicas is None
-        else {"min.insync.replicas": str(settings.min_insync_replicas)}
-    )
+    config = {
+        name: str(value)
+        for name, value in (
+            ("min.insync.replicas", settings.min_insync_replicas),
+            ("retention.ms", settings.retention_ms),
+            ("retention.bytes", settings.retention_bytes),
+        )
+        if value is not None
+    }
     new = [
         NewTopic(t, num_partitions=n, replication_factor=settings.replication_factor, config=config)
         for t, n in partitions.items()

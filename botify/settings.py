@@ -33,6 +33,12 @@ class KafkaSettings(_Section):
     # cluster takes 3 and 2: one broker can be lost without losing a write.
     replication_factor: int = Field(default=1, ge=1)
     min_insync_replicas: int | None = Field(default=None, ge=1)
+    # Retention of the topics botify creates (None: the broker's default). A week of listens
+    # lets the stream rebuild Redis from the topic and the trainer re-read its examples; size
+    # bounds are per partition. Tansu's memory engine stores these and enforces neither
+    # (botify up bounds it with embedded.broker_max_memory_mb instead).
+    retention_ms: int | None = Field(default=7 * 24 * 3600 * 1000, ge=-1)
+    retention_bytes: int | None = Field(default=None, ge=-1)
     # Tansu (and any broker) makes a group's first join wait ~half the session timeout.
     session_timeout_ms: int = Field(default=6000, ge=1000)
     # Larger batches cost the broker and librdkafka less CPU; events are not latency-critical.

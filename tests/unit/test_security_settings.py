@@ -1,0 +1,64 @@
+"""Security settings: what every Kafka client is given, and secrets that never print."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from botify.settings import KafkaSettings, RedisSettings
+from botify.storage.connection import RedisEndpoint, redact
+
+pytestmark = pytest.mark.unit
+
+
+def test_plaintext_kafka_clients_get_only_the_brokers() -> None:
+    assert KafkaSettings(bootstrap_servers="k:9092").client_config() == {
+        "bootstrap.servers": "k:9092"
+    }
+
+
+def test_sasl_ssl_passes_credentials_and_certificates_in_librdkafkas_names() -> None:
+    settings = KafkaSettings(
+        bootstrap_servers="k:9093",
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-256",
+        sasl_username="botify",
+        sasl_password=SecretStr("pw"),
+        ssl_ca_location=Path("/etc/ca.pem"),
+    )
+    assert settings.client_config() == {
+        "bootstrap.servers": "k:9093",
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-256",
+        "sasl.username": "botify",
+        "sasl.password": "pw",
+        "ssl.ca.location": "/etc/ca.pem",
+    }
+    assert "pw" not in repr(settings)
+
+
+def test_sasl_without_credentials_is_refused_at_start() -> None:
+    with pytest.raises(ValidationError, match="sasl_username and sasl_password"):
+        KafkaSettings(security_protocol="SASL_PLAINTEXT", sasl_username="botify")
+
+
+def test_the_redis_password_setting_wins_and_urls_are_shown_without_passwords() -> None:
+    endpoint = RedisEndpoint.from_settings(
+        RedisSettings(url="redis://u:in-url@h:7000/4", password=SecretStr("setting"))
+    )
+    assert (endpoint.host, endpoint.port, endpoint.db) == ("h", 7000, 4)
+    assert (endpoint.username, endpoint.password) == ("u", "setting")
+    assert endpoint.tls is None
+    assert "setting" not in endpoint.describe() and "in-url" not in endpoint.describe()
+    assert redact("redis://u:in-url@h:7000/4") == "redis://u:***@h:7000/4"
+    assert redact("redis://h:7000/4") == "redis://h:7000/4"
+
+
+def test_rediss_urls_get_tls_and_unix_urls_a_socket() -> None:
+    tls = RedisEndpoint.from_settings(RedisSettings(url="rediss://h:6380/0"))
+    assert tls.tls is not None and tls.redis_py_kwargs()["ssl"] is True
+    sock = RedisEndpoint.from_settings(RedisSettings(url="unix:///run/redis.sock?db=3"))
+    assert (sock.socket_path, sock.db) == ("/run/redis.sock", 3)
+    assert sock.redis_py_kwargs()["unix_socket_path"] == "/run/redis.sock"
