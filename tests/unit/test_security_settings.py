@@ -62,3 +62,20 @@ def test_rediss_urls_get_tls_and_unix_urls_a_socket() -> None:
     sock = RedisEndpoint.from_settings(RedisSettings(url="unix:///run/redis.sock?db=3"))
     assert (sock.socket_path, sock.db) == ("/run/redis.sock", 3)
     assert sock.redis_py_kwargs()["unix_socket_path"] == "/run/redis.sock"
+
+
+def test_the_faust_baseline_gets_the_same_kafka_security() -> None:
+    from bench import faust_consumer  # faust is a dev dependency: imported only here
+
+    assert faust_consumer.faust_credentials(KafkaSettings()) is None
+    sasl = faust_consumer.faust_credentials(
+        KafkaSettings(
+            security_protocol="SASL_SSL",
+            sasl_mechanism="SCRAM-SHA-256",
+            sasl_username="u",
+            sasl_password=SecretStr("p"),
+        )
+    )
+    assert (sasl.username, sasl.password) == ("u", "p")
+    assert str(sasl.mechanism.value) == "SCRAM-SHA-256"
+    assert sasl.ssl_context is not None
