@@ -13,7 +13,7 @@ import concurrent.futures
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import (
@@ -321,6 +321,43 @@ class DeliveringProducer:
         left = self._producer.flush(self._settings.flush_timeout_s)
         if left or self._errors:
             self._fail(f"{left} records undelivered, errors {self._errors[:3]}")
+
+    def deliver_each(
+        self,
+        topic: str,
+        records: Sequence[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]],
+    ) -> list[str | None]:
+        """Send (key, value, headers) records and wait for them (at most flush_timeout_s):
+        per record, None when delivered, else the name of its error (a record refused at
+        once, too large say, does not hold the others back). Nothing is left queued."""
+        errors: list[str | None] = [None] * len(records)
+
+        def reporter(i: int) -> Callable[[KafkaError | None, Message], None]:
+            def delivered(err: KafkaError | None, msg: Message) -> None:
+                if err is not None:
+                    errors[i] = err.name()
+
+            return delivered
+
+        for i, (key, value, headers) in enumerate(records):
+            for attempt in range(self._settings.produce_retries + 1):
+                try:
+                    self._producer.produce(
+                        topic, value, key, on_delivery=reporter(i), headers=headers
+                    )
+                    break
+                except BufferError:
+                    self._producer.poll(0.01 * (attempt + 1))
+                except KafkaException as exc:  # refused before sending: too large, say
+                    errors[i] = exc.args[0].name()
+                    break
+            else:
+                errors[i] = "QUEUE_FULL"
+        if self._producer.flush(self._settings.flush_timeout_s):
+            # Undelivered in time: purged, their callbacks report it.
+            self._producer.purge()
+            self._producer.poll(0)
+        return errors
 
     def _fail(self, why: str) -> None:
         # Whatever is left would be sent again by the caller's retry: drop it here.

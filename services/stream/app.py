@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import threading
 from collections.abc import Sequence
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -29,22 +31,20 @@ from botify.settings import Settings
 from botify.state import StateConfig
 from botify.storage import open_user_state_store
 from botify.telemetry import Heartbeat
-from services.stream.agents import ListenProcessor, Record, StreamObserver
+from services.stream.agents import DeadLetterRecord, ListenProcessor, Record, StreamObserver
 
 logger = logging.getLogger(__name__)
 
 
 class _DeadLetterTopic:
-    """Dead letters, each delivered before its source offset is stored."""
+    """Dead letters, a batch's sent together and delivered (or refused) before its source
+    offsets are stored."""
 
     def __init__(self, producer: DeliveringProducer, topic: str) -> None:
         self._producer, self._topic = producer, topic
 
-    async def send(
-        self, *, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
-    ) -> None:
-        self._producer.send(self._topic, [(key, value)], headers)
-        self._producer.flush()
+    async def send_many(self, records: Sequence[DeadLetterRecord]) -> list[str | None]:
+        return self._producer.deliver_each(self._topic, records)
 
 
 class _ExampleTopic:
@@ -117,6 +117,8 @@ class StreamWorker:
             chunk_users=stream.chunk_users,
             cache_users=stream.state_cache_users,
             observer=observer,
+            dead_letter_max_bytes=stream.dead_letter_max_bytes,
+            retry_attempts=stream.retry_attempts,
         )
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -168,14 +170,40 @@ async def serve(
     heartbeat: Heartbeat | None = None,
 ) -> None:
     """Run one worker until SIGTERM or SIGINT; ``observer`` gets its metrics, ``heartbeat``
-    a beat each time round the loop."""
+    a beat each time round the loop.
+
+    A signal cancels the loop wherever it waits (a retry's backoff included) and the worker
+    commits what it processed and leaves its group; if that is not done within
+    ``stream.shutdown_grace_s`` (a broker that does not answer the final commit), the process
+    exits anyway: what it had not committed is replayed, harmlessly."""
     worker = StreamWorker(settings, observer, heartbeat)
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()
+    watchdog = threading.Timer(settings.stream.shutdown_grace_s, _exit_late, [settings])
+    watchdog.daemon = True
+
+    def stop() -> None:
+        if not watchdog.is_alive():
+            logger.warning("botify stream worker stopping")
+            watchdog.start()
+            task.cancel()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
+        loop.add_signal_handler(sig, stop)
     try:
         await worker.run()
     except asyncio.CancelledError:
         logger.warning("botify stream worker stopped")
+    finally:
+        watchdog.cancel()
+
+
+def _exit_late(settings: Settings) -> None:
+    logger.error(
+        "botify stream worker did not stop within %g s (stream.shutdown_grace_s): exiting; "
+        "what it had not committed is replayed",
+        settings.stream.shutdown_grace_s,
+    )
+    logging.shutdown()
+    os._exit(1)
