@@ -145,6 +145,9 @@ class StreamSettings(_Section):
     # Publish a training example per listen after a session's first (the trainer's data);
     # off, a worker folds state only.
     examples: bool = True
+    # Dead-letter listens whose track or recommendation is not in the catalog
+    # (catalog.path, read at start) rather than counting them in state and popularity.
+    check_tracks: bool = True
     # A dead-letter copy keeps at most this much of the record's value (the rest is cut, and
     # its headers say so): under the producer's 1 MB message limit whatever the record's size.
     dead_letter_max_bytes: int = Field(default=65_536, ge=0, le=900_000)

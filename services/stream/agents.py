@@ -24,11 +24,12 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Container, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from botify import keys
+from botify.catalog import unknown_track
 from botify.dead_letters import RECORD_ERRORS, DeadLetter, Headers
 from botify.errors import BackendUnavailableError, InvalidEventError
 from botify.events import ListenEvent, decode_listen_event
@@ -145,6 +146,10 @@ class ListenProcessor:
     dead_letter_max_bytes: int = 65_536
     # Tries of a batch's dead letters before the undeliverable ones are skipped.
     retry_attempts: int = 8
+    # The catalog's track ids: an event naming another track is dead-lettered, never folded
+    # (it would count in popularity, and TopPop would serve a track /track cannot find).
+    # None: not checked.
+    known_tracks: Container[int] | None = None
     _cache: OrderedDict[int, UserState] = field(default_factory=OrderedDict, init=False)
 
     def forget(self) -> None:
@@ -166,12 +171,18 @@ class ListenProcessor:
         outcomes = [DEAD_LETTER] * len(records)
         dead: list[tuple[int, str]] = []  # (index in the batch, reason)
         pending: dict[int, list[tuple[int, ListenEvent, Position]]] = {}
+        known = self.known_tracks
         for i, record in enumerate(records):
             try:
                 event = decode(record)
             except InvalidEventError as exc:
                 dead.append((i, str(exc)))
                 continue
+            if known is not None:
+                unknown = unknown_track(event.track, event.recommendation, known)
+                if unknown is not None:
+                    dead.append((i, unknown))
+                    continue
             pending.setdefault(event.user, []).append(
                 (i, event, Position(record.partition, record.offset))
             )

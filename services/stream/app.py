@@ -26,6 +26,7 @@ from collections.abc import Sequence
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from botify.catalog import load_catalog
 from botify.kafka import DeliveringProducer, consumer_config
 from botify.settings import Settings
 from botify.state import StateConfig
@@ -92,6 +93,10 @@ class StreamWorker:
     ) -> None:
         kafka, stream = settings.kafka, settings.stream
         self._settings = settings
+        # Read first: a bad catalog path fails the worker before it joins the group.
+        known_tracks = (
+            frozenset(load_catalog(settings.catalog.path).by_id) if stream.check_tracks else None
+        )
         self._heartbeat = heartbeat
         self._consumer = Consumer(
             consumer_config(kafka, stream.app_id)
@@ -119,6 +124,7 @@ class StreamWorker:
             observer=observer,
             dead_letter_max_bytes=stream.dead_letter_max_bytes,
             retry_attempts=stream.retry_attempts,
+            known_tracks=known_tracks,
         )
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
 import pytest
 import redis
 from confluent_kafka import Consumer, Message, TopicPartition
@@ -23,6 +24,20 @@ from botify.state import Position, StateConfig, UserState, apply_listen
 from botify.storage import InMemoryUserStateStore
 
 READY = "stream worker ready"
+# Workers check tracks against their catalog: the tests' events use ids below this.
+CATALOG_TRACKS = 20_000
+
+
+def catalog_file(directory: Path, tracks: int = CATALOG_TRACKS) -> Path:
+    """A catalog of track ids 0 .. tracks - 1 in ``directory`` (written once)."""
+    path = directory / f"catalog-{tracks}.jsonl"
+    if not path.exists():
+        lines = (
+            orjson.dumps({"track": t, "artist": f"Artist {t % 97}", "title": f"Track {t}"})
+            for t in range(tracks)
+        )
+        path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
 
 
 def own_db(redis_url: str, db: int) -> str:
@@ -75,6 +90,7 @@ class Worker:
             # Several workers run at once: each serves its metrics on a port of its own.
             "BOTIFY_METRICS__STREAM_PORT": "0",
             "BOTIFY_RUN_DIR": str(self.log.parent / "runs"),
+            "BOTIFY_CATALOG__PATH": str(catalog_file(self.log.parent)),
             **self.env,
         }
         with self.log.open("ab") as out:

@@ -284,3 +284,20 @@ async def test_without_a_cache_every_batch_loads_its_users() -> None:
         assert await proc.handle(record(raw, offset)) == "applied"
     assert store.loaded == [1, 1]
     assert (await store.load(1)).history == (1, 2)
+
+
+async def test_a_listen_of_a_track_not_in_the_catalog_is_dead_lettered_not_folded() -> None:
+    store, dlq = InMemoryUserStateStore(), RecordingTopic()
+    proc = ListenProcessor(store, dlq, StateConfig(), known_tracks=frozenset(range(100)))
+    batch = [
+        record(encode_listen_event(listen(user=1, track=5, recommendation=6)), 0),
+        record(encode_listen_event(listen(user=1, track=500, recommendation=6)), 1),
+        record(encode_listen_event(listen(user=1, track=6, recommendation=501)), 2),
+    ]
+    assert await proc.handle_batch(batch) == ["applied", "dead_letter", "dead_letter"]
+    assert (await store.load(1)).history == (5,)
+    assert await store.track_stats(500) == (0, 0.0)
+    assert [m["headers"]["botify-error"] for m in dlq.sent] == [
+        b"unknown track 500: not in the catalog",
+        b"unknown recommendation 501: not in the catalog",
+    ]
