@@ -22,6 +22,7 @@ from confluent_kafka import (
     KafkaException,
     Message,
     Producer,
+    TopicCollection,
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
@@ -96,6 +97,28 @@ def create_topics(
                 raise BackendUnavailableError(f"cannot create topic {topic}: {exc}") from None
         except concurrent.futures.TimeoutError:
             raise BackendUnavailableError(f"cannot create topic {topic}: timed out") from None
+
+
+# What a broker answers for a topic id it does not have (Kafka's Uuid.ZERO_UUID).
+_NO_TOPIC_ID = {None, "", "AAAAAAAAAAAAAAAAAAAAAA"}
+
+
+def topic_identity(settings: KafkaSettings, topic: str, timeout: float = 10.0) -> str:
+    """The identity of this lifetime of ``topic``: the cluster id and the topic id, which a
+    broker restarted without its data does not keep (Tansu keeps its cluster id but makes a
+    new topic id; Kafka makes both new). Offsets compare only within one identity.
+    ``BackendUnavailableError`` when the broker does not say."""
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    try:
+        cluster = admin.describe_cluster(request_timeout=timeout).result(timeout)
+        described = admin.describe_topics(TopicCollection([topic]), request_timeout=timeout)
+        topic_id = described[topic].result(timeout).topic_id
+    except (KafkaException, concurrent.futures.TimeoutError) as exc:
+        raise BackendUnavailableError(f"cannot describe topic {topic}: {exc!r}") from None
+    tid = None if topic_id is None else str(topic_id)
+    if cluster.cluster_id is None and tid in _NO_TOPIC_ID:
+        raise BackendUnavailableError(f"the broker gives no identity for topic {topic}")
+    return f"{cluster.cluster_id or ''}/{'' if tid in _NO_TOPIC_ID else tid}"
 
 
 def broker_reachable(settings: KafkaSettings, timeout: float = 2.0) -> bool:

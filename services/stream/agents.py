@@ -150,6 +150,9 @@ class ListenProcessor:
     # (it would count in popularity, and TopPop would serve a track /track cannot find).
     # None: not checked.
     known_tracks: Container[int] | None = None
+    # The identity of the topic lifetime the records' offsets count in (see
+    # botify.state.Position); the worker sets it on each assignment.
+    source: str | None = None
     _cache: OrderedDict[int, UserState] = field(default_factory=OrderedDict, init=False)
 
     def forget(self) -> None:
@@ -171,7 +174,7 @@ class ListenProcessor:
         outcomes = [DEAD_LETTER] * len(records)
         dead: list[tuple[int, str]] = []  # (index in the batch, reason)
         pending: dict[int, list[tuple[int, ListenEvent, Position]]] = {}
-        known = self.known_tracks
+        known, source = self.known_tracks, self.source
         for i, record in enumerate(records):
             try:
                 event = decode(record)
@@ -184,7 +187,7 @@ class ListenProcessor:
                     dead.append((i, unknown))
                     continue
             pending.setdefault(event.user, []).append(
-                (i, event, Position(record.partition, record.offset))
+                (i, event, Position(record.partition, record.offset, source))
             )
         span = _span(records)
         for attempt in range(MAX_CONFLICT_ROUNDS):

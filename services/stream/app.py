@@ -27,7 +27,8 @@ from collections.abc import Sequence
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from botify.catalog import load_catalog
-from botify.kafka import DeliveringProducer, consumer_config
+from botify.errors import BackendUnavailableError
+from botify.kafka import DeliveringProducer, consumer_config, topic_identity
 from botify.settings import Settings
 from botify.state import StateConfig
 from botify.storage import open_user_state_store
@@ -125,13 +126,32 @@ class StreamWorker:
             dead_letter_max_bytes=stream.dead_letter_max_bytes,
             retry_attempts=stream.retry_attempts,
             known_tracks=known_tracks,
+            # Offsets without it could pass for an old broker's (a broker restarted without
+            # its data): no identity, no start.
+            source=topic_identity(kafka, kafka.listens_topic),
         )
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # After each rebalance; botify up and the tests wait for this line.
         self.processor.forget()
+        kafka = self._settings.kafka
+        topic = kafka.listens_topic
+        # A new broker (one restarted without its data) means a new group too, so a
+        # rebalance: the moment to learn the topic's identity again.
+        try:
+            source = topic_identity(kafka, topic)
+        except BackendUnavailableError as exc:
+            logger.error("topic identity unknown, keeping %s: %s", self.processor.source, exc)
+        else:
+            if source != self.processor.source:
+                logger.warning(
+                    "topic %s is now %s (was %s): its offsets start a new lifetime",
+                    topic,
+                    source,
+                    self.processor.source,
+                )
+                self.processor.source = source
         mine = sorted(tp.partition for tp in partitions)
-        topic = self._settings.kafka.listens_topic
         logger.warning("botify stream worker ready: partitions %s of %s", mine, topic)
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

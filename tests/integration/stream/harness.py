@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, Message, TopicPartition
 
 from botify import keys
 from botify.events import ListenEvent, decode_listen_event
-from botify.kafka import ListenPublisher, ensure_topics
+from botify.kafka import ListenPublisher, ensure_topics, topic_identity
 from botify.settings import KafkaSettings, StateSettings
 from botify.state import Position, StateConfig, UserState, apply_listen
 from botify.storage import InMemoryUserStateStore
@@ -183,6 +183,7 @@ async def fold_topic(
     config = StateConfig(cfg.history_size, cfg.fail_threshold)
     store = InMemoryUserStateStore()
     states: dict[int, UserState] = {}
+    source = topic_identity(KafkaSettings(bootstrap_servers=bootstrap), topic)
     for msg in read_topic(bootstrap, topic, expected):
         try:
             e = decode_listen_event(msg.value())
@@ -191,7 +192,7 @@ async def fold_topic(
         t = apply_listen(
             states.get(e.user, UserState(e.user)),
             e,
-            Position(msg.partition(), msg.offset()),
+            Position(msg.partition(), msg.offset(), source),
             config,
         )
         await store.commit(t)
