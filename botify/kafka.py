@@ -303,22 +303,51 @@ class ListenPublisher:
             logger.error("%d events were not delivered before shutdown", left)
 
 
+def _is_fatal(err: KafkaError) -> bool:
+    # produce() on a producer already failed says _FATAL without the fatal flag.
+    return bool(err.fatal()) or err.code() == KafkaError._FATAL
+
+
 class DeliveringProducer:
     """A producer for records that must be on the broker before the caller goes on (the
     stream's training examples and dead letters): ``send`` hands records over, ``flush``
     returns once every record sent is delivered, or raises ``BackendUnavailableError``.
 
     ``flush`` blocks its thread while records are in flight: one round of broker latency.
+
+    An idempotent producer whose broker restarted without its data is fenced for good (a
+    fatal error: its producer id is unknown there); a failure after one replaces the
+    librdkafka producer, so that the caller's retry goes through a fresh one.
     """
 
     def __init__(self, settings: KafkaSettings, client_id: str) -> None:
         self._settings = settings
-        self._producer = Producer(producer_config(settings) | {"client.id": client_id})
+        self._config = producer_config(settings) | {
+            "client.id": client_id,
+            "error_cb": self._on_error,
+        }
+        self._producer = Producer(self._config)
         self._errors: list[KafkaError] = []
+        self._fatal = False
+
+    def _on_error(self, err: KafkaError) -> None:
+        if _is_fatal(err):
+            self._fatal = True
 
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:  # only failures are reported (delivery.report.only.error)
             self._errors.append(err)
+            if _is_fatal(err):
+                self._fatal = True
+
+    def _renew_if_fatal(self) -> None:
+        if not self._fatal:
+            return
+        logger.warning("the producer hit a fatal error (fenced by a new broker?): replacing it")
+        self._producer.purge()
+        self._producer.poll(0)
+        self._producer = Producer(self._config)
+        self._fatal = False
 
     def send(
         self,
@@ -335,6 +364,9 @@ class DeliveringProducer:
                     break
                 except BufferError:  # the local queue is full: let it drain a little
                     self._producer.poll(0.01 * (attempt + 1))
+                except KafkaException as exc:
+                    self._fatal = self._fatal or _is_fatal(exc.args[0])
+                    self._fail(f"the producer refused a record: {exc.args[0]}")
             else:
                 self._fail("the producer's buffer stays full")
 
@@ -373,6 +405,7 @@ class DeliveringProducer:
                     self._producer.poll(0.01 * (attempt + 1))
                 except KafkaException as exc:  # refused before sending: too large, say
                     errors[i] = exc.args[0].name()
+                    self._fatal = self._fatal or _is_fatal(exc.args[0])
                     break
             else:
                 errors[i] = "QUEUE_FULL"
@@ -380,6 +413,7 @@ class DeliveringProducer:
             # Undelivered in time: purged, their callbacks report it.
             self._producer.purge()
             self._producer.poll(0)
+        self._renew_if_fatal()
         return errors
 
     def _fail(self, why: str) -> None:
@@ -387,6 +421,7 @@ class DeliveringProducer:
         self._producer.purge()
         self._producer.poll(0)
         self._errors = []
+        self._renew_if_fatal()
         raise BackendUnavailableError(f"delivery to the broker failed: {why}")
 
     def close(self) -> None:
