@@ -71,6 +71,17 @@ def next_offsets(records: Sequence[Record]) -> list[TopicPartition]:
     return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
 
 
+def offsets_went_back(records: Sequence[Record], next_offset: dict[int, int]) -> bool:
+    """Whether some record's offset is below its partition's previous one (or below
+    ``next_offset``, where the last batch left it)."""
+    seen = dict(next_offset)
+    for r in records:
+        if r.offset < seen.get(r.partition, -1):
+            return True
+        seen[r.partition] = r.offset + 1
+    return False
+
+
 def records_of(messages: Sequence[Message]) -> list[Record]:
     """The records of a consumed batch; consumer errors are logged (librdkafka retries)."""
     records = []
@@ -130,29 +141,36 @@ class StreamWorker:
             # its data): no identity, no start.
             source=topic_identity(kafka, kafka.listens_topic),
         )
+        # Per partition, the offset after the last record processed.
+        self._next: dict[int, int] = {}
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # After each rebalance; botify up and the tests wait for this line.
         self.processor.forget()
-        kafka = self._settings.kafka
-        topic = kafka.listens_topic
         # A new broker (one restarted without its data) means a new group too, so a
         # rebalance: the moment to learn the topic's identity again.
+        self._learn_identity()
+        self._next.clear()
+        mine = sorted(tp.partition for tp in partitions)
+        topic = self._settings.kafka.listens_topic
+        logger.warning("botify stream worker ready: partitions %s of %s", mine, topic)
+
+    def _learn_identity(self) -> None:
+        kafka = self._settings.kafka
+        topic = kafka.listens_topic
         try:
             source = topic_identity(kafka, topic)
         except BackendUnavailableError as exc:
             logger.error("topic identity unknown, keeping %s: %s", self.processor.source, exc)
-        else:
-            if source != self.processor.source:
-                logger.warning(
-                    "topic %s is now %s (was %s): its offsets start a new lifetime",
-                    topic,
-                    source,
-                    self.processor.source,
-                )
-                self.processor.source = source
-        mine = sorted(tp.partition for tp in partitions)
-        logger.warning("botify stream worker ready: partitions %s of %s", mine, topic)
+            return
+        if source != self.processor.source:
+            logger.warning(
+                "topic %s is now %s (was %s): its offsets start a new lifetime",
+                topic,
+                source,
+                self.processor.source,
+            )
+            self.processor.source = source
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.processor.forget()
@@ -175,9 +193,15 @@ class StreamWorker:
                 messages = self._consumer.consume(stream.batch_size, stream.batch_wait_s)
                 records = records_of(messages)
                 if records:
+                    if offsets_went_back(records, self._next):
+                        # A replay after a rebalance, or a broker restarted without its data
+                        # that librdkafka met as "offset out of range" and read from 0.
+                        self._learn_identity()
                     await self.processor.handle_batch(records)
+                    stored = next_offsets(records)
+                    self._next.update((tp.partition, tp.offset) for tp in stored)
                     try:
-                        self._consumer.store_offsets(offsets=next_offsets(records))
+                        self._consumer.store_offsets(offsets=stored)
                     except KafkaException as exc:
                         # The batch outlasted max.poll.interval.ms and the group gave its
                         # partitions to another member, which replays it (replay-safe).
