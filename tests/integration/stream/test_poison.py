@@ -10,16 +10,18 @@ import uuid
 from pathlib import Path
 
 import pytest
+import redis
 from confluent_kafka import Producer
 
 from botify import keys
-from botify.embedded import free_port
+from botify.embedded import broker_process, free_port
 from botify.kafka import ensure_topics
 from botify.settings import KafkaSettings
 from tests.factories import listen
 from tests.integration.stream.harness import (
     Worker,
     counter,
+    own_db,
     own_stack,
     produce,
     read_topic,
@@ -109,3 +111,36 @@ def test_sigterm_stops_a_worker_that_is_retrying_within_its_grace_period(
     finally:
         if worker.proc is not None and worker.proc.poll() is None:
             worker.stop(signal.SIGKILL)
+
+
+def test_sigterm_stops_a_worker_whose_broker_is_gone_within_its_grace_period(
+    redis_url: str, unique_topic: str, tmp_path: Path
+) -> None:
+    # Its broker dies under it: the final commit and the group's leave have nobody to answer.
+    broker = broker_process(free_port(), log_dir=tmp_path / "broker").start()
+    bootstrap = f"127.0.0.1:{broker.port}"
+    kafka = KafkaSettings(bootstrap_servers=bootstrap, listens_topic=unique_topic)
+    ensure_topics(kafka)
+    grace = 3.0
+    env = {"BOTIFY_STREAM__SHUTDOWN_GRACE_S": str(grace)}
+    url = own_db(redis_url, 12)
+    worker = Worker(
+        bootstrap, url, unique_topic, f"t-{uuid.uuid4().hex[:8]}", tmp_path / "w.log", env
+    )
+    try:
+        worker.start().wait_ready()
+        produce(kafka, [listen(user=u) for u in range(20)])
+        wait_for(
+            lambda: counter(redis.Redis.from_url(url), keys.STREAM_APPLIED) == 20, 30, "events"
+        )
+        broker.stop()
+        time.sleep(1)
+        started = time.monotonic()
+        code = worker.stop(timeout=grace + 10)
+        took = time.monotonic() - started
+        print(f"stopped {took:.2f} s after SIGTERM with its broker gone, exit code {code}")
+        assert took < grace + 1.0
+    finally:
+        if worker.proc is not None and worker.proc.poll() is None:
+            worker.stop(signal.SIGKILL)
+        broker.stop()
