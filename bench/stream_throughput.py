@@ -38,6 +38,7 @@ from rich.console import Console
 from rich.table import Table
 
 from botify import keys
+from botify.catalog import Track, write_catalog
 from botify.embedded import Child, broker_process, free_port, redis_process
 from botify.events import decode_listen_event, encode_listen_event, make_listen_event
 from botify.kafka import ListenPublisher, consumer_config, ensure_topics
@@ -54,6 +55,16 @@ JOIN_TIMEOUT_S = 60.0
 CATCH_UP_S = 2.0
 HOLD_P99_MS = 1000.0
 TICK_S = 0.01  # the feeder sends a tick's worth of events at a time
+TRACKS = 50_000  # the events' track ids are drawn below this
+
+
+def catalog_of(tracks: int, directory: Path) -> Path:
+    """A catalog of track ids 0 .. tracks - 1, written once into ``directory``."""
+    path = directory / f"catalog-{tracks}.jsonl"
+    if not path.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        write_catalog((Track(t, f"Artist {t % 997}", f"Track {t}") for t in range(tracks)), path)
+    return path
 
 
 @dataclass
@@ -65,6 +76,8 @@ class Stack:
 
     def env(self, topic: str, group: str, **extra: str) -> dict[str, str]:
         return {
+            # The workers check every event's tracks against it: all the ones sent are in.
+            "BOTIFY_CATALOG__PATH": str(catalog_of(TRACKS, self.logs)),
             **os.environ,
             "BOTIFY_KAFKA__BOOTSTRAP_SERVERS": self.bootstrap,
             "BOTIFY_KAFKA__LISTENS_TOPIC": topic,
@@ -105,7 +118,7 @@ def session_events(n: int, users: int, seed: int, first_timestamp: int = 0) -> l
     in ten), user ids and tracks drawn from a seeded generator."""
     rng = np.random.default_rng(seed)
     who = rng.integers(0, users, n)
-    tracks = rng.integers(0, 50_000, n + 1)
+    tracks = rng.integers(0, TRACKS, n + 1)
     times = rng.random(n).round(2)
     ends = rng.random(n) < 0.1
     out = []

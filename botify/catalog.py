@@ -6,7 +6,7 @@ line. Indexes are built once at load so recommenders can look up an artist's tra
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,6 +75,16 @@ class Catalog:
 
     def __iter__(self) -> Iterator[Track]:
         return iter(self.tracks)
+
+
+def unknown_track(track: int, recommendation: int | None, known: Container[int]) -> str | None:
+    """Why an event naming ``track`` (and ``recommendation``) does not fit the catalog whose
+    ids are ``known``, or None when it does: a set lookup or two, for the stream's hot path."""
+    if track not in known:
+        return f"unknown track {track}: not in the catalog"
+    if recommendation is not None and recommendation not in known:
+        return f"unknown recommendation {recommendation}: not in the catalog"
+    return None
 
 
 def parse_catalog_lines(lines: Iterable[bytes | str], source: str = "<catalog>") -> Catalog:

@@ -20,6 +20,11 @@ from botify.errors import InvalidEventError
 
 LISTEN_EVENT_SCHEMA = "listen_event.v1.json"
 MAX_ID = 2**31 - 1
+# Every numeric field has a maximum (the schema's): an exporter or an analysis must never
+# meet a value its column type cannot hold. 9999-12-31T23:59:59.999Z, in ms.
+MAX_TIMESTAMP_MS = 253_402_300_799_999
+MAX_LATENCY_S = 3600.0
+MAX_INT64 = 2**63 - 1
 
 Id = Annotated[int, Field(ge=0, le=MAX_ID)]
 Arm = Annotated[str, Field(pattern=r"^(C|T[0-9]+)$")]
@@ -35,14 +40,14 @@ class ListenEvent(BaseModel):
     schema_version: Literal[1] = 1
     event_id: Annotated[str, Field(min_length=1, max_length=64)]
     message: Literal["next", "last"]
-    timestamp: Annotated[int, Field(ge=0)]
+    timestamp: Annotated[int, Field(ge=0, le=MAX_TIMESTAMP_MS)]
     user: Id
     track: Id
     time: Annotated[float, Field(ge=0.0, le=1.0)]
     recommendation: Id | None
-    latency: Annotated[float, Field(ge=0.0)]
+    latency: Annotated[float, Field(ge=0.0, le=MAX_LATENCY_S)]
     recommender: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
-    model_version: Annotated[int, Field(ge=0)] | None = None
+    model_version: Annotated[int, Field(ge=0, le=MAX_INT64)] | None = None
     experiments: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")], Arm] = {}
 
     @field_validator("time", "latency", mode="before")

@@ -5,7 +5,8 @@ with explicit assignment (no consumer group joins, nothing is committed), and st
 even if producers keep writing. The watermark is the one the broker reports with the first
 fetch from each partition, taken once: Tansu answers ListOffsets (``get_watermark_offsets``
 uncached, ``offsets_for_times``) with wrong values, while its fetch responses are right.
-Records that do not decode are counted and reported, never silently skipped. Rows are
+Records that do not decode, or that the file's column types cannot hold, are counted,
+reported and skipped: one bad record never aborts an export. Rows are
 written in batches as they arrive, to a ``.partial`` file renamed at the end, so a file
 at ``path`` is always complete.
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal, Protocol
@@ -84,20 +86,47 @@ class ExportResult:
     bad_samples: tuple[str, ...] = ()  # "partition:offset: reason", the first few
 
 
+# What building a file's rows can raise for a value its types cannot hold.
+_UNWRITABLE = (pa.ArrowException, OverflowError, TypeError, ValueError, orjson.JSONEncodeError)
+
+
 class _Sink(Protocol):
-    def write(self, events: list[ListenEvent]) -> None: ...
+    def write(self, events: list[ListenEvent]) -> list[tuple[int, str]]:
+        """Write the events; returns the ones that could not be written (index, reason)."""
+
     def close(self) -> None: ...
+
+
+def _write_each(
+    events: list[ListenEvent], write: Callable[[list[ListenEvent]], None]
+) -> list[tuple[int, str]]:
+    """``write`` the events one at a time (after a batch failed): the rest still go in."""
+    skipped = []
+    for i, event in enumerate(events):
+        try:
+            write([event])
+        except _UNWRITABLE as exc:
+            skipped.append((i, f"cannot be written: {exc}"))
+    return skipped
 
 
 class _ParquetSink:
     def __init__(self, path: Path) -> None:
         self._writer = pq.ParquetWriter(path, PARQUET_SCHEMA, compression="zstd")
 
-    def write(self, events: list[ListenEvent]) -> None:
+    def write(self, events: list[ListenEvent]) -> list[tuple[int, str]]:
+        try:
+            self._write(events)
+        except _UNWRITABLE:
+            return _write_each(events, self._write)
+        return []
+
+    def _write(self, events: list[ListenEvent]) -> None:
         columns: dict[str, list[object]] = {name: [] for name in PARQUET_SCHEMA.names}
         for event in events:
             for name, value in event.model_dump(mode="python").items():
                 columns[name].append(experiments_json(value) if name == "experiments" else value)
+        # Built whole before anything is written: a failed batch leaves the file as it was.
         self._writer.write_batch(pa.RecordBatch.from_pydict(columns, schema=PARQUET_SCHEMA))
 
     def close(self) -> None:
@@ -108,7 +137,14 @@ class _JsonlSink:
     def __init__(self, path: Path) -> None:
         self._file: IO[bytes] = path.open("wb")
 
-    def write(self, events: list[ListenEvent]) -> None:
+    def write(self, events: list[ListenEvent]) -> list[tuple[int, str]]:
+        try:
+            self._write(events)
+        except _UNWRITABLE:
+            return _write_each(events, self._write)
+        return []
+
+    def _write(self, events: list[ListenEvent]) -> None:
         self._file.write(b"".join(original_line(e) for e in events))
 
     def close(self) -> None:
@@ -196,8 +232,19 @@ def _drain(
     # partition -> end offset (None until its first fetch), for partitions not yet done
     pending: dict[int, int | None] = dict.fromkeys(partitions)
     batch: list[ListenEvent] = []
+    where: list[Message] = []  # the batch's records, for reporting one that cannot be written
     rows = bad = 0
     samples: list[str] = []
+
+    def flush() -> None:
+        nonlocal rows, bad, batch, where
+        skipped = sink.write(batch)
+        for i, reason in skipped:
+            _report_bad(where[i], reason, samples)
+        rows += len(batch) - len(skipped)
+        bad += len(skipped)
+        batch, where = [], []
+
     while pending:
         if time.monotonic() > deadline:
             raise BackendUnavailableError(
@@ -222,18 +269,16 @@ def _drain(
                 continue
             try:
                 batch.append(decode_listen_event(msg.value()))
+                where.append(msg)
             except InvalidEventError as exc:
                 bad += 1
                 _report_bad(msg, str(exc), samples)
             if offset >= end - 1:
                 pending.pop(partition)
             if len(batch) >= batch_rows:
-                sink.write(batch)
-                rows += len(batch)
-                batch = []
+                flush()
     if batch:
-        sink.write(batch)
-        rows += len(batch)
+        flush()
     return rows, bad, samples
 
 

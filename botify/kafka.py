@@ -13,7 +13,7 @@ import concurrent.futures
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import (
@@ -22,6 +22,7 @@ from confluent_kafka import (
     KafkaException,
     Message,
     Producer,
+    TopicCollection,
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
@@ -100,6 +101,28 @@ def create_topics(
                 raise BackendUnavailableError(f"cannot create topic {topic}: {exc}") from None
         except concurrent.futures.TimeoutError:
             raise BackendUnavailableError(f"cannot create topic {topic}: timed out") from None
+
+
+# What a broker answers for a topic id it does not have (Kafka's Uuid.ZERO_UUID).
+_NO_TOPIC_ID = {None, "", "AAAAAAAAAAAAAAAAAAAAAA"}
+
+
+def topic_identity(settings: KafkaSettings, topic: str, timeout: float = 10.0) -> str:
+    """The identity of this lifetime of ``topic``: the cluster id and the topic id, which a
+    broker restarted without its data does not keep (Tansu keeps its cluster id but makes a
+    new topic id; Kafka makes both new). Offsets compare only within one identity.
+    ``BackendUnavailableError`` when the broker does not say."""
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    try:
+        cluster = admin.describe_cluster(request_timeout=timeout).result(timeout)
+        described = admin.describe_topics(TopicCollection([topic]), request_timeout=timeout)
+        topic_id = described[topic].result(timeout).topic_id
+    except (KafkaException, concurrent.futures.TimeoutError) as exc:
+        raise BackendUnavailableError(f"cannot describe topic {topic}: {exc!r}") from None
+    tid = None if topic_id is None else str(topic_id)
+    if cluster.cluster_id is None and tid in _NO_TOPIC_ID:
+        raise BackendUnavailableError(f"the broker gives no identity for topic {topic}")
+    return f"{cluster.cluster_id or ''}/{'' if tid in _NO_TOPIC_ID else tid}"
 
 
 def broker_reachable(settings: KafkaSettings, timeout: float = 2.0) -> bool:
@@ -282,22 +305,51 @@ class ListenPublisher:
             logger.error("%d events were not delivered before shutdown", left)
 
 
+def _is_fatal(err: KafkaError) -> bool:
+    # produce() on a producer already failed says _FATAL without the fatal flag.
+    return bool(err.fatal()) or err.code() == KafkaError._FATAL
+
+
 class DeliveringProducer:
     """A producer for records that must be on the broker before the caller goes on (the
     stream's training examples and dead letters): ``send`` hands records over, ``flush``
     returns once every record sent is delivered, or raises ``BackendUnavailableError``.
 
     ``flush`` blocks its thread while records are in flight: one round of broker latency.
+
+    An idempotent producer whose broker restarted without its data is fenced for good (a
+    fatal error: its producer id is unknown there); a failure after one replaces the
+    librdkafka producer, so that the caller's retry goes through a fresh one.
     """
 
     def __init__(self, settings: KafkaSettings, client_id: str) -> None:
         self._settings = settings
-        self._producer = Producer(producer_config(settings) | {"client.id": client_id})
+        self._config = producer_config(settings) | {
+            "client.id": client_id,
+            "error_cb": self._on_error,
+        }
+        self._producer = Producer(self._config)
         self._errors: list[KafkaError] = []
+        self._fatal = False
+
+    def _on_error(self, err: KafkaError) -> None:
+        if _is_fatal(err):
+            self._fatal = True
 
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:  # only failures are reported (delivery.report.only.error)
             self._errors.append(err)
+            if _is_fatal(err):
+                self._fatal = True
+
+    def _renew_if_fatal(self) -> None:
+        if not self._fatal:
+            return
+        logger.warning("the producer hit a fatal error (fenced by a new broker?): replacing it")
+        self._producer.purge()
+        self._producer.poll(0)
+        self._producer = Producer(self._config)
+        self._fatal = False
 
     def send(
         self,
@@ -314,6 +366,9 @@ class DeliveringProducer:
                     break
                 except BufferError:  # the local queue is full: let it drain a little
                     self._producer.poll(0.01 * (attempt + 1))
+                except KafkaException as exc:
+                    self._fatal = self._fatal or _is_fatal(exc.args[0])
+                    self._fail(f"the producer refused a record: {exc.args[0]}")
             else:
                 self._fail("the producer's buffer stays full")
 
@@ -324,11 +379,51 @@ class DeliveringProducer:
         if left or self._errors:
             self._fail(f"{left} records undelivered, errors {self._errors[:3]}")
 
+    def deliver_each(
+        self,
+        topic: str,
+        records: Sequence[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]],
+    ) -> list[str | None]:
+        """Send (key, value, headers) records and wait for them (at most flush_timeout_s):
+        per record, None when delivered, else the name of its error (a record refused at
+        once, too large say, does not hold the others back). Nothing is left queued."""
+        errors: list[str | None] = [None] * len(records)
+
+        def reporter(i: int) -> Callable[[KafkaError | None, Message], None]:
+            def delivered(err: KafkaError | None, msg: Message) -> None:
+                if err is not None:
+                    errors[i] = err.name()
+
+            return delivered
+
+        for i, (key, value, headers) in enumerate(records):
+            for attempt in range(self._settings.produce_retries + 1):
+                try:
+                    self._producer.produce(
+                        topic, value, key, on_delivery=reporter(i), headers=headers
+                    )
+                    break
+                except BufferError:
+                    self._producer.poll(0.01 * (attempt + 1))
+                except KafkaException as exc:  # refused before sending: too large, say
+                    errors[i] = exc.args[0].name()
+                    self._fatal = self._fatal or _is_fatal(exc.args[0])
+                    break
+            else:
+                errors[i] = "QUEUE_FULL"
+        if self._producer.flush(self._settings.flush_timeout_s):
+            # Undelivered in time: purged, their callbacks report it.
+            self._producer.purge()
+            self._producer.poll(0)
+        self._renew_if_fatal()
+        return errors
+
     def _fail(self, why: str) -> None:
         # Whatever is left would be sent again by the caller's retry: drop it here.
         self._producer.purge()
         self._producer.poll(0)
         self._errors = []
+        self._renew_if_fatal()
         raise BackendUnavailableError(f"delivery to the broker failed: {why}")
 
     def close(self) -> None:

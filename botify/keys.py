@@ -35,5 +35,7 @@ TRACK_LISTEN_TIME = f"{PREFIX}:tracks:listen_time"
 STREAM_APPLIED = f"{PREFIX}:stream:applied_total"
 STREAM_DUPLICATES = f"{PREFIX}:stream:duplicates_total"
 STREAM_DEAD_LETTERS = f"{PREFIX}:stream:dead_letters_total"
+# Records neither applied nor dead-lettered: their dead letter stayed undeliverable.
+STREAM_SKIPPED = f"{PREFIX}:stream:skipped_total"
 # Listens applied whose training example failed validation (logged with its source).
 STREAM_EXAMPLES_SKIPPED = f"{PREFIX}:stream:examples_skipped_total"

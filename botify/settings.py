@@ -217,6 +217,19 @@ class StreamSettings(_Section):
     # Publish a training example per listen after a session's first (the trainer's data);
     # off, a worker folds state only.
     examples: bool = True
+    # Dead-letter listens whose track or recommendation is not in the catalog
+    # (catalog.path, read at start) rather than counting them in state and popularity.
+    check_tracks: bool = True
+    # A dead-letter copy keeps at most this much of the record's value (the rest is cut, and
+    # its headers say so): under the producer's 1 MB message limit whatever the record's size.
+    dead_letter_max_bytes: int = Field(default=65_536, ge=0, le=900_000)
+    # A batch's dead letters are sent this many times at most (backing off as a Redis or
+    # broker failure is); those still undelivered are then skipped: logged with their
+    # source and counted (botify_stream_events_total{outcome="skipped"}), never a stall.
+    retry_attempts: int = Field(default=8, ge=1)
+    # After SIGTERM a worker finishes or abandons its batch (a replay redoes it), commits its
+    # offsets and leaves the group; if that takes longer than this, it exits anyway.
+    shutdown_grace_s: float = Field(default=10.0, gt=0)
 
 
 class MetricsSettings(_Section):

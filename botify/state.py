@@ -5,6 +5,11 @@ causes (popularity increments, a training example). It does no I/O, reads time o
 event and uses no randomness. The state remembers the ``(partition, offset)`` of the last
 event it applied, so a redelivered event (same or older position) changes nothing: replays
 after a crash are normal with at-least-once delivery.
+
+Offsets count within one lifetime of a topic: a broker restarted without its data starts
+them again at 0. A position therefore names its topic's identity too (``source``: the
+cluster id and the topic id, ``botify.kafka.topic_identity``), and an event from another
+source is new whatever its offset, where it would otherwise pass for a replay.
 """
 
 from __future__ import annotations
@@ -16,20 +21,30 @@ import msgpack
 from botify.events import ListenEvent
 from botify.training import TrainingExample
 
-# 2 appended the open session's listens and time; version 1 states are still read, and
-# later versions may only append (readers ignore what they do not know).
-ENCODING_VERSION = 2
+# 2 appended the open session's listens and time, 3 the position's source; version 1 and
+# 2 states are still read, and later versions may only append (readers ignore what they do
+# not know).
+ENCODING_VERSION = 3
 
 
 @dataclass(frozen=True, slots=True)
 class Position:
     partition: int
     offset: int
+    # The identity of the topic lifetime the offset counts in; None: unknown (states written
+    # before version 3, tools that fold without a broker), then offsets are compared as ever.
+    source: str | None = None
 
     def supersedes(self, other: Position | None) -> bool:
         # A user's events share one partition; after a repartition we cannot compare
-        # offsets, so an event from another partition is taken as new.
-        return other is None or self.partition != other.partition or self.offset > other.offset
+        # offsets, so an event from another partition is taken as new. Nor can we across
+        # two lifetimes of the topic: the old one's records are gone, so the event is new.
+        return (
+            other is None
+            or self.partition != other.partition
+            or self.offset > other.offset
+            or (self.source != other.source and None not in (self.source, other.source))
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +89,7 @@ class UserState:
                 pos,
                 self.session_listens,
                 self.session_time,
+                None if self.position is None else self.position.source,
             )
         )
 
@@ -83,8 +99,10 @@ class UserState:
         ver = fields[0]
         if ver == 1:  # written before sessions were totalled: an open session restarts at 0
             fields = [*fields, 0, 0.0]
-        elif ver < ENCODING_VERSION:
+        elif ver < 1:
             raise ValueError(f"unknown UserState encoding version {ver}")
+        # Before version 3 the source was not known.
+        source = fields[13] if len(fields) > 13 else None
         # Fields are only ever appended: a later version's extra fields are left for it, so
         # a rollback reads what a newer worker wrote.
         (_, user, hist, times, in_s, start, sess, fails, listens, sessions, pos, s_n, s_t) = fields[
@@ -100,7 +118,7 @@ class UserState:
             fail_count=fails,
             listens=listens,
             sessions=sessions,
-            position=None if pos is None else Position(*pos),
+            position=None if pos is None else Position(pos[0], pos[1], source),
             session_listens=s_n,
             session_time=s_t,
         )

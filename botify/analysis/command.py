@@ -69,6 +69,11 @@ def analyze_command(
         console.print(table)
     if arm_log.excluded_rows:
         console.print(f"{arm_log.excluded_rows} rows without an arm for {experiment} left out.")
+    if arm_log.bad_rows:
+        console.print(
+            f"{arm_log.bad_rows} bad rows skipped (unreadable, incomplete or out of the event "
+            "schema's bounds)."
+        )
     if html is not None:
         console.print(f"HTML report: {html}")
 

@@ -3,7 +3,9 @@
 Accepted inputs: our Parquet export (``botify.export``, ``experiments`` as a JSON string) and
 JSON lines in the original botify log shape (which our JSONL export also writes). The result
 has the columns ``message, timestamp, user, time, latency, arm``: ``latency`` stays in
-seconds, and rows that carry no arm for the experiment are left out and counted.
+seconds, and rows that carry no arm for the experiment are left out and counted. A bad row
+(not JSON, a value missing, of the wrong type or outside the event schema's bounds, such as a
+timestamp past ``MAX_TIMESTAMP_MS``) is skipped and counted too: one never aborts an analysis.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import orjson
 import polars as pl
 
 from botify.errors import BotifyError
+from botify.events import MAX_ID, MAX_LATENCY_S, MAX_TIMESTAMP_MS
 
 COLUMNS = ("message", "timestamp", "user", "time", "latency")
 DTYPES: dict[str, pl.DataType] = {
@@ -27,6 +31,14 @@ DTYPES: dict[str, pl.DataType] = {
 }
 PARQUET_MAGIC = b"PAR1"
 T = TypeVar("T")
+# A row the analysis can use: every column present and within the event schema's bounds.
+VALID_ROW = (
+    pl.col("message").is_in(["next", "last"])
+    & pl.col("timestamp").is_between(0, MAX_TIMESTAMP_MS)
+    & pl.col("user").is_between(0, MAX_ID)
+    & pl.col("time").is_between(0.0, 1.0)
+    & pl.col("latency").is_between(0.0, MAX_LATENCY_S)
+).fill_null(False)
 
 
 class AnalysisInputError(BotifyError):
@@ -43,6 +55,8 @@ class ArmLog:
     experiment: str
     source: str  # "parquet" or "jsonl"
     excluded_rows: int
+    # Skipped as unreadable: not JSON, a value missing, mistyped or out of the schema's bounds.
+    bad_rows: int = 0
 
 
 def load_log(path: Path, experiment: str) -> ArmLog:
@@ -55,17 +69,20 @@ def load_log(path: Path, experiment: str) -> ArmLog:
         raise AnalysisInputError(f"{path}: the file is empty")
     source = "parquet" if head == PARQUET_MAGIC else "jsonl"
     reader = _read_parquet if source == "parquet" else _read_jsonl
-    raw = _guarded(path, source, lambda: reader(path, experiment))
-    frame, excluded = normalize(raw, experiment, str(path))
+    raw, unparsed = _guarded(path, source, lambda: reader(path, experiment))
+    frame, excluded, bad = normalize(raw, experiment, str(path))
     if frame.is_empty():
         names = _guarded(path, source, lambda: _experiment_names(path, source))
         found = ", ".join(sorted(names)) or "none"
         raise AnalysisInputError(f"{path}: no experiment {experiment!r} (found: {found})")
-    return ArmLog(frame=frame, experiment=experiment, source=source, excluded_rows=excluded)
+    return ArmLog(frame, experiment, source, excluded, bad + unparsed)
 
 
-def normalize(raw: pl.DataFrame, experiment: str, where: str = "log") -> tuple[pl.DataFrame, int]:
+def normalize(
+    raw: pl.DataFrame, experiment: str, where: str = "log"
+) -> tuple[pl.DataFrame, int, int]:
     """Pure step: the arm of ``experiment`` per row, typed columns, unlabelled rows dropped.
+    Returns the rows kept, the unlabelled rows and the bad rows (left out, counted).
 
     ``raw`` has the columns of ``COLUMNS`` and ``experiments``, a struct of arm names.
     """
@@ -84,18 +101,15 @@ def normalize(raw: pl.DataFrame, experiment: str, where: str = "log") -> tuple[p
         )
     except pl.exceptions.PolarsError as exc:
         raise AnalysisInputError(f"{where}: unexpected column types ({_first_line(exc)})") from None
-    labelled = frame.filter(pl.col("arm").is_not_null())
-    for column in COLUMNS:
-        nulls = labelled[column].null_count()
-        if nulls:
-            raise AnalysisInputError(f"{where}: {nulls} rows have no {column}")
-    return labelled, frame.height - labelled.height
+    valid = frame.filter(VALID_ROW)
+    labelled = valid.filter(pl.col("arm").is_not_null())
+    return labelled, valid.height - labelled.height, frame.height - valid.height
 
 
 def _guarded(path: Path, source: str, read: Callable[[], T]) -> T:
     try:
         return read()
-    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
+    except (pl.exceptions.PolarsError, OSError, ValueError, UnicodeDecodeError) as exc:
         raise AnalysisInputError(
             f"{path}: not a readable {source} listen log ({_first_line(exc)})"
         ) from None
@@ -106,13 +120,65 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _read_jsonl(path: Path, experiment: str) -> pl.DataFrame:
+def _read_jsonl(path: Path, experiment: str) -> tuple[pl.DataFrame, int]:
+    """The rows, and how many lines could not be read as one."""
     # One pass with a fixed schema: only this experiment's arm is parsed out of the struct.
     schema = {**DTYPES, "experiments": pl.Struct({experiment: pl.String()})}
-    return pl.read_ndjson(path, schema=schema)
+    try:
+        return pl.read_ndjson(path, schema=schema), 0
+    except pl.exceptions.PolarsError:
+        return _read_jsonl_line_by_line(path, schema)
 
 
-def _read_parquet(path: Path, experiment: str) -> pl.DataFrame:
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "message": (str,),
+    "timestamp": (int,),
+    "user": (int,),
+    "time": (int, float),
+    "latency": (int, float),
+}
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _read_jsonl_line_by_line(
+    path: Path, schema: dict[str, pl.DataType]
+) -> tuple[pl.DataFrame, int]:
+    """The slow path, taken only when the fast reader refused the file: each line parsed on
+    its own; one that is not an object of the expected types is counted, not fatal."""
+    experiment = next(iter(schema["experiments"].to_schema()))  # type: ignore[attr-defined]
+    columns: dict[str, list[object]] = {name: [] for name in schema}
+    bad = 0
+    with path.open("rb") as lines:
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                row = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                bad += 1
+                continue
+            if not isinstance(row, dict) or not _typed(row):
+                bad += 1
+                continue
+            arms = row.get("experiments")
+            arm = arms.get(experiment) if isinstance(arms, dict) else None
+            for name in _JSON_TYPES:
+                columns[name].append(row[name])
+            columns["experiments"].append({experiment: arm if isinstance(arm, str) else None})
+    return pl.DataFrame(columns, schema=schema), bad
+
+
+def _typed(row: dict[str, object]) -> bool:
+    for name, types in _JSON_TYPES.items():
+        value = row.get(name)
+        if isinstance(value, bool) or not isinstance(value, types):
+            return False
+        if isinstance(value, int) and not _INT64[0] <= value <= _INT64[1]:
+            return False
+    return True
+
+
+def _read_parquet(path: Path, experiment: str) -> tuple[pl.DataFrame, int]:
     lf = pl.scan_parquet(path)
     present = lf.collect_schema()
     missing = [c for c in (*COLUMNS, "experiments") if c not in present]
@@ -122,7 +188,7 @@ def _read_parquet(path: Path, experiment: str) -> pl.DataFrame:
     if present["experiments"] == pl.String:  # our export: a JSON object per row
         arms = pl.col("experiments").str.json_decode(pl.Struct({experiment: pl.String()}))
         raw = raw.with_columns(arms)
-    return raw
+    return raw, 0
 
 
 def _experiment_names(path: Path, source: str) -> list[str]:

@@ -183,7 +183,8 @@ def html_report(
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
         f"<style>{_CSS}</style></head><body><h1>{title}</h1>"
         f"<p>control arm <b>{escape(report.control)}</b>; {report.rows_used} rows used, "
-        f"{report.rows_excluded} without an arm for this experiment left out.</p>"
+        f"{report.rows_excluded} without an arm for this experiment left out, "
+        f"{report.rows_bad} bad rows skipped.</p>"
         f'<p class="{"alarm" if report.srm.mismatch else ""}">{srm}</p>'
         f"<h2>Arms</h2>{_arms_html(report, names)}"
         f"<h2>Effects</h2>{_course_html(report, names)}"

@@ -92,6 +92,8 @@ class AnalysisReport:
     cuped: list[CupedRow] | None = None
     cuped_split: int | None = None
     session_times: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    # Rows skipped as bad (unreadable, incomplete, out of the event schema's bounds).
+    rows_bad: int = 0
 
     def to_json(self) -> list[dict[str, Any]]:
         """The course table: exactly the course keys, effects in percent, NaN as null."""
@@ -110,6 +112,7 @@ class AnalysisReport:
                 "alpha": self.alpha,
                 "rows_used": self.rows_used,
                 "rows_excluded": self.rows_excluded,
+                "rows_bad": self.rows_bad,
                 "arms": [asdict(a) for a in self.arms],
                 "table": self.to_json(),
                 "srm": {
@@ -190,6 +193,7 @@ def analyze(
         alpha=alpha,
         rows_used=frame.height,
         rows_excluded=log.excluded_rows,
+        rows_bad=log.bad_rows,
         arms=[_summary(arm, by_arm[arm]) for arm in arms],
         rows=table,
         srm=sample_ratio(_split_counts(by_arm)),

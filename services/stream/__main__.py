@@ -42,6 +42,8 @@ def main() -> None:
     lag.start()
     try:
         asyncio.run(serve(settings, metrics, heartbeat))
+    except BotifyError as exc:  # a bad catalog: one line
+        sys.exit(f"botify stream: {exc}")
     finally:
         lag.stop()
         server.stop()

@@ -24,12 +24,13 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Container, Sequence
 from dataclasses import dataclass, field
-from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from botify import keys
+from botify.catalog import unknown_track
+from botify.dead_letters import RECORD_ERRORS, DeadLetter, Headers
 from botify.errors import BackendUnavailableError, InvalidEventError
 from botify.events import ListenEvent, decode_listen_event
 from botify.state import (
@@ -49,16 +50,21 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 APPLIED, DUPLICATE, DEAD_LETTER = "applied", "duplicate", "dead_letter"
+# A record whose dead letter could not be delivered in ``retry_attempts`` tries.
+SKIPPED = "skipped"
 # A user's state changes under a fold only while two workers think they own its partition,
 # which lasts one rebalance: a few rounds settle it.
 MAX_CONFLICT_ROUNDS = 20
 
 
+DeadLetterRecord = tuple[bytes | None, bytes | None, Headers]
+
+
 class DeadLetters(Protocol):
-    async def send(
-        self, *, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
-    ) -> Any:
-        """Publish one record; return once the broker has it."""
+    async def send_many(self, records: Sequence[DeadLetterRecord]) -> list[str | None]:
+        """Publish (key, value, headers) records together; return once the broker has them or
+        refused them: per record, None when delivered, else the error's name. Raises when
+        the broker cannot be reached at all."""
 
 
 class ExampleSink(Protocol):
@@ -81,7 +87,10 @@ class StreamObserver(Protocol):
 
     def examples_skipped(self, count: int) -> None: ...
 
-    def dead_lettered(self) -> None: ...
+    def dead_lettered(self, count: int) -> None: ...
+
+    def skipped(self, count: int) -> None:
+        """Records neither applied nor dead-lettered: their dead letter stayed undeliverable."""
 
     def batch(self, size: int, seconds: float) -> None:
         """A batch is done: every record applied, a duplicate or dead-lettered."""
@@ -133,6 +142,17 @@ class ListenProcessor:
     # entry harmless: its commit is refused and the user is folded again from Redis.
     cache_users: int = 50_000
     observer: StreamObserver | None = None
+    # A dead letter keeps at most this much of its record's value (DeadLetter.copy).
+    dead_letter_max_bytes: int = 65_536
+    # Tries of a batch's dead letters before the undeliverable ones are skipped.
+    retry_attempts: int = 8
+    # The catalog's track ids: an event naming another track is dead-lettered, never folded
+    # (it would count in popularity, and TopPop would serve a track /track cannot find).
+    # None: not checked.
+    known_tracks: Container[int] | None = None
+    # The identity of the topic lifetime the records' offsets count in (see
+    # botify.state.Position); the worker sets it on each assignment.
+    source: str | None = None
     _cache: OrderedDict[int, UserState] = field(default_factory=OrderedDict, init=False)
 
     def forget(self) -> None:
@@ -140,26 +160,34 @@ class ListenProcessor:
         self._cache.clear()
 
     async def handle(self, record: Record) -> str:
-        """Process one record; returns what happened: applied, duplicate or dead_letter."""
+        """Process one record; returns what happened: applied, duplicate, dead_letter or
+        skipped."""
         return (await self.handle_batch([record]))[0]
 
     async def handle_batch(self, records: list[Record]) -> list[str]:
         """Process records in order with a few round trips for the whole batch: load the
         users' states, fold each user's events in memory, publish the examples, commit every
         user at once (compare-and-set on the position each fold started from). Returns only
-        when every record is applied, a duplicate or dead-lettered."""
+        when every record is applied, a duplicate, dead-lettered or (its dead letter
+        undeliverable) skipped."""
         started = time.perf_counter()
         outcomes = [DEAD_LETTER] * len(records)
-        dead: list[tuple[Record, str]] = []
+        dead: list[tuple[int, str]] = []  # (index in the batch, reason)
         pending: dict[int, list[tuple[int, ListenEvent, Position]]] = {}
+        known, source = self.known_tracks, self.source
         for i, record in enumerate(records):
             try:
                 event = decode(record)
             except InvalidEventError as exc:
-                dead.append((record, str(exc)))
+                dead.append((i, str(exc)))
                 continue
+            if known is not None:
+                unknown = unknown_track(event.track, event.recommendation, known)
+                if unknown is not None:
+                    dead.append((i, unknown))
+                    continue
             pending.setdefault(event.user, []).append(
-                (i, event, Position(record.partition, record.offset))
+                (i, event, Position(record.partition, record.offset, source))
             )
         span = _span(records)
         for attempt in range(MAX_CONFLICT_ROUNDS):
@@ -175,12 +203,8 @@ class ListenProcessor:
             pending = await self._fold_and_commit(span, records, pending, outcomes, dead)
         else:
             raise BackendUnavailableError(f"users of {span} kept changing under the fold")
-        for record, reason in dead:
-            await self._retrying(
-                "dead_letter", _span([record]), partial(self._dead_letter, record, reason)
-            )
-            if self.observer is not None:
-                self.observer.dead_lettered()
+        if dead:
+            await self._dead_letter(span, records, dead, outcomes)
         if self.observer is not None:
             self.observer.batch(len(records), time.perf_counter() - started)
         return outcomes
@@ -191,7 +215,7 @@ class ListenProcessor:
         records: list[Record],
         pending: dict[int, list[tuple[int, ListenEvent, Position]]],
         outcomes: list[str],
-        dead: list[tuple[Record, str]],
+        dead: list[tuple[int, str]],
     ) -> dict[int, list[tuple[int, ListenEvent, Position]]]:
         """One round. The users go in chunks so that the broker and Redis work while the next
         chunk folds: a chunk's examples go to the producer as soon as it is folded; once they
@@ -239,8 +263,7 @@ class ListenProcessor:
                 outcomes[i] = APPLIED
             for i in fold.duplicates:
                 outcomes[i] = DUPLICATE
-            for i, reason in fold.failed:
-                dead.append((records[i], reason))
+            dead += fold.failed
             applied += len(fold.applied)
             duplicates += len(fold.duplicates)
             written_events += fold.transitions
@@ -340,18 +363,78 @@ class ListenProcessor:
     async def _count(self, counts: dict[str, int]) -> None:
         await self.store.incr_many({k: v for k, v in counts.items() if v})
 
-    async def _dead_letter(self, record: Record, reason: str) -> None:
-        logger.warning(
-            "dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason
-        )
-        headers = [
-            ("botify-error", reason.encode()[:1000]),
-            ("botify-source-topic", record.topic.encode()),
-            ("botify-source-partition", str(record.partition).encode()),
-            ("botify-source-offset", str(record.offset).encode()),
-        ]
-        await self.dead_letters.send(key=record.key, value=record.value, headers=headers)
-        await self.store.incr(keys.STREAM_DEAD_LETTERS)
+    async def _dead_letter(
+        self, span: str, records: list[Record], dead: list[tuple[int, str]], outcomes: list[str]
+    ) -> None:
+        """Send the batch's dead letters together, at most ``retry_attempts`` times. A copy
+        the broker refuses for what it is (too large, say) is sent again without its value;
+        one still undelivered after the last try is skipped: logged with its source and
+        counted, so that a record can never stall its partition."""
+        letters = {i: DeadLetter(*_coordinates(records[i]), reason) for i, reason in dead}
+        for letter in letters.values():
+            logger.warning(
+                "dead-lettering %s[%d]@%d: %s",
+                letter.topic,
+                letter.partition,
+                letter.offset,
+                letter.reason[:300],
+            )
+        bare: set[int] = set()  # sent without their value
+        pending = sorted(letters)
+        skipped = 0
+        delay = self.retry.first
+        for attempt in range(1, self.retry_attempts + 1):
+            last = attempt == self.retry_attempts
+            if last and attempt > 1:  # the smallest copy has the best chance
+                bare.update(pending)
+            copies = [
+                letters[i].copy(0 if i in bare else self.dead_letter_max_bytes) for i in pending
+            ]
+            try:
+                errors = await self.dead_letters.send_many(copies)
+            except Exception as exc:  # the broker as a whole: every copy is retried
+                errors = [repr(exc)] * len(pending)
+            failed = [(i, e) for i, e in zip(pending, errors, strict=True) if e is not None]
+            if not failed:
+                break
+            if self.observer is not None:
+                self.observer.retried("dead_letter")
+            for i, error in failed:
+                if error in RECORD_ERRORS and i not in bare:
+                    letters[i] = letters[i].undeliverable(error)
+                    bare.add(i)
+            pending = [i for i, _ in failed]
+            logger.error(
+                "%d dead letters of %s undelivered (attempt %d of %d): %s",
+                len(pending),
+                span,
+                attempt,
+                self.retry_attempts,
+                failed[0][1],
+            )
+            if not last:
+                await asyncio.sleep(delay)
+                delay = min(delay * self.retry.factor, self.retry.cap)
+        else:
+            skipped = len(pending)
+            for i in pending:
+                outcomes[i] = SKIPPED
+                r = records[i]
+                logger.error(
+                    "skipping %s[%d]@%d: its dead letter was not delivered in %d tries (%s)",
+                    r.topic,
+                    r.partition,
+                    r.offset,
+                    self.retry_attempts,
+                    letters[i].reason[:300],
+                )
+        counts = {keys.STREAM_DEAD_LETTERS: len(dead) - skipped, keys.STREAM_SKIPPED: skipped}
+        if self.observer is not None:
+            if len(dead) > skipped:
+                self.observer.dead_lettered(len(dead) - skipped)
+            if skipped:
+                self.observer.skipped(skipped)
+        await self._retrying("count", span, lambda: self._count(counts))
 
     async def _retrying(self, name: str, span: str, step: Callable[[], Awaitable[T]]) -> T:
         """Run an idempotent I/O step until it succeeds. Skipping would lose events (their
@@ -370,6 +453,10 @@ class ListenProcessor:
                     )
                 await asyncio.sleep(delay)
                 delay = min(delay * self.retry.factor, self.retry.cap)
+
+
+def _coordinates(record: Record) -> tuple[str, int, int, bytes | None, bytes | None]:
+    return record.topic, record.partition, record.offset, record.key, record.value
 
 
 def decode(record: Record) -> ListenEvent:

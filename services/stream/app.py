@@ -19,32 +19,34 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import threading
 from collections.abc import Sequence
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from botify.kafka import DeliveringProducer, consumer_config
+from botify.catalog import load_catalog
+from botify.errors import BackendUnavailableError
+from botify.kafka import DeliveringProducer, consumer_config, topic_identity
 from botify.settings import Settings
 from botify.state import StateConfig
 from botify.storage import open_user_state_store
 from botify.telemetry import Heartbeat
-from services.stream.agents import ListenProcessor, Record, StreamObserver
+from services.stream.agents import DeadLetterRecord, ListenProcessor, Record, StreamObserver
 
 logger = logging.getLogger(__name__)
 
 
 class _DeadLetterTopic:
-    """Dead letters, each delivered before its source offset is stored."""
+    """Dead letters, a batch's sent together and delivered (or refused) before its source
+    offsets are stored."""
 
     def __init__(self, producer: DeliveringProducer, topic: str) -> None:
         self._producer, self._topic = producer, topic
 
-    async def send(
-        self, *, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
-    ) -> None:
-        self._producer.send(self._topic, [(key, value)], headers)
-        self._producer.flush()
+    async def send_many(self, records: Sequence[DeadLetterRecord]) -> list[str | None]:
+        return self._producer.deliver_each(self._topic, records)
 
 
 class _ExampleTopic:
@@ -67,6 +69,17 @@ def next_offsets(records: Sequence[Record]) -> list[TopicPartition]:
     for r in records:
         last[(r.topic, r.partition)] = r.offset
     return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+
+
+def offsets_went_back(records: Sequence[Record], next_offset: dict[int, int]) -> bool:
+    """Whether some record's offset is below its partition's previous one (or below
+    ``next_offset``, where the last batch left it)."""
+    seen = dict(next_offset)
+    for r in records:
+        if r.offset < seen.get(r.partition, -1):
+            return True
+        seen[r.partition] = r.offset + 1
+    return False
 
 
 def records_of(messages: Sequence[Message]) -> list[Record]:
@@ -92,6 +105,10 @@ class StreamWorker:
     ) -> None:
         kafka, stream = settings.kafka, settings.stream
         self._settings = settings
+        # Read first: a bad catalog path fails the worker before it joins the group.
+        known_tracks = (
+            frozenset(load_catalog(settings.catalog.path).by_id) if stream.check_tracks else None
+        )
         self._heartbeat = heartbeat
         self._consumer = Consumer(
             consumer_config(kafka, stream.app_id)
@@ -117,14 +134,43 @@ class StreamWorker:
             chunk_users=stream.chunk_users,
             cache_users=stream.state_cache_users,
             observer=observer,
+            dead_letter_max_bytes=stream.dead_letter_max_bytes,
+            retry_attempts=stream.retry_attempts,
+            known_tracks=known_tracks,
+            # Offsets without it could pass for an old broker's (a broker restarted without
+            # its data): no identity, no start.
+            source=topic_identity(kafka, kafka.listens_topic),
         )
+        # Per partition, the offset after the last record processed.
+        self._next: dict[int, int] = {}
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # After each rebalance; botify up and the tests wait for this line.
         self.processor.forget()
+        # A new broker (one restarted without its data) means a new group too, so a
+        # rebalance: the moment to learn the topic's identity again.
+        self._learn_identity()
+        self._next.clear()
         mine = sorted(tp.partition for tp in partitions)
         topic = self._settings.kafka.listens_topic
         logger.warning("botify stream worker ready: partitions %s of %s", mine, topic)
+
+    def _learn_identity(self) -> None:
+        kafka = self._settings.kafka
+        topic = kafka.listens_topic
+        try:
+            source = topic_identity(kafka, topic)
+        except BackendUnavailableError as exc:
+            logger.error("topic identity unknown, keeping %s: %s", self.processor.source, exc)
+            return
+        if source != self.processor.source:
+            logger.warning(
+                "topic %s is now %s (was %s): its offsets start a new lifetime",
+                topic,
+                source,
+                self.processor.source,
+            )
+            self.processor.source = source
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.processor.forget()
@@ -147,9 +193,15 @@ class StreamWorker:
                 messages = self._consumer.consume(stream.batch_size, stream.batch_wait_s)
                 records = records_of(messages)
                 if records:
+                    if offsets_went_back(records, self._next):
+                        # A replay after a rebalance, or a broker restarted without its data
+                        # that librdkafka met as "offset out of range" and read from 0.
+                        self._learn_identity()
                     await self.processor.handle_batch(records)
+                    stored = next_offsets(records)
+                    self._next.update((tp.partition, tp.offset) for tp in stored)
                     try:
-                        self._consumer.store_offsets(offsets=next_offsets(records))
+                        self._consumer.store_offsets(offsets=stored)
                     except KafkaException as exc:
                         # The batch outlasted max.poll.interval.ms and the group gave its
                         # partitions to another member, which replays it (replay-safe).
@@ -168,14 +220,40 @@ async def serve(
     heartbeat: Heartbeat | None = None,
 ) -> None:
     """Run one worker until SIGTERM or SIGINT; ``observer`` gets its metrics, ``heartbeat``
-    a beat each time round the loop."""
+    a beat each time round the loop.
+
+    A signal cancels the loop wherever it waits (a retry's backoff included) and the worker
+    commits what it processed and leaves its group; if that is not done within
+    ``stream.shutdown_grace_s`` (a broker that does not answer the final commit), the process
+    exits anyway: what it had not committed is replayed, harmlessly."""
     worker = StreamWorker(settings, observer, heartbeat)
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()
+    watchdog = threading.Timer(settings.stream.shutdown_grace_s, _exit_late, [settings])
+    watchdog.daemon = True
+
+    def stop() -> None:
+        if not watchdog.is_alive():
+            logger.warning("botify stream worker stopping")
+            watchdog.start()
+            task.cancel()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
+        loop.add_signal_handler(sig, stop)
     try:
         await worker.run()
     except asyncio.CancelledError:
         logger.warning("botify stream worker stopped")
+    finally:
+        watchdog.cancel()
+
+
+def _exit_late(settings: Settings) -> None:
+    logger.error(
+        "botify stream worker did not stop within %g s (stream.shutdown_grace_s): exiting; "
+        "what it had not committed is replayed",
+        settings.stream.shutdown_grace_s,
+    )
+    logging.shutdown()
+    os._exit(1)

@@ -25,7 +25,7 @@ from botify.state import Transition
 from botify.telemetry import precreate
 from botify.telemetry.bulk import BulkHistogram
 
-OUTCOMES = ("applied", "duplicate", "dead_letter")
+OUTCOMES = ("applied", "duplicate", "dead_letter", "skipped")
 STEPS = ("load", "examples", "commit", "count", "dead_letter")
 BATCH_SIZES = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 BATCH_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
@@ -153,8 +153,11 @@ class StreamMetrics:
     def examples_skipped(self, count: int) -> None:
         self.examples_skipped.inc(count)
 
-    def dead_lettered(self) -> None:
-        self.events.labels("dead_letter").inc()
+    def dead_lettered(self, count: int) -> None:
+        self.events.labels("dead_letter").inc(count)
+
+    def skipped(self, count: int) -> None:
+        self.events.labels("skipped").inc(count)
 
     def batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)

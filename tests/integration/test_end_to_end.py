@@ -13,7 +13,8 @@ from confluent_kafka import Consumer, TopicPartition
 
 from botify import keys
 from botify.events import ListenEvent, decode_listen_event
-from botify.settings import Settings
+from botify.kafka import topic_identity
+from botify.settings import KafkaSettings, Settings
 from botify.state import Position, StateConfig, UserState, apply_listen
 from botify_cli.stack import EmbeddedStack
 
@@ -48,6 +49,8 @@ def read_topic(
     consumer = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": "e2e-reader", "enable.auto.commit": False}
     )
+    # The stream's positions name the topic's identity: the expected fold's do too.
+    source = topic_identity(KafkaSettings(bootstrap_servers=bootstrap), topic)
     try:
         parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         consumer.assign([TopicPartition(topic, p, 0) for p in parts])
@@ -59,7 +62,7 @@ def read_topic(
                 continue
             event = decode_listen_event(msg.value())
             assert msg.key() == str(event.user).encode()
-            out.append((event, Position(msg.partition(), msg.offset())))
+            out.append((event, Position(msg.partition(), msg.offset(), source)))
         return out
     finally:
         consumer.close()

@@ -14,7 +14,7 @@ import pytest
 from botify.analysis import load_log
 from botify.embedded import free_port
 from botify.errors import BackendUnavailableError, ConfigError
-from botify.events import ListenEvent
+from botify.events import ListenEvent, encode_listen_event
 from botify.export import ORIGINAL_FIELDS, export_listens
 from botify.kafka import ListenPublisher, ensure_topics
 from botify.settings import KafkaSettings
@@ -147,3 +147,27 @@ def test_export_ends_at_the_start_watermarks_while_producers_keep_writing(
         writer.join(10)
     assert result.rows >= len(produced)
     assert result.rows < len(produced) + later["sent"]
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_timestamps_past_the_schema_maximum_are_counted_and_skipped_not_fatal(
+    broker_url: str, unique_topic: str, tmp_path: Path, fmt: str
+) -> None:
+    kafka = KafkaSettings(bootstrap_servers=broker_url, listens_topic=unique_topic, partitions=2)
+    ensure_topics(kafka)
+    good = [listen(user=u, experiments={"AB": "C"}) for u in range(10)]
+    bad_stamps = [2**63, 2**64, 253_402_300_800_000]
+    publisher = ListenPublisher(kafka)
+    for event in good:
+        publisher.publish(event)
+    for stamp in bad_stamps:
+        raw = json.loads(encode_listen_event(listen(user=99)))
+        publisher.publish_raw(unique_topic, b"99", json.dumps(raw | {"timestamp": stamp}).encode())
+    assert publisher.flush(10) == 0
+    publisher.close()
+
+    out = tmp_path / f"listens.{fmt}"
+    result = export_listens(kafka, out, fmt=fmt, timeout_s=60)  # type: ignore[arg-type]
+    assert (result.rows, result.bad_records) == (len(good), len(bad_stamps))
+    assert all("timestamp" in sample for sample in result.bad_samples)
+    assert load_log(out, "AB").frame.height == len(good)

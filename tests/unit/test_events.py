@@ -63,6 +63,10 @@ BAD = [
     ("recommender", "Not Snake"),
     ("latency", -1.0),
     ("timestamp", 1.5),
+    ("timestamp", 2**63),
+    ("timestamp", 253_402_300_800_000),
+    ("latency", 3600.5),
+    ("model_version", 2**63),
     ("event_id", ""),
 ]
 
@@ -75,6 +79,26 @@ def test_schema_and_model_reject_the_same_bad_records(field: str, value: Any) ->
     if not (isinstance(value, float) and value != value):  # JSON has no NaN to validate
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(fields, listen_event_schema())
+
+
+def test_every_numeric_field_of_the_schema_has_a_maximum() -> None:
+    properties = listen_event_schema()["properties"]
+    numeric = {
+        name
+        for name, spec in properties.items()
+        if {"integer", "number"}
+        & set(spec.get("type", []) if isinstance(spec.get("type"), list) else [spec.get("type")])
+    }
+    assert numeric == {"timestamp", "user", "track", "time", "recommendation", "latency",
+                       "model_version"}  # fmt: skip
+    assert {n for n in numeric if "maximum" not in properties[n]} == set()
+
+
+def test_the_largest_values_the_schema_allows_are_accepted() -> None:
+    fields = valid_fields() | {"timestamp": 253_402_300_799_999, "latency": 3600.0,
+                               "model_version": 2**63 - 1, "user": 2**31 - 1}  # fmt: skip
+    jsonschema.validate(fields | {"schema_version": 1}, listen_event_schema())
+    assert decode_listen_event(orjson.dumps(fields)).timestamp == 253_402_300_799_999
 
 
 def test_last_event_must_not_carry_a_recommendation() -> None:

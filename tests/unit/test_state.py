@@ -328,5 +328,40 @@ def test_a_state_from_a_later_version_with_appended_fields_still_reads() -> None
     import msgpack
 
     s = fold([listen(time=0.5)])
-    later = msgpack.packb([3, *msgpack.unpackb(s.to_bytes())[1:], "a field of v3"])
+    later = msgpack.packb([4, *msgpack.unpackb(s.to_bytes())[1:], "a field of v4"])
     assert UserState.from_bytes(later) == s
+
+
+def test_a_position_of_another_topic_lifetime_supersedes_whatever_its_offset() -> None:
+    old, new = "tansu_cluster/AaInrBDuf5KBNofAR+Kgkw", "tansu_cluster/AaInrCT9eSOZfxSRz3dBbA"
+    assert Position(0, 3, new).supersedes(Position(0, 900, old))
+    assert not Position(0, 3, new).supersedes(Position(0, 3, new))  # a replay
+    assert not Position(0, 2, new).supersedes(Position(0, 3, new))
+    # An unknown source on either side (a state written before v3): offsets decide.
+    assert not Position(0, 3, new).supersedes(Position(0, 900))
+    assert Position(0, 901, new).supersedes(Position(0, 900))
+    assert not Position(0, 3).supersedes(Position(0, 900, old))
+
+
+def test_a_broker_restarted_without_its_data_is_not_mistaken_for_a_replay() -> None:
+    old, new = "c/topic-1", "c/topic-2"
+    state = UserState(1)
+    for offset in range(10):  # the first broker's offsets 0..9
+        state = apply_listen(state, listen(track=offset), Position(0, offset, old), CONFIG).state
+    # The new broker starts again at offset 0: each event applies, then replays do not.
+    for offset in range(3):
+        t = apply_listen(state, listen(track=100 + offset), Position(0, offset, new), CONFIG)
+        assert t.applied
+        state = t.state
+        assert not apply_listen(state, listen(), Position(0, offset, new), CONFIG).applied
+    assert state.listens == 13 and state.position == Position(0, 2, new)
+
+
+def test_the_source_survives_the_encoding_and_v2_states_read_without_one() -> None:
+    import msgpack
+
+    s = apply_listen(UserState(1), listen(), Position(2, 5, "c/t"), CONFIG).state
+    assert UserState.from_bytes(s.to_bytes()).position == Position(2, 5, "c/t")
+    v2 = msgpack.packb(msgpack.unpackb(s.to_bytes())[:13])
+    v2 = msgpack.packb([2, *msgpack.unpackb(v2)[1:]])
+    assert UserState.from_bytes(v2).position == Position(2, 5)

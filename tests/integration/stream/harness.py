@@ -11,18 +11,33 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
 import pytest
 import redis
 from confluent_kafka import Consumer, Message, TopicPartition
 
 from botify import keys
 from botify.events import ListenEvent, decode_listen_event
-from botify.kafka import ListenPublisher, ensure_topics
+from botify.kafka import ListenPublisher, ensure_topics, topic_identity
 from botify.settings import KafkaSettings, StateSettings
 from botify.state import Position, StateConfig, UserState, apply_listen
 from botify.storage import InMemoryUserStateStore
 
 READY = "stream worker ready"
+# Workers check tracks against their catalog: the tests' events use ids below this.
+CATALOG_TRACKS = 20_000
+
+
+def catalog_file(directory: Path, tracks: int = CATALOG_TRACKS) -> Path:
+    """A catalog of track ids 0 .. tracks - 1 in ``directory`` (written once)."""
+    path = directory / f"catalog-{tracks}.jsonl"
+    if not path.exists():
+        lines = (
+            orjson.dumps({"track": t, "artist": f"Artist {t % 97}", "title": f"Track {t}"})
+            for t in range(tracks)
+        )
+        path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
 
 
 def own_db(redis_url: str, db: int) -> str:
@@ -75,6 +90,7 @@ class Worker:
             # Several workers run at once: each serves its metrics on a port of its own.
             "BOTIFY_METRICS__STREAM_PORT": "0",
             "BOTIFY_RUN_DIR": str(self.log.parent / "runs"),
+            "BOTIFY_CATALOG__PATH": str(catalog_file(self.log.parent)),
             **self.env,
         }
         with self.log.open("ab") as out:
@@ -167,6 +183,7 @@ async def fold_topic(
     config = StateConfig(cfg.history_size, cfg.fail_threshold)
     store = InMemoryUserStateStore()
     states: dict[int, UserState] = {}
+    source = topic_identity(KafkaSettings(bootstrap_servers=bootstrap), topic)
     for msg in read_topic(bootstrap, topic, expected):
         try:
             e = decode_listen_event(msg.value())
@@ -175,7 +192,7 @@ async def fold_topic(
         t = apply_listen(
             states.get(e.user, UserState(e.user)),
             e,
-            Position(msg.partition(), msg.offset()),
+            Position(msg.partition(), msg.offset(), source),
             config,
         )
         await store.commit(t)

@@ -20,6 +20,7 @@ from botify.kafka import ensure_topics
 from botify.settings import KafkaSettings
 from tests.factories import listen
 from tests.integration.stream.harness import (
+    CATALOG_TRACKS,
     Worker,
     counter,
     own_db,
@@ -161,3 +162,40 @@ def _record_at(bootstrap: str, topic: str, partition: int, offset: int) -> tuple
         raise AssertionError(f"no record at {topic}[{partition}]@{offset}")
     finally:
         consumer.close()
+
+
+def test_events_for_tracks_not_in_the_catalog_are_dead_lettered_and_never_counted(
+    worker: Worker, kafka: KafkaSettings, r: redis.Redis
+) -> None:
+    user = 998  # nobody else's, as above
+    dead_before = counter(r, keys.STREAM_DEAD_LETTERS)
+    applied_before = counter(r, keys.STREAM_APPLIED)
+    unknown = CATALOG_TRACKS + 12_345
+    events = [
+        listen(user=user, track=3),
+        listen(user=user, track=unknown),  # 300 of these made it TopPop's first (issue 12)
+        listen(user=user, track=4, recommendation=unknown),
+        listen(user=user, track=5),
+    ]
+    produce(kafka, events)
+    wait_for(
+        lambda: (
+            counter(r, keys.STREAM_DEAD_LETTERS) - dead_before == 2 and _history(r, user) == (3, 5)
+        ),
+        30,
+        "the unknown tracks dead-lettered and the known ones applied",
+    )
+    assert counter(r, keys.STREAM_APPLIED) - applied_before == 2
+    assert r.zscore(keys.TRACK_PLAYS, unknown) is None
+    assert r.zscore(keys.TRACK_LISTEN_TIME, unknown) is None
+    assert stored_states(r, [user])[user].listens == 2  # type: ignore[union-attr]
+    dead = [
+        m
+        for m in read_topic(kafka.bootstrap_servers, kafka.dlq_topic, 2, quiet=1.0)
+        if m.key() == str(user).encode()
+    ]
+    reasons = sorted(dict(m.headers())["botify-error"].decode() for m in dead)
+    assert reasons == [
+        f"unknown recommendation {unknown}: not in the catalog",
+        f"unknown track {unknown}: not in the catalog",
+    ]

@@ -67,8 +67,28 @@ def test_parquet_without_needed_columns_is_refused(tmp_path: Path) -> None:
         load_log(tmp_path / "y.pq", "A")
 
 
-def test_rows_missing_a_required_field_are_refused(tmp_path: Path) -> None:
-    rows = [row(1, 1, {"A": "C"})]
+def test_rows_missing_a_required_field_are_skipped_and_counted(tmp_path: Path) -> None:
+    rows = [row(1, 1, {"A": "C"}), row(2, 2, {"A": "C"})]
     del rows[0]["timestamp"]
-    with pytest.raises(AnalysisInputError, match="1 rows have no timestamp"):
-        load_log(write(rows, tmp_path / "data.json"), "A")
+    log = load_log(write(rows, tmp_path / "data.json"), "A")
+    assert (log.frame["user"].to_list(), log.bad_rows) == ([2], 1)
+
+
+@pytest.mark.parametrize("stamp", [2**63, 2**64, 253_402_300_800_000, -1])
+def test_a_timestamp_out_of_the_schema_bounds_is_skipped_and_counted(
+    tmp_path: Path, stamp: int
+) -> None:
+    rows = [row(1, 1, {"A": "C"}), row(2, stamp, {"A": "C"}), row(3, 3, {"A": "T1"})]
+    path = tmp_path / "data.json"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + "not json\n")
+    log = load_log(path, "A")
+    assert (log.frame["user"].to_list(), log.bad_rows, log.excluded_rows) == ([1, 3], 2, 0)
+
+
+def test_out_of_bounds_values_in_parquet_are_skipped_and_counted(tmp_path: Path) -> None:
+    rows = [row(u, u, {"A": "C"}) for u in range(4)]
+    rows[1]["time"], rows[2]["latency"] = 1.5, -1.0
+    frame = pl.DataFrame(rows).with_columns(pl.col("experiments").map_elements(json.dumps))
+    frame.write_parquet(tmp_path / "x.parquet")
+    log = load_log(tmp_path / "x.parquet", "A")
+    assert (log.frame["user"].to_list(), log.bad_rows) == ([0, 3], 2)

@@ -20,7 +20,7 @@ def rows(*spec: tuple[int, str, int, float, str]) -> pl.DataFrame:
             "experiments": [{"E": s[1]} for s in spec],
         }
     )
-    frame, excluded = normalize(raw, "E")
+    frame, excluded, _ = normalize(raw, "E")
     assert excluded == 0
     return frame
 

@@ -15,10 +15,24 @@ from tests.factories import listen
 
 @dataclass
 class RecordingTopic:
-    sent: list[dict] = field(default_factory=list)  # type: ignore[type-arg]
+    """A dead-letter topic that takes what it is sent, as a broker with ``max_bytes`` as its
+    message size limit would (None: no limit)."""
 
-    async def send(self, *, key, value, headers):  # type: ignore[no-untyped-def]
-        self.sent.append({"key": key, "value": value, "headers": dict(headers)})
+    sent: list[dict] = field(default_factory=list)  # type: ignore[type-arg]
+    max_bytes: int | None = None
+    calls: int = 0
+
+    async def send_many(self, records):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        errors: list[str | None] = []
+        for key, value, headers in records:
+            size = len(key or b"") + len(value or b"") + sum(len(v) for _, v in headers)
+            if self.max_bytes is not None and size > self.max_bytes:
+                errors.append("MSG_SIZE_TOO_LARGE")
+                continue
+            self.sent.append({"key": key, "value": value, "headers": dict(headers)})
+            errors.append(None)
+        return errors
 
 
 def record(value: bytes | None, offset: int, key: bytes | None = b"1") -> Record:
@@ -48,8 +62,60 @@ async def test_bad_records_go_to_the_dead_letter_topic_with_reason_and_source() 
     first = dlq.sent[0]["headers"]
     assert first["botify-source-topic"] == b"botify.listens.v1"
     assert first["botify-source-partition"] == b"2" and first["botify-source-offset"] == b"0"
-    assert first["botify-error"]
+    assert first["botify-error"] and first["botify-dead-letter-version"] == b"1"
+    assert first["botify-source-value-size"] == b"5" and first["botify-truncated"] == b""
+    assert dlq.sent[2]["headers"]["botify-source-value-size"] == b"-1"  # no value at all
     assert b"user id" in dlq.sent[3]["headers"]["botify-error"]
+
+
+async def test_a_batch_sends_its_dead_letters_together() -> None:
+    store, dlq = InMemoryUserStateStore(), RecordingTopic()
+    proc = ListenProcessor(store, dlq, StateConfig())
+    good = encode_listen_event(listen(user=1, track=7))
+    outcomes = await proc.handle_batch([record(b"{", 0), record(good, 1), record(b"[]", 2)])
+    assert outcomes == ["dead_letter", "applied", "dead_letter"]
+    assert dlq.calls == 1 and len(dlq.sent) == 2
+
+
+async def test_an_oversized_record_is_dead_lettered_cut_with_its_size_and_coordinates() -> None:
+    store, dlq = InMemoryUserStateStore(), RecordingTopic()
+    proc = ListenProcessor(store, dlq, StateConfig(), dead_letter_max_bytes=1000)
+    poison = b'{"pad":"' + b"a" * 1_010_000 + b'"}'
+    assert await proc.handle(record(poison, 7, key=b"77")) == "dead_letter"
+    [sent] = dlq.sent
+    assert sent["key"] == b"77" and sent["value"] == poison[:1000]
+    headers = sent["headers"]
+    assert headers["botify-source-value-size"] == str(len(poison)).encode()
+    assert headers["botify-truncated"] == b"value"
+    assert headers["botify-source-offset"] == b"7" and headers["botify-source-partition"] == b"2"
+    assert await store.counter(keys.STREAM_DEAD_LETTERS) == 1
+
+
+async def test_a_copy_the_broker_refuses_as_too_large_goes_again_without_its_value() -> None:
+    store, dlq = InMemoryUserStateStore(), RecordingTopic(max_bytes=500)
+    proc = ListenProcessor(store, dlq, StateConfig(), FAST, dead_letter_max_bytes=1000)
+    assert await proc.handle(record(b"x" * 5000, 3)) == "dead_letter"
+    [sent] = dlq.sent
+    assert sent["value"] is None and sent["headers"]["botify-truncated"] == b"value"
+    assert b"MSG_SIZE_TOO_LARGE" in sent["headers"]["botify-error"]
+    assert dlq.calls == 2
+
+
+async def test_a_dead_letter_that_stays_undeliverable_is_skipped_and_counted_not_retried_forever() -> (
+    None
+):
+    class DownTopic(RecordingTopic):
+        async def send_many(self, records):  # type: ignore[no-untyped-def]
+            self.calls += 1
+            raise ConnectionError("broker is away")
+
+    store, dlq = InMemoryUserStateStore(), DownTopic()
+    proc = ListenProcessor(store, dlq, StateConfig(), FAST, retry_attempts=4)
+    good = encode_listen_event(listen(user=1, track=7))
+    assert await proc.handle_batch([record(b"{", 0), record(good, 1)]) == ["skipped", "applied"]
+    assert dlq.calls == 4
+    assert await store.counter(keys.STREAM_SKIPPED) == 1
+    assert await store.counter(keys.STREAM_DEAD_LETTERS) == 0
 
 
 class FlakyStore(InMemoryUserStateStore):
@@ -90,11 +156,11 @@ async def test_a_failing_dead_letter_topic_is_retried_and_sends_each_record_once
     class FlakyTopic(RecordingTopic):
         failures: int = 3
 
-        async def send(self, *, key, value, headers):  # type: ignore[no-untyped-def]
+        async def send_many(self, records):  # type: ignore[no-untyped-def]
             if self.failures:
                 self.failures -= 1
                 raise ConnectionError("broker is away")
-            await super().send(key=key, value=value, headers=headers)
+            return await super().send_many(records)
 
     store, dlq = InMemoryUserStateStore(), FlakyTopic()
     proc = ListenProcessor(store, dlq, StateConfig(), FAST)
@@ -218,3 +284,20 @@ async def test_without_a_cache_every_batch_loads_its_users() -> None:
         assert await proc.handle(record(raw, offset)) == "applied"
     assert store.loaded == [1, 1]
     assert (await store.load(1)).history == (1, 2)
+
+
+async def test_a_listen_of_a_track_not_in_the_catalog_is_dead_lettered_not_folded() -> None:
+    store, dlq = InMemoryUserStateStore(), RecordingTopic()
+    proc = ListenProcessor(store, dlq, StateConfig(), known_tracks=frozenset(range(100)))
+    batch = [
+        record(encode_listen_event(listen(user=1, track=5, recommendation=6)), 0),
+        record(encode_listen_event(listen(user=1, track=500, recommendation=6)), 1),
+        record(encode_listen_event(listen(user=1, track=6, recommendation=501)), 2),
+    ]
+    assert await proc.handle_batch(batch) == ["applied", "dead_letter", "dead_letter"]
+    assert (await store.load(1)).history == (5,)
+    assert await store.track_stats(500) == (0, 0.0)
+    assert [m["headers"]["botify-error"] for m in dlq.sent] == [
+        b"unknown track 500: not in the catalog",
+        b"unknown recommendation 501: not in the catalog",
+    ]

@@ -7,12 +7,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import orjson
+import pytest
 
 from botify import keys
 from botify.events import encode_listen_event
 from botify.state import StateConfig
 from botify.storage import InMemoryUserStateStore
-from botify.training import TrainingExample, decode_example
+from botify.training import TrainingExample, decode_example, encode_example
+from services.stream import agents
 from services.stream.agents import ListenProcessor, Record, Retry
 from services.stream.app import _ExampleTopic
 from tests.factories import listen
@@ -24,8 +26,9 @@ FAST = Retry(first=0.001, cap=0.002)
 class RecordingDeadLetters:
     sent: list[bytes | None] = field(default_factory=list)
 
-    async def send(self, *, key, value, headers):  # type: ignore[no-untyped-def]
-        self.sent.append(value)
+    async def send_many(self, records):  # type: ignore[no-untyped-def]
+        self.sent += [value for _, value, _ in records]
+        return [None] * len(records)
 
 
 @dataclass
@@ -114,19 +117,36 @@ async def test_a_failing_examples_topic_is_retried_and_holds_back_the_commit() -
     assert await store.counter(keys.STREAM_APPLIED) == 4
 
 
-async def test_an_example_that_fails_validation_is_counted_and_its_listen_still_applies() -> None:
+async def test_an_example_that_fails_validation_is_counted_and_its_listen_still_applies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def encode(example):  # type: ignore[no-untyped-def]
+        if example.track == 11:
+            raise ValueError("fails its schema")
+        return encode_example(example)
+
+    monkeypatch.setattr(agents, "encode_example", encode)
     sink = RecordingSink(InMemoryUserStateStore())
     proc, store = processor(sink)
     start = encode_listen_event(listen(user=1, track=10, recommendation=11))
-    # A valid listen (no upper bound on its timestamp) whose example exceeds int64.
-    huge = orjson.loads(encode_listen_event(listen(user=1, track=11)))
-    huge["timestamp"] = 2**63
-    outcomes = await proc.handle_batch([record(start, 0), record(orjson.dumps(huge), 1)])
+    then = encode_listen_event(listen(user=1, track=11))
+    outcomes = await proc.handle_batch([record(start, 0), record(then, 1)])
     assert outcomes == ["applied", "applied"]
     assert sink.published == []
     assert proc.dead_letters.sent == []  # type: ignore[attr-defined]
     assert await store.counter(keys.STREAM_EXAMPLES_SKIPPED) == 1
     assert (await store.load(1)).listens == 2
+
+
+async def test_a_listen_past_the_timestamp_maximum_is_dead_lettered_and_makes_no_example() -> None:
+    sink = RecordingSink(InMemoryUserStateStore())
+    proc, store = processor(sink)
+    start = encode_listen_event(listen(user=1, track=10, recommendation=11))
+    huge = orjson.loads(encode_listen_event(listen(user=1, track=11)))
+    huge["timestamp"] = 2**63
+    outcomes = await proc.handle_batch([record(start, 0), record(orjson.dumps(huge), 1)])
+    assert outcomes == ["applied", "dead_letter"]
+    assert sink.published == [] and (await store.load(1)).listens == 1
 
 
 async def test_without_a_sink_the_fold_is_unchanged() -> None:

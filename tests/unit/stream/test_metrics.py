@@ -7,7 +7,7 @@ from botify.events import encode_listen_event
 from botify.experiments import ExperimentPlan, ExperimentSplit
 from botify.state import StateConfig
 from botify.storage import InMemoryUserStateStore
-from services.stream.agents import ListenProcessor, Record
+from services.stream.agents import ListenProcessor, Record, Retry
 from services.stream.metrics import StreamMetrics
 from tests.factories import listen
 from tests.unit.stream.test_agents import RecordingTopic
@@ -82,6 +82,26 @@ async def test_sessions_and_their_time_are_counted_per_arm_once_even_when_replay
     assert value(registry, "botify_stream_events_total", outcome="duplicate") == 5
     assert value(registry, "botify_stream_batch_size_records_count") == 2
     assert value(registry, "botify_stream_event_delay_seconds_count") == 5
+
+
+async def test_a_record_whose_dead_letter_stays_undeliverable_is_counted_as_skipped() -> None:
+    class DownTopic:
+        async def send_many(self, records):  # type: ignore[no-untyped-def]
+            raise ConnectionError("broker is away")
+
+    registry = CollectorRegistry()
+    proc = ListenProcessor(
+        InMemoryUserStateStore(),
+        DownTopic(),
+        StateConfig(),
+        Retry(first=0.001, cap=0.002),
+        observer=StreamMetrics(registry, PLAN),
+        retry_attempts=3,
+    )
+    assert await proc.handle(Record("t", 0, 0, b"1", b"{nope")) == "skipped"
+    assert value(registry, "botify_stream_events_total", outcome="skipped") == 1
+    assert value(registry, "botify_stream_events_total", outcome="dead_letter") == 0
+    assert value(registry, "botify_stream_retries_total", step="dead_letter") == 3
 
 
 async def test_a_dead_letter_is_counted(setup) -> None:  # type: ignore[no-untyped-def]
