@@ -30,6 +30,9 @@ def start_up(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
         "BOTIFY_RUN_DIR": str(tmp_path),
         "COLUMNS": "200",
         "BOTIFY_EMBEDDED__RESTART_BACKOFF_S": "0.5",
+        # Every 200 is in the topic: the replay below must hold even across the API's
+        # SIGKILL (in the default buffer mode that loses the last milliseconds of events).
+        "BOTIFY_API__DURABILITY": "acks",
     }
     return running.start_up([sys.executable, "-m", "botify_cli", "up", *args], env)
 
