@@ -112,7 +112,7 @@ def topic_identity(settings: KafkaSettings, topic: str, timeout: float = 10.0) -
     broker restarted without its data does not keep (Tansu keeps its cluster id but makes a
     new topic id; Kafka makes both new). Offsets compare only within one identity.
     ``BackendUnavailableError`` when the broker does not say."""
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    admin = AdminClient(settings.client_config())
     try:
         cluster = admin.describe_cluster(request_timeout=timeout).result(timeout)
         described = admin.describe_topics(TopicCollection([topic]), request_timeout=timeout)

@@ -54,7 +54,7 @@ def load_settings() -> Settings:
         raise fail(f"invalid BOTIFY_* settings: {exc}") from None
 
 
-class _Terminated(Exception):
+class _Terminated(BaseException):
     pass
 
 

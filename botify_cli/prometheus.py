@@ -70,7 +70,8 @@ def write_config(
         key_file = directory / "api_key"
         key_file.touch(mode=0o600)
         key_file.write_text(api_key)
-        only_api = {"source_labels": ["service"], "regex": "api"}
+        # Every API instance's target is labelled job="botify-api" (service: api, api-1..).
+        only_api = {"source_labels": ["job"], "regex": "botify-api"}
         jobs = [
             {**jobs[0], "relabel_configs": [{**only_api, "action": "drop"}]},
             {

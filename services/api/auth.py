@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI
 from pydantic import SecretStr
+from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 # Paths that need a key: prefixes, so /docs/oauth2-redirect and /next/{user} are covered.
@@ -38,7 +39,9 @@ class ApiKeyMiddleware:
         self._digests = tuple(_digest(k.get_secret_value().encode()) for k in keys)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(PROTECTED_PREFIXES):
+        # The path as routed: without the root_path a prefix proxy (--root-path) adds, or
+        # /api/next/1 would pass unchecked and still reach /next.
+        if scope["type"] != "http" or not get_route_path(scope).startswith(PROTECTED_PREFIXES):
             await self._app(scope, receive, send)
             return
         if self._known(_presented_key(scope["headers"])):

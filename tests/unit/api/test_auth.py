@@ -110,3 +110,16 @@ def test_keys_are_secrets_that_settings_never_print() -> None:
     settings = ApiSettings(api_keys=(SecretStr("hunter2"),))
     assert "hunter2" not in repr(settings)
     assert "hunter2" not in settings.model_dump_json()
+
+
+def test_a_prefix_proxys_root_path_does_not_bypass_the_keys(
+    keyed: tuple[TestClient, RecordingPublisher],
+) -> None:
+    client, publisher = keyed
+    behind_proxy = TestClient(client.app, root_path="/api", raise_server_exceptions=False)
+    for method, path in (("POST", "/api/next/1"), ("GET", "/api/metrics"), ("GET", "/api/docs")):
+        resp = behind_proxy.request(method, path, json=BODY if method == "POST" else None)
+        assert resp.status_code == 401, (path, resp.status_code)
+    assert publisher.events == []
+    ok = behind_proxy.post("/api/next/1", json=BODY, headers={"X-API-Key": "k-old"})
+    assert ok.status_code == 200
