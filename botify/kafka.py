@@ -335,6 +335,8 @@ class DeliveringProducer:
     def _on_error(self, err: KafkaError) -> None:
         if _is_fatal(err):
             self._fatal = True
+        else:  # all brokers down, authentication: what librdkafka would have logged itself
+            logger.warning("kafka producer: %s", err)
 
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:  # only failures are reported (delivery.report.only.error)

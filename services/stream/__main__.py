@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import sys
+import signal
 
-from botify.errors import BotifyError
-from botify.experiments import load_experiments
-from botify.kafka import ensure_topics
-from botify.settings import Settings
-from botify.telemetry import ConsumerLagMonitor, Heartbeat, MetricsServer, process_registry
-from services.stream.app import serve
-from services.stream.metrics import StreamMetrics
+# Before any other import: numpy's OpenBLAS starts its threads at import, and every thread
+# must inherit this mask for the stop-signal thread of ``serve`` to receive SIGTERM at once.
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+
+import asyncio  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+
+from botify.errors import BotifyError  # noqa: E402
+from botify.experiments import load_experiments  # noqa: E402
+from botify.kafka import ensure_topics  # noqa: E402
+from botify.settings import Settings  # noqa: E402
+from botify.telemetry import ConsumerLagMonitor, Heartbeat, MetricsServer, process_registry  # noqa: E402
+from services.stream.app import serve  # noqa: E402
+from services.stream.metrics import StreamMetrics  # noqa: E402
 
 
 def main() -> None:

@@ -230,7 +230,7 @@ class ListenProcessor:
         folds: list[_UserFold] = []
         commits: list[asyncio.Future[list[bool]]] = []
         skipped = 0
-        previous: tuple[list[_UserFold], list[tuple[bytes, bytes]]] | None = None
+        previous: tuple[list[_UserFold], list[tuple[bytes, bytes]], bool] | None = None
         try:
             for first in range(0, len(users), self.chunk_users):
                 chunk = users[first : first + self.chunk_users]
@@ -238,9 +238,14 @@ class ListenProcessor:
                 skipped += n
                 if previous is not None:
                     commits.append(await self._commit_when_delivered(span, *previous))
+                sent = True
                 if examples and self.examples is not None:
-                    self.examples.send(examples)
-                previous = (chunk_folds, examples)
+                    try:
+                        self.examples.send(examples)
+                    except Exception as exc:  # a fenced producer: delivery sends them again
+                        logger.warning("examples of %s not sent, retrying: %r", span, exc)
+                        sent = False
+                previous = (chunk_folds, examples, sent)
                 folds += chunk_folds
             if previous is not None:
                 commits.append(await self._commit_when_delivered(span, *previous))
@@ -286,12 +291,12 @@ class ListenProcessor:
             self._cache.popitem(last=False)
 
     async def _commit_when_delivered(
-        self, span: str, folds: list[_UserFold], examples: list[tuple[bytes, bytes]]
+        self, span: str, folds: list[_UserFold], examples: list[tuple[bytes, bytes]], sent: bool
     ) -> asyncio.Future[list[bool]]:
-        """Wait until ``examples`` (already handed to the sink) are delivered, then send the
-        folds' commit; returns its pending reply."""
+        """Wait until ``examples`` (handed to the sink already if ``sent``) are delivered, then
+        send the folds' commit; returns its pending reply."""
         if examples and self.examples is not None:
-            sink, sent = self.examples, True
+            sink = self.examples
 
             async def deliver() -> None:
                 nonlocal sent
@@ -379,14 +384,17 @@ class ListenProcessor:
                 letter.offset,
                 letter.reason[:300],
             )
+        # A copy the broker refuses for itself (too large, invalid) goes again without its
+        # value, and is given up after retry_attempts such refusals: skipped and counted.
+        # A failure of the broker as a whole is retried until it ends, as every other step
+        # is: skipping would commit the offsets of records that never reached the DLQ.
         bare: set[int] = set()  # sent without their value
+        refused: dict[int, int] = {}  # record-level refusals per letter
+        given_up: list[int] = []
         pending = sorted(letters)
-        skipped = 0
-        delay = self.retry.first
-        for attempt in range(1, self.retry_attempts + 1):
-            last = attempt == self.retry_attempts
-            if last and attempt > 1:  # the smallest copy has the best chance
-                bare.update(pending)
+        delay, attempt = self.retry.first, 0
+        while pending:
+            attempt += 1
             copies = [
                 letters[i].copy(0 if i in bare else self.dead_letter_max_bytes) for i in pending
             ]
@@ -399,35 +407,40 @@ class ListenProcessor:
                 break
             if self.observer is not None:
                 self.observer.retried("dead_letter")
+            pending = []
             for i, error in failed:
-                if error in RECORD_ERRORS and i not in bare:
-                    letters[i] = letters[i].undeliverable(error)
-                    bare.add(i)
-            pending = [i for i, _ in failed]
-            logger.error(
-                "%d dead letters of %s undelivered (attempt %d of %d): %s",
-                len(pending),
-                span,
-                attempt,
-                self.retry_attempts,
-                failed[0][1],
-            )
-            if not last:
+                if error in RECORD_ERRORS:
+                    refused[i] = refused.get(i, 0) + 1
+                    if i not in bare:
+                        letters[i] = letters[i].undeliverable(error)
+                        bare.add(i)
+                    elif refused[i] >= self.retry_attempts:
+                        given_up.append(i)
+                        continue
+                pending.append(i)
+            if attempt == 1 or attempt % 10 == 0 or given_up:
+                logger.error(
+                    "%d dead letters of %s undelivered (attempt %d): %s",
+                    len(failed),
+                    span,
+                    attempt,
+                    failed[0][1],
+                )
+            if pending:
                 await asyncio.sleep(delay)
                 delay = min(delay * self.retry.factor, self.retry.cap)
-        else:
-            skipped = len(pending)
-            for i in pending:
-                outcomes[i] = SKIPPED
-                r = records[i]
-                logger.error(
-                    "skipping %s[%d]@%d: its dead letter was not delivered in %d tries (%s)",
-                    r.topic,
-                    r.partition,
-                    r.offset,
-                    self.retry_attempts,
-                    letters[i].reason[:300],
-                )
+        skipped = len(given_up)
+        for i in given_up:
+            outcomes[i] = SKIPPED
+            r = records[i]
+            logger.error(
+                "skipping %s[%d]@%d: the broker refused its dead letter %d times (%s)",
+                r.topic,
+                r.partition,
+                r.offset,
+                refused[i],
+                letters[i].reason[:300],
+            )
         counts = {keys.STREAM_DEAD_LETTERS: len(dead) - skipped, keys.STREAM_SKIPPED: skipped}
         if self.observer is not None:
             if len(dead) > skipped:

@@ -143,26 +143,36 @@ class StreamWorker:
         )
         # Per partition, the offset after the last record processed.
         self._next: dict[int, int] = {}
+        # False: the identity must be looked up again before the next batch is processed.
+        self._identity_known = True
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # After each rebalance; botify up and the tests wait for this line.
         self.processor.forget()
         # A new broker (one restarted without its data) means a new group too, so a
-        # rebalance: the moment to learn the topic's identity again.
-        self._learn_identity()
+        # rebalance: the identity is looked up again before the next batch (in run(), off
+        # this callback: the admin round trip must not block the loop).
+        self._identity_known = False
         self._next.clear()
         mine = sorted(tp.partition for tp in partitions)
         topic = self._settings.kafka.listens_topic
         logger.warning("botify stream worker ready: partitions %s of %s", mine, topic)
 
-    def _learn_identity(self) -> None:
-        kafka = self._settings.kafka
+    async def _learn_identity(self) -> None:
+        """Look the topic's identity up, retrying until the broker says: a batch processed
+        under a stale identity would take a restarted broker's events for replays."""
+        kafka, stream = self._settings.kafka, self._settings.stream
         topic = kafka.listens_topic
-        try:
-            source = topic_identity(kafka, topic)
-        except BackendUnavailableError as exc:
-            logger.error("topic identity unknown, keeping %s: %s", self.processor.source, exc)
-            return
+        while True:
+            try:
+                source = await asyncio.to_thread(topic_identity, kafka, topic)
+                break
+            except BackendUnavailableError as exc:
+                logger.error("topic identity unknown, no record is processed until it is: %s", exc)
+                if self._heartbeat is not None:
+                    self._heartbeat.beat()
+                await asyncio.sleep(stream.retry_backoff_s)
+        self._identity_known = True
         if source != self.processor.source:
             logger.warning(
                 "topic %s is now %s (was %s): its offsets start a new lifetime",
@@ -193,10 +203,10 @@ class StreamWorker:
                 messages = self._consumer.consume(stream.batch_size, stream.batch_wait_s)
                 records = records_of(messages)
                 if records:
-                    if offsets_went_back(records, self._next):
-                        # A replay after a rebalance, or a broker restarted without its data
-                        # that librdkafka met as "offset out of range" and read from 0.
-                        self._learn_identity()
+                    if not self._identity_known or offsets_went_back(records, self._next):
+                        # After a rebalance; or a broker restarted without its data that
+                        # librdkafka met as "offset out of range" and read from 0.
+                        await self._learn_identity()
                     await self.processor.handle_batch(records)
                     stored = next_offsets(records)
                     self._next.update((tp.partition, tp.offset) for tp in stored)
@@ -229,31 +239,50 @@ async def serve(
     worker = StreamWorker(settings, observer, heartbeat)
     task = asyncio.current_task()
     assert task is not None
-    loop = asyncio.get_running_loop()
-    watchdog = threading.Timer(settings.stream.shutdown_grace_s, _exit_late, [settings])
-    watchdog.daemon = True
-
-    def stop() -> None:
-        if not watchdog.is_alive():
-            logger.warning("botify stream worker stopping")
-            watchdog.start()
-            task.cancel()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop)
+    _watch_stop_signals(asyncio.get_running_loop(), task, settings.stream.shutdown_grace_s)
     try:
         await worker.run()
     except asyncio.CancelledError:
         logger.warning("botify stream worker stopped")
-    finally:
-        watchdog.cancel()
 
 
-def _exit_late(settings: Settings) -> None:
-    logger.error(
-        "botify stream worker did not stop within %g s (stream.shutdown_grace_s): exiting; "
-        "what it had not committed is replayed",
-        settings.stream.shutdown_grace_s,
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+def _watch_stop_signals(
+    loop: asyncio.AbstractEventLoop, task: asyncio.Task[None], grace_s: float
+) -> None:
+    """On the first stop signal: start the grace period's clock at once, then cancel ``task``
+    (the loop commits what it processed and leaves its group when it next gets control)."""
+    stopped = threading.Lock()
+
+    def stop(name: str) -> None:
+        if not stopped.acquire(blocking=False):
+            return
+        logger.warning("botify stream worker stopping (%s)", name)
+        watchdog = threading.Timer(grace_s, _exit_late, [grace_s])
+        watchdog.daemon = True  # a clean exit within the grace does not wait for it
+        watchdog.start()
+        loop.call_soon_threadsafe(task.cancel)
+
+    if STOP_SIGNALS <= signal.pthread_sigmask(signal.SIG_BLOCK, []):
+
+        def wait() -> None:
+            stop(signal.Signals(signal.sigwait(STOP_SIGNALS)).name)
+
+        threading.Thread(target=wait, name="stop-signals", daemon=True).start()
+    # Also a handler, for a signal delivered to a thread that does not block it (one a
+    # native library started before the mask was set): it runs when the main thread next
+    # runs Python, later, but never leaves the default action (death without a commit).
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, lambda signum, _frame: stop(signal.Signals(signum).name))
+
+
+def _exit_late(grace_s: float) -> None:
+    # Raw writes: the main thread may hold a logging lock (a full stderr pipe) forever.
+    message = (
+        f"botify stream worker did not stop within {grace_s:g} s (stream.shutdown_grace_s): "
+        "exiting; what it had not committed is replayed\n"
     )
-    logging.shutdown()
+    os.write(2, message.encode())
     os._exit(1)

@@ -101,21 +101,37 @@ async def test_a_copy_the_broker_refuses_as_too_large_goes_again_without_its_val
     assert dlq.calls == 2
 
 
-async def test_a_dead_letter_that_stays_undeliverable_is_skipped_and_counted_not_retried_forever() -> (
+async def test_a_dead_letter_the_broker_keeps_refusing_is_skipped_and_counted_not_retried_forever() -> (
     None
 ):
-    class DownTopic(RecordingTopic):
+    class RefusingTopic(RecordingTopic):
         async def send_many(self, records):  # type: ignore[no-untyped-def]
             self.calls += 1
-            raise ConnectionError("broker is away")
+            return ["INVALID_RECORD"] * len(records)
 
-    store, dlq = InMemoryUserStateStore(), DownTopic()
+    store, dlq = InMemoryUserStateStore(), RefusingTopic()
     proc = ListenProcessor(store, dlq, StateConfig(), FAST, retry_attempts=4)
     good = encode_listen_event(listen(user=1, track=7))
     assert await proc.handle_batch([record(b"{", 0), record(good, 1)]) == ["skipped", "applied"]
     assert dlq.calls == 4
     assert await store.counter(keys.STREAM_SKIPPED) == 1
     assert await store.counter(keys.STREAM_DEAD_LETTERS) == 0
+
+
+async def test_a_broker_outage_delays_dead_letters_but_never_skips_them() -> None:
+    class AwayThenBack(RecordingTopic):
+        async def send_many(self, records):  # type: ignore[no-untyped-def]
+            if self.calls < 12:  # longer than retry_attempts: an outage, not a bad record
+                self.calls += 1
+                raise ConnectionError("broker is away")
+            return await super().send_many(records)
+
+    store, dlq = InMemoryUserStateStore(), AwayThenBack()
+    proc = ListenProcessor(store, dlq, StateConfig(), FAST, retry_attempts=4)
+    assert await proc.handle(record(b"{", 0)) == "dead_letter"
+    assert len(dlq.sent) == 1 and dlq.sent[0]["value"] == b"{"
+    assert await store.counter(keys.STREAM_SKIPPED) == 0
+    assert await store.counter(keys.STREAM_DEAD_LETTERS) == 1
 
 
 class FlakyStore(InMemoryUserStateStore):
