@@ -39,7 +39,7 @@ from botify.errors import BackendUnavailableError, ConfigError
 from botify.experiments import ALLOWED_GROUPS, arm_name
 from botify.export import ExportResult, export_parquet
 from botify.recommenders import REGISTRY, model_readers
-from botify.settings import KafkaSettings, ModelHyperParams, Settings
+from botify.settings import ModelHyperParams, Settings
 from botify_cli.prometheus import PrometheusQuery, arm_timeline
 from botify_cli.stack import EmbeddedStack
 from botify_sim.config import SimConfig
@@ -241,6 +241,9 @@ def run_demo(
     t = time.perf_counter()
     say("building the simulated world (cached after the first run)")
     world_dir, world = ensure_world(settings.run_dir / "worlds", sim)
+    # An API that requires keys (BOTIFY_API__API_KEYS) is driven with the first one.
+    keys = settings.api.api_keys
+    api_key = keys[0].get_secret_value() if keys else None
     timings["world"] = time.perf_counter() - t
     arms = arms or demo_arms(settings.demo.arms)
     experiments = write_experiments(run_dir / "experiments.toml", arms)
@@ -287,6 +290,7 @@ def run_demo(
                 on_progress,
                 rate=rate,
                 on_behind=on_behind,
+                api_key=api_key,
             )
             timings["warmup"] = time.perf_counter() - t
             _check_sessions(warm)
@@ -304,6 +308,7 @@ def run_demo(
             on_progress,
             rate=rate,
             on_behind=on_behind,
+            api_key=api_key,
         )
         timings["traffic"] = time.perf_counter() - t
         _check_sessions(summary)
@@ -318,9 +323,7 @@ def run_demo(
         for name in stack.api_names():
             stack.stop_service(name)
         stack.stop_service("trainer")
-        kafka = KafkaSettings(
-            **{**settings.kafka.model_dump(), "bootstrap_servers": endpoints.broker}
-        )
+        kafka = endpoints.kafka_settings(settings.kafka)
         exported = export_parquet(kafka, run_dir / "events.parquet")
         timings["export"] = time.perf_counter() - t
     t = time.perf_counter()

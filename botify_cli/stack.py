@@ -28,7 +28,7 @@ from botify.embedded import (
     redis_process,
 )
 from botify.errors import BackendUnavailableError
-from botify.settings import Settings
+from botify.settings import KafkaSettings, Settings
 from botify_cli.load_balancer import LoadBalancerPlan, haproxy_binary, haproxy_process
 from botify_cli.prometheus import (
     PrometheusQuery,
@@ -60,6 +60,27 @@ class StackEndpoints:
             "BOTIFY_KAFKA__BOOTSTRAP_SERVERS": self.broker,
             "BOTIFY_REDIS__URL": self.redis,
         }
+
+    def kafka_settings(self, base: KafkaSettings) -> KafkaSettings:
+        """``base`` pointed at the embedded broker, which speaks plain text only."""
+        return base.model_copy(
+            update={"bootstrap_servers": self.broker, "security_protocol": "PLAINTEXT"}
+        )
+
+
+# Settings for a real cluster's Redis and Kafka (passwords, TLS, SASL), which the embedded
+# ones do not speak: a shell that has them set must not make every child fail to connect.
+_REAL_BACKENDS_ONLY = (
+    "BOTIFY_REDIS__",
+    "BOTIFY_KAFKA__SECURITY_PROTOCOL",
+    "BOTIFY_KAFKA__SASL_",
+    "BOTIFY_KAFKA__SSL_",
+)
+
+
+def embedded_environ() -> dict[str, str]:
+    """This process's environment without the real backends' security settings."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(_REAL_BACKENDS_ONLY)}
 
 
 def _api_env(url: str) -> dict[str, str]:
@@ -111,7 +132,7 @@ class EmbeddedStack:
             instances=instances,
             load_balancer_stats=plan.stats_url if plan else None,
         )
-        env = {**os.environ, **self.extra_env, **self.endpoints.env()}
+        env = {**embedded_environ(), **self.extra_env, **self.endpoints.env()}
         metrics = self.endpoints.metrics
         try:
             say("broker")

@@ -7,6 +7,7 @@ URL would make the hand-made client open plain TCP and send AUTH in clear text.
 
 from __future__ import annotations
 
+import re
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -40,20 +41,25 @@ class RedisEndpoint:
             raise ConfigError(
                 f"redis url {redact(settings.url)}: use redis://, rediss:// or unix://"
             )
-        query = parse_qs(url.query)
-        db_text = query.get("db", [""])[0] if url.scheme == "unix" else url.path.lstrip("/")
+        # redis-py's URL forms: credentials in the netloc or as ?username=&password= (the
+        # only way for unix://), the database in the path or as ?db=.
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        path_db = "" if url.scheme == "unix" else url.path.lstrip("/")
         try:
-            db = int(db_text or 0)
+            db = int(path_db or query.get("db") or 0)
         except ValueError:
             raise ConfigError(f"redis url {redact(settings.url)}: db must be a number") from None
+        if url.scheme == "unix" and (url.netloc or not url.path.startswith("/")):
+            raise ConfigError(f"redis url {redact(settings.url)}: unix:// needs an absolute path")
         password = settings.password.get_secret_value() if settings.password else None
         return cls(
             host=url.hostname or "127.0.0.1",
             port=url.port or 6379,
             socket_path=url.path if url.scheme == "unix" else None,
             db=db,
-            username=settings.username or (unquote(url.username) if url.username else None),
-            password=password or (unquote(url.password) if url.password else None),
+            username=settings.username
+            or (unquote(url.username) if url.username else query.get("username")),
+            password=password or (unquote(url.password) if url.password else query.get("password")),
             tls=_tls_context(settings) if url.scheme == "rediss" else None,
             tls_kwargs=tuple(_redis_py_tls(settings).items()),
         )
@@ -111,14 +117,20 @@ def _redis_py_tls(settings: RedisSettings) -> dict[str, Any]:
     }
 
 
+# The userinfo up to the last '@' before any query (a password may hold '/', unencoded),
+# and a password in the query.
+_USERINFO = re.compile(r"^([a-z]+://)([^?#]*)@")
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*")
+
+
 def redact(url: str) -> str:
-    """``url`` with its password replaced by ``***``."""
-    parsed = urlparse(url)
-    if not parsed.password:
-        return url
-    user = f"{parsed.username}:" if parsed.username else ":"
-    netloc = f"{user}***@{parsed.hostname}" + (f":{parsed.port}" if parsed.port else "")
-    return parsed._replace(netloc=netloc).geturl()
+    """``url`` with any password replaced by ``***``."""
+
+    def userinfo(m: re.Match[str]) -> str:
+        user, colon, _ = m.group(2).partition(":")
+        return f"{m.group(1)}{user}{colon}***@" if colon else m.group(0)
+
+    return _QUERY_PASSWORD.sub(r"\1***", _USERINFO.sub(userinfo, url))
 
 
 def async_redis(settings: RedisSettings, **options: Any) -> aioredis.Redis:

@@ -61,6 +61,11 @@ class _RespProtocol(asyncio.Protocol):
                 fut.set_exception(error)
 
 
+def _close(proto: _RespProtocol) -> None:
+    if proto.transport is not None:
+        proto.transport.close()
+
+
 class PipelinedRedis:
     """``call`` returns a future of the reply; ``send`` does not wait for one."""
 
@@ -91,9 +96,11 @@ class PipelinedRedis:
                         await self._issue(proto, ("SELECT", end.db), wait=True)
                 except hiredis.ReplyError as exc:
                     # Not kept: a connection that failed AUTH would answer NOAUTH to all.
-                    assert proto.transport is not None
-                    proto.transport.close()
+                    _close(proto)
                     raise BackendUnavailableError(f"redis {end.describe()}: {exc}") from None
+                except BaseException:  # cancelled (a caller's timeout): not leaked either
+                    _close(proto)
+                    raise
                 self._protocol = proto
             return self._protocol
 

@@ -79,3 +79,44 @@ def test_the_faust_baseline_gets_the_same_kafka_security() -> None:
     assert (sasl.username, sasl.password) == ("u", "p")
     assert str(sasl.mechanism.value) == "SCRAM-SHA-256"
     assert sasl.ssl_context is not None
+
+
+def test_credentials_and_db_in_the_query_are_read_and_never_shown() -> None:
+    sock = RedisEndpoint.from_settings(
+        RedisSettings(url="unix:///run/redis.sock?db=2&password=pw1&username=bob")
+    )
+    assert (sock.db, sock.username, sock.password) == (2, "bob", "pw1")
+    tcp = RedisEndpoint.from_settings(RedisSettings(url="redis://h?password=pw5&db=3"))
+    assert (tcp.password, tcp.db) == ("pw5", 3)
+    assert (
+        redact("unix:///run/redis.sock?db=2&password=pw1")
+        == "unix:///run/redis.sock?db=2&password=***"
+    )
+    # An unencoded '/' in the password: urlparse misreads it, the redaction does not.
+    assert redact("redis://:ab/cd@h:6379/0") == "redis://:***@h:6379/0"
+    with pytest.raises(Exception) as caught:
+        RedisEndpoint.from_settings(RedisSettings(url="redis://:ab/cd@h:6379/0"))
+    assert "ab/cd" not in str(caught.value)
+    with pytest.raises(Exception, match="absolute path"):
+        RedisEndpoint.from_settings(RedisSettings(url="unix://run/redis.sock"))
+
+
+def test_the_embedded_stack_does_not_pass_a_real_clusters_security_to_its_children(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from botify_cli.stack import StackEndpoints, embedded_environ
+
+    monkeypatch.setenv("BOTIFY_REDIS__PASSWORD", "cluster-pw")
+    monkeypatch.setenv("BOTIFY_KAFKA__SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("BOTIFY_KAFKA__SASL_PASSWORD", "k")
+    monkeypatch.setenv("BOTIFY_API__API_KEYS", '["kept"]')
+    env = embedded_environ()
+    assert not {"BOTIFY_REDIS__PASSWORD", "BOTIFY_KAFKA__SASL_PASSWORD"} & set(env)
+    assert "BOTIFY_KAFKA__SECURITY_PROTOCOL" not in env
+    assert env["BOTIFY_API__API_KEYS"] == '["kept"]'  # the API's own keys still apply
+    secured = KafkaSettings(
+        security_protocol="SASL_SSL", sasl_username="u", sasl_password=SecretStr("p")
+    )
+    endpoints = StackEndpoints(broker="127.0.0.1:1", redis="redis://x", api="", logs=Path())
+    plain = endpoints.kafka_settings(secured)
+    assert plain.client_config() == {"bootstrap.servers": "127.0.0.1:1"}
