@@ -39,6 +39,10 @@ class KafkaSettings(_Section):
     linger_ms: int = Field(default=20, ge=0)
     produce_retries: int = Field(default=3, ge=0)
     flush_timeout_s: float = Field(default=5.0, gt=0)
+    # The API's producer is rebuilt when it is fenced, or when events have waited this long
+    # without any leaving it (a restarted broker that forgot its producer id); the events it
+    # held go to the new one. Again after 2x, 4x, up to 8x this while nothing is delivered.
+    rebuild_after_s: float = Field(default=10.0, gt=0)
 
     @property
     def dlq_topic(self) -> str:
@@ -47,6 +51,8 @@ class KafkaSettings(_Section):
 
 class RedisSettings(_Section):
     url: str = "redis://127.0.0.1:6379/0"
+    # The API's Redis clients give up on a command after this long (a 503, never a hang).
+    timeout_s: float = Field(default=2.0, gt=0)
 
 
 class CatalogSettings(_Section):
@@ -104,6 +110,13 @@ class ApiSettings(_Section):
     # (acks=all), awaited at most ack_timeout_s, else 503.
     durability: Literal["buffer", "acks"] = "buffer"
     ack_timeout_s: float = Field(default=5.0, gt=0)
+    # Delivery is unhealthy (/health 503) when the oldest event waiting in the producer has
+    # waited longer than delivery_stall_s, or the latest deliveries failed (within
+    # failure_window_s, nothing delivered since). Then /next and /last answer 503 under
+    # "refuse", or go on answering 200 (events pile up in the buffer) under "accept".
+    delivery_stall_s: float = Field(default=10.0, gt=0)
+    failure_window_s: float = Field(default=30.0, gt=0)
+    on_delivery_failure: Literal["refuse", "accept"] = "refuse"
 
 
 class LoadBalancerSettings(_Section):

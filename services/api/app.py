@@ -82,6 +82,8 @@ def create_app(settings: Settings) -> FastAPI:
             settings.kafka,
             on_failure=lambda reason: metrics.delivery_failures.labels(reason).inc(),
             acked=settings.api.durability == "acks",
+            stall_s=settings.api.delivery_stall_s,
+            failure_window_s=settings.api.failure_window_s,
         )
         app.state.metrics = metrics
         app.state.runtime = Runtime(settings, router, store, publisher, metrics)

@@ -70,6 +70,11 @@ class ApiMetrics:
         self.pending_events = Gauge(
             "botify_api_pending_events", "Events waiting in the producer's buffer.", registry=r
         )
+        self.pending_age = Gauge(
+            "botify_api_oldest_pending_event_age_seconds",
+            "How long the oldest event in the producer's buffer has waited.",
+            registry=r,
+        )
         self.model_version = Gauge(
             "botify_api_model_version",
             "Version of each model this process serves (0: none yet).",

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import Field, TypeAdapter, ValidationError
 
+from botify.errors import BackendUnavailableError
 from botify.events import MAX_ID, trusted_listen_event
 from botify.experiments import Assignment
 from services.api.deps import Runtime
@@ -53,6 +54,14 @@ async def parse(request: Request) -> tuple[int, NextRequest]:
         return user, NextRequest.model_validate_json(await request.body())
     except ValidationError as exc:
         raise RequestValidationError(_located("body", exc)) from None
+
+
+def refuse_undelivered(rt: Runtime) -> None:
+    """Under the "refuse" policy, a 503 (before any side effect) while listen events are not
+    being delivered: a 200 would promise an event that is likely lost."""
+    status = rt.publisher.status
+    if not status.ok and rt.settings.api.on_delivery_failure == "refuse":
+        raise BackendUnavailableError(f"listen events are not being delivered: {status.detail}")
 
 
 def _located(where: str, exc: ValidationError) -> list[dict[str, object]]:
@@ -106,6 +115,7 @@ async def next_track(request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
     # Unknown tracks are refused before any Redis round trip.
     rt.router.check_track(body.track)
+    refuse_undelivered(rt)
     state, session = await rt.store.load_for_request(user)
     decision = rt.router.next_track(user, body.track, body.time, state, session)
     await rt.store.record_request(user, body.track, body.time, decision.track)
@@ -124,6 +134,7 @@ async def last_track(request: Request) -> Response:
     user, body = await parse(request)
     rt: Runtime = request.app.state.runtime
     rt.router.check_track(body.track)
+    refuse_undelivered(rt)
     await rt.store.end_session(user)
     await publish(rt, "last", user, body, rt.router.plan.assign(user), started)
     return Response(orjson.dumps({"user": user}), media_type=JSON)
