@@ -114,6 +114,17 @@ class ApiSettings(_Section):
     # waited longer than delivery_stall_s, or the latest deliveries failed (within
     # failure_window_s, nothing delivered since). Then /next and /last answer 503 under
     # "refuse", or go on answering 200 (events pile up in the buffer) under "accept".
+    # Server limits. Connections beyond max_connections get 503 (idle ones count); a client
+    # must send its request's headers within header_timeout_s (408) and at most
+    # max_header_bytes of them (431), then its body within body_timeout_s (408) and at most
+    # max_body_bytes of it (413). An idle keep-alive connection is closed after keep_alive_s.
+    max_connections: int = Field(default=4096, ge=1)
+    backlog: int = Field(default=2048, ge=1)
+    keep_alive_s: float = Field(default=5.0, gt=0)
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    max_header_bytes: int = Field(default=16_384, ge=1024)
+    body_timeout_s: float = Field(default=10.0, gt=0)
+    max_body_bytes: int = Field(default=65_536, ge=64)
     delivery_stall_s: float = Field(default=10.0, gt=0)
     failure_window_s: float = Field(default=30.0, gt=0)
     on_delivery_failure: Literal["refuse", "accept"] = "refuse"

@@ -7,11 +7,11 @@ from botify.storage.memory import InMemoryUserStateStore
 from botify.storage.redis import RedisUserStateStore
 
 
-def open_user_state_store(url: str) -> UserStateStore:
+def open_user_state_store(url: str, timeout_s: float | None = None) -> UserStateStore:
     if url.startswith("memory://"):
         return InMemoryUserStateStore()
     if url.startswith(("redis://", "rediss://", "unix://")):
-        return RedisUserStateStore.from_url(url)
+        return RedisUserStateStore.from_url(url, timeout_s)
     raise ValueError(f"unsupported state store URL {url!r}: use memory:// or redis://")
 
 

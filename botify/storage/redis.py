@@ -68,8 +68,17 @@ class RedisUserStateStore:
         self._fast = fast
 
     @classmethod
-    def from_url(cls, url: str) -> RedisUserStateStore:
-        return cls(aioredis.Redis.from_url(url, decode_responses=False), PipelinedRedis(url))
+    def from_url(cls, url: str, timeout_s: float | None = None) -> RedisUserStateStore:
+        """Both clients on ``url``; with ``timeout_s`` a command that gets no reply in time
+        raises (``BackendUnavailableError`` or redis-py's ``TimeoutError``) instead of
+        waiting for Redis to come back."""
+        client = aioredis.Redis.from_url(
+            url,
+            decode_responses=False,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+        )
+        return cls(client, PipelinedRedis(url, timeout_s))
 
     @property
     def client(self) -> aioredis.Redis:

@@ -24,6 +24,7 @@ from botify.settings import Settings
 from botify.storage import UserStateStore, open_user_state_store
 from services.api.deps import Runtime
 from services.api.errors import install_error_handlers
+from services.api.limits import BodyLimits
 from services.api.metrics import ApiMetrics
 from services.api.model_watcher import ModelWatcher
 from services.api.routes import health, next, tracks
@@ -77,7 +78,7 @@ def create_app(settings: Settings) -> FastAPI:
         metrics = ApiMetrics(per_request=settings.metrics.requests)
         metrics.arms(router.plan.serving_arms())
         await asyncio.to_thread(ensure_topics, settings.kafka)
-        store = open_user_state_store(settings.redis.url)
+        store = open_user_state_store(settings.redis.url, settings.redis.timeout_s)
         publisher = ListenPublisher(
             settings.kafka,
             on_failure=lambda reason: metrics.delivery_failures.labels(reason).inc(),
@@ -123,6 +124,11 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(
+        BodyLimits,
+        max_body_bytes=settings.api.max_body_bytes,
+        body_timeout_s=settings.api.body_timeout_s,
+    )
     for module in (next, tracks, health):
         app.include_router(module.router)
     return app

@@ -24,9 +24,13 @@ ERRORS = (
     ("400", "malformed_json"),
     ("404", "unknown_track"),
     ("404", "not_found"),
-    ("405", "http_error"),
+    ("405", "method_not_allowed"),
+    ("408", "request_timeout"),
+    ("413", "body_too_large"),
+    ("499", "client_disconnected"),
     ("422", "invalid_request"),
     ("503", "backend_unavailable"),
+    ("503", "backend_timeout"),
     ("500", "internal_error"),
 )
 
