@@ -135,9 +135,9 @@ class RedisUserStateStore:
         await self._fast.send(("RPUSH", key, *entries), ("LTRIM", key, -MAX_SESSION_TRACKS, -1))
 
     async def end_session(self, user: int) -> None:
-        # Not awaited, like record_request: the user's next read is behind it on the same
-        # connection.
-        await self._fast.send(("DEL", keys.user_session(user)))
+        # Awaited, unlike record_request: /last has no read of its own, so without it a
+        # stalled Redis would still get a 200 (and a timeout could not reach the client).
+        await self._fast.call("DEL", keys.user_session(user))
 
     async def top_tracks(self, k: int) -> list[int]:
         return [int(t) for t in await self._redis.zrevrange(keys.TRACK_LISTEN_TIME, 0, k - 1)]
