@@ -21,7 +21,11 @@ async def root() -> dict[str, str]:
     return {"status": "botify is alive"}
 
 
-@router.get("/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
+@router.get(
+    "/health",
+    response_model=HealthResponse,
+    responses={503: {"model": HealthResponse, "description": "Not ready: see which part."}},
+)
 async def health(rt: RuntimeDep) -> Response:
     """Readiness: Redis answers and listen events are being delivered (the oldest pending
     one is recent, the latest deliveries did not fail). A broker that is briefly slow is
