@@ -6,11 +6,29 @@ import re
 from typing import Annotated
 
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+)
 
 from botify.events import MAX_ID
 
-TrackId = Annotated[int, Field(ge=0, le=MAX_ID, description="A catalog track id.")]
+
+def _integral(value: object) -> object:
+    # JSON Schema's integer includes 42.0 (a number with no fraction): so does the API's.
+    # Booleans and strings are left to the strict check, which refuses them.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+TrackId = Annotated[
+    int, Field(ge=0, le=MAX_ID, description="A catalog track id."), BeforeValidator(_integral)
+]
 
 
 class NextRequest(BaseModel):
