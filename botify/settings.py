@@ -147,6 +147,13 @@ class LoadBalancerSettings(_Section):
     retries: int = Field(default=2, ge=0)
     # HAProxy needs two descriptors per connection: keep within the usual 20k fd limit.
     max_connections: int = Field(default=4096, ge=1)
+    # Slowloris guard: a client must send a whole request (headers and body: HAProxy
+    # buffers the body before passing it on) within this long, else 408.
+    request_timeout_s: float = Field(default=10.0, gt=0)
+    # Requests in flight per instance; more wait in HAProxy's queue, at most queue_timeout_s
+    # (then 503), so an instance is never flooded by connections.
+    instance_max_connections: int = Field(default=256, ge=1)
+    queue_timeout_s: float = Field(default=5.0, gt=0)
 
 
 class StreamSettings(_Section):
