@@ -265,6 +265,7 @@ class ListenPublisher:
         self._fatal: str | None = None
         self._rebuild_backoff = settings.rebuild_after_s
         self._next_rebuild = 0.0
+        self._next_fatal_rebuild = 0.0
         self._first = _Delivery(self, None)
         self._producer = self._new_producer()
         self._stop = threading.Event()
@@ -295,8 +296,10 @@ class ListenPublisher:
         if status.pending == 0 or status.pending_age_s < self._settings.rebuild_after_s:
             self._rebuild_backoff = self._settings.rebuild_after_s
         why = None
-        if self._fatal is not None:
+        # A producer fenced again at once is rebuilt at most once a second.
+        if self._fatal is not None and now >= self._next_fatal_rebuild:
             why, self._fatal = f"fatal error {self._fatal}", None
+            self._next_fatal_rebuild = now + 1.0
         elif status.pending_age_s >= self._rebuild_backoff and now >= self._next_rebuild:
             why = f"no event delivered for {status.pending_age_s:.1f} s"
             # A broker that is down stays down whatever the producer: back off.
