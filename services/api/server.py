@@ -29,6 +29,7 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._header_bytes = 0
+        self._received_any = False
         self._reading_headers = True
         self._header_timer: asyncio.TimerHandle | None = None
         self._start_header_timer()
@@ -55,9 +56,16 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         self._header_timer = None
         # An idle keep-alive connection between requests is uvicorn's own timeout's business.
         if self._reading_headers and (self.cycle is None or self.cycle.response_complete):
-            self._refuse(b"408 Request Timeout")
+            if not self._received_any:
+                # A connection that never sent a byte (a preconnect, an idle socket) is
+                # closed quietly, as a keep-alive one is.
+                self._stop_header_timer()
+                self.transport.close()
+            else:
+                self._refuse(b"408 Request Timeout")
 
     def data_received(self, data: bytes) -> None:
+        self._received_any = True
         if self._reading_headers:
             # Refused before parsing: headers that do not end within the bound. (A chunk may
             # also carry the body and pipelined requests after the end of the headers.)

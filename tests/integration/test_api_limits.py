@@ -67,6 +67,7 @@ def server_errors(client: httpx.Client) -> float:
 
 
 def still_open(sock: socket.socket) -> bool:
+    sock.setblocking(False)
     try:
         return sock.recv(1, socket.MSG_DONTWAIT | socket.MSG_PEEK) != b""
     except BlockingIOError:
@@ -76,8 +77,9 @@ def still_open(sock: socket.socket) -> bool:
 def test_1000_idle_connections_leave_other_clients_served_within_p99_50_ms(
     tmp_path: Path, broker_url: str, redis_url: str
 ) -> None:
-    # The default limits: the idle connections stay open for the whole measurement.
-    with api_process(tmp_path, broker_url, redis_url, "botify.limits.v1") as (url, _):
+    # Idle connections held for the whole measurement (the header timeout would close them).
+    env = {"BOTIFY_API__HEADER_TIMEOUT_S": "120"}
+    with api_process(tmp_path, broker_url, redis_url, "botify.limits.v1", **env) as (url, _):
         idle = [connect(url) for _ in range(IDLE_CONNECTIONS)]
         try:
             measure_next_beside(url, idle)
@@ -104,13 +106,16 @@ def measure_next_beside(url: str, idle: list[socket.socket]) -> None:
     assert all(still_open(sock) for sock in idle)
 
 
-def test_a_connection_that_sends_no_headers_in_time_is_closed(api: tuple[str, Path]) -> None:
+def test_a_connection_that_sends_no_complete_headers_in_time_is_closed(
+    api: tuple[str, Path],
+) -> None:
     url, _ = api
     with connect(url) as idle, connect(url) as slow:
         slow.sendall(b"POST /next/1 HTTP/1.1\r\nHost: x\r\n")  # and never the rest
         started = time.monotonic()
-        assert read_status(idle) in (408, None)
-        assert read_status(slow) in (408, None)
+        # Closed quietly when it sent nothing; 408 when it started a request.
+        assert read_status(idle) is None
+        assert read_status(slow) == 408
         assert time.monotonic() - started < HEADER_TIMEOUT_S + 2
 
 
