@@ -13,6 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from botify.embedded import free_port
+from botify.settings import LoadBalancerSettings
+from botify_cli.load_balancer import LoadBalancerPlan, haproxy_process
 from tests.integration.api_process import api_process
 
 pytestmark = [pytest.mark.slow]
@@ -188,3 +191,28 @@ def test_405_names_the_allowed_methods(api: tuple[str, Path]) -> None:
     resp = httpx.get(f"{url}/next/1", timeout=5)
     assert resp.status_code == 405
     assert resp.headers["allow"] == "POST"
+
+
+def test_the_load_balancer_cuts_slow_requests_before_they_reach_an_instance(
+    tmp_path: Path, api: tuple[str, Path]
+) -> None:
+    url, _ = api
+    port = int(url.rsplit(":", 1)[1])
+    plan = LoadBalancerPlan(free_port(), free_port(), (("api-1", port),))
+    settings = LoadBalancerSettings(request_timeout_s=1.0)
+    proc = haproxy_process(plan, settings, tmp_path, {}, 30).start()
+    try:
+        with connect(plan.url) as headers, connect(plan.url) as body:
+            headers.sendall(b"POST /next/1 HTTP/1.1\r\nHost: x\r\n")  # never the end
+            body.sendall(
+                b"POST /next/1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 100\r\n\r\n{"track": 1'
+            )
+            started = time.monotonic()
+            assert read_status(headers) == 408
+            assert read_status(body) == 408
+            assert time.monotonic() - started < 3
+        resp = httpx.post(f"{plan.url}/next/1", json={"track": 1, "time": 0.5}, timeout=5)
+        assert resp.status_code == 200
+    finally:
+        proc.stop()
