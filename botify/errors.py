@@ -49,3 +49,9 @@ class ModelNotReadyError(BotifyError):
 
 class BackendUnavailableError(BotifyError):
     code = "backend_unavailable"
+
+
+class BackendTimeoutError(BackendUnavailableError):
+    """A backend did not answer within its timeout; what was sent may still be applied."""
+
+    code = "backend_timeout"

@@ -2,8 +2,9 @@
 
 ``ListenPublisher`` wraps confluent-kafka's producer: ``publish`` never waits for the broker,
 ``publish_acked`` waits for its acknowledgement (with a deadline); a background thread serves
-delivery callbacks, failures are counted, and a full local buffer is retried a bounded
-number of times before ``BackendUnavailableError``.
+delivery callbacks, counts failures, watches delivery and rebuilds a fenced or stuck
+producer. A full local buffer raises ``BackendUnavailableError`` (at once for the API's
+event loop, after a bounded wait for other callers).
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import concurrent.futures
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import (
     ConsumerGroupTopicPartitions,
@@ -27,6 +30,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
+from botify.delivery import HEALTHY, DeliveryStatus, DeliveryTracker
 from botify.errors import BackendUnavailableError
 from botify.events import ListenEvent, encode_listen_event
 from botify.settings import KafkaSettings
@@ -193,6 +197,29 @@ def _settle(future: asyncio.Future[KafkaError | None], err: KafkaError | None) -
         future.set_result(err)
 
 
+def produce_with_room(
+    producer: Producer,
+    topic: str,
+    key: bytes | None,
+    value: bytes | None,
+    headers: list[tuple[str, bytes]] | None,
+    on_delivery: Callable[[KafkaError | None, Message], None],
+    retries: int,
+    wait_s: float,
+) -> bool:
+    """``produce``, retried while the local queue is full, each retry after serving
+    delivery reports for up to ``wait_s`` × attempt (``retries=0``: never waits, for an event
+    loop). False when the queue stayed full."""
+    for attempt in range(retries + 1):
+        try:
+            producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+            return True
+        except BufferError:
+            if attempt < retries:
+                producer.poll(wait_s * (attempt + 1))
+    return False
+
+
 @dataclass
 class PublisherStats:
     produced: int = 0
@@ -200,10 +227,46 @@ class PublisherStats:
     buffer_full: int = 0
     # Acked publishes whose acknowledgement did not come within their deadline.
     unacknowledged: int = 0
+    # Events handed again to a rebuilt producer (the old one could not deliver them).
+    carried_over: int = 0
+
+
+# Delivery errors of an event that a rebuilt producer should send again: the old producer
+# failed (fenced, unknown producer id) or we purged it to rebuild it.
+_CARRY_CODES = frozenset({KafkaError._FATAL, KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
+# An event is carried over to at most this many rebuilt producers, then counted as failed.
+MAX_CARRIES = 3
+
+
+class _Delivery:
+    """An event's delivery callback: carries the event over to a rebuilt producer when its
+    producer could not deliver it, else reports to ``then`` (an acked publish's waiter)."""
+
+    __slots__ = ("carries", "publisher", "then")
+
+    def __init__(
+        self,
+        publisher: ListenPublisher,
+        then: Callable[[KafkaError | None, Message], None] | None,
+        carries: int = 0,
+    ) -> None:
+        self.publisher = publisher
+        self.then = then
+        self.carries = carries
+
+    def __call__(self, err: KafkaError | None, msg: Message) -> None:
+        self.publisher._delivered(err, msg, self)
 
 
 class ListenPublisher:
-    """Publishes listen events keyed by user; never blocks the caller on the broker."""
+    """Publishes listen events keyed by user; never blocks the caller on the broker.
+
+    A poll thread serves delivery reports and watches delivery (``status``). It rebuilds the
+    producer when librdkafka reports a fatal error (fenced) or when events stop leaving it
+    for ``KafkaSettings.rebuild_after_s`` (a restarted broker that forgot the producer's id
+    leaves an idempotent producer retrying forever, silently); the events the old producer
+    still held are handed to the new one (at least once: the broker may already have some).
+    """
 
     def __init__(
         self,
@@ -211,32 +274,118 @@ class ListenPublisher:
         on_failure: Callable[[str], None] | None = None,
         poll_interval: float = 0.05,
         acked: bool = False,
+        stall_s: float = 10.0,
+        failure_window_s: float = 30.0,
     ) -> None:
         self._settings = settings
         # Built for the "acks" durability mode: the API awaits ``publish_acked``.
         self.acked = acked
-        self._producer = Producer(producer_config(settings, acked))
         self._on_failure = on_failure
         self._poll_interval = poll_interval
         self.stats = PublisherStats()
+        self.tracker = DeliveryTracker(stall_s, failure_window_s)
+        self.status: DeliveryStatus = HEALTHY
+        self._carry: deque[tuple[str, bytes | None, bytes | None, list[Any] | None, _Delivery]]
+        self._carry = deque()
+        self._fatal: str | None = None
+        self._rebuild_backoff = settings.rebuild_after_s
+        self._next_rebuild = 0.0
+        self._next_fatal_rebuild = 0.0
+        self._first = _Delivery(self, None)
+        self._producer = self._new_producer()
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll_loop, name="kafka-poll", daemon=True)
         self._poller.start()
 
+    def _new_producer(self) -> Producer:
+        return Producer(producer_config(self._settings, self.acked) | {"error_cb": self._error})
+
+    def _error(self, err: KafkaError) -> None:
+        # Served by poll(); non-fatal errors (a broker down) librdkafka retries by itself.
+        if err.fatal():
+            self._fatal = f"{err.name()}: {err.str()}"
+
     def _poll_loop(self) -> None:
         while not self._stop.is_set():
             self._producer.poll(self._poll_interval)
+            self._watch(time.monotonic())
 
-    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
-        if err is None:  # reported only when acked
-            return
-        self.stats.failed += 1
-        logger.error("delivery to %s failed: %s", msg.topic(), err)
+    def _outstanding(self) -> int:
+        return len(self._producer) + len(self._carry)
+
+    def _watch(self, now: float) -> None:
+        """One sample of delivery; rebuilds the producer when it is fenced or stuck."""
+        if self._carry:
+            self._resend()
+        status = self.tracker.sample(now, self._outstanding())
+        if status.pending == 0 or status.pending_age_s < self._settings.rebuild_after_s:
+            self._rebuild_backoff = self._settings.rebuild_after_s
+        why = None
+        # A producer fenced again at once is rebuilt at most once a second.
+        if self._fatal is not None and now >= self._next_fatal_rebuild:
+            why, self._fatal = f"fatal error {self._fatal}", None
+            self._next_fatal_rebuild = now + 1.0
+        elif status.pending_age_s >= self._rebuild_backoff and now >= self._next_rebuild:
+            why = f"no event delivered for {status.pending_age_s:.1f} s"
+            # A broker that is down stays down whatever the producer: back off.
+            self._rebuild_backoff = min(
+                self._rebuild_backoff * 2, 8 * self._settings.rebuild_after_s
+            )
+        if why is not None:
+            self._rebuild(why)
+            self._next_rebuild = now + self._settings.rebuild_after_s
+            status = self.tracker.sample(now, self._outstanding())
+        self.status = status
+
+    def _rebuild(self, why: str) -> None:
+        old = self._producer
+        # New events go to the new producer from here on.
+        self._producer = self._new_producer()
+        self.tracker.rebuilt += 1
+        logger.warning("rebuilding the Kafka producer (%s); %d events carried over", why, len(old))
+        old.purge(in_queue=True, in_flight=True, blocking=False)
+        deadline = time.monotonic() + self._settings.flush_timeout_s
+        while len(old) and time.monotonic() < deadline:
+            old.poll(0.05)  # each purged event's report lands in _carry
+        left = len(old)
+        if left:
+            # Reports that never came: those events cannot be sent again, only counted.
+            self._count_failure(f"{left} events stuck in a producer that was rebuilt", left)
+        self._resend()
+
+    def _resend(self) -> None:
+        carry = self._carry
+        while carry:
+            topic, key, value, headers, delivery = carry[0]
+            if not produce_with_room(self._producer, topic, key, value, headers, delivery, 0, 0):
+                return  # the new producer's queue is full: the next round goes on
+            carry.popleft()
+            self.stats.carried_over += 1
+
+    def _count_failure(self, reason: str, count: int = 1) -> None:
+        now = time.monotonic()
+        for _ in range(count):
+            self.tracker.failure(now)
+        self.stats.failed += count
+        logger.error("delivery failed: %s", reason)
         if self._on_failure is not None:
-            self._on_failure(str(err.name()))
+            for _ in range(count):
+                self._on_failure(reason.split(":", 1)[0] if count == 1 else "_REBUILT")
+
+    def _delivered(self, err: KafkaError | None, msg: Message, delivery: _Delivery) -> None:
+        if err is not None:
+            if (err.code() in _CARRY_CODES or err.fatal()) and delivery.carries < MAX_CARRIES:
+                again = _Delivery(self, delivery.then, delivery.carries + 1)
+                self._carry.append((msg.topic(), msg.key(), msg.value(), msg.headers(), again))
+                return
+            self._count_failure(f"{err.name()}: delivery to {msg.topic()}: {err.str()}")
+        if delivery.then is not None:
+            delivery.then(err, msg)
 
     def publish(self, event: ListenEvent) -> None:
-        self.publish_raw(self._settings.listens_topic, event.key, encode_listen_event(event))
+        self.publish_raw(
+            self._settings.listens_topic, event.key, encode_listen_event(event), block=False
+        )
 
     async def publish_acked(self, event: ListenEvent, timeout: float) -> None:
         """Publish and wait until the broker has the event (all in-sync replicas), at most
@@ -248,11 +397,15 @@ class ListenPublisher:
         done: asyncio.Future[KafkaError | None] = loop.create_future()
 
         def delivered(err: KafkaError | None, msg: Message) -> None:
-            self._delivered(err, msg)
             loop.call_soon_threadsafe(_settle, done, err)
 
         self.publish_raw(
-            self._settings.listens_topic, event.key, encode_listen_event(event), None, delivered
+            self._settings.listens_topic,
+            event.key,
+            encode_listen_event(event),
+            None,
+            delivered,
+            block=False,
         )
         try:
             err = await asyncio.wait_for(done, timeout)
@@ -271,26 +424,33 @@ class ListenPublisher:
         value: bytes,
         headers: Iterable[tuple[str, bytes]] | None = None,
         on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
+        block: bool = True,
     ) -> None:
-        for attempt in range(self._settings.produce_retries + 1):
-            try:
-                self._producer.produce(
-                    topic,
-                    value=value,
-                    key=key,
-                    headers=list(headers or []),
-                    on_delivery=on_delivery or self._delivered,
-                )
-                self.stats.produced += 1
-                return
-            except BufferError:
-                self.stats.buffer_full += 1
-                # The poll thread drains the queue; give it a moment, boundedly.
-                time.sleep(0.005 * (attempt + 1))
-        raise BackendUnavailableError("the event buffer is full: the broker is not keeping up")
+        """Hand one record to the producer. ``block=False`` (an event loop's caller): a full
+        local queue fails at once instead of waiting for it to drain."""
+        delivery = self._first if on_delivery is None else _Delivery(self, on_delivery)
+        try:
+            room = produce_with_room(
+                self._producer,
+                topic,
+                key,
+                value,
+                list(headers) if headers else None,
+                delivery,
+                self._settings.produce_retries if block else 0,
+                0.005,
+            )
+        except KafkaException as exc:  # a fenced producer refuses until it is rebuilt
+            self._count_failure(f"{exc.args[0].name()}: produce refused: {exc}")
+            raise BackendUnavailableError(f"the producer refused the event: {exc}") from None
+        if not room:
+            self.stats.buffer_full += 1
+            raise BackendUnavailableError("the event buffer is full: the broker is not keeping up")
+        self.tracker.enqueued += 1
+        self.stats.produced += 1
 
     def pending(self) -> int:
-        return len(self._producer)
+        return self._outstanding()
 
     def flush(self, timeout: float | None = None) -> int:
         return int(
@@ -298,9 +458,10 @@ class ListenPublisher:
         )
 
     def close(self) -> None:
-        left = self.flush()
         self._stop.set()
-        self._poller.join(timeout=2)
+        self._poller.join(timeout=self._settings.flush_timeout_s + 2)
+        self._resend()
+        left = self.flush() + len(self._carry)
         if left:
             logger.error("%d events were not delivered before shutdown", left)
 
@@ -360,18 +521,22 @@ class DeliveringProducer:
         headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
         """Hand (key, value) records to librdkafka, which sends them in its own threads."""
-        produce = self._producer.produce
         for key, value in records:
-            for attempt in range(self._settings.produce_retries + 1):
-                try:
-                    produce(topic, value, key, on_delivery=self._delivered, headers=headers)
-                    break
-                except BufferError:  # the local queue is full: let it drain a little
-                    self._producer.poll(0.01 * (attempt + 1))
-                except KafkaException as exc:
-                    self._fatal = self._fatal or _is_fatal(exc.args[0])
-                    self._fail(f"the producer refused a record: {exc.args[0]}")
-            else:
+            try:
+                room = produce_with_room(
+                    self._producer,
+                    topic,
+                    key,
+                    value,
+                    headers,
+                    self._delivered,
+                    self._settings.produce_retries,
+                    0.01,
+                )
+            except KafkaException as exc:
+                self._fatal = self._fatal or _is_fatal(exc.args[0])
+                self._fail(f"the producer refused a record: {exc.args[0]}")
+            if not room:
                 self._fail("the producer's buffer stays full")
 
     def flush(self) -> None:

@@ -45,6 +45,10 @@ class KafkaSettings(_Section):
     linger_ms: int = Field(default=20, ge=0)
     produce_retries: int = Field(default=3, ge=0)
     flush_timeout_s: float = Field(default=5.0, gt=0)
+    # The API's producer is rebuilt when it is fenced, or when events have waited this long
+    # without any leaving it (a restarted broker that forgot its producer id); the events it
+    # held go to the new one. Again after 2x, 4x, up to 8x this while nothing is delivered.
+    rebuild_after_s: float = Field(default=10.0, gt=0)
 
     # Transport security of every Kafka client botify builds (librdkafka's names). SASL_*
     # needs sasl_username and sasl_password; SSL verifies the brokers against ssl_ca_location
@@ -115,6 +119,8 @@ class RedisSettings(_Section):
     tls_key_file: Path | None = None
     # Off only for a test server with a self-signed certificate; never in production.
     tls_verify: bool = True
+    # The API's Redis clients give up on a command after this long (a 503, never a hang).
+    timeout_s: float = Field(default=2.0, gt=0)
 
 
 class CatalogSettings(_Section):
@@ -176,6 +182,24 @@ class ApiSettings(_Section):
     # as a JSON list: BOTIFY_API__API_KEYS='["key-1", "key-2"]' (two during a rotation).
     # Empty: no authentication (the embedded default; compose sets one).
     api_keys: tuple[SecretStr, ...] = ()
+    # Delivery is unhealthy (/health 503) when the oldest event waiting in the producer has
+    # waited longer than delivery_stall_s, or the latest deliveries failed (within
+    # failure_window_s, nothing delivered since). Then /next and /last answer 503 under
+    # "refuse", or go on answering 200 (events pile up in the buffer) under "accept".
+    # Server limits. Connections beyond max_connections get 503 (idle ones count); a client
+    # must send its request's headers within header_timeout_s (408) and at most
+    # max_header_bytes of them (431), then its body within body_timeout_s (408) and at most
+    # max_body_bytes of it (413). An idle keep-alive connection is closed after keep_alive_s.
+    max_connections: int = Field(default=4096, ge=1)
+    backlog: int = Field(default=2048, ge=1)
+    keep_alive_s: float = Field(default=5.0, gt=0)
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    max_header_bytes: int = Field(default=16_384, ge=1024)
+    body_timeout_s: float = Field(default=10.0, gt=0)
+    max_body_bytes: int = Field(default=65_536, ge=64)
+    delivery_stall_s: float = Field(default=10.0, gt=0)
+    failure_window_s: float = Field(default=30.0, gt=0)
+    on_delivery_failure: Literal["refuse", "accept"] = "refuse"
 
 
 class LoadBalancerSettings(_Section):
@@ -195,6 +219,13 @@ class LoadBalancerSettings(_Section):
     retries: int = Field(default=2, ge=0)
     # HAProxy needs two descriptors per connection: keep within the usual 20k fd limit.
     max_connections: int = Field(default=4096, ge=1)
+    # Slowloris guard: a client must send a whole request (headers and body: HAProxy
+    # buffers the body before passing it on) within this long, else 408.
+    request_timeout_s: float = Field(default=10.0, gt=0)
+    # Requests in flight per instance; more wait in HAProxy's queue, at most queue_timeout_s
+    # (then 503), so an instance is never flooded by connections.
+    instance_max_connections: int = Field(default=256, ge=1)
+    queue_timeout_s: float = Field(default=5.0, gt=0)
 
 
 class StreamSettings(_Section):

@@ -61,7 +61,8 @@ def haproxy_config(plan: LoadBalancerPlan, settings: LoadBalancerSettings) -> st
     )
     checks = (
         f"inter {_s(settings.check_interval_s)} fall {settings.fall} rise {settings.rise} "
-        "observe layer4 error-limit 1 on-error mark-down"
+        "observe layer4 error-limit 1 on-error mark-down "
+        f"maxconn {settings.instance_max_connections}"
     )
     return f"""\
 # Written by botify; regenerated at every start.
@@ -74,6 +75,13 @@ defaults
     timeout client {_s(settings.client_timeout_s)}
     timeout server {_s(settings.server_timeout_s)}
     timeout http-keep-alive {_s(settings.client_timeout_s)}
+    # The front line against slow clients (the instances have their own limits too): a
+    # whole request within request_timeout_s, body included (buffered here first), so a
+    # slowloris client never holds an instance's connection. Headers are bounded by
+    # HAProxy's buffer (tune.bufsize, 16 KB): larger ones get 400 here.
+    timeout http-request {_s(settings.request_timeout_s)}
+    option http-buffer-request
+    timeout queue {_s(settings.queue_timeout_s)}
     retries {settings.retries}
     # Every retry of a refused connection goes to another instance.
     option redispatch 1

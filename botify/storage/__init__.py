@@ -10,11 +10,15 @@ from botify.storage.memory import InMemoryUserStateStore
 from botify.storage.redis import RedisUserStateStore
 
 
-def open_user_state_store(settings: RedisSettings) -> UserStateStore:
+def open_user_state_store(
+    settings: RedisSettings, timeout_s: float | None = None
+) -> UserStateStore:
+    """The store at ``settings.url``; with ``timeout_s``, a Redis command that gets no reply
+    in time raises instead of waiting for Redis to come back (the API: a 503)."""
     if settings.url.startswith("memory://"):
         return InMemoryUserStateStore()
     if settings.url.startswith(("redis://", "rediss://", "unix://")):
-        return RedisUserStateStore.connect(settings)
+        return RedisUserStateStore.connect(settings, timeout_s)
     raise ValueError(
         f"unsupported state store URL {redact(settings.url)!r}: use memory://, redis://, "
         "rediss:// or unix://"

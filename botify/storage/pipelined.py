@@ -17,19 +17,23 @@ from typing import Any
 
 import hiredis
 
-from botify.errors import BackendUnavailableError
+from botify.errors import BackendTimeoutError, BackendUnavailableError
 from botify.storage.connection import RedisEndpoint
 
 logger = logging.getLogger(__name__)
 
 
 class _RespProtocol(asyncio.Protocol):
-    def __init__(self) -> None:
+    def __init__(self, timeout_s: float | None = None) -> None:
         self.reader = hiredis.Reader()
         self.pending: deque[asyncio.Future[Any] | None] = deque()
         self.transport: asyncio.Transport | None = None
         self.failures = 0
         self.outbox: list[bytes] = []
+        self.timeout_s = timeout_s
+        # When a reply last came, or the first command after an idle spell went out.
+        self.progress = 0.0
+        self._watchdog: asyncio.TimerHandle | None = None
 
     def flush(self) -> None:
         out, self.outbox = self.outbox, []
@@ -38,8 +42,29 @@ class _RespProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        if self.timeout_s is not None:
+            self._watch()
+
+    def _watch(self) -> None:
+        # One timer per connection rather than one per command: the hot path pays nothing.
+        # Commands waiting with no reply for timeout_s fail, and the connection is dropped
+        # (its replies could no longer be matched); the next command reconnects.
+        assert self.timeout_s is not None
+        loop = asyncio.get_running_loop()
+        if self.pending and loop.time() - self.progress >= self.timeout_s:
+            self.connection_lost(
+                BackendTimeoutError(
+                    f"redis did not answer within {self.timeout_s:g} s (a command already "
+                    "sent may still be applied when it recovers)"
+                )
+            )
+            return
+        if self.transport is not None:
+            self._watchdog = loop.call_later(self.timeout_s / 10, self._watch)
 
     def data_received(self, data: bytes) -> None:
+        if self.timeout_s is not None:
+            self.progress = asyncio.get_running_loop().time()
         self.reader.feed(data)
         while (reply := self.reader.gets()) is not False:
             fut = self.pending.popleft()
@@ -53,8 +78,17 @@ class _RespProtocol(asyncio.Protocol):
                 fut.set_result(reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        if self.transport is not None:
+            self.transport.abort()
         self.transport = None
-        error = BackendUnavailableError(f"redis connection lost: {exc or 'closed'}")
+        error = (
+            exc
+            if isinstance(exc, BackendUnavailableError)
+            else BackendUnavailableError(f"redis connection lost: {exc or 'closed'}")
+        )
         while self.pending:
             fut = self.pending.popleft()
             if fut is not None and not fut.done():
@@ -69,8 +103,9 @@ def _close(proto: _RespProtocol) -> None:
 class PipelinedRedis:
     """``call`` returns a future of the reply; ``send`` does not wait for one."""
 
-    def __init__(self, endpoint: RedisEndpoint) -> None:
+    def __init__(self, endpoint: RedisEndpoint, timeout_s: float | None = None) -> None:
         self._endpoint = endpoint
+        self._timeout_s = timeout_s
         self._protocol: _RespProtocol | None = None
         self._connecting: asyncio.Lock | None = None
 
@@ -106,18 +141,27 @@ class PipelinedRedis:
 
     async def _open(self) -> _RespProtocol:
         loop, end = asyncio.get_running_loop(), self._endpoint
+
+        def protocol() -> _RespProtocol:
+            return _RespProtocol(self._timeout_s)
+
         try:
             if end.socket_path is not None:
-                _, proto = await loop.create_unix_connection(_RespProtocol, end.socket_path)
+                connecting = loop.create_unix_connection(protocol, end.socket_path)
             else:
                 # rediss://: the handshake completes before AUTH is written.
-                _, proto = await loop.create_connection(
-                    _RespProtocol,
+                connecting = loop.create_connection(
+                    protocol,
                     end.host,
                     end.port,
                     ssl=end.tls,
                     server_hostname=end.host if end.tls else None,
                 )
+            _, proto = await asyncio.wait_for(connecting, self._timeout_s)
+        except TimeoutError:
+            raise BackendTimeoutError(
+                f"redis {end.describe()}: no connection within {self._timeout_s:g} s"
+            ) from None
         except (OSError, ssl.SSLError) as exc:
             raise BackendUnavailableError(f"redis {end.describe()}: {exc}") from None
         return proto
@@ -127,6 +171,8 @@ class PipelinedRedis:
         assert proto.transport is not None
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] | None = loop.create_future() if wait else None
+        if not proto.pending and proto.timeout_s is not None:
+            proto.progress = loop.time()
         proto.pending.append(fut)
         # Commands issued in one turn of the event loop (one request's reads, its writes,
         # other requests' commands) go out in one write at the end of the turn: a socket

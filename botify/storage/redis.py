@@ -70,13 +70,23 @@ class RedisUserStateStore:
         self._fast = fast
 
     @classmethod
-    def connect(cls, settings: RedisSettings) -> RedisUserStateStore:
+    def connect(
+        cls, settings: RedisSettings, timeout_s: float | None = None
+    ) -> RedisUserStateStore:
+        """Both clients on ``settings``; with ``timeout_s`` a command that gets no reply in
+        time raises (``BackendUnavailableError`` or redis-py's ``TimeoutError``) instead of
+        waiting for Redis to come back."""
         endpoint = RedisEndpoint.from_settings(settings)
-        return cls(aioredis.Redis(**endpoint.redis_py_kwargs()), PipelinedRedis(endpoint))
+        client = aioredis.Redis(
+            **endpoint.redis_py_kwargs(),
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+        )
+        return cls(client, PipelinedRedis(endpoint, timeout_s))
 
     @classmethod
-    def from_url(cls, url: str) -> RedisUserStateStore:
-        return cls.connect(RedisSettings(url=url))
+    def from_url(cls, url: str, timeout_s: float | None = None) -> RedisUserStateStore:
+        return cls.connect(RedisSettings(url=url), timeout_s)
 
     @property
     def client(self) -> aioredis.Redis:
@@ -133,9 +143,9 @@ class RedisUserStateStore:
         await self._fast.send(("RPUSH", key, *entries), ("LTRIM", key, -MAX_SESSION_TRACKS, -1))
 
     async def end_session(self, user: int) -> None:
-        # Not awaited, like record_request: the user's next read is behind it on the same
-        # connection.
-        await self._fast.send(("DEL", keys.user_session(user)))
+        # Awaited, unlike record_request: /last has no read of its own, so without it a
+        # stalled Redis would still get a 200 (and a timeout could not reach the client).
+        await self._fast.call("DEL", keys.user_session(user))
 
     async def top_tracks(self, k: int) -> list[int]:
         return [int(t) for t in await self._redis.zrevrange(keys.TRACK_LISTEN_TIME, 0, k - 1)]

@@ -8,6 +8,7 @@ import uvicorn
 
 from botify.settings import Settings
 from services.api.app import create_app
+from services.api.server import server_config
 
 
 def main() -> None:
@@ -15,13 +16,7 @@ def main() -> None:
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
-    uvicorn.run(
-        create_app(settings),
-        host=settings.api.host,
-        port=settings.api.port,
-        log_level="warning",
-        access_log=False,
-    )
+    uvicorn.Server(server_config(create_app(settings), settings.api)).run()
 
 
 if __name__ == "__main__":

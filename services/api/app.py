@@ -25,6 +25,7 @@ from botify.storage import UserStateStore, open_user_state_store
 from services.api.auth import install_api_keys
 from services.api.deps import Runtime
 from services.api.errors import install_error_handlers
+from services.api.limits import BodyLimits
 from services.api.metrics import ApiMetrics
 from services.api.model_watcher import ModelWatcher
 from services.api.routes import health, next, tracks
@@ -78,11 +79,13 @@ def create_app(settings: Settings) -> FastAPI:
         metrics = ApiMetrics(per_request=settings.metrics.requests)
         metrics.arms(router.plan.serving_arms())
         await asyncio.to_thread(ensure_topics, settings.kafka)
-        store = open_user_state_store(settings.redis)
+        store = open_user_state_store(settings.redis, settings.redis.timeout_s)
         publisher = ListenPublisher(
             settings.kafka,
             on_failure=lambda reason: metrics.delivery_failures.labels(reason).inc(),
             acked=settings.api.durability == "acks",
+            stall_s=settings.api.delivery_stall_s,
+            failure_window_s=settings.api.failure_window_s,
         )
         app.state.metrics = metrics
         app.state.runtime = Runtime(settings, router, store, publisher, metrics)
@@ -122,6 +125,12 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(
+        BodyLimits,
+        max_body_bytes=settings.api.max_body_bytes,
+        body_timeout_s=settings.api.body_timeout_s,
+    )
+    # Outermost: a request without a key is refused before its body is read.
     install_api_keys(app, settings.api.api_keys)
     for module in (next, tracks, health):
         app.include_router(module.router)

@@ -9,9 +9,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from botify.errors import (
+    BackendTimeoutError,
     BackendUnavailableError,
     BotifyError,
     InvalidEventError,
@@ -28,6 +31,14 @@ STATUS_BY_ERROR: dict[type[BotifyError], int] = {
     InvalidEventError: 422,
     ModelNotReadyError: 503,
     BackendUnavailableError: 503,
+}
+
+
+HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    413: "body_too_large",
 }
 
 
@@ -77,13 +88,26 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        code = "not_found" if exc.status_code == 404 else "http_error"
+        code = HTTP_CODES.get(exc.status_code, "http_error")
         _count(request, exc.status_code, code)
-        return error_response(exc.status_code, code, str(exc.detail))
+        response = error_response(exc.status_code, code, str(exc.detail))
+        # 405's Allow header, among others.
+        response.headers.update(exc.headers or {})
+        if exc.status_code in (408, 413):  # the rest of the body is not read: do not reuse
+            response.headers["connection"] = "close"
+        return response
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> Response:
+        # The client left mid-upload: nobody reads this answer, and it is not our error.
+        _count(request, 499, "client_disconnected")
+        return error_response(499, "client_disconnected", "the client went away")
 
     @app.exception_handler(RedisError)
     async def _redis(request: Request, exc: RedisError) -> Response:
         logger.error("redis failed on %s: %s", _route(request), exc)
+        if isinstance(exc, RedisTimeoutError):
+            return await _domain(request, BackendTimeoutError(f"redis timed out: {exc}"))
         _count(request, 503, "backend_unavailable")
         return error_response(503, "backend_unavailable", f"redis: {exc}")
 

@@ -24,9 +24,13 @@ ERRORS = (
     ("400", "malformed_json"),
     ("404", "unknown_track"),
     ("404", "not_found"),
-    ("405", "http_error"),
+    ("405", "method_not_allowed"),
+    ("408", "request_timeout"),
+    ("413", "body_too_large"),
+    ("499", "client_disconnected"),
     ("422", "invalid_request"),
     ("503", "backend_unavailable"),
+    ("503", "backend_timeout"),
     ("500", "internal_error"),
 )
 
@@ -69,6 +73,11 @@ class ApiMetrics:
         )
         self.pending_events = Gauge(
             "botify_api_pending_events", "Events waiting in the producer's buffer.", registry=r
+        )
+        self.pending_age = Gauge(
+            "botify_api_oldest_pending_event_age_seconds",
+            "How long the oldest event in the producer's buffer has waited.",
+            registry=r,
         )
         self.model_version = Gauge(
             "botify_api_model_version",

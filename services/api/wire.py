@@ -2,19 +2,41 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.exceptions import RequestValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+)
 
 from botify.events import MAX_ID
 
-TrackId = Annotated[int, Field(ge=0, le=MAX_ID, description="A catalog track id.")]
+
+def _integral(value: object) -> object:
+    # JSON Schema's integer includes 42.0 (a number with no fraction): so does the API's.
+    # Booleans and strings are left to the strict check, which refuses them.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+TrackId = Annotated[
+    int, Field(ge=0, le=MAX_ID, description="A catalog track id."), BeforeValidator(_integral)
+]
 
 
 class NextRequest(BaseModel):
     """The track just played and the fraction of it listened to."""
 
-    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+    # Strict: no coercion from strings or booleans (`"1"`, `true`, `false` are refused); an
+    # integer is still a valid `time` (JSON has one number type), as in the original.
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, strict=True)
 
     track: TrackId
     time: Annotated[float, Field(ge=0.0, le=1.0, description="Listened fraction, 0..1.")]
@@ -47,7 +69,77 @@ class ComponentHealth(BaseModel):
     detail: str = ""
 
 
+class DeliveryHealth(BaseModel):
+    """Whether listen events reach the broker (not merely whether it answers)."""
+
+    ok: bool
+    detail: str = ""
+    pending: int = Field(description="Events handed to the producer and not yet delivered.")
+    pending_age_s: float = Field(description="How long the oldest pending event has waited.")
+    failed: int = Field(description="Events whose delivery failed since the start.")
+    failing: bool = Field(description="The latest deliveries failed, none succeeded since.")
+    producers_rebuilt: int = Field(description="Producers rebuilt after a fence or a stall.")
+
+
 class HealthResponse(BaseModel):
     status: str
     redis: ComponentHealth
-    broker: ComponentHealth
+    delivery: DeliveryHealth
+
+
+# A path id is decimal digits only, like the original's Flask `<int:...>` converter: no sign,
+# no underscores, no spaces (which int() and lax validation would take). 10 digits cover
+# MAX_ID; the range is checked after.
+ID_PATTERN = r"^[0-9]{1,10}$"
+_DIGITS = re.compile(ID_PATTERN)
+_ID = TypeAdapter(Annotated[int, Field(ge=0, le=MAX_ID)])
+
+
+def path_id(raw: str, name: str) -> int:
+    """A path parameter as an id, or ``RequestValidationError`` saying why not."""
+    if not _DIGITS.fullmatch(raw):
+        raise RequestValidationError(
+            [
+                {
+                    "type": "int_parsing",
+                    "loc": ("path", name),
+                    "msg": "must be decimal digits only (no sign, spaces or underscores)",
+                    "input": raw,
+                }
+            ]
+        )
+    try:
+        return _ID.validate_python(int(raw))
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("path", name)} for e in exc.errors()]) from None
+
+
+def path_doc(name: str, description: str) -> dict[str, object]:
+    """The OpenAPI entry of a path id parsed by ``path_id``."""
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_ID},
+    }
+
+
+ERROR_DESCRIPTIONS = {
+    400: "Malformed JSON body.",
+    404: "Unknown track (or route).",
+    408: "The request body did not arrive in time.",
+    413: "The request body is too large.",
+    422: "A parameter or body field is missing, of the wrong type or out of range.",
+    503: "A backend is unavailable or timed out (Redis), or listen events are not being "
+    "delivered to the broker.",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
+    """OpenAPI ``responses`` for the error statuses a route can answer, in the one error
+    shape (services/api/errors.py)."""
+    return {
+        status: {"model": ErrorResponse, "description": ERROR_DESCRIPTIONS[status]}
+        for status in statuses
+    }

@@ -121,4 +121,4 @@ def test_requests_become_events_and_stream_state_matches_them_exactly(stack: Emb
 def test_health_reports_both_backends(stack: EmbeddedStack) -> None:
     assert stack.endpoints is not None
     body = httpx.get(f"{stack.endpoints.api}/health").json()
-    assert body["redis"]["ok"] and body["broker"]["ok"] and body["status"] == "ok"
+    assert body["redis"]["ok"] and body["delivery"]["ok"] and body["status"] == "ok"

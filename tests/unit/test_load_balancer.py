@@ -24,6 +24,17 @@ def test_config_balances_every_instance_with_active_health_checks() -> None:
     assert "bind 127.0.0.1:8001" in config
 
 
+def test_config_bounds_slow_clients_and_each_instances_connections() -> None:
+    settings = LoadBalancerSettings(
+        request_timeout_s=3, instance_max_connections=64, queue_timeout_s=2, max_connections=900
+    )
+    config = haproxy_config(PLAN, settings)
+    assert "timeout http-request 3000ms" in config
+    assert "option http-buffer-request" in config
+    assert "maxconn 64" in config and "timeout queue 2000ms" in config
+    assert "maxconn 900" in config
+
+
 def test_a_missing_haproxy_is_one_line_saying_how_to_install_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from botify.kafka import broker_reachable
 from services.api.deps import RuntimeDep
-from services.api.wire import ComponentHealth, HealthResponse
+from services.api.wire import ComponentHealth, DeliveryHealth, HealthResponse
 
 router = APIRouter(tags=["operations"])
 
@@ -21,22 +21,35 @@ async def root() -> dict[str, str]:
     return {"status": "botify is alive"}
 
 
-@router.get("/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
+@router.get(
+    "/health",
+    response_model=HealthResponse,
+    responses={503: {"model": HealthResponse, "description": "Not ready: see which part."}},
+)
 async def health(rt: RuntimeDep) -> Response:
-    """Readiness: Redis and the broker both answer."""
+    """Readiness: Redis answers and listen events are being delivered (the oldest pending
+    one is recent, the latest deliveries did not fail). A broker that is briefly slow is
+    not a failure; events that stop reaching it are, even while it accepts connections."""
     try:
-        redis_ok = await asyncio.wait_for(rt.store.ping(), timeout=2)
+        redis_ok = await asyncio.wait_for(rt.store.ping(), timeout=rt.settings.redis.timeout_s)
         redis = ComponentHealth(ok=redis_ok)
     except Exception as exc:  # any failure means not ready; say which
         redis = ComponentHealth(ok=False, detail=str(exc) or type(exc).__name__)
-    broker_ok = await asyncio.to_thread(broker_reachable, rt.settings.kafka, 2.0)
-    broker = ComponentHealth(ok=broker_ok, detail="" if broker_ok else "broker unreachable")
-    ok = redis.ok and broker.ok
-    body = HealthResponse(status="ok" if ok else "unavailable", redis=redis, broker=broker)
+    # Sampled by the publisher's poll thread: no broker round trip, no client built here.
+    delivery = DeliveryHealth(**dataclasses.asdict(rt.publisher.status))
+    ok = redis.ok and delivery.ok
+    body = HealthResponse(status="ok" if ok else "unavailable", redis=redis, delivery=delivery)
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+)
 async def metrics(rt: RuntimeDep) -> Response:
-    rt.metrics.pending_events.set(rt.publisher.pending())
+    """Prometheus metrics, in its text exposition format."""
+    status = rt.publisher.status
+    rt.metrics.pending_events.set(status.pending)
+    rt.metrics.pending_age.set(status.pending_age_s)
     return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -3,35 +3,34 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import ValidationError
 
-from botify.events import MAX_ID, trusted_listen_event
+from botify.errors import BackendUnavailableError
+from botify.events import trusted_listen_event
 from botify.experiments import Assignment
 from services.api.deps import Runtime
-from services.api.wire import LastResponse, NextRequest, NextResponse
+from services.api.wire import (
+    LastResponse,
+    NextRequest,
+    NextResponse,
+    error_responses,
+    path_doc,
+    path_id,
+)
 
 router = APIRouter(tags=["recommendations"])
 
 JSON = "application/json"
-UserId = Annotated[int, Field(ge=0, le=MAX_ID, description="The user's id.")]
 
 # The body is parsed by hand: FastAPI's generic body machinery costs more than the whole
 # recommendation. OpenAPI still documents it through `openapi_extra`.
 BODY_DOC = {
-    "parameters": [
-        {
-            "name": "user",
-            "in": "path",
-            "required": True,
-            "schema": {"type": "integer", "minimum": 0, "maximum": MAX_ID},
-        }
-    ],
+    "parameters": [path_doc("user", "The user's id.")],
     "requestBody": {
         "required": True,
         "content": {JSON: {"schema": NextRequest.model_json_schema()}},
@@ -39,20 +38,22 @@ BODY_DOC = {
 }
 
 
-_USER = TypeAdapter(UserId)
-
-
 async def parse(request: Request) -> tuple[int, NextRequest]:
     """The user from the path and the body, validated as FastAPI would, at a fraction of
     the cost of its generic parameter machinery (which dominated /next's profile)."""
-    try:
-        user = _USER.validate_strings(request.path_params["user"])
-    except ValidationError as exc:
-        raise RequestValidationError(_located("path", exc)) from None
+    user = path_id(request.path_params["user"], "user")
     try:
         return user, NextRequest.model_validate_json(await request.body())
     except ValidationError as exc:
         raise RequestValidationError(_located("body", exc)) from None
+
+
+def refuse_undelivered(rt: Runtime) -> None:
+    """Under the "refuse" policy, a 503 (before any side effect) while listen events are not
+    being delivered: a 200 would promise an event that is likely lost."""
+    status = rt.publisher.status
+    if not status.ok and rt.settings.api.on_delivery_failure == "refuse":
+        raise BackendUnavailableError(f"listen events are not being delivered: {status.detail}")
 
 
 def _located(where: str, exc: ValidationError) -> list[dict[str, object]]:
@@ -98,7 +99,13 @@ async def publish(
     rt.metrics.served(f"/{message}/{{user}}", assignment.recommender, arm, latency)
 
 
-@router.post("/next/{user}", response_model=NextResponse, openapi_extra=BODY_DOC)
+# Everything /next and /last can answer besides 200.
+RESPONSES = error_responses(400, 404, 408, 413, 422, 503)
+
+
+@router.post(
+    "/next/{user}", response_model=NextResponse, responses=RESPONSES, openapi_extra=BODY_DOC
+)
 async def next_track(request: Request) -> Response:
     """Record the listen and return the next track for the user."""
     started = time.perf_counter()
@@ -106,6 +113,7 @@ async def next_track(request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
     # Unknown tracks are refused before any Redis round trip.
     rt.router.check_track(body.track)
+    refuse_undelivered(rt)
     state, session = await rt.store.load_for_request(user)
     decision = rt.router.next_track(user, body.track, body.time, state, session)
     await rt.store.record_request(user, body.track, body.time, decision.track)
@@ -117,13 +125,16 @@ async def next_track(request: Request) -> Response:
     return Response(orjson.dumps({"user": user, "track": decision.track}), media_type=JSON)
 
 
-@router.post("/last/{user}", response_model=LastResponse, openapi_extra=BODY_DOC)
+@router.post(
+    "/last/{user}", response_model=LastResponse, responses=RESPONSES, openapi_extra=BODY_DOC
+)
 async def last_track(request: Request) -> Response:
     """Record the session's final listen and close the session."""
     started = time.perf_counter()
     user, body = await parse(request)
     rt: Runtime = request.app.state.runtime
     rt.router.check_track(body.track)
+    refuse_undelivered(rt)
     await rt.store.end_session(user)
     await publish(rt, "last", user, body, rt.router.plan.assign(user), started)
     return Response(orjson.dumps({"user": user}), media_type=JSON)

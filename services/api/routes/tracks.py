@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, Request
 
-from fastapi import APIRouter, Path
-
-from botify.events import MAX_ID
 from services.api.deps import RuntimeDep
-from services.api.wire import TrackResponse
+from services.api.wire import TrackResponse, error_responses, path_doc, path_id
 
 router = APIRouter(tags=["catalog"])
 
@@ -16,8 +13,16 @@ router = APIRouter(tags=["catalog"])
 NEIGHBOURS = 10
 
 
-@router.get("/track/{track}", response_model=TrackResponse)
-async def get_track(track: Annotated[int, Path(ge=0, le=MAX_ID)], rt: RuntimeDep) -> TrackResponse:
+@router.get(
+    "/track/{track}",
+    response_model=TrackResponse,
+    responses=error_responses(404, 422),
+    openapi_extra={"parameters": [path_doc("track", "A catalog track id.")]},
+)
+async def get_track(request: Request, rt: RuntimeDep) -> TrackResponse:
+    """A catalog track and up to ten other tracks by its artist."""
+    # Parsed by hand, as /next's user is: strictly decimal, no sign or underscores.
+    track = path_id(request.path_params["track"], "track")
     catalog = rt.router.catalog
     found = catalog.get(track)
     neighbours = [t for t in catalog.tracks_by_artist(found.artist) if t != track][:NEIGHBOURS]

@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from botify.catalog import write_catalog
+from botify.delivery import HEALTHY, DeliveryStatus
 from botify.events import ListenEvent
 from botify.settings import CatalogSettings, ExperimentsSettings, Settings
 from botify.storage import InMemoryUserStateStore
@@ -47,6 +48,9 @@ class RecordingPublisher:
         if self.ack_error is not None:
             raise self.ack_error
         self.events.append(event)
+
+    # What the poll thread of the real publisher samples.
+    status: DeliveryStatus = HEALTHY
 
     def pending(self) -> int:
         return 0

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
+from botify.delivery import DeliveryStatus
 from botify.errors import BackendUnavailableError
 from botify.settings import ApiSettings, Settings
+from botify.storage import InMemoryUserStateStore
 from tests.unit.api.conftest import RecordingPublisher
 
 
@@ -34,3 +36,36 @@ def test_acks_mode_answers_503_when_the_broker_does_not_acknowledge(
         assert resp.status_code == 503, resp.text
         assert "acknowledge" in resp.text
     assert publisher.events == []
+
+
+def stuck(publisher: RecordingPublisher) -> None:
+    publisher.status = DeliveryStatus(
+        ok=False, pending=7, pending_age_s=12.0, failed=0, failing=False, detail="waited 12 s"
+    )
+
+
+def test_next_and_last_refuse_with_503_while_events_are_not_delivered(
+    client: TestClient, publisher: RecordingPublisher, store: InMemoryUserStateStore
+) -> None:
+    stuck(publisher)
+    for path in ("/next/3", "/last/3"):
+        resp = client.post(path, json={"track": 1, "time": 0.5})
+        assert resp.status_code == 503, resp.text
+        assert "not being delivered" in resp.json()["detail"]
+    # Refused before any side effect.
+    assert publisher.events == [] and not store._sessions
+    health = client.get("/health")
+    assert health.status_code == 503
+    assert health.json()["delivery"]["pending_age_s"] == 12.0
+
+
+def test_the_accept_policy_serves_while_events_are_not_delivered(
+    client: TestClient, api_settings: Settings, publisher: RecordingPublisher
+) -> None:
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    runtime.settings = api_settings.model_copy(
+        update={"api": ApiSettings(on_delivery_failure="accept")}
+    )
+    stuck(publisher)
+    assert client.post("/next/3", json={"track": 1, "time": 0.5}).status_code == 200
+    assert client.get("/health").status_code == 503

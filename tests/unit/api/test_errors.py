@@ -26,6 +26,17 @@ from services.api.errors import STATUS_BY_ERROR, status_for
         ("/next/-3", b'{"track": 1, "time": 0.5}', 422, "invalid_request"),
         ("/next/99999999999", b'{"track": 1, "time": 0.5}', 422, "invalid_request"),
         ("/next/abc", b'{"track": 1, "time": 0.5}', 422, "invalid_request"),
+        # Strict wire types: no coercion from booleans or strings.
+        ("/next/1", b'{"track": 1, "time": false}', 422, "invalid_request"),
+        ("/next/1", b'{"track": 1, "time": true}', 422, "invalid_request"),
+        ("/next/1", b'{"track": 1, "time": "0.5"}', 422, "invalid_request"),
+        ("/next/1", b'{"track": "1", "time": 0.5}', 422, "invalid_request"),
+        ("/next/1", b'{"track": true, "time": 0.5}', 422, "invalid_request"),
+        ("/next/1", b'{"track": 1.5, "time": 0.5}', 422, "invalid_request"),
+        ("/next/+5", b'{"track": 1, "time": 0.5}', 422, "invalid_request"),
+        ("/next/1_000", b'{"track": 1, "time": 0.5}', 422, "invalid_request"),
+        ("/last/%205", b'{"track": 1, "time": 0.5}', 422, "invalid_request"),
+        ("/next/5.0", b'{"track": 1, "time": 0.5}', 422, "invalid_request"),
     ],
 )
 def test_bad_input_gets_a_clear_4xx(
@@ -60,3 +71,30 @@ def test_every_domain_error_maps_to_a_client_or_availability_status() -> None:
         exc = cls(1) if cls.__name__ == "UnknownTrackError" else cls("x")
         assert status_for(exc) == status
     assert status_for(BotifyError("unmapped")) == 500
+
+
+def test_the_originals_requests_are_still_accepted(client: TestClient) -> None:
+    # An integer time (JSON has one number type), leading zeros in a path id (Flask's
+    # `<int:user>` took them) and extra fields, as clients of the original sent them.
+    # A track sent as 1.0 is an integer to JSON Schema, and so to the API.
+    bodies = ({"track": 1, "time": 1}, {"track": 1.0, "time": 0.35, "extra": "x"})
+    for body in bodies:
+        resp = client.post("/next/007", json=body)
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["user"] == 7
+    assert client.post("/last/7", json={"track": 1, "time": 0}).json() == {"user": 7}
+
+
+@pytest.mark.parametrize("track", ["+1", "1_0", "-1", "x", "99999999999"])
+def test_a_track_path_that_is_not_plain_digits_in_range_is_422(
+    client: TestClient, track: str
+) -> None:
+    resp = client.get(f"/track/{track}")
+    assert resp.status_code == 422 and resp.json()["error"] == "invalid_request"
+    assert "track" in str(resp.json()["detail"])
+
+
+def test_405_says_which_methods_are_allowed(client: TestClient) -> None:
+    resp = client.get("/next/1")
+    assert resp.status_code == 405 and resp.headers["allow"] == "POST"
+    assert resp.json()["error"] == "method_not_allowed"

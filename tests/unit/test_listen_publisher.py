@@ -1,0 +1,69 @@
+"""ListenPublisher's rebuild of a fenced or stuck producer, with librdkafka but no broker
+(a closed port): events stay queued, so what a rebuild carries over can be counted."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from botify.embedded import free_port
+from botify.errors import BackendUnavailableError
+from botify.kafka import ListenPublisher
+from botify.settings import KafkaSettings
+from tests.factories import listen
+
+
+def nowhere(**kw: object) -> KafkaSettings:
+    return KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}", flush_timeout_s=0.5, **kw)
+
+
+def test_a_fatal_error_rebuilds_the_producer_and_carries_its_events_over() -> None:
+    publisher = ListenPublisher(nowhere(), poll_interval=0.01)
+    try:
+        for user in range(5):
+            publisher.publish(listen(user=user))
+        publisher._fatal = "_FENCED: as librdkafka's error callback reports it"
+        deadline = time.monotonic() + 5
+        while publisher.status.producers_rebuilt == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert publisher.status.producers_rebuilt == 1
+        assert publisher.stats.carried_over == 5
+        # Still outstanding (nothing is lost, nothing counted as failed): on the new producer.
+        assert publisher.pending() == 5 and publisher.stats.failed == 0
+    finally:
+        publisher.close()
+
+
+def test_a_stuck_producer_is_reported_then_rebuilt_with_backoff() -> None:
+    publisher = ListenPublisher(nowhere(rebuild_after_s=0.3), poll_interval=0.01, stall_s=0.2)
+    try:
+        publisher.publish(listen(user=1))
+        deadline = time.monotonic() + 5
+        while publisher.status.producers_rebuilt < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        status = publisher.status
+        assert not status.ok and status.pending == 1 and status.pending_age_s >= 0.6
+        # The second rebuild waited for twice the first's age.
+        assert status.producers_rebuilt == 2
+        assert "waited" in status.detail
+    finally:
+        publisher.close()
+
+
+def test_a_full_buffer_fails_at_once_on_the_event_loop_path() -> None:
+    settings = nowhere(produce_retries=5)
+    publisher = ListenPublisher(settings)
+    # A producer whose queue holds one event.
+    publisher._producer = publisher._producer.__class__(
+        {"bootstrap.servers": settings.bootstrap_servers, "queue.buffering.max.messages": 1}
+    )
+    try:
+        publisher.publish(listen(user=1))
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailableError, match="buffer is full"):
+            publisher.publish(listen(user=2))
+        assert time.monotonic() - started < 0.01
+        assert publisher.stats.buffer_full == 1
+    finally:
+        publisher.close()
