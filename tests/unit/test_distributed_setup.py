@@ -255,8 +255,10 @@ def test_kubernetes_api_probes_health_scales_and_reads_the_trainers_models() -> 
     docs = dict(manifests())
     api = docs["api.yaml:Deployment/botify-api"]["spec"]["template"]["spec"]
     (container,) = api["containers"]
-    for probe in ("readinessProbe", "livenessProbe"):
-        assert container[probe]["httpGet"]["path"] == "/health"
+    # Ready: backends and delivery healthy. Alive: the process answers (a broker outage
+    # must not restart pods and lose the events they hold).
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/"
     hpa = docs["api.yaml:HorizontalPodAutoscaler/botify-api"]["spec"]
     assert hpa["scaleTargetRef"]["name"] == "botify-api"
     stream = docs["stream.yaml:Deployment/botify-stream"]["spec"]
