@@ -31,7 +31,7 @@ from typing import Any, Protocol, TypeVar
 
 from botify import keys
 from botify.errors import BackendUnavailableError, InvalidEventError
-from botify.events import ListenEvent, decode_listen_event
+from botify.events import ListenEvent, ListenRecord, decode_listen_record
 from botify.state import (
     Position,
     StateConfig,
@@ -372,9 +372,9 @@ class ListenProcessor:
                 delay = min(delay * self.retry.factor, self.retry.cap)
 
 
-def decode(record: Record) -> ListenEvent:
+def decode(record: Record) -> ListenEvent | ListenRecord:
     """The record's event, or ``InvalidEventError`` saying why it is not one."""
-    event = decode_listen_event(record.value)
+    event = decode_listen_record(record.value)
     if record.key is not None and record.key != event.key:
         raise InvalidEventError(f"record key {record.key!r} is not the user id {event.user}")
     return event
