@@ -145,6 +145,11 @@ class StreamSettings(_Section):
     # Publish a training example per listen after a session's first (the trainer's data);
     # off, a worker folds state only.
     examples: bool = True
+    # Allocations between two passes of Python's cyclic garbage collector over its young
+    # objects (CPython's default is 700). A batch allocates dozens of short-lived objects per
+    # event, none of them in cycles; at the default the collector's passes, and the full
+    # ones they trigger over the state cache, took a third of the worker's CPU.
+    gc_threshold: int = Field(default=10_000, ge=1)
 
 
 class MetricsSettings(_Section):
