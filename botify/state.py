@@ -5,15 +5,20 @@ causes (popularity increments, a training example). It does no I/O, reads time o
 event and uses no randomness. The state remembers the ``(partition, offset)`` of the last
 event it applied, so a redelivered event (same or older position) changes nothing: replays
 after a crash are normal with at-least-once delivery.
+
+The values are frozen msgspec Structs, not dataclasses: a stream worker makes several per
+event, and a Struct is built ten times faster than a frozen dataclass. None holds a cycle,
+so none is tracked by the garbage collector (``gc=False``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import msgpack
+import msgspec
 
-from botify.events import ListenEvent
+from botify.events import ListenEvent, ListenRecord
 from botify.training import TrainingExample
 
 # 2 appended the open session's listens and time; version 1 states are still read, and
@@ -21,8 +26,7 @@ from botify.training import TrainingExample
 ENCODING_VERSION = 2
 
 
-@dataclass(frozen=True, slots=True)
-class Position:
+class Position(msgspec.Struct, frozen=True, gc=False):
     partition: int
     offset: int
 
@@ -38,8 +42,7 @@ class StateConfig:
     fail_threshold: float = 0.5
 
 
-@dataclass(frozen=True, slots=True)
-class UserState:
+class UserState(msgspec.Struct, frozen=True, gc=False):
     """What the platform knows of a user. Tuples, newest last."""
 
     user: int
@@ -106,16 +109,14 @@ class UserState:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class TrackPlay:
+class TrackPlay(msgspec.Struct, frozen=True, gc=False):
     """A popularity increment: one play of ``track`` with ``time`` listened."""
 
     track: int
     time: float
 
 
-@dataclass(frozen=True, slots=True)
-class SessionEnd:
+class SessionEnd(msgspec.Struct, frozen=True, gc=False):
     """A session a ``last`` event closed: its listens and their total listen time, the
     same figures the analysis computes for it from the exported events."""
 
@@ -123,19 +124,17 @@ class SessionEnd:
     time: float
 
 
-@dataclass(frozen=True, slots=True)
-class Transition:
+class Transition(msgspec.Struct, frozen=True, gc=False):
     state: UserState
     applied: bool
-    plays: tuple[TrackPlay, ...] = field(default=())
+    plays: tuple[TrackPlay, ...] = ()
     # The listen as a training example, when it continues a session (see ``session_example``).
     example: TrainingExample | None = None
     # Set when the event is a ``last``: the session it closed.
     ended: SessionEnd | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class UserCommit:
+class UserCommit(msgspec.Struct, frozen=True, gc=False):
     """One user's events of a batch, folded in memory: ``state`` after the last one applied,
     the popularity of every one applied. A store writes it only if the user's stored position
     is still ``expected`` (the one the fold started from): compare-and-set, so a concurrent
@@ -147,11 +146,16 @@ class UserCommit:
 
 
 def apply_listen(
-    state: UserState, event: ListenEvent, position: Position, config: StateConfig = StateConfig()
+    state: UserState,
+    event: ListenEvent | ListenRecord,
+    position: Position,
+    config: StateConfig = StateConfig(),
 ) -> Transition:
     """Fold one listen event into the user's state; a replayed event is a no-op."""
-    if not position.supersedes(state.position):
-        return Transition(state, applied=False)
+    last = state.position
+    # position.supersedes(last), inline: this runs per event.
+    if last is not None and position.partition == last.partition and position.offset <= last.offset:
+        return Transition(state, False)
     n = config.history_size
     history = (state.history + (event.track,))[-n:]
     times = (state.history_times + (event.time,))[-n:]
@@ -178,9 +182,8 @@ def apply_listen(
             0,
             0.0,
         )
-        ended = SessionEnd(listens, listened)
-        return Transition(new, applied=True, plays=plays, example=example, ended=ended)
-    assert event.recommendation is not None  # guaranteed by ListenEvent
+        return Transition(new, True, plays, example, SessionEnd(listens, listened))
+    assert event.recommendation is not None  # guaranteed by the event's validation
     if state.in_session:
         start, tracks, sessions = state.session_start, state.session_tracks, state.sessions
     else:
@@ -203,11 +206,11 @@ def apply_listen(
         listens,
         listened,
     )
-    return Transition(new, applied=True, plays=plays, example=example)
+    return Transition(new, True, plays, example)
 
 
 def session_example(
-    state: UserState, event: ListenEvent, position: Position
+    state: UserState, event: ListenEvent | ListenRecord, position: Position
 ) -> TrainingExample | None:
     """The training example ``event`` makes, given the state before it.
 
@@ -216,15 +219,17 @@ def session_example(
     ``last`` included, is one, its context being the session's previously listened track."""
     if not state.in_session or not state.history or state.session_start is None:
         return None
+    # Positional (this runs per event): timestamp, user, session_start, context, track,
+    # time, partition, offset, and the recommender: the user's arm chose the track this
+    # event reports, as it chooses the next one.
     return TrainingExample(
-        timestamp=event.timestamp,
-        user=event.user,
-        session_start=state.session_start,
-        context=state.history[-1],
-        track=event.track,
-        time=event.time,
-        partition=position.partition,
-        offset=position.offset,
-        # The user's arm chose the track this event reports, as it chooses the next one.
-        recommender=event.recommender,
+        event.timestamp,
+        event.user,
+        state.session_start,
+        state.history[-1],
+        event.track,
+        event.time,
+        position.partition,
+        position.offset,
+        event.recommender,
     )

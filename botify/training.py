@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgpack
+import msgspec
 
 from botify.errors import InvalidEventError
 from botify.events import MAX_ID
@@ -56,8 +56,9 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
 _FIELDS = frozenset(EXAMPLE_COLUMNS) | {"schema_version"}
 
 
-@dataclass(frozen=True, slots=True)
-class TrainingExample:
+class TrainingExample(msgspec.Struct, frozen=True, gc=False):
+    """A frozen msgspec Struct (the stream makes one per listen: see ``botify.state``)."""
+
     timestamp: int  # ms, the listen event's
     user: int
     session_start: int  # the session's first track

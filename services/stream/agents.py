@@ -301,13 +301,15 @@ class ListenProcessor:
         folds: list[_UserFold] = []
         examples: list[tuple[bytes, bytes]] = []
         skipped = 0
+        config, encode = self.config, encode_example
         for user in users:
             fold = _UserFold(user)
             start = state = states[user]
             plays: list[TrackPlay] = []
+            key = b"%d" % user  # every example's record key (TrainingExample.record_key)
             for i, event, position in pending[user]:
                 try:
-                    t = apply_listen(state, event, position, self.config)
+                    t = apply_listen(state, event, position, config)
                 except Exception as exc:  # deterministic: retrying would stall the partition
                     logger.exception("folding [%d]@%d failed", position.partition, position.offset)
                     fold.failed.append((i, f"processing failed: {exc!r}"))
@@ -321,7 +323,7 @@ class ListenProcessor:
                 plays += t.plays
                 if t.example is not None:
                     try:
-                        examples.append((t.example.record_key, encode_example(t.example)))
+                        examples.append((key, encode(t.example)))
                     except Exception as exc:  # deterministic: a retry would stall the partition
                         # The listen is good and its state applies; only the example is set
                         # aside (counted and logged; the listen stays on its topic to redo it).
