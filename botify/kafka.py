@@ -288,9 +288,15 @@ class DeliveringProducer:
     ``flush`` blocks its thread while records are in flight: one round of broker latency.
     """
 
-    def __init__(self, settings: KafkaSettings, client_id: str) -> None:
+    def __init__(
+        self, settings: KafkaSettings, client_id: str, linger_ms: int | None = None
+    ) -> None:
+        """``linger_ms``: how long records wait to be batched (default: the settings')."""
         self._settings = settings
-        self._producer = Producer(producer_config(settings) | {"client.id": client_id})
+        config = producer_config(settings) | {"client.id": client_id}
+        if linger_ms is not None:
+            config["linger.ms"] = linger_ms
+        self._producer = Producer(config)
         self._errors: list[KafkaError] = []
 
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:

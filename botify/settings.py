@@ -145,6 +145,11 @@ class StreamSettings(_Section):
     # Publish a training example per listen after a session's first (the trainer's data);
     # off, a worker folds state only.
     examples: bool = True
+    # How long the worker's producer holds training examples (and dead letters) to batch
+    # them. A chunk's examples are sent as soon as it is folded and waited for only once the
+    # next chunk is folded: held for the API's 20 ms, they were still waiting then, and each
+    # chunk paid a whole round trip to the broker.
+    linger_ms: int = Field(default=1, ge=0)
     # Allocations between two passes of Python's cyclic garbage collector over its young
     # objects (CPython's default is 700). A batch allocates dozens of short-lived objects per
     # event, none of them in cycles; at the default the collector's passes, and the full

@@ -105,7 +105,9 @@ class StreamWorker:
                 "heartbeat.interval.ms": max(100, kafka.session_timeout_ms // 4),
             }
         )
-        self._producer = DeliveringProducer(kafka, client_id="botify-stream")
+        self._producer = DeliveringProducer(
+            kafka, client_id="botify-stream", linger_ms=stream.linger_ms
+        )
         self._store = open_user_state_store(settings.redis.url)
         self.processor = ListenProcessor(
             store=self._store,
