@@ -13,7 +13,7 @@ import concurrent.futures
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import (
@@ -320,6 +320,15 @@ class DeliveringProducer:
                     self._producer.poll(0.01 * (attempt + 1))
             else:
                 self._fail("the producer's buffer stays full")
+
+    def send_batch(self, topic: str, records: Sequence[tuple[bytes | None, bytes | None]]) -> None:
+        """``send`` for records without headers, handed to librdkafka in one call (a third of
+        the cost per record of ``produce``: the stream sends a training example per listen)."""
+        messages = [{"key": key, "value": value} for key, value in records]
+        queued = self._producer.produce_batch(topic, messages, on_delivery=self._delivered)
+        if queued < len(messages):
+            # The ones the local queue refused (marked so) go one by one, waiting for room.
+            self.send(topic, [(m["key"], m["value"]) for m in messages if "_error" in m])
 
     def flush(self) -> None:
         """Wait until every record sent so far is delivered; on failure drop the rest and

@@ -55,7 +55,7 @@ class _ExampleTopic:
         self._producer, self._topic = producer, topic
 
     def send(self, records: Sequence[tuple[bytes, bytes]]) -> None:
-        self._producer.send(self._topic, records)
+        self._producer.send_batch(self._topic, records)
 
     async def flush(self) -> None:
         self._producer.flush()
