@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
+import msgspec
+
 from botify import keys
 from botify.errors import BackendUnavailableError, InvalidEventError
 from botify.events import ListenEvent, ListenRecord, decode_listen_record
@@ -87,8 +89,9 @@ class StreamObserver(Protocol):
         """A batch is done: every record applied, a duplicate or dead-lettered."""
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(msgspec.Struct, frozen=True, gc=False):
+    """One consumed record (a Struct: one is made per event, see ``botify.state``)."""
+
     topic: str
     partition: int
     offset: int
