@@ -483,12 +483,17 @@ class DeliveringProducer:
     librdkafka producer, so that the caller's retry goes through a fresh one.
     """
 
-    def __init__(self, settings: KafkaSettings, client_id: str) -> None:
+    def __init__(
+        self, settings: KafkaSettings, client_id: str, linger_ms: int | None = None
+    ) -> None:
+        """``linger_ms``: how long records wait to be batched (default: the settings')."""
         self._settings = settings
         self._config = producer_config(settings) | {
             "client.id": client_id,
             "error_cb": self._on_error,
         }
+        if linger_ms is not None:
+            self._config["linger.ms"] = linger_ms
         self._producer = Producer(self._config)
         self._errors: list[KafkaError] = []
         self._fatal = False
@@ -538,6 +543,15 @@ class DeliveringProducer:
                 self._fail(f"the producer refused a record: {exc.args[0]}")
             if not room:
                 self._fail("the producer's buffer stays full")
+
+    def send_batch(self, topic: str, records: Sequence[tuple[bytes | None, bytes | None]]) -> None:
+        """``send`` for records without headers, handed to librdkafka in one call (a third of
+        the cost per record of ``produce``: the stream sends a training example per listen)."""
+        messages = [{"key": key, "value": value} for key, value in records]
+        queued = self._producer.produce_batch(topic, messages, on_delivery=self._delivered)
+        if queued < len(messages):
+            # The ones the local queue refused (marked so) go one by one, waiting for room.
+            self.send(topic, [(m["key"], m["value"]) for m in messages if "_error" in m])
 
     def flush(self) -> None:
         """Wait until every record sent so far is delivered; on failure drop the rest and

@@ -30,7 +30,12 @@ def model_meta(model: str) -> str:
     return f"{PREFIX}:model:{model}:meta"
 
 
-TRACK_PLAYS = f"{PREFIX}:tracks:plays"
+# Plays per track: a hash (HINCRBY, O(1); nothing ranks tracks by plays).
+TRACK_PLAY_COUNTS = f"{PREFIX}:tracks:play_counts"
+# Plays per track as a sorted set, written by workers before the hash above; still read (and
+# added to it) by ``track_stats``, so counts from before an upgrade, or from an old worker
+# during a rolling one, are kept. Nothing writes it any more.
+LEGACY_TRACK_PLAYS = f"{PREFIX}:tracks:plays"
 TRACK_LISTEN_TIME = f"{PREFIX}:tracks:listen_time"
 STREAM_APPLIED = f"{PREFIX}:stream:applied_total"
 STREAM_DUPLICATES = f"{PREFIX}:stream:duplicates_total"

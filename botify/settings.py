@@ -254,13 +254,24 @@ class StreamSettings(_Section):
     # A dead-letter copy keeps at most this much of the record's value (the rest is cut, and
     # its headers say so): under the producer's 1 MB message limit whatever the record's size.
     dead_letter_max_bytes: int = Field(default=65_536, ge=0, le=900_000)
-    # A batch's dead letters are sent this many times at most (backing off as a Redis or
-    # broker failure is); those still undelivered are then skipped: logged with their
-    # source and counted (botify_stream_events_total{outcome="skipped"}), never a stall.
+    # A dead letter the broker refuses for itself (too large, invalid) this many times, the
+    # last ones without its value, is skipped: logged with its source and counted
+    # (botify_stream_events_total{outcome="skipped"}), never a stall. An outage of the broker
+    # as a whole is waited out instead, as for every other step.
     retry_attempts: int = Field(default=8, ge=1)
     # After SIGTERM a worker finishes or abandons its batch (a replay redoes it), commits its
     # offsets and leaves the group; if that takes longer than this, it exits anyway.
     shutdown_grace_s: float = Field(default=10.0, gt=0)
+    # How long the worker's producer holds training examples (and dead letters) to batch
+    # them. A chunk's examples are sent as soon as it is folded and waited for only once the
+    # next chunk is folded: held for the API's 20 ms, they were still waiting then, and each
+    # chunk paid a whole round trip to the broker.
+    linger_ms: int = Field(default=1, ge=0)
+    # Allocations between two passes of Python's cyclic garbage collector over its young
+    # objects (CPython's default is 700). A batch allocates dozens of short-lived objects per
+    # event, none of them in cycles; at the default the collector's passes, and the full
+    # ones they trigger over the state cache, took a third of the worker's CPU.
+    gc_threshold: int = Field(default=10_000, ge=1)
 
 
 class MetricsSettings(_Section):

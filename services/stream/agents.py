@@ -28,11 +28,13 @@ from collections.abc import Awaitable, Callable, Container, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
+import msgspec
+
 from botify import keys
 from botify.catalog import unknown_track
 from botify.dead_letters import RECORD_ERRORS, DeadLetter, Headers
 from botify.errors import BackendUnavailableError, InvalidEventError
-from botify.events import ListenEvent, decode_listen_event
+from botify.events import ListenEvent, ListenRecord, decode_listen_record
 from botify.state import (
     Position,
     StateConfig,
@@ -96,8 +98,9 @@ class StreamObserver(Protocol):
         """A batch is done: every record applied, a duplicate or dead-lettered."""
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(msgspec.Struct, frozen=True, gc=False):
+    """One consumed record (a Struct: one is made per event, see ``botify.state``)."""
+
     topic: str
     partition: int
     offset: int
@@ -329,13 +332,15 @@ class ListenProcessor:
         folds: list[_UserFold] = []
         examples: list[tuple[bytes, bytes]] = []
         skipped = 0
+        config, encode = self.config, encode_example
         for user in users:
             fold = _UserFold(user)
             start = state = states[user]
             plays: list[TrackPlay] = []
+            key = b"%d" % user  # every example's record key (TrainingExample.record_key)
             for i, event, position in pending[user]:
                 try:
-                    t = apply_listen(state, event, position, self.config)
+                    t = apply_listen(state, event, position, config)
                 except Exception as exc:  # deterministic: retrying would stall the partition
                     logger.exception("folding [%d]@%d failed", position.partition, position.offset)
                     fold.failed.append((i, f"processing failed: {exc!r}"))
@@ -349,7 +354,7 @@ class ListenProcessor:
                 plays += t.plays
                 if t.example is not None:
                     try:
-                        examples.append((t.example.record_key, encode_example(t.example)))
+                        examples.append((key, encode(t.example)))
                     except Exception as exc:  # deterministic: a retry would stall the partition
                         # The listen is good and its state applies; only the example is set
                         # aside (counted and logged; the listen stays on its topic to redo it).
@@ -472,9 +477,9 @@ def _coordinates(record: Record) -> tuple[str, int, int, bytes | None, bytes | N
     return record.topic, record.partition, record.offset, record.key, record.value
 
 
-def decode(record: Record) -> ListenEvent:
+def decode(record: Record) -> ListenEvent | ListenRecord:
     """The record's event, or ``InvalidEventError`` saying why it is not one."""
-    event = decode_listen_event(record.value)
+    event = decode_listen_record(record.value)
     if record.key is not None and record.key != event.key:
         raise InvalidEventError(f"record key {record.key!r} is not the user id {event.user}")
     return event

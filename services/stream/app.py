@@ -57,7 +57,7 @@ class _ExampleTopic:
         self._producer, self._topic = producer, topic
 
     def send(self, records: Sequence[tuple[bytes, bytes]]) -> None:
-        self._producer.send(self._topic, records)
+        self._producer.send_batch(self._topic, records)
 
     async def flush(self) -> None:
         self._producer.flush()
@@ -122,7 +122,9 @@ class StreamWorker:
                 "heartbeat.interval.ms": max(100, kafka.session_timeout_ms // 4),
             }
         )
-        self._producer = DeliveringProducer(kafka, client_id="botify-stream")
+        self._producer = DeliveringProducer(
+            kafka, client_id="botify-stream", linger_ms=stream.linger_ms
+        )
         self._store = open_user_state_store(settings.redis)
         self.processor = ListenProcessor(
             store=self._store,

@@ -7,9 +7,21 @@ from typing import Any
 import jsonschema
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from botify.errors import InvalidEventError
-from botify.events import decode_listen_event, encode_listen_event, make_listen_event
+from botify.events import (
+    MAX_INT64,
+    MAX_LATENCY_S,
+    MAX_TIMESTAMP_MS,
+    ListenEvent,
+    ListenRecord,
+    decode_listen_event,
+    decode_listen_record,
+    encode_listen_event,
+    make_listen_event,
+)
 from botify.settings import REPO_DIR
 from tests.factories import listen
 
@@ -145,3 +157,81 @@ def test_a_trusted_event_encodes_exactly_as_a_validated_one() -> None:
     trusted = trusted_listen_event(**fields)
     assert encode_listen_event(trusted) == encode_listen_event(make_listen_event(**fields))
     assert decode_listen_event(encode_listen_event(trusted)) == trusted
+
+
+def _verdict(decode: Any, raw: bytes) -> dict[str, Any] | str:
+    """The fields a decoder reads from ``raw``, or the reason it refuses it."""
+    try:
+        event = decode(raw)
+    except InvalidEventError as exc:
+        return f"invalid: {exc}"
+    return {name: getattr(event, name) for name in ListenEvent.model_fields}
+
+
+_FIELD_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-3, max_value=2**64),
+    st.sampled_from([0.0, -0.0, 0.5, 1.0, 1.5, 1e308, -1.0, 2.0**31]),
+    st.sampled_from(["", "C", "T1", "T", "next", "last", "random", "Not Snake", "a\n", "é", "7"]),
+    st.text(max_size=70),
+    st.dictionaries(st.text(max_size=3), st.sampled_from(["C", "T2", "X"]), max_size=2),
+)
+
+
+@given(
+    st.sampled_from([*valid_fields(), "extra"]),
+    _FIELD_VALUES,
+    st.sampled_from(["next", "last"]),
+    st.booleans(),
+)
+@settings(max_examples=400, deadline=None)
+def test_the_streams_fast_decode_agrees_with_the_validated_one(
+    field: str, value: Any, message: str, drop: bool
+) -> None:
+    """Same events, same values, same verdict, the reason included: whatever the fast path
+    is unsure of, pydantic decides."""
+    fields = valid_fields() | {"message": message}
+    if message == "last":
+        fields["recommendation"] = None
+    if drop:
+        fields.pop(field, None)
+    else:
+        fields[field] = value
+    try:
+        raw = orjson.dumps(fields)
+    except TypeError:  # an integer too large for JSON
+        return
+    assert _verdict(decode_listen_record, raw) == _verdict(decode_listen_event, raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"user": 1, "user": 2}',
+        json.dumps(valid_fields() | {"latency": 1e999}).encode(),
+        json.dumps(valid_fields()).replace('"abc"', '"a\\u00e9"').encode(),
+        json.dumps(valid_fields()).replace('"random"', '"random\\n"').encode(),
+        json.dumps(valid_fields()).replace('"track": 2', '"track": 2.0').encode(),
+        json.dumps(valid_fields()).replace('"user": 1', '"user": 3, "user": 1').encode(),
+        json.dumps(valid_fields()).encode() + b" x",
+        b"  " + json.dumps(valid_fields()).encode() + b"\n",
+        None,
+        b"",
+        # Just past each maximum of the schema (the fast path once missed all three).
+        json.dumps(valid_fields() | {"timestamp": MAX_TIMESTAMP_MS + 1}).encode(),
+        json.dumps(valid_fields() | {"latency": MAX_LATENCY_S + 0.5}).encode(),
+        json.dumps(valid_fields() | {"model_version": MAX_INT64 + 1}).encode(),
+        json.dumps(valid_fields() | {"timestamp": MAX_TIMESTAMP_MS}).encode(),
+    ],
+)
+def test_the_streams_fast_decode_agrees_on_edge_cases(raw: bytes | None) -> None:
+    assert _verdict(decode_listen_record, raw) == _verdict(decode_listen_event, raw)
+
+
+def test_the_fast_decode_of_a_valid_event_is_its_record() -> None:
+    event = listen(experiments={"X": "T3"})
+    record = decode_listen_record(encode_listen_event(event))
+    assert isinstance(record, ListenRecord)
+    assert _verdict(lambda raw: record, b"") == event.model_dump()
+    assert record.key == event.key

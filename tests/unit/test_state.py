@@ -365,3 +365,15 @@ def test_the_source_survives_the_encoding_and_v2_states_read_without_one() -> No
     v2 = msgpack.packb(msgpack.unpackb(s.to_bytes())[:13])
     v2 = msgpack.packb([2, *msgpack.unpackb(v2)[1:]])
     assert UserState.from_bytes(v2).position == Position(2, 5)
+
+
+def test_the_folds_inline_replay_check_is_position_supersedes() -> None:
+    """apply_listen inlines Position.supersedes for speed: the two must never disagree
+    (the inline one once forgot the source)."""
+    sources = (None, "c/t1", "c/t2")
+    positions = [Position(p, o, s) for p in (0, 1) for o in (3, 5) for s in sources]
+    for last in positions:
+        state = apply_listen(UserState(1), listen(), last, CONFIG).state
+        for position in positions:
+            applied = apply_listen(state, listen(), position, CONFIG).applied
+            assert applied == position.supersedes(last), (last, position)

@@ -3,7 +3,10 @@ from __future__ import annotations
 import pytest
 import redis
 
+from botify import keys
+from botify.state import Position, UserState, apply_listen
 from botify.storage import RedisUserStateStore
+from tests.factories import listen
 from tests.unit.storage.contract import CHECKS
 
 
@@ -16,3 +19,22 @@ async def test_redis_store_honours_the_contract(check, redis_url: str) -> None: 
         await check(store)
     finally:
         await store.close()
+
+
+async def test_plays_counted_in_the_legacy_sorted_set_still_count(redis_url: str) -> None:
+    """Workers before the play-counts hash wrote plays to a sorted set: a track's plays are
+    what either layout holds, so an upgrade (or an old worker in a rolling one) loses none."""
+    url = redis_url.rsplit("/", 1)[0] + "/3"
+    r = redis.Redis.from_url(url)
+    r.flushdb()
+    r.zincrby(keys.LEGACY_TRACK_PLAYS, 2, 3)  # two plays of track 3 by an old worker
+    store = RedisUserStateStore.from_url(url)
+    try:
+        t = apply_listen(UserState(7), listen(user=7, track=3, time=0.5), Position(0, 0))
+        assert await store.commit(t)
+        assert await store.track_stats(3) == (3, 0.5)
+        assert r.hget(keys.TRACK_PLAY_COUNTS, 3) == b"1"
+        assert r.zscore(keys.LEGACY_TRACK_PLAYS, 3) == 2  # never written again
+    finally:
+        await store.close()
+        r.close()

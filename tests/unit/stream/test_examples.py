@@ -165,6 +165,9 @@ class RecordingProducer:
     def send(self, topic, records, headers=None):  # type: ignore[no-untyped-def]
         self.calls.append((topic, list(records)))
 
+    def send_batch(self, topic, records):  # type: ignore[no-untyped-def]
+        self.calls.append((topic, list(records)))
+
     def flush(self) -> None:
         self.calls.append("flush")
 

@@ -1,0 +1,58 @@
+"""``DeliveringProducer.send_batch`` hands records over in one call and drops none."""
+
+from __future__ import annotations
+
+import pytest
+
+from botify.errors import BackendUnavailableError
+from botify.kafka import DeliveringProducer
+from botify.settings import KafkaSettings
+
+
+class QueueOfTen:
+    """librdkafka's produce_batch with a local queue of ten records and no broker."""
+
+    def __init__(self) -> None:
+        self.queued: list[tuple[bytes | None, bytes | None]] = []
+
+    def produce_batch(self, topic, messages, on_delivery):  # type: ignore[no-untyped-def]
+        for m in messages:
+            if len(self.queued) < 10:
+                self.queued.append((m["key"], m["value"]))
+            else:
+                m["_error"] = "queue full"
+        return min(len(messages), 10)
+
+    def produce(self, topic, value, key, on_delivery, headers):  # type: ignore[no-untyped-def]
+        if len(self.queued) >= 10:
+            raise BufferError("queue full")
+        self.queued.append((key, value))
+
+    def poll(self, timeout: float) -> int:
+        if timeout and self.queued:  # the broker takes one record while we wait
+            self.queued.pop(0)
+        return 0
+
+    def purge(self) -> None:
+        self.queued.clear()
+
+
+def producer(fake: QueueOfTen) -> DeliveringProducer:
+    p = DeliveringProducer(KafkaSettings(bootstrap_servers="127.0.0.1:1"), "test")
+    p._producer = fake  # type: ignore[assignment]
+    return p
+
+
+def test_records_the_queue_refused_are_sent_one_by_one_as_it_drains() -> None:
+    fake = QueueOfTen()
+    records = [(b"%d" % i, b"v%d" % i) for i in range(12)]
+    producer(fake).send_batch("t", records)
+    # Ten went in the batch; the two refused waited for room (two taken by the "broker").
+    assert fake.queued == records[2:]
+
+
+def test_a_queue_that_stays_full_fails_the_send_instead_of_dropping_records() -> None:
+    fake = QueueOfTen()
+    fake.poll = lambda timeout: 0  # type: ignore[method-assign]  # the broker takes nothing
+    with pytest.raises(BackendUnavailableError, match="buffer stays full"):
+        producer(fake).send_batch("t", [(b"%d" % i, b"v") for i in range(25)])
