@@ -15,6 +15,7 @@ def test_created_topics_carry_the_retention_settings(broker_url: str) -> None:
     settings = KafkaSettings(
         bootstrap_servers=broker_url,
         listens_topic=topic,
+        examples_topic=f"{topic}.examples",  # the default one is shared by the session
         retention_ms=3_600_000,
         retention_bytes=50_000_000,
     )
