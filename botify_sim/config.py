@@ -30,6 +30,9 @@ class WorldConfig(_Frozen):
     artist_weight: float = 1.4
     noise_weight: float = 1.456
     scale: float = Field(3.433, gt=0)
+    mainstream_weight: float = Field(0.0, ge=0)
+    mainstream_power: float = Field(1.0, gt=0)
+    popular_norm: float = Field(0.0, ge=0)
 
 
 class UserConfig(_Frozen):
