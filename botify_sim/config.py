@@ -32,7 +32,6 @@ class WorldConfig(_Frozen):
     scale: float = Field(3.433, gt=0)
     mainstream_weight: float = Field(0.0, ge=0)
     mainstream_power: float = Field(1.0, gt=0)
-    popular_norm: float = Field(0.0, ge=0)
 
 
 class UserConfig(_Frozen):

@@ -188,8 +188,7 @@ def _populate(
     if cfg.mainstream_weight:  # drawn only when used: a world without it stays as it was
         mix = mix + _mainstream(rng, cfg, popularity)
     # scale * unit(genre + artist + noise + mainstream): every embedding has the norm scale.
-    norm = cfg.scale * (1.0 + cfg.popular_norm * _percentile(popularity) ** cfg.mainstream_power)
-    embeddings = (norm[:, None] * _unit(mix)).astype(np.float32)
+    embeddings = (cfg.scale * _unit(mix)).astype(np.float32)
     interests, bias, sharpness = _users(rng, config, popularity)
     starts = nearest_rows(embeddings, interests, config.user.nearest)
     return World(

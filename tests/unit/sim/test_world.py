@@ -106,6 +106,20 @@ def test_tracks_of_one_artist_and_of_one_genre_lie_close_together() -> None:
     assert same_genre_other_artist > other_genre + 0.05
 
 
+def test_a_mainstream_direction_brings_the_most_popular_tracks_together() -> None:
+    def top_similarity(weight: float) -> tuple[float, float]:
+        w = generate_world(small_config(mainstream_weight=weight, mainstream_power=4.0))
+        unit = w.embeddings / np.linalg.norm(w.embeddings, axis=1, keepdims=True)
+        order = np.argsort(-w.popularity)
+        top, rest = unit[order[:100]], unit[order[-1000:]]
+        return float((top @ top.T).mean()), float((rest @ rest.T).mean())
+
+    top_without, rest_without = top_similarity(0.0)
+    top_with, rest_with = top_similarity(3.0)
+    assert top_with > top_without + 0.2  # popular tracks share a direction...
+    assert rest_with == pytest.approx(rest_without, abs=0.02)  # ...the unpopular hardly
+
+
 def test_embeddings_share_one_norm_the_configured_scale() -> None:
     w = small_world()
     norms = np.linalg.norm(w.embeddings, axis=1)
