@@ -34,7 +34,9 @@ def test_fit_solves_for_scale_noise_and_mainstream_weights(monkeypatch: pytest.M
         return {k: SimSummary(sessions, value[k], 0.0, 7.0) for k in names}
 
     monkeypatch.setattr(calibrate, "evaluate", evaluate)
-    fitted = calibrate.fit(small_config(), 100, [1, 2, 3], say=lambda _: None, log_sessions=77)
+    fitted = calibrate.fit(
+        small_config(), 100, [1, 2, 3], say=lambda _: None, iterations=20, tol=1e-4, log_sessions=77
+    )
     s, n, m = (fitted.world.scale, fitted.world.noise_weight, fitted.world.mainstream_weight)
     published = calibrate.COURSE_PUBLISHED
     assert 0.5 * s - 0.1 * n + 0.05 * m == pytest.approx(published["random"], abs=3e-3)
