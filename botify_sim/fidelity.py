@@ -175,8 +175,9 @@ def fidelity(
 
 def hidden_neighbours(world: World, k: int = LIST_K) -> ModelArtifact:
     """A Contextual artifact whose lists are each track's ``k`` nearest tracks by the hidden
-    embeddings: the best lists any learned model could export, so the course's Contextual
-    policy served from them is that policy's ceiling in this world."""
+    embeddings: how far following a track's true neighbours takes the course's Contextual
+    policy. Not always its ceiling: where popular tracks share a mainstream direction, lists
+    of what listeners actually liked after a track (the learned ones) do better."""
     ids = world.track_ids.astype(np.int64)
     rows = nearest_rows(world.embeddings, np.arange(len(ids)), k + 1)[:, 1:]
     meta = ModelMeta("contextual", 1, None, 0, DataWindow(0, 0, 0))
