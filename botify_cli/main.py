@@ -289,7 +289,7 @@ def _print_drive(summary: DriveSummary, title: str = "traffic") -> None:
     table.add_row("requests", f"{summary.requests:,} ({summary.requests_per_s:,.0f}/s)")
     table.add_row("sessions per minute", f"{summary.sessions_per_min:,.0f}")
     target = "unpaced" if summary.rate is None else f"target {summary.rate:g}"
-    table.add_row("sessions per second", f"{summary.sessions_per_s:.1f} ({target})")
+    table.add_row("sessions per second", f"{summary.achieved_rate:.1f} ({target})")
     if summary.rate is not None:
         table.add_row(
             "start lag p50 / p95 / max",
@@ -298,7 +298,7 @@ def _print_drive(summary: DriveSummary, title: str = "traffic") -> None:
     console.print(table)
     if summary.behind:
         err_console.print(
-            f"[yellow]warning:[/] achieved {summary.sessions_per_s:.1f} sessions/s against a "
+            f"[yellow]warning:[/] achieved {summary.achieved_rate:.1f} sessions/s against a "
             f"target of {summary.rate:g}: this machine did not hold the rate, so the figures "
             "are not comparable with runs that did (try a lower --rate)"
         )

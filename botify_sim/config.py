@@ -26,10 +26,12 @@ class WorldConfig(_Frozen):
     dim: int = Field(32, ge=2)
     artist_size_exponent: float = 0.9
     popularity_exponent: float = 1.0
-    genre_weight: float = 1.0
-    artist_weight: float = 1.4
-    noise_weight: float = 1.456
-    scale: float = Field(3.433, gt=0)
+    genre_weight: float = 2.0
+    artist_weight: float = 0.7
+    noise_weight: float = 1.318
+    scale: float = Field(2.892, gt=0)
+    mainstream_weight: float = Field(3.75, ge=0)
+    mainstream_power: float = Field(16.0, gt=0)
 
 
 class UserConfig(_Frozen):

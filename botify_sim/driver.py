@@ -120,12 +120,23 @@ class DriveSummary:
         return float(np.quantile(lags, q)) if lags else 0.0
 
     @property
+    def achieved_rate(self) -> float:
+        """Sessions/s. Paced: as they started, the schedule's episodes over the time from the
+        origin to the latest start (``episode / rate + start_lag_s``), which leaves out the
+        last session's own length: a short run on time reads as its target, not below it.
+        Unpaced: ``sessions_per_s``."""
+        if self.rate is None or len(self.episodes) < 2:
+            return self.sessions_per_s
+        last_start = max(e.episode / self.rate + e.start_lag_s for e in self.episodes)
+        scheduled = max(e.episode for e in self.episodes)
+        return scheduled / last_start if last_start > 0 else self.rate
+
+    @property
     def behind(self) -> bool:
-        """Paced, and the achieved rate fell short of the target (beyond the last session's
-        own length, which the schedule cannot hide)."""
+        """Paced, and the sessions started slower than the target rate."""
         if self.rate is None or not self.episodes:
             return False
-        return self.sessions_per_s < (1 - RATE_TOLERANCE) * self.rate
+        return self.achieved_rate < (1 - RATE_TOLERANCE) * self.rate
 
     @property
     def errors(self) -> tuple[str, ...]:

@@ -4,7 +4,7 @@ The course's recipe (reference.md §2, §5), replayed on our world: a log of the
 from the course's traffic (half the users on Random, half on StickyArtist), the course's
 models trained offline on it with the platform's own trainer code (``train_model``: the
 Contextual model on (session start, later track, time) pairs, the LightFM-style hybrid
-factorisation, TopPop-100 from the log's listen counts), then each served in-process, through
+factorisation, TopPop-100 from the log's listen time), then each served in-process, through
 the platform's recommenders, on fresh episodes. The published figures sit beside ours.
 """
 
@@ -89,6 +89,16 @@ def course_log(world: World, sessions: int, seed: int, config: SimConfig) -> pl.
     return pl.DataFrame(cols, schema=schema)
 
 
+def log_top(log: pl.DataFrame, k: int = TOP_POP_K) -> tuple[int, ...]:
+    """The ``k`` tracks with the most listen time in the log, most first (ties by id):
+    TopPop-100 as the course ranked it ("the most-listened tracks") and as the platform's
+    stream processor ranks it. A count of plays would rank first the tracks StickyArtist
+    repeats (a one-track artist's track, replayed for 0)."""
+    totals = log.group_by("track").agg(pl.col("time").sum())
+    totals = totals.sort(["time", "track"], descending=[True, False])
+    return tuple(int(x) for x in totals["track"].head(k))
+
+
 def trained(name: str, log: pl.DataFrame, world: World, settings: TrainerSettings) -> ModelArtifact:
     """``name`` trained from scratch on ``log`` by the trainer's own code."""
     from services.trainer.train import train_model  # torch: only when training
@@ -141,8 +151,7 @@ def fidelity(
         }
     )
     context = RecommenderContext(world.catalog, seed=config.seed)
-    counts = log.group_by("track").len().sort(["len", "track"], descending=[True, False])
-    context.popularity.top = tuple(int(x) for x in counts["track"].head(TOP_POP_K))
+    context.popularity.top = log_top(log)
     for model in ("contextual", "lightfm"):
         context.slot(model).artifact = trained(model, log, world, settings)
     say(f"  trained in {time.perf_counter() - t:.0f} s")
@@ -166,8 +175,9 @@ def fidelity(
 
 def hidden_neighbours(world: World, k: int = LIST_K) -> ModelArtifact:
     """A Contextual artifact whose lists are each track's ``k`` nearest tracks by the hidden
-    embeddings: the best lists any learned model could export, so the course's Contextual
-    policy served from them is that policy's ceiling in this world."""
+    embeddings: how far following a track's true neighbours takes the course's Contextual
+    policy. Not always its ceiling: where popular tracks share a mainstream direction, lists
+    of what listeners actually liked after a track (the learned ones) do better."""
     ids = world.track_ids.astype(np.int64)
     rows = nearest_rows(world.embeddings, np.arange(len(ids)), k + 1)[:, 1:]
     meta = ModelMeta("contextual", 1, None, 0, DataWindow(0, 0, 0))

@@ -94,19 +94,34 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
-def _embed(
+def _mix(
     rng: np.random.Generator, cfg: WorldConfig, artist_of: np.ndarray, genre_of_artist: np.ndarray
 ) -> np.ndarray:
-    """scale * unit(genre centre + artist offset + track noise), weighted per the config."""
+    """Each track's genre centre + artist offset + track noise, weighted per the config."""
     genres = _unit(rng.standard_normal((cfg.genres, cfg.dim)))
     artists = _unit(rng.standard_normal((len(genre_of_artist), cfg.dim)))
     noise = _unit(rng.standard_normal((len(artist_of), cfg.dim)))
-    mix = (
+    return (
         cfg.genre_weight * genres[genre_of_artist[artist_of]]
         + cfg.artist_weight * artists[artist_of]
         + cfg.noise_weight * noise
     )
-    return (cfg.scale * _unit(mix)).astype(np.float32)
+
+
+def _percentile(popularity: np.ndarray) -> np.ndarray:
+    """Each track's popularity rank as a fraction: 0 for the least popular, 1 for the most."""
+    rank = np.empty(len(popularity))
+    rank[np.argsort(popularity, kind="stable")] = np.arange(len(popularity))
+    return rank / max(len(popularity) - 1, 1)
+
+
+def _mainstream(rng: np.random.Generator, cfg: WorldConfig, popularity: np.ndarray) -> np.ndarray:
+    """One direction that every track shares in proportion to its popularity percentile
+    to the power ``mainstream_power``: popular tracks are then liked more broadly, as
+    popular tracks were in the course's MSD factors, and lie nearer each other."""
+    direction = _unit(rng.standard_normal(cfg.dim))
+    weight = cfg.mainstream_weight * _percentile(popularity) ** cfg.mainstream_power
+    return weight[:, None] * direction
 
 
 def _popularity(rng: np.random.Generator, cfg: WorldConfig, artist_rank: np.ndarray) -> np.ndarray:
@@ -168,8 +183,12 @@ def _populate(
 ) -> World:
     """The hidden parts of a world on a catalog whose artists and genres are decided."""
     cfg = config.world
-    embeddings = _embed(rng, cfg, artist_of, genre_of_artist)
+    mix = _mix(rng, cfg, artist_of, genre_of_artist)
     popularity = _popularity(rng, cfg, artist_of)
+    if cfg.mainstream_weight:  # drawn only when used: a world without it stays as it was
+        mix = mix + _mainstream(rng, cfg, popularity)
+    # scale * unit(genre + artist + noise + mainstream): every embedding has the norm scale.
+    embeddings = (cfg.scale * _unit(mix)).astype(np.float32)
     interests, bias, sharpness = _users(rng, config, popularity)
     starts = nearest_rows(embeddings, interests, config.user.nearest)
     return World(

@@ -15,6 +15,11 @@ from tests.unit.sim.worlds import small_config
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
+# Sessions a second: on the recalibrated world these sessions average 14 tracks (affinity's
+# run long), and the trainer shares the two cores: 40/s fell behind on a busy machine.
+RATE = 20.0
+
+
 def test_a_paced_demo_holds_its_rate_trains_by_data_and_reports_learning(
     tmp_path: Path,
 ) -> None:
@@ -34,11 +39,11 @@ def test_a_paced_demo_holds_its_rate_trains_by_data_and_reports_learning(
         on_progress=lambda n: None,
         warmup=500,
         arms={"C": "random", "T1": "affinity", "T2": "sticky_artist"},
-        rate=40.0,
+        rate=RATE,
     )
-    assert result.warmup is not None and result.warmup.rate == result.drive.rate == 40.0
+    assert result.warmup is not None and result.warmup.rate == result.drive.rate == RATE
     assert result.drive.sessions == 300 and not result.drive.behind
-    assert result.drive.sessions_per_s == pytest.approx(40.0, rel=0.1)
+    assert result.drive.achieved_rate == pytest.approx(RATE, rel=0.05)
     # Rounds came from data: each after at least the configured examples.
     runs = result.training_runs
     assert runs and {r["model"] for r in runs} == {"affinity"}  # only what the arms serve
@@ -47,7 +52,7 @@ def test_a_paced_demo_holds_its_rate_trains_by_data_and_reports_learning(
     x_random, of_oracle = result.ratios("T2")
     assert x_random is not None and x_random > 1 and of_oracle is not None and of_oracle < 1
     doc = json.loads(write_results(result, tmp_path / "results.json").read_text())
-    assert doc["traffic"]["target_rate"] == 40.0 and doc["training"]["kept_up"]
+    assert doc["traffic"]["target_rate"] == RATE and doc["training"]["kept_up"]
     assert set(doc["learning"]["curves"]) == {"random", "affinity", "sticky_artist"}
     assert doc["learning"]["measured_from_s"] > 0
     assert {a["recommender"]: a["share_of_oracle"] is not None for a in doc["arms"]} == {

@@ -250,6 +250,20 @@ def test_a_long_session_never_repeats_and_the_model_serves_while_it_can(name: st
     assert versions[0] == 7 and set(versions) <= {7, None}
 
 
+def test_contextual_answers_a_previous_track_it_has_no_list_for_from_the_sessions_start() -> None:
+    context = RecommenderContext(CATALOG)
+    context.slot("contextual").artifact = artifact(3, {7: [10, 11]}, tracks=[7, 8, 10, 11])
+    rec = model_recommender("contextual", context)
+    session = (7, 8)  # started on 7, which the model knows; 8 it has no list for
+    picks = {
+        rec.recommend_versioned(
+            RecommendRequest(u, 8, 0.5, frozenset(session), session), UserState(u)
+        )
+        for u in range(30)
+    }
+    assert picks == {(10, 3), (11, 3)}
+
+
 def test_contextual_is_uniform_over_the_previous_tracks_top_k_never_repeating() -> None:
     context = RecommenderContext(CATALOG)
     context.slot("contextual").artifact = artifact(1, {7: list(range(100, 200))})

@@ -45,14 +45,23 @@ def test_a_rate_must_be_positive(rate: float) -> None:
         Pacer(0.0, rate)
 
 
-def summary(sessions: int, elapsed: float, rate: float | None) -> DriveSummary:
-    episodes = tuple(EpisodeResult(i, i, 1.0, 1, 2, None, 0.1 * i) for i in range(sessions))
+def summary(sessions: int, elapsed: float, rate: float | None, lag: float = 0.0) -> DriveSummary:
+    """``sessions`` episodes, each starting ``lag`` s per episode later than the one before
+    against the schedule (0: all on time)."""
+    episodes = tuple(EpisodeResult(i, i, 1.0, 1, 2, None, lag * i) for i in range(sessions))
     return DriveSummary(sessions, 0, 1.0, 1.0, 2 * sessions, elapsed, episodes, rate)
 
 
-def test_a_run_is_behind_when_its_achieved_rate_falls_short_of_the_target() -> None:
-    assert summary(100, 10.1, 10.0).sessions_per_s == pytest.approx(9.90, abs=0.01)
-    assert not summary(100, 10.1, 10.0).behind  # the last session's own length
-    assert summary(100, 12.0, 10.0).behind
-    assert not summary(100, 12.0, None).behind  # unpaced: nothing to fall behind
-    assert summary(11, 1.0, None).start_lag_quantile(1.0) == pytest.approx(1.0)
+def test_a_run_is_behind_when_its_sessions_start_slower_than_the_target() -> None:
+    # 100 sessions at 10/s on time: the last starts at 9.9 s, and whatever the last session
+    # lasts (here 2.1 s more) the run held its rate.
+    on_time = summary(100, 12.0, 10.0)
+    assert on_time.achieved_rate == pytest.approx(10.0) and not on_time.behind
+    assert on_time.sessions_per_s == pytest.approx(100 / 12.0)
+    # Each session 0.01 s later than the one before: the last starts at 9.9 + 0.99 s.
+    late = summary(100, 12.0, 10.0, lag=0.01)
+    assert late.achieved_rate == pytest.approx(99 / 10.89) and late.behind
+    assert not summary(100, 12.0, 10.0, lag=0.001).behind  # 1 % slow: within the tolerance
+    assert not summary(100, 12.0, None, lag=0.01).behind  # unpaced: nothing to fall behind
+    assert summary(100, 12.0, None).achieved_rate == pytest.approx(100 / 12.0)
+    assert summary(11, 1.0, None, lag=0.1).start_lag_quantile(1.0) == pytest.approx(1.0)
