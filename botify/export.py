@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal, Protocol
@@ -91,20 +90,24 @@ _UNWRITABLE = (pa.ArrowException, OverflowError, TypeError, ValueError, orjson.J
 
 
 class _Sink(Protocol):
-    def write(self, events: list[ListenEvent]) -> list[tuple[int, str]]:
-        """Write the events; returns the ones that could not be written (index, reason)."""
+    def write_batch(self, events: list[ListenEvent]) -> None:
+        """Write all the events, or none of them (raising one of ``_UNWRITABLE``)."""
 
     def close(self) -> None: ...
 
 
-def _write_each(
-    events: list[ListenEvent], write: Callable[[list[ListenEvent]], None]
-) -> list[tuple[int, str]]:
-    """``write`` the events one at a time (after a batch failed): the rest still go in."""
+def _write_or_skip(sink: _Sink, events: list[ListenEvent]) -> list[tuple[int, str]]:
+    """Write the events; those that cannot be written are skipped: (index, reason). A batch
+    that fails is written again one event at a time, so the rest still go in."""
+    try:
+        sink.write_batch(events)
+        return []
+    except _UNWRITABLE:
+        pass
     skipped = []
     for i, event in enumerate(events):
         try:
-            write([event])
+            sink.write_batch([event])
         except _UNWRITABLE as exc:
             skipped.append((i, f"cannot be written: {exc}"))
     return skipped
@@ -114,14 +117,7 @@ class _ParquetSink:
     def __init__(self, path: Path) -> None:
         self._writer = pq.ParquetWriter(path, PARQUET_SCHEMA, compression="zstd")
 
-    def write(self, events: list[ListenEvent]) -> list[tuple[int, str]]:
-        try:
-            self._write(events)
-        except _UNWRITABLE:
-            return _write_each(events, self._write)
-        return []
-
-    def _write(self, events: list[ListenEvent]) -> None:
+    def write_batch(self, events: list[ListenEvent]) -> None:
         columns: dict[str, list[object]] = {name: [] for name in PARQUET_SCHEMA.names}
         for event in events:
             for name, value in event.model_dump(mode="python").items():
@@ -137,14 +133,7 @@ class _JsonlSink:
     def __init__(self, path: Path) -> None:
         self._file: IO[bytes] = path.open("wb")
 
-    def write(self, events: list[ListenEvent]) -> list[tuple[int, str]]:
-        try:
-            self._write(events)
-        except _UNWRITABLE:
-            return _write_each(events, self._write)
-        return []
-
-    def _write(self, events: list[ListenEvent]) -> None:
+    def write_batch(self, events: list[ListenEvent]) -> None:
         self._file.write(b"".join(original_line(e) for e in events))
 
     def close(self) -> None:
@@ -238,7 +227,7 @@ def _drain(
 
     def flush() -> None:
         nonlocal rows, bad, batch, where
-        skipped = sink.write(batch)
+        skipped = _write_or_skip(sink, batch)
         for i, reason in skipped:
             _report_bad(where[i], reason, samples)
         rows += len(batch) - len(skipped)

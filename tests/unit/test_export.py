@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from botify.events import ListenEvent
-from botify.export import _JsonlSink, _ParquetSink
+from botify.export import _JsonlSink, _ParquetSink, _write_or_skip
 from tests.factories import listen
 
 
@@ -19,7 +19,7 @@ def unwritable() -> ListenEvent:
 def test_parquet_writer_skips_a_row_int64_cannot_hold_and_writes_the_rest(tmp_path: Path) -> None:
     sink = _ParquetSink(tmp_path / "x.parquet")
     events = [listen(user=1), unwritable(), listen(user=2)]
-    skipped = sink.write(events)
+    skipped = _write_or_skip(sink, events)
     sink.close()
     assert [i for i, _ in skipped] == [1]
     assert pq.read_table(tmp_path / "x.parquet").column("user").to_pylist() == [1, 2]
@@ -27,7 +27,7 @@ def test_parquet_writer_skips_a_row_int64_cannot_hold_and_writes_the_rest(tmp_pa
 
 def test_jsonl_writer_skips_a_row_json_cannot_hold_and_writes_the_rest(tmp_path: Path) -> None:
     sink = _JsonlSink(tmp_path / "x.jsonl")
-    skipped = sink.write([listen(user=1), unwritable(), listen(user=2)])
+    skipped = _write_or_skip(sink, [listen(user=1), unwritable(), listen(user=2)])
     sink.close()
     assert [i for i, _ in skipped] == [1]
     assert len((tmp_path / "x.jsonl").read_text().splitlines()) == 2
