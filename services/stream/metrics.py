@@ -63,7 +63,8 @@ class StreamMetrics:
             ["step"],
             registry=r,
         )
-        self.examples_skipped = Counter(
+        # Not named like the observer method below, which it would hide (a TypeError there).
+        self.examples_skipped_total = Counter(
             "botify_stream_examples_skipped_total",
             "Training examples that failed validation (their listens still applied).",
             registry=r,
@@ -151,7 +152,7 @@ class StreamMetrics:
         self.retries.labels(step).inc()
 
     def examples_skipped(self, count: int) -> None:
-        self.examples_skipped.inc(count)
+        self.examples_skipped_total.inc(count)
 
     def dead_lettered(self, count: int) -> None:
         self.events.labels("dead_letter").inc(count)

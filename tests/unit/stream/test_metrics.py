@@ -109,3 +109,33 @@ async def test_a_dead_letter_is_counted(setup) -> None:  # type: ignore[no-untyp
     await proc.handle(Record("t", 0, 0, b"1", b"{nope"))
     assert value(registry, "botify_stream_events_total", outcome="dead_letter") == 1
     assert value(registry, "botify_stream_events_total", outcome="applied") == 0
+
+
+async def test_an_example_that_fails_validation_is_counted_in_the_metrics(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Through the real StreamMetrics: its counter once hid the observer method of the same
+    name, and a skipped example raised TypeError in the worker."""
+    from services.stream import agents
+    from tests.unit.stream.test_examples import RecordingSink
+
+    def refuse(example):  # type: ignore[no-untyped-def]
+        raise ValueError("fails its schema")
+
+    monkeypatch.setattr(agents, "encode_example", refuse)
+    registry, store = CollectorRegistry(), InMemoryUserStateStore()
+    proc = ListenProcessor(
+        store,
+        RecordingTopic(),
+        StateConfig(),
+        Retry(first=0.001, cap=0.002),
+        observer=StreamMetrics(registry, PLAN),
+        examples=RecordingSink(store),
+    )
+    first = encode_listen_event(listen(user=1, track=10, recommendation=11))
+    then = encode_listen_event(listen(user=1, track=11))
+    outcomes = await proc.handle_batch(
+        [Record("t", 0, 0, b"1", first), Record("t", 0, 1, b"1", then)]
+    )
+    assert outcomes == ["applied", "applied"]
+    assert value(registry, "botify_stream_examples_skipped_total") == 1
