@@ -182,6 +182,12 @@ class ApiSettings(_Section):
     # as a JSON list: BOTIFY_API__API_KEYS='["key-1", "key-2"]' (two during a rotation).
     # Empty: no authentication (the embedded default; compose sets one).
     api_keys: tuple[SecretStr, ...] = ()
+
+    @property
+    def client_key(self) -> str | None:
+        """The key botify's own clients send (the simulator, Prometheus): the first one."""
+        return self.api_keys[0].get_secret_value() if self.api_keys else None
+
     # Delivery is unhealthy (/health 503) when the oldest event waiting in the producer has
     # waited longer than delivery_stall_s, or the latest deliveries failed (within
     # failure_window_s, nothing delivered since). Then /next and /last answer 503 under

@@ -242,8 +242,7 @@ def run_demo(
     say("building the simulated world (cached after the first run)")
     world_dir, world = ensure_world(settings.run_dir / "worlds", sim)
     # An API that requires keys (BOTIFY_API__API_KEYS) is driven with the first one.
-    keys = settings.api.api_keys
-    api_key = keys[0].get_secret_value() if keys else None
+    api_key = settings.api.client_key
     timings["world"] = time.perf_counter() - t
     arms = arms or demo_arms(settings.demo.arms)
     experiments = write_experiments(run_dir / "experiments.toml", arms)

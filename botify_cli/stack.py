@@ -177,9 +177,9 @@ class EmbeddedStack:
             if self.prometheus:
                 say("prometheus")
                 port = free_port()
-                keys = self.settings.api.api_keys
-                key = keys[0].get_secret_value() if keys else None
-                config = write_config(targets.parent, targets, self.scrape_interval_s, key)
+                config = write_config(
+                    targets.parent, targets, self.scrape_interval_s, self.settings.api.client_key
+                )
                 data = targets.parent / "data"
                 self._add(
                     "prometheus",

@@ -99,13 +99,11 @@ class Supervisor:
         except BackendUnavailableError as exc:
             # Still dead: the next check schedules it again with a longer delay.
             self.say(f"{name} did not come back: {exc}")
-            record.restart_at = None
-            record.started_at = self.clock()
-            return
-        record.restarts += 1
+        else:
+            record.restarts += 1
+            self.say(f"{name} restarted (restart {record.restarts})")
         record.restart_at = None
         record.started_at = self.clock()
-        self.say(f"{name} restarted (restart {record.restarts})")
 
     def _backend_died(self, name: str) -> str:
         code = self.stack.exit_code(name)

@@ -11,8 +11,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    TypeAdapter,
-    ValidationError,
 )
 
 from botify.events import MAX_ID
@@ -92,7 +90,6 @@ class HealthResponse(BaseModel):
 # MAX_ID; the range is checked after.
 ID_PATTERN = r"^[0-9]{1,10}$"
 _DIGITS = re.compile(ID_PATTERN)
-_ID = TypeAdapter(Annotated[int, Field(ge=0, le=MAX_ID)])
 
 
 def path_id(raw: str, name: str) -> int:
@@ -108,10 +105,20 @@ def path_id(raw: str, name: str) -> int:
                 }
             ]
         )
-    try:
-        return _ID.validate_python(int(raw))
-    except ValidationError as exc:
-        raise RequestValidationError([{**e, "loc": ("path", name)} for e in exc.errors()]) from None
+    value = int(raw)  # digits only: never negative, so only the maximum is left to check
+    if value > MAX_ID:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "less_than_equal",
+                    "loc": ("path", name),
+                    "msg": f"Input should be less than or equal to {MAX_ID}",
+                    "input": raw,
+                    "ctx": {"le": MAX_ID},
+                }
+            ]
+        )
+    return value
 
 
 def path_doc(name: str, description: str) -> dict[str, object]:

@@ -147,14 +147,18 @@ class StreamWorker:
         self._next: dict[int, int] = {}
         # False: the identity must be looked up again before the next batch is processed.
         self._identity_known = True
+        self._assigned_before = False
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # After each rebalance; botify up and the tests wait for this line.
         self.processor.forget()
         # A new broker (one restarted without its data) means a new group too, so a
         # rebalance: the identity is looked up again before the next batch (in run(), off
-        # this callback: the admin round trip must not block the loop).
-        self._identity_known = False
+        # this callback: the admin round trip must not block the loop). The first
+        # assignment follows the lookup the constructor made.
+        if self._assigned_before:
+            self._identity_known = False
+        self._assigned_before = True
         self._next.clear()
         mine = sorted(tp.partition for tp in partitions)
         topic = self._settings.kafka.listens_topic
