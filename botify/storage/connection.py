@@ -11,10 +11,11 @@ import re
 import ssl
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlparse
+from urllib.parse import urlparse
 
 import redis
 import redis.asyncio as aioredis
+from redis.connection import parse_url
 
 from botify.errors import ConfigError
 from botify.settings import RedisSettings
@@ -36,30 +37,31 @@ class RedisEndpoint:
 
     @classmethod
     def from_settings(cls, settings: RedisSettings) -> RedisEndpoint:
-        url = urlparse(settings.url)
-        if url.scheme not in ("redis", "rediss", "unix"):
+        # redis-py's own reading of its URL forms: credentials in the netloc or as
+        # ?username=&password= (the only way for unix://), the database in the path or ?db=.
+        try:
+            parsed = parse_url(settings.url)
+        except ValueError:
             raise ConfigError(
                 f"redis url {redact(settings.url)}: use redis://, rediss:// or unix://"
-            )
-        # redis-py's URL forms: credentials in the netloc or as ?username=&password= (the
-        # only way for unix://), the database in the path or as ?db=.
-        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+            ) from None
+        # Two mistakes redis-py lets through silently: a database path that is not a number
+        # (it falls back to db 0; an unencoded '/' in a password looks the same), and a
+        # relative unix path (read as a host name).
+        url = urlparse(settings.url)
         path_db = "" if url.scheme == "unix" else url.path.lstrip("/")
-        try:
-            db = int(path_db or query.get("db") or 0)
-        except ValueError:
-            raise ConfigError(f"redis url {redact(settings.url)}: db must be a number") from None
+        if path_db and not path_db.isdigit():
+            raise ConfigError(f"redis url {redact(settings.url)}: db must be a number")
         if url.scheme == "unix" and (url.netloc or not url.path.startswith("/")):
             raise ConfigError(f"redis url {redact(settings.url)}: unix:// needs an absolute path")
         password = settings.password.get_secret_value() if settings.password else None
         return cls(
-            host=url.hostname or "127.0.0.1",
-            port=url.port or 6379,
-            socket_path=url.path if url.scheme == "unix" else None,
-            db=db,
-            username=settings.username
-            or (unquote(url.username) if url.username else query.get("username")),
-            password=password or (unquote(url.password) if url.password else query.get("password")),
+            host=parsed.get("host") or "127.0.0.1",
+            port=parsed.get("port") or 6379,
+            socket_path=parsed.get("path"),
+            db=parsed.get("db", 0),
+            username=settings.username or parsed.get("username"),
+            password=password or parsed.get("password"),
             tls=_tls_context(settings) if url.scheme == "rediss" else None,
             tls_kwargs=tuple(_redis_py_tls(settings).items()),
         )
