@@ -31,6 +31,8 @@ async def health(rt: RuntimeDep) -> Response:
     one is recent, the latest deliveries did not fail). A broker that is briefly slow is
     not a failure; events that stop reaching it are, even while it accepts connections."""
     try:
+        # Not redundant with the client's socket timeout: without it, /health hung with
+        # Redis SIGSTOPped (tests/integration/test_redis_stall.py).
         redis_ok = await asyncio.wait_for(rt.store.ping(), timeout=rt.settings.redis.timeout_s)
         redis = ComponentHealth(ok=redis_ok)
     except Exception as exc:  # any failure means not ready; say which
