@@ -27,10 +27,17 @@ MAX_TIMESTAMP_MS = 253_402_300_799_999
 MAX_LATENCY_S = 3600.0
 MAX_INT64 = 2**63 - 1
 
+# The schema's string constraints, once for both codecs (pydantic's and msgspec's).
+MAX_EVENT_ID_LENGTH = 64
+MAX_RECOMMENDER_LENGTH = 64
+RECOMMENDER_PATTERN = r"^[a-z][a-z0-9_]*$"
+EXPERIMENT_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+ARM_PATTERN = r"^(C|T[0-9]+)$"
+
 Id = Annotated[int, Field(ge=0, le=MAX_ID)]
-Arm = Annotated[str, Field(pattern=r"^(C|T[0-9]+)$")]
-# What an experiment's name must look like to travel in an event (the schema's pattern).
-EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+Arm = Annotated[str, Field(pattern=ARM_PATTERN)]
+# What an experiment's name must look like to travel in an event.
+EXPERIMENT_NAME = re.compile(EXPERIMENT_NAME_PATTERN)
 
 
 class ListenEvent(BaseModel):
@@ -39,7 +46,7 @@ class ListenEvent(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     schema_version: Literal[1] = 1
-    event_id: Annotated[str, Field(min_length=1, max_length=64)]
+    event_id: Annotated[str, Field(min_length=1, max_length=MAX_EVENT_ID_LENGTH)]
     message: Literal["next", "last"]
     timestamp: Annotated[int, Field(ge=0, le=MAX_TIMESTAMP_MS)]
     user: Id
@@ -47,9 +54,11 @@ class ListenEvent(BaseModel):
     time: Annotated[float, Field(ge=0.0, le=1.0)]
     recommendation: Id | None
     latency: Annotated[float, Field(ge=0.0, le=MAX_LATENCY_S)]
-    recommender: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
+    recommender: Annotated[
+        str, Field(min_length=1, max_length=MAX_RECOMMENDER_LENGTH, pattern=RECOMMENDER_PATTERN)
+    ]
     model_version: Annotated[int, Field(ge=0, le=MAX_INT64)] | None = None
-    experiments: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")], Arm] = {}
+    experiments: dict[Annotated[str, Field(pattern=EXPERIMENT_NAME_PATTERN)], Arm] = {}
 
     @field_validator("time", "latency", mode="before")
     @classmethod
@@ -122,7 +131,7 @@ class ListenRecord(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     at a fifth of the cost (msgspec builds it in C). Made only by ``decode_listen_record``."""
 
     schema_version: Literal[1] = 1
-    event_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    event_id: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_EVENT_ID_LENGTH)]
     message: Literal["next", "last"]
     timestamp: Annotated[int, msgspec.Meta(ge=0, le=MAX_TIMESTAMP_MS)]
     user: Annotated[int, _IdMeta]
@@ -131,12 +140,13 @@ class ListenRecord(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     recommendation: Annotated[int, _IdMeta] | None
     latency: Annotated[float, msgspec.Meta(ge=0.0, le=MAX_LATENCY_S)]
     recommender: Annotated[
-        str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
+        str,
+        msgspec.Meta(min_length=1, max_length=MAX_RECOMMENDER_LENGTH, pattern=RECOMMENDER_PATTERN),
     ]
     model_version: Annotated[int, msgspec.Meta(ge=0, le=MAX_INT64)] | None = None
     experiments: dict[
-        Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")],
-        Annotated[str, msgspec.Meta(pattern=r"^(C|T[0-9]+)$")],
+        Annotated[str, msgspec.Meta(pattern=EXPERIMENT_NAME_PATTERN)],
+        Annotated[str, msgspec.Meta(pattern=ARM_PATTERN)],
     ] = {}
 
     @property
