@@ -78,17 +78,12 @@ class TrainingExample(msgspec.Struct, frozen=True, gc=False):
         again, and the new listens must not pass for republished old ones."""
         return self.partition, self.offset, self.timestamp
 
-    @property
-    def record_key(self) -> bytes:
-        """Kafka record key: the user id, as the listens topic keys it."""
-        return str(self.user).encode()
-
 
 def encode_example(example: TrainingExample) -> bytes:
     """The msgpack record value; ``InvalidEventError`` if a field is out of its range."""
     e = example
-    # The map written field by field (the stream encodes one per listen): the same keys in
-    # the same order as ``_as_dict``.
+    # The map written field by field (the stream encodes one per listen): the schema's
+    # version, then ``EXAMPLE_COLUMNS`` in order.
     fields = {
         "schema_version": SCHEMA_VERSION,
         "timestamp": e.timestamp,
@@ -158,13 +153,6 @@ def example_schema() -> pl.Schema:
     import polars as pl
 
     return pl.Schema({name: getattr(pl, dtype) for name, dtype in EXAMPLE_COLUMNS.items()})
-
-
-def _as_dict(example: TrainingExample) -> dict[str, Any]:
-    out: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
-    for name in EXAMPLE_COLUMNS:
-        out[name] = getattr(example, name)
-    return out
 
 
 def _check(fields: Mapping[str, Any]) -> None:

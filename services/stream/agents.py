@@ -337,7 +337,7 @@ class ListenProcessor:
             fold = _UserFold(user)
             start = state = states[user]
             plays: list[TrackPlay] = []
-            key = b"%d" % user  # every example's record key (TrainingExample.record_key)
+            key = b"%d" % user  # the examples' record key: the user, as on the listens topic
             for i, event, position in pending[user]:
                 try:
                     t = apply_listen(state, event, position, config)

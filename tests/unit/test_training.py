@@ -16,9 +16,9 @@ from botify.errors import InvalidEventError
 from botify.settings import REPO_DIR
 from botify.training import (
     EXAMPLE_COLUMNS,
+    SCHEMA_VERSION,
     TRAINING_EXAMPLE_SCHEMA,
     TrainingExample,
-    _as_dict,
     _check,
     decode_example,
     encode_example,
@@ -166,9 +166,14 @@ def test_frame_of_no_examples_is_empty_with_the_same_schema() -> None:
     assert frame.is_empty() and frame.schema == example_schema()
 
 
-def test_key_is_the_source_position_and_timestamp_and_record_key_the_user() -> None:
+def test_key_is_the_source_position_and_timestamp() -> None:
     e = example()
-    assert e.key == (3, 41, e.timestamp) and e.record_key == b"7"
+    assert e.key == (3, 41, e.timestamp)
+
+
+def _as_dict(example: TrainingExample) -> dict[str, Any]:
+    """The reference map: the schema's version, then every column by name."""
+    return {"schema_version": SCHEMA_VERSION} | {n: getattr(example, n) for n in EXAMPLE_COLUMNS}
 
 
 _ODD_VALUES = st.one_of(
