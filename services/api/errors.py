@@ -55,11 +55,13 @@ def error_response(status: int, code: str, detail: object) -> Response:
 
 
 def _route(request: Request) -> str:
+    # "unmatched": no route (a 404), or refused before routing (a declared body too large).
     route = request.scope.get("route")
     return getattr(route, "path", "unmatched")
 
 
-def _count(request: Request, status: int, code: str) -> None:
+def count_error(request: Request, status: int, code: str) -> None:
+    """Count an error answer: by the handlers below, and by the body limits' early 413."""
     metrics = getattr(request.app.state, "metrics", None)
     if metrics is not None:
         route = _route(request)
@@ -71,7 +73,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(BotifyError)
     async def _domain(request: Request, exc: BotifyError) -> Response:
         status = status_for(exc)
-        _count(request, status, exc.code)
+        count_error(request, status, exc.code)
         return error_response(status, exc.code, str(exc))
 
     @app.exception_handler(RequestValidationError)
@@ -83,13 +85,13 @@ def install_error_handlers(app: FastAPI) -> None:
             {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
             for e in errors
         ]
-        _count(request, status, code)
+        count_error(request, status, code)
         return error_response(status, code, detail)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         code = HTTP_CODES.get(exc.status_code, "http_error")
-        _count(request, exc.status_code, code)
+        count_error(request, exc.status_code, code)
         response = error_response(exc.status_code, code, str(exc.detail))
         # 405's Allow header, among others.
         response.headers.update(exc.headers or {})
@@ -100,7 +102,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ClientDisconnect)
     async def _gone(request: Request, exc: ClientDisconnect) -> Response:
         # The client left mid-upload: nobody reads this answer, and it is not our error.
-        _count(request, 499, "client_disconnected")
+        count_error(request, 499, "client_disconnected")
         return error_response(499, "client_disconnected", "the client went away")
 
     @app.exception_handler(RedisError)
@@ -108,11 +110,11 @@ def install_error_handlers(app: FastAPI) -> None:
         logger.error("redis failed on %s: %s", _route(request), exc)
         if isinstance(exc, RedisTimeoutError):
             return await _domain(request, BackendTimeoutError(f"redis timed out: {exc}"))
-        _count(request, 503, "backend_unavailable")
+        count_error(request, 503, "backend_unavailable")
         return error_response(503, "backend_unavailable", f"redis: {exc}")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         logger.exception("unexpected error on %s", _route(request))
-        _count(request, 500, "internal_error")
+        count_error(request, 500, "internal_error")
         return error_response(500, "internal_error", "internal error; see the server log")

@@ -12,9 +12,10 @@ import asyncio
 from typing import Any
 
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.api.errors import error_response
+from services.api.errors import count_error, error_response
 
 
 class BodyLimits:
@@ -53,6 +54,7 @@ class BodyLimits:
                 except ValueError:
                     declared = 0  # the HTTP parser refuses those before we see them
                 if declared > limit:
+                    count_error(Request(scope), 413, "body_too_large")
                     response = error_response(
                         413, "body_too_large", f"the body may be at most {limit} bytes"
                     )

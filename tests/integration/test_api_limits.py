@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from botify.embedded import free_port
 from botify.settings import LoadBalancerSettings
@@ -141,6 +142,21 @@ def test_a_declared_body_over_the_bound_is_refused_with_413_before_it_is_sent(
         started = time.monotonic()
         assert read_status(sock) == 413
         assert time.monotonic() - started < 1
+    # Answered before routing (so under no route), and counted all the same.
+    assert errors_counted(url, "unmatched", "body_too_large") >= 1
+
+
+def errors_counted(url: str, route: str, error: str) -> float:
+    """``botify_api_errors_total`` for one route and error, from the API's /metrics."""
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "botify_api_errors_total" and sample.labels == {
+                "route": route,
+                "error": error,
+            }:
+                return sample.value
+    raise AssertionError(f"no botify_api_errors_total{{route={route!r}, error={error!r}}}")
 
 
 def test_a_chunked_body_over_the_bound_is_refused_with_413(api: tuple[str, Path]) -> None:
