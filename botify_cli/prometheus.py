@@ -17,9 +17,9 @@ from pathlib import Path
 
 import httpx
 
-from botify.embedded import HTTPChild, http_child
 from botify.errors import BackendUnavailableError, ConfigError
 from botify.settings import PACKAGE_DIR
+from botify_cli.processes import HTTPChild, http_child
 
 ALERT_RULES = PACKAGE_DIR / "data" / "prometheus-alerts.yml"
 INSTALL_HINT = "install it with `apt-get install prometheus` (Debian/Ubuntu) or from prometheus.io"

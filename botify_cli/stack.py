@@ -19,7 +19,10 @@ from pathlib import Path
 import psutil
 from mirakuru.base import SimpleExecutor
 
-from botify.embedded import (
+from botify.errors import BackendUnavailableError
+from botify.settings import KafkaSettings, Settings
+from botify_cli.load_balancer import LoadBalancerPlan, haproxy_binary, haproxy_process
+from botify_cli.processes import (
     Child,
     broker_process,
     free_port,
@@ -27,9 +30,6 @@ from botify.embedded import (
     log_file,
     redis_process,
 )
-from botify.errors import BackendUnavailableError
-from botify.settings import KafkaSettings, Settings
-from botify_cli.load_balancer import LoadBalancerPlan, haproxy_binary, haproxy_process
 from botify_cli.prometheus import (
     PrometheusQuery,
     ScrapeTarget,

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import redis.asyncio as aioredis
 
 from botify import keys
-from botify.session import SessionLog, encode_request, parse_session
+from botify.session_log import SessionLog, encode_request, parse_session
 from botify.settings import RedisSettings
 from botify.state import Transition, UserCommit, UserState
 from botify.storage.base import commit_transition

@@ -34,7 +34,7 @@ from botify.analysis.report import analyze_file
 from botify.analysis.sessions import build_sessions
 from botify.catalog import generate_catalog, write_catalog
 from botify.experiments import ExperimentPlan, load_experiments
-from botify.export import export_parquet
+from botify.listen_export import export_parquet
 from botify.settings import KafkaSettings, Settings
 from botify_cli.prometheus import ALERT_RULES, PrometheusQuery, arm_timeline
 from botify_cli.stack import EmbeddedStack

@@ -14,9 +14,9 @@ import redis
 from confluent_kafka import Producer
 
 from botify import keys
-from botify.embedded import broker_process, free_port
 from botify.kafka import ensure_topics
 from botify.settings import KafkaSettings
+from botify_cli.processes import broker_process, free_port
 from tests.factories import listen
 from tests.integration.stream.harness import (
     Worker,

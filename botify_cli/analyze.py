@@ -11,16 +11,10 @@ import typer
 from rich.console import Console
 
 from botify.analysis.load import load_log
-from botify.analysis.render import (
-    arms_table,
-    course_table,
-    cuped_table,
-    extras_table,
-    srm_text,
-    write_html,
-)
+from botify.analysis.render import write_html
 from botify.analysis.report import analyze
 from botify.errors import BotifyError
+from botify_cli.analysis_tables import arms_table, course_table, cuped_table, extras_table, srm_text
 
 
 def analyze_command(
