@@ -299,7 +299,11 @@ class EmbeddedStack:
         self.children.clear()
 
     def _stop_at_once(self, grace_s: float) -> None:
-        groups = [child.process.pid for _, child in self.children if child.running()]
+        groups = [
+            child.process.pid
+            for _, child in self.children
+            if child.running() and child.process is not None
+        ]
         for pgid in groups:
             with contextlib.suppress(OSError):
                 os.killpg(pgid, signal.SIGTERM)

@@ -290,7 +290,7 @@ def test_every_dashboard_query_returns_data(observed: Observed) -> None:
     for expr in dashboard_exprs():
         q = expr.replace("$__rate_interval", "10m").replace("$__range", "10m")
         q = q.replace("$experiment", EXPERIMENT)
-        values = [float(r["value"][1]) for r in observed.prom.instant(q, observed.at)]  # type: ignore[index]
+        values = [float(r["value"][1]) for r in observed.prom.instant(q, observed.at)]
         if not any(math.isfinite(v) for v in values):
             empty.append(q)
     assert not empty, empty
