@@ -29,8 +29,16 @@ test: $(STAMP)
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q -m unit
 
+# Every package and everything that imports them: ruff (lint and format), mypy --strict,
+# and the import contracts of pyproject.toml ([tool.importlinter]).
+PACKAGES   := botify botify_cli botify_sim services
+LINT_PATHS := $(PACKAGES) tests bench
+
 lint: $(STAMP)
-	$(BIN)/ruff check botify services tests bench
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/mypy --strict $(PACKAGES)
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)

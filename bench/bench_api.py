@@ -29,8 +29,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from botify.embedded import HTTPChild, free_port, http_child
 from botify.settings import Settings
+from botify_cli.processes import HTTPChild, free_port, http_child
 from botify_cli.stack import EmbeddedStack
 
 LUA = Path(__file__).with_name("next.lua")

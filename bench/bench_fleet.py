@@ -24,9 +24,9 @@ from bench_api import wrk, wrk_args
 from rich.console import Console
 from rich.table import Table
 
-from botify.embedded import free_port
 from botify.settings import Settings
 from botify_cli.load_balancer import LoadBalancerPlan, haproxy_process
+from botify_cli.processes import free_port
 from botify_cli.stack import EmbeddedStack
 
 console = Console()

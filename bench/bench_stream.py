@@ -34,10 +34,10 @@ from rich.console import Console
 from rich.table import Table
 
 from botify import keys
-from botify.embedded import Child, broker_process, free_port, redis_process
 from botify.events import make_listen_event
 from botify.kafka import ListenPublisher, ensure_topics
 from botify.settings import KafkaSettings
+from botify_cli.processes import Child, broker_process, free_port, redis_process
 
 console = Console()
 WARMUP_USERS = 1_000_000

@@ -39,10 +39,10 @@ from rich.table import Table
 
 from botify import keys
 from botify.catalog import Track, write_catalog
-from botify.embedded import Child, broker_process, free_port, redis_process
 from botify.events import decode_listen_event, encode_listen_event, make_listen_event
 from botify.kafka import ListenPublisher, consumer_config, ensure_topics
 from botify.settings import KafkaSettings
+from botify_cli.processes import Child, broker_process, free_port, redis_process
 
 console = Console(width=120)
 BARE_COUNTER = "bench:bare:decoded"

@@ -1,8 +1,9 @@
 """botify: an event-streaming recommender platform.
 
 This is the core package: pure domain code (catalog, events, experiments, per-user state,
-recommenders) plus the thin adapters the services share (Kafka, Redis, embedded stack).
-It never imports a service, FastAPI, faust or torch.
+recommenders, analysis, the trainer's rules) plus the thin adapters the services share
+(Kafka, Redis). It never imports a service, the CLI, the simulator, FastAPI, faust, torch,
+uvicorn, typer, rich or mirakuru: the import contracts in pyproject.toml refuse them.
 """
 
 __version__ = "0.1.0"

@@ -21,10 +21,6 @@ class InvalidEventError(BotifyError):
     code = "invalid_event"
 
 
-class InvalidRequestError(BotifyError):
-    code = "invalid_request"
-
-
 class ConfigError(BotifyError):
     code = "config_error"
 
@@ -41,10 +37,6 @@ class ArtifactError(BotifyError):
     """A model artifact (files, meta, arrays or version pointer) is missing or invalid."""
 
     code = "artifact_error"
-
-
-class ModelNotReadyError(BotifyError):
-    code = "model_not_ready"
 
 
 class BackendUnavailableError(BotifyError):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import orjson
@@ -100,7 +100,7 @@ def make_listen_event(**fields: object) -> ListenEvent:
         raise InvalidEventError(_describe(exc)) from None
 
 
-def trusted_listen_event(**fields: object) -> ListenEvent:
+def trusted_listen_event(**fields: Any) -> ListenEvent:
     """A ListenEvent from fields the caller has already validated, without validating them
     again: for the API's hot path, where the user, track and time come from a validated
     request, the recommendation from the catalog and the rest from the platform itself.

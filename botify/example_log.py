@@ -231,10 +231,18 @@ class ExampleLog:
             stats = [
                 meta.row_group(g).column(column).statistics for g in range(meta.num_row_groups)
             ]
-            if not stats or any(s is None or not s.has_min_max for s in stats):
+            bounds = [
+                (s.min, s.max)
+                for s in stats
+                if s is not None
+                and s.has_min_max
+                and isinstance(s.min, int)
+                and isinstance(s.max, int)
+            ]
+            if len(bounds) < len(stats) or not stats:
                 span = None if meta.num_rows == 0 else (-(2**63), 2**63 - 1)
             else:
-                span = (min(s.min for s in stats), max(s.max for s in stats))
+                span = (min(lo for lo, _ in bounds), max(hi for _, hi in bounds))
         except FileNotFoundError:
             return None  # deleted by the writer since it was listed: no longer in the log
         except Exception as exc:  # a damaged or foreign file must not stop training

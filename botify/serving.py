@@ -9,7 +9,7 @@ from botify.catalog import Catalog
 from botify.errors import UnknownTrackError
 from botify.experiments import Assignment, ExperimentPlan
 from botify.recommenders import Recommender, RecommendRequest
-from botify.session import SessionLog
+from botify.session_log import SessionLog
 from botify.state import UserState
 
 

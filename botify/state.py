@@ -77,7 +77,7 @@ class UserState(msgspec.Struct, frozen=True, gc=False):
 
     def to_bytes(self) -> bytes:
         pos = None if self.position is None else (self.position.partition, self.position.offset)
-        return msgpack.packb(
+        packed: bytes = msgpack.packb(
             (
                 ENCODING_VERSION,
                 self.user,
@@ -95,6 +95,7 @@ class UserState(msgspec.Struct, frozen=True, gc=False):
                 None if self.position is None else self.position.source,
             )
         )
+        return packed
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> UserState:

@@ -119,7 +119,8 @@ def encode_example(example: TrainingExample) -> bytes:
         and len(e.recommender) <= MAX_RECOMMENDER
     ):
         _check(fields)
-    return msgpack.packb(fields)
+    packed: bytes = msgpack.packb(fields)
+    return packed
 
 
 def decode_example(raw: bytes | None) -> TrainingExample:

@@ -37,7 +37,7 @@ from botify.analysis.load import load_log
 from botify.analysis.render import Timeline, write_html
 from botify.errors import BackendUnavailableError, ConfigError
 from botify.experiments import ALLOWED_GROUPS, arm_name
-from botify.export import ExportResult, export_parquet
+from botify.listen_export import ExportResult, export_parquet
 from botify.recommenders import REGISTRY, model_readers
 from botify.settings import ModelHyperParams, Settings
 from botify_cli.prometheus import PrometheusQuery, arm_timeline

@@ -12,9 +12,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from botify.embedded import HTTPChild, http_child
 from botify.errors import ConfigError
 from botify.settings import LoadBalancerSettings
+from botify_cli.processes import HTTPChild, http_child
 
 INSTALL_HINT = "apt-get install haproxy"
 # Each response names the instance that served it (a debugging aid, and how tests see the

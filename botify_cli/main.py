@@ -21,12 +21,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from botify.analysis.command import analyze_command
-from botify.analysis.render import course_table, extras_table, srm_text
 from botify.errors import BotifyError, ConfigError
-from botify.export import export_jsonl, export_parquet
+from botify.listen_export import export_jsonl, export_parquet
 from botify.settings import Settings
 from botify.storage.connection import redact
+from botify_cli.analysis_tables import course_table, extras_table, srm_text
+from botify_cli.analyze import analyze_command
 from botify_cli.demo import demo_arms, round_sizes, run_demo, trainer_kept_up, write_results
 from botify_cli.stack import EmbeddedStack, StackEndpoints, new_run_dir
 from botify_cli.supervision import BackendDiedError, BrokerMemoryError, Supervisor

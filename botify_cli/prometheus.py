@@ -14,12 +14,13 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 import httpx
 
-from botify.embedded import HTTPChild, http_child
 from botify.errors import BackendUnavailableError, ConfigError
 from botify.settings import PACKAGE_DIR
+from botify_cli.processes import HTTPChild, http_child
 
 ALERT_RULES = PACKAGE_DIR / "data" / "prometheus-alerts.yml"
 INSTALL_HINT = "install it with `apt-get install prometheus` (Debian/Ubuntu) or from prometheus.io"
@@ -104,13 +105,22 @@ def prometheus_process(
     return http_child(command, f"http://127.0.0.1:{port}/-/ready", log_dir, "prometheus", timeout)
 
 
+class Series(TypedDict, total=False):
+    """One series of a query's answer: its labels, and its sample (an instant query) or its
+    samples (a range query) as ``[unix time, "value"]``."""
+
+    metric: dict[str, str]
+    value: tuple[float, str]
+    values: list[tuple[float, str]]
+
+
 class PrometheusQuery:
     """The HTTP API's instant and range queries, as plain values."""
 
     def __init__(self, url: str, timeout: float = 10.0) -> None:
         self._client = httpx.Client(base_url=url, timeout=timeout)
 
-    def _get(self, path: str, params: dict[str, str | float]) -> list[dict[str, object]]:
+    def _get(self, path: str, params: dict[str, str | float]) -> list[Series]:
         try:
             response = self._client.get(path, params=params)
         except httpx.HTTPError as exc:
@@ -120,7 +130,7 @@ class PrometheusQuery:
             raise BackendUnavailableError(f"prometheus: {body.get('error', response.text)}")
         return list(body["data"]["result"])
 
-    def instant(self, expr: str, at: float | None = None) -> list[dict[str, object]]:
+    def instant(self, expr: str, at: float | None = None) -> list[Series]:
         """Each series of ``expr`` now (or at Unix time ``at``):
         ``{"metric": labels, "value": [t, "v"]}``."""
         params: dict[str, str | float] = {"query": expr}
@@ -149,7 +159,7 @@ class PrometheusQuery:
                 )
             time.sleep(0.2)
 
-    def range(self, expr: str, start: float, end: float, step: float) -> list[dict[str, object]]:
+    def range(self, expr: str, start: float, end: float, step: float) -> list[Series]:
         """Each series of ``expr`` over [start, end]: ``{"metric", "values": [[t, "v"]...]}``."""
         params: dict[str, str | float] = {"query": expr, "start": start, "end": end, "step": step}
         return self._get("/api/v1/query_range", params)
@@ -174,9 +184,9 @@ def arm_timeline(
     out: dict[str, list[tuple[float, float]]] = {}
     for series in sorted(
         prom.range(expr, start, end, step),
-        key=lambda s: str(s["metric"].get("arm")),  # type: ignore[union-attr]
+        key=lambda s: str(s["metric"].get("arm")),
     ):
-        labels: dict[str, str] = series["metric"]  # type: ignore[assignment]
+        labels = series["metric"]
         name = f"{labels.get('arm', '?')} {labels.get('recommender', '?')}"
-        out[name] = [(float(t), float(v)) for t, v in series["values"]]  # type: ignore[attr-defined]
+        out[name] = [(float(t), float(v)) for t, v in series["values"]]
     return out

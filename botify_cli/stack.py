@@ -19,7 +19,10 @@ from pathlib import Path
 import psutil
 from mirakuru.base import SimpleExecutor
 
-from botify.embedded import (
+from botify.errors import BackendUnavailableError
+from botify.settings import KafkaSettings, Settings
+from botify_cli.load_balancer import LoadBalancerPlan, haproxy_binary, haproxy_process
+from botify_cli.processes import (
     Child,
     broker_process,
     free_port,
@@ -27,9 +30,6 @@ from botify.embedded import (
     log_file,
     redis_process,
 )
-from botify.errors import BackendUnavailableError
-from botify.settings import KafkaSettings, Settings
-from botify_cli.load_balancer import LoadBalancerPlan, haproxy_binary, haproxy_process
 from botify_cli.prometheus import (
     PrometheusQuery,
     ScrapeTarget,
@@ -299,7 +299,11 @@ class EmbeddedStack:
         self.children.clear()
 
     def _stop_at_once(self, grace_s: float) -> None:
-        groups = [child.process.pid for _, child in self.children if child.running()]
+        groups = [
+            child.process.pid
+            for _, child in self.children
+            if child.running() and child.process is not None
+        ]
         for pgid in groups:
             with contextlib.suppress(OSError):
                 os.killpg(pgid, signal.SIGTERM)

@@ -39,7 +39,7 @@ class Backoff:
     max_s: float
 
     def delay(self, crashes_in_a_row: int) -> float:
-        return min(self.first_s * 2 ** max(crashes_in_a_row - 1, 0), self.max_s)
+        return min(self.first_s * 2.0 ** max(crashes_in_a_row - 1, 0), self.max_s)
 
 
 @dataclass

@@ -40,7 +40,7 @@ from rich.console import Console
 from rich.table import Table
 
 from botify.recommenders import RecommenderContext, build_recommender
-from botify_sim.config import SimConfig, load_config
+from botify_sim.config import DEFAULT_CONFIG, SimConfig, load_config
 from botify_sim.fidelity import (
     COURSE_SESSIONS,
     FidelityRow,
@@ -138,7 +138,8 @@ def fit(
         got = np.array([np.mean([r[n].mean_time for r in runs]) for n in FIT_TARGETS])
         params = ", ".join(f"{k} {v:.4f}" for k, v in zip(FIT_UNKNOWNS, x, strict=True))
         say(f"  {params}: " + ", ".join(f"{g:.3f}" for g in got))
-        return got / target - 1  # relative errors: each figure weighs alike
+        errors: np.ndarray = got / target - 1  # relative errors: each figure weighs alike
+        return errors
 
     x = np.array([getattr(config.world, k) for k in FIT_UNKNOWNS], dtype=np.float64)
     n = len(x)
@@ -271,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     console = Console()
     try:
-        config = load_config(**dict(_override(item) for item in args.set))
+        config = load_config(DEFAULT_CONFIG, **dict(_override(item) for item in args.set))
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
         parser.error(" ".join(line.strip() for line in str(exc).splitlines()[:3]))
     started = time.perf_counter()

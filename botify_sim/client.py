@@ -46,10 +46,10 @@ class BotifyClient:
     def next(self, user: int, track: int, time: float) -> int:
         """POST /next/{user}; the recommended track."""
         answer = self.post(f"/next/{user}", track, time)
-        track = answer.get("track") if isinstance(answer, dict) else None
-        if not isinstance(track, int) or isinstance(track, bool):
+        answered = answer.get("track") if isinstance(answer, dict) else None
+        if not isinstance(answered, int) or isinstance(answered, bool):
             raise ProtocolError(f"/next answered without an integer track: {answer!r}")
-        return track
+        return answered
 
     def last(self, user: int, track: int, time: float) -> None:
         """POST /last/{user}: the session's final track and its time."""

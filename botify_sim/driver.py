@@ -22,7 +22,7 @@ import multiprocessing as mp
 import queue
 import signal
 import time
-from collections.abc import Callable, MutableSequence
+from collections.abc import Callable, MutableSequence, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -292,7 +292,7 @@ def drive(
     return _summary(collected, episodes, elapsed, rate)
 
 
-def _start_together(workers: list[mp.process.BaseProcess], pace: _Pace) -> None:
+def _start_together(workers: Sequence[mp.process.BaseProcess], pace: _Pace) -> None:
     """Wait until every live worker has loaded the world, then set the schedule's origin."""
     deadline = time.monotonic() + START_TIMEOUT_S
     waiting = len(workers)
@@ -306,7 +306,7 @@ def _start_together(workers: list[mp.process.BaseProcess], pace: _Pace) -> None:
 
 
 def _collect(
-    workers: list[mp.process.BaseProcess],
+    workers: Sequence[mp.process.BaseProcess],
     progress: MutableSequence[int],
     results: mp.queues.Queue[tuple[int, list[EpisodeResult]]],
     on_progress: Callable[[int], None] | None,

@@ -58,7 +58,7 @@ def course_log(world: World, sessions: int, seed: int, config: SimConfig) -> pl.
     on Random, odd users on StickyArtist (one example per recommendation)."""
     context = RecommenderContext(world.catalog, seed=seed)
     arms = {name: build_recommender(name, context) for name in TRAFFIC}
-    cols: dict[str, list] = {c: [] for c in EXAMPLE_COLUMNS}
+    cols: dict[str, list[object]] = {c: [] for c in EXAMPLE_COLUMNS}
     clock = 1_700_000_000_000
     for episode, user in enumerate(episode_users(world, sessions, seed).tolist()):
         name = TRAFFIC[user % 2]

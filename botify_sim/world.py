@@ -91,7 +91,8 @@ class World:
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+    unit: np.ndarray = x / np.linalg.norm(x, axis=-1, keepdims=True)
+    return unit
 
 
 def _mix(
@@ -101,18 +102,20 @@ def _mix(
     genres = _unit(rng.standard_normal((cfg.genres, cfg.dim)))
     artists = _unit(rng.standard_normal((len(genre_of_artist), cfg.dim)))
     noise = _unit(rng.standard_normal((len(artist_of), cfg.dim)))
-    return (
+    mixed: np.ndarray = (
         cfg.genre_weight * genres[genre_of_artist[artist_of]]
         + cfg.artist_weight * artists[artist_of]
         + cfg.noise_weight * noise
     )
+    return mixed
 
 
 def _percentile(popularity: np.ndarray) -> np.ndarray:
     """Each track's popularity rank as a fraction: 0 for the least popular, 1 for the most."""
     rank = np.empty(len(popularity))
     rank[np.argsort(popularity, kind="stable")] = np.arange(len(popularity))
-    return rank / max(len(popularity) - 1, 1)
+    fraction: np.ndarray = rank / max(len(popularity) - 1, 1)
+    return fraction
 
 
 def _mainstream(rng: np.random.Generator, cfg: WorldConfig, popularity: np.ndarray) -> np.ndarray:
@@ -121,7 +124,8 @@ def _mainstream(rng: np.random.Generator, cfg: WorldConfig, popularity: np.ndarr
     popular tracks were in the course's MSD factors, and lie nearer each other."""
     direction = _unit(rng.standard_normal(cfg.dim))
     weight = cfg.mainstream_weight * _percentile(popularity) ** cfg.mainstream_power
-    return weight[:, None] * direction
+    shared: np.ndarray = weight[:, None] * direction
+    return shared
 
 
 def _popularity(rng: np.random.Generator, cfg: WorldConfig, artist_rank: np.ndarray) -> np.ndarray:
@@ -129,7 +133,8 @@ def _popularity(rng: np.random.Generator, cfg: WorldConfig, artist_rank: np.ndar
     weight = (1.0 + artist_rank) ** -cfg.popularity_exponent * rng.lognormal(
         0.0, 1.0, len(artist_rank)
     )
-    return weight / weight.sum()
+    shares: np.ndarray = weight / weight.sum()
+    return shares
 
 
 def _users(
@@ -265,7 +270,7 @@ def save_world(world: World, directory: Path | str) -> Path:
         "sharpness": world.sharpness,
         "start_candidates": world.start_candidates,
     }
-    np.savez(directory / HIDDEN_DIR / HIDDEN_FILE, **arrays)
+    np.savez(directory / HIDDEN_DIR / HIDDEN_FILE, allow_pickle=False, **arrays)
     manifest = {
         "format": FORMAT_VERSION,
         "seed": world.seed,

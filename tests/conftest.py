@@ -24,7 +24,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def broker_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from botify.embedded import broker_process, free_port
+    from botify_cli.processes import broker_process, free_port
 
     port = free_port()
     proc = broker_process(port, log_dir=tmp_path_factory.mktemp("broker")).start()
@@ -36,7 +36,7 @@ def broker_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from botify.embedded import free_port, redis_process
+    from botify_cli.processes import free_port, redis_process
 
     port = free_port()
     proc = redis_process(port, log_dir=tmp_path_factory.mktemp("redis")).start()

@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -50,7 +51,7 @@ class Freshness:
 
 
 def served_versions(
-    events: pl.DataFrame, model: str, recommenders: Iterable[str], runs: Iterable[Mapping]
+    events: pl.DataFrame, model: str, recommenders: Iterable[str], runs: Iterable[Mapping[str, Any]]
 ) -> pl.DataFrame:
     """``version, window_last_ms, first_served_ms`` of ``model``'s promoted versions that
     answered at least one request of ``recommenders``, by window end."""
@@ -77,7 +78,7 @@ def freshness_delays(
     events: pl.DataFrame,
     model: str,
     recommenders: Iterable[str],
-    runs: Iterable[Mapping],
+    runs: Iterable[Mapping[str, Any]],
     since_ms: int | None = None,
 ) -> tuple[pl.DataFrame, pl.Series, int]:
     """``served_versions``, each learned listen's freshness in seconds (listen order), and
@@ -105,7 +106,7 @@ def freshness(
     events: pl.DataFrame,
     model: str,
     recommenders: Iterable[str],
-    runs: Iterable[Mapping],
+    runs: Iterable[Mapping[str, Any]],
     since_ms: int | None = None,
 ) -> Freshness:
     """Freshness of ``model`` over the listens in ``events`` (from ``since_ms`` if given).

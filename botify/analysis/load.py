@@ -1,6 +1,6 @@
 """Read a listen log and normalise it for one experiment.
 
-Accepted inputs: our Parquet export (``botify.export``, ``experiments`` as a JSON string) and
+Accepted inputs: our Parquet export (``botify.listen_export``, ``experiments`` as a JSON string) and
 JSON lines in the original botify log shape (which our JSONL export also writes). The result
 has the columns ``message, timestamp, user, time, latency, arm``: ``latency`` stays in
 seconds, and rows that carry no arm for the experiment are left out and counted. A bad row

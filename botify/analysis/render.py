@@ -1,4 +1,5 @@
-"""Draw an ``AnalysisReport``: rich tables for the terminal, one self-contained HTML file.
+"""Draw an ``AnalysisReport`` as one self-contained HTML file (the terminal's rich tables are
+``botify_cli.analysis_tables``).
 
 Colours follow the course for the sign (effect, upper and lower in green when ≥ 0 and red
 when < 0) but not for significance: the significant cell is filled green for a significant
@@ -15,8 +16,6 @@ from html import escape
 from pathlib import Path
 
 import numpy as np
-from rich.table import Table
-from rich.text import Text
 
 from botify.analysis.learning import Histogram, Learning
 from botify.analysis.report import COURSE_COLUMNS, AnalysisReport, CourseRow
@@ -41,83 +40,14 @@ def fmt(value: float, signed: bool = False, digits: int = 4) -> str:
     return f"{value:+.2f}" if signed else f"{value:.{digits}g}"
 
 
-def course_table(report: AnalysisReport, labels: dict[str, str] | None = None) -> Table:
-    table = Table(title=f"experiment {report.experiment}: effects in % of {report.control}")
-    for column in COURSE_COLUMNS:
-        table.add_column(column, justify="left" if column in ("treatment", "metric") else "right")
-    for row in report.rows:
-        cells: list[Text | str] = [_named(row.treatment, labels), row.metric]
-        for value in (row.effect, row.upper, row.lower):
-            cells.append(Text(fmt(value, signed=True), style=_sign_style(value)))
-        cells += [fmt(row.control_mean), fmt(row.treatment_mean)]
-        cells.append(Text(str(row.significant), style=significance_style(row)))
-        table.add_row(*cells)
-    return table
-
-
-def arms_table(report: AnalysisReport) -> Table:
-    table = Table(title="arms")
-    for column in ("arm", "users", "sessions", "mean_time_per_session", "mean_tracks_per_session"):
-        table.add_column(column, justify="left" if column == "arm" else "right")
-    for a in report.arms:
-        table.add_row(
-            a.arm,
-            str(a.users),
-            str(a.sessions),
-            fmt(a.mean_time_per_session),
-            fmt(a.mean_tracks_per_session),
-        )
-    return table
-
-
-def extras_table(report: AnalysisReport, labels: dict[str, str] | None = None) -> Table:
-    table = Table(title="beyond the course: Welch p, Holm across arms, delta-method relative CI")
-    columns = ("treatment", "metric", "n_C", "n_T", "p", "p_holm", "rel_%", "lower", "upper")
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("treatment", "metric") else "right")
-    for e in report.extras:
-        holm = Text(fmt(e.p_holm, digits=3), style="green" if e.significant_holm else "")
-        table.add_row(
-            _named(e.treatment, labels),
-            e.metric,
-            str(e.n_control),
-            str(e.n_treatment),
-            fmt(e.p_value, digits=3),
-            holm,
-            fmt(e.delta_effect, True),
-            fmt(e.delta_lower, True),
-            fmt(e.delta_upper, True),
-        )
-    return table
-
-
-def cuped_table(report: AnalysisReport) -> Table | None:
-    if report.cuped is None:
-        return None
-    table = Table(title=f"CUPED after split {report.cuped_split} (covariate: same metric before)")
-    for column in ("treatment", "metric", "effect", "lower", "upper", "significant", "var_red"):
-        table.add_column(column, justify="left" if column in ("treatment", "metric") else "right")
-    for c in report.cuped:
-        table.add_row(
-            c.treatment,
-            c.metric,
-            Text(fmt(c.effect, True), style=_sign_style(c.effect)),
-            fmt(c.lower, True),
-            fmt(c.upper, True),
-            str(c.significant),
-            f"{c.variance_reduction:.1%}" if not math.isnan(c.variance_reduction) else "nan",
-        )
-    return table
-
-
-def srm_text(report: AnalysisReport) -> Text:
+def srm_summary(report: AnalysisReport) -> str:
+    """The sample-ratio check in one line: counts per arm, chi², p and the verdict."""
     s = report.srm
     counts = ", ".join(f"{arm}={n}" for arm, n in s.counts.items())
     verdict = "MISMATCH" if s.mismatch else "ok"
-    return Text(
+    return (
         f"sample ratio: {counts}; chi2={fmt(s.chi2, digits=4)} p={fmt(s.p_value, digits=3)} "
-        f"(alarm below {s.threshold}): {verdict}",
-        style="bold red" if s.mismatch else "",
+        f"(alarm below {s.threshold}): {verdict}"
     )
 
 
@@ -127,19 +57,6 @@ LOWER_IS_BETTER = frozenset({"mean_request_latency"})
 
 def is_gain(row: CourseRow) -> bool:
     return (row.effect < 0) if row.metric in LOWER_IS_BETTER else (row.effect > 0)
-
-
-def significance_style(row: CourseRow) -> str:
-    """Green fill for a significant gain, red for a significant loss, grey otherwise."""
-    if not row.significant:
-        return "bold white on grey50"
-    return "bold white on green" if is_gain(row) else "bold white on red"
-
-
-def _sign_style(value: float) -> str:
-    if value is None or math.isnan(value):
-        return "dim"
-    return "red" if value < 0 else "green"
 
 
 # ---- HTML ------------------------------------------------------------------------------
@@ -169,7 +86,7 @@ def html_report(
     labels: dict[str, str] | None = None,
     learning: Learning | None = None,
 ) -> str:
-    names = {arm: _named(arm, labels) for arm in report.srm.counts}
+    names = {arm: arm_label(arm, labels) for arm in report.srm.counts}
     metrics = list(dict.fromkeys(row.metric for row in report.rows))
     plots = "".join(
         f"<figure><figcaption>{escape(m)}: effect in % with 95% interval (grey: the interval "
@@ -178,7 +95,7 @@ def html_report(
     )
     times = {names.get(a, a): v for a, v in report.session_times.items()}
     title = f"botify A/B report: {escape(report.experiment)}"
-    srm = escape(srm_text(report).plain)
+    srm = escape(srm_summary(report))
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
         f"<style>{_CSS}</style></head><body><h1>{title}</h1>"
@@ -372,7 +289,8 @@ def _cell(value: float, signed: bool = True) -> str:
     return f'<td class="{cls}">{escape(fmt(value, signed=signed))}</td>'
 
 
-def _named(arm: str, labels: dict[str, str] | None) -> str:
+def arm_label(arm: str, labels: dict[str, str] | None) -> str:
+    """The arm's name, with its recommender when ``labels`` knows it."""
     label = (labels or {}).get(arm)
     return f"{arm} {label}" if label else arm
 

@@ -105,7 +105,7 @@ class AnalysisReport:
 
     def to_dict(self) -> dict[str, Any]:
         """Everything but the raw session times, JSON-ready; ``extended`` holds the extras."""
-        return _clean(
+        cleaned: dict[str, Any] = _clean(
             {
                 "experiment": self.experiment,
                 "control": self.control,
@@ -127,6 +127,7 @@ class AnalysisReport:
                 "cuped_split": self.cuped_split,
             }
         )
+        return cleaned
 
 
 def analyze(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from botify.session import SessionLog
+from botify.session_log import SessionLog
 from botify.state import Transition, UserCommit, UserState
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
-from botify.session import SessionLog, encode_request, parse_session
+from botify.session_log import SessionLog, encode_request, parse_session
 from botify.state import Transition, UserCommit, UserState
 from botify.storage.base import commit_transition
 

@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import redis.asyncio as aioredis
 
 from botify import keys
-from botify.session import SessionLog, encode_request, parse_session
+from botify.session_log import SessionLog, encode_request, parse_session
 from botify.settings import RedisSettings
 from botify.state import Transition, UserCommit, UserState
 from botify.storage.base import commit_transition
@@ -94,7 +95,8 @@ class RedisUserStateStore:
         return self._redis
 
     async def load(self, user: int) -> UserState:
-        raw = await self._redis.hget(keys.user_state(user), "s")
+        # Our clients never decode responses (decode_responses is off): values are bytes.
+        raw = cast("bytes | None", await self._redis.hget(keys.user_state(user), "s"))
         return UserState(user) if raw is None else UserState.from_bytes(raw)
 
     async def load_for_request(self, user: int) -> tuple[UserState, SessionLog]:
@@ -149,7 +151,9 @@ class RedisUserStateStore:
         await self._fast.call("DEL", keys.user_session(user))
 
     async def top_tracks(self, k: int) -> list[int]:
-        return [int(t) for t in await self._redis.zrevrange(keys.TRACK_LISTEN_TIME, 0, k - 1)]
+        # Without scores, a range answers the members alone.
+        top = cast(list[bytes], await self._redis.zrevrange(keys.TRACK_LISTEN_TIME, 0, k - 1))
+        return [int(t) for t in top]
 
     async def track_stats(self, track: int) -> tuple[int, float]:
         async with self._redis.pipeline(transaction=False) as pipe:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
@@ -20,10 +21,10 @@ from botify.kafka import ListenPublisher, ensure_topics
 from botify.recommenders import RecommenderContext, build_recommender
 from botify.recommenders.model_based import serving_index
 from botify.serving import Router
-from botify.settings import Settings
+from botify.settings import KafkaSettings, Settings
 from botify.storage import UserStateStore, open_user_state_store
 from services.api.auth import install_api_keys
-from services.api.deps import Runtime
+from services.api.deps import EventPublisher, Runtime
 from services.api.errors import install_error_handlers
 from services.api.limits import BodyLimits
 from services.api.metrics import ApiMetrics
@@ -68,7 +69,33 @@ async def _refresh_popularity(
         await asyncio.sleep(every)
 
 
-def create_app(settings: Settings) -> FastAPI:
+def _open_store(settings: Settings) -> UserStateStore:
+    return open_user_state_store(settings.redis, settings.redis.timeout_s)
+
+
+def _open_publisher(settings: Settings, metrics: ApiMetrics) -> EventPublisher:
+    return ListenPublisher(
+        settings.kafka,
+        on_failure=lambda reason: metrics.delivery_failures.labels(reason).inc(),
+        acked=settings.api.durability == "acks",
+        stall_s=settings.api.delivery_stall_s,
+        failure_window_s=settings.api.failure_window_s,
+    )
+
+
+@dataclass(frozen=True)
+class Backends:
+    """What the lifespan opens outside the process: the topics, the user-state store and the
+    event publisher. The defaults reach the configured Kafka and Redis; unit tests pass
+    in-memory ones and run the rest of ``create_app``'s wiring unchanged."""
+
+    ensure_topics: Callable[[KafkaSettings], None] = ensure_topics
+    open_store: Callable[[Settings], UserStateStore] = _open_store
+    open_publisher: Callable[[Settings, ApiMetrics], EventPublisher] = _open_publisher
+
+
+def create_app(settings: Settings, backends: Backends = Backends()) -> FastAPI:
+    """The API app; its lifespan opens ``backends`` and closes them in reverse."""
     # `_created` series double every metric's cardinality and no dashboard reads them.
     disable_created_metrics()
     # Config errors surface here, at start-up, not on the first request.
@@ -78,15 +105,9 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         metrics = ApiMetrics(per_request=settings.metrics.requests)
         metrics.arms(router.plan.serving_arms())
-        await asyncio.to_thread(ensure_topics, settings.kafka)
-        store = open_user_state_store(settings.redis, settings.redis.timeout_s)
-        publisher = ListenPublisher(
-            settings.kafka,
-            on_failure=lambda reason: metrics.delivery_failures.labels(reason).inc(),
-            acked=settings.api.durability == "acks",
-            stall_s=settings.api.delivery_stall_s,
-            failure_window_s=settings.api.failure_window_s,
-        )
+        await asyncio.to_thread(backends.ensure_topics, settings.kafka)
+        store = backends.open_store(settings)
+        publisher = backends.open_publisher(settings, metrics)
         app.state.metrics = metrics
         app.state.runtime = Runtime(settings, router, store, publisher, metrics)
         refresher = asyncio.create_task(

@@ -18,7 +18,9 @@ from typing import Any
 import orjson
 from fastapi import FastAPI
 from pydantic import SecretStr
-from starlette.routing import get_route_path
+
+# Defined in starlette._utils; routing imports it and is the module apps use.
+from starlette.routing import get_route_path  # type: ignore[attr-defined]
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 # Paths that need a key: prefixes, so /docs/oauth2-redirect and /next/{user} are covered.

@@ -3,15 +3,34 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from fastapi import Depends, Request
 
-from botify.kafka import ListenPublisher
+from botify.delivery import DeliveryStatus
+from botify.events import ListenEvent
 from botify.serving import Router
 from botify.settings import Settings
 from botify.storage import UserStateStore
 from services.api.metrics import ApiMetrics
+
+
+class EventPublisher(Protocol):
+    """Where the handlers send listen events (``botify.kafka.ListenPublisher``)."""
+
+    @property
+    def acked(self) -> bool:
+        """Built for the "acks" durability mode: handlers await ``publish_acked``."""
+
+    @property
+    def status(self) -> DeliveryStatus:
+        """Whether events are being delivered."""
+
+    def publish(self, event: ListenEvent) -> None: ...
+
+    async def publish_acked(self, event: ListenEvent, timeout: float) -> None: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -21,7 +40,7 @@ class Runtime:
     settings: Settings
     router: Router
     store: UserStateStore
-    publisher: ListenPublisher
+    publisher: EventPublisher
     metrics: ApiMetrics
 
 

@@ -18,8 +18,6 @@ from botify.errors import (
     BackendUnavailableError,
     BotifyError,
     InvalidEventError,
-    InvalidRequestError,
-    ModelNotReadyError,
     UnknownTrackError,
 )
 
@@ -27,9 +25,7 @@ logger = logging.getLogger(__name__)
 
 STATUS_BY_ERROR: dict[type[BotifyError], int] = {
     UnknownTrackError: 404,
-    InvalidRequestError: 400,
     InvalidEventError: 422,
-    ModelNotReadyError: 503,
     BackendUnavailableError: 503,
 }
 
@@ -45,7 +41,7 @@ HTTP_CODES = {
 def status_for(exc: BotifyError) -> int:
     for cls in type(exc).__mro__:
         if cls in STATUS_BY_ERROR:
-            return STATUS_BY_ERROR[cls]  # type: ignore[index]
+            return STATUS_BY_ERROR[cls]
     return 500
 
 

@@ -129,7 +129,8 @@ def server_config(app: Any, settings: ApiSettings) -> uvicorn.Config:
         http=protocol_for(settings),
         limit_concurrency=settings.max_connections,
         backlog=settings.backlog,
-        timeout_keep_alive=settings.keep_alive_s,
+        # uvicorn annotates it int but uses it as a delay in seconds: a float works.
+        timeout_keep_alive=settings.keep_alive_s,  # type: ignore[arg-type]
         log_level="warning",
         access_log=False,
     )

@@ -21,10 +21,11 @@ from botify.errors import BotifyError
 from botify.example_log import ExampleConsumer, ExampleLog
 from botify.kafka import ensure_topics
 from botify.model_store import ModelAnnouncer, ModelStore
+from botify.retraining import due
 from botify.settings import Settings, TrainerSettings
 from botify.storage.connection import async_redis
 from botify.telemetry import ConsumerLagMonitor, Heartbeat, MetricsServer, process_registry
-from services.trainer.loop import Trainer, due
+from services.trainer.loop import Trainer
 from services.trainer.metrics import TrainerMetrics
 from services.trainer.train import configure_torch
 

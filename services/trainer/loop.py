@@ -27,7 +27,6 @@ from botify.artifacts import DataWindow, ModelArtifact, ModelMeta
 from botify.catalog import Catalog
 from botify.errors import ConfigError
 from botify.evaluation import (
-    better,
     evaluate,
     listen_time_mse,
     predicts_listen_time,
@@ -36,6 +35,7 @@ from botify.evaluation import (
 from botify.example_log import ExampleLog
 from botify.model_store import ModelStore
 from botify.recommenders import model_readers
+from botify.retraining import data_window, refusal, scheduled
 from botify.settings import ModelHyperParams, TrainerSettings
 from services.trainer.models import model_spec
 from services.trainer.train import TrainResult, train_model
@@ -161,19 +161,13 @@ class Trainer:
         """The models round ``round_index`` (from 0) trains: all of them in the first, then
         each model every ``every_rounds`` rounds. Models that share an ``every_rounds`` take
         turns (the i-th of them in rounds ≡ i mod every_rounds), so no round carries all of
-        them and the models trained every round never wait for the whole set."""
-        if round_index == 0:
-            return list(self.settings.models)
-        out = []
-        seen: dict[int, int] = {}
+        them and the models trained every round never wait for the whole set
+        (``botify.retraining.scheduled``)."""
+        every: dict[str, int] = {}
         for name in self.settings.models:
             hyper = self._hyper(name)
-            every = 1 if hyper is None else hyper.every_rounds
-            phase = seen.get(every, 0)
-            seen[every] = phase + 1
-            if round_index % every == phase % every:
-                out.append(name)
-        return out
+            every[name] = 1 if hyper is None else hyper.every_rounds
+        return scheduled(self.settings.models, every, round_index)
 
     async def run_all(
         self, stop: Callable[[], bool] = lambda: False, new_examples: int | None = None
@@ -201,7 +195,7 @@ class Trainer:
         train, holdout = split_holdout(
             frame, self.settings.holdout_fraction, self.settings.holdout_max_rows
         )
-        report = RunReport(name, started, 0.0, len(train), _window(train), False, "")
+        report = RunReport(name, started, 0.0, len(train), data_window(train), False, "")
         report.round, report.new_examples = self._current
         if len(train) < self.settings.min_examples:
             report.reason = f"{len(train)} examples, fewer than {self.settings.min_examples}"
@@ -254,19 +248,15 @@ class Trainer:
         report.metrics = {**result.metrics, **await self._evaluate(name, candidate, train, holdout)}
         if parent is not None:
             report.served_metrics = await self._evaluate(name, parent, train, holdout)
-            if not better(
+            reason = refusal(
                 report.metrics,
                 report.served_metrics,
                 self.promote_on(name),
                 self.settings.promote_tolerance,
                 self.settings.promote_z,
-            ):
-                key = self.promote_on(name)
-                report.reason = (
-                    f"{key} {report.metrics.get(key)} worse than served "
-                    f"{report.served_metrics.get(key)}"
-                )
-                report.outcome = WORSE_THAN_SERVED
+            )
+            if reason is not None:
+                report.reason, report.outcome = reason, WORSE_THAN_SERVED
                 return
         # JSON has no NaN: a metric the window could not give (nothing held out) is left out.
         finite = {k: v for k, v in report.metrics.items() if math.isfinite(v)}
@@ -296,20 +286,4 @@ class Trainer:
         return report
 
 
-def _window(frame: pl.DataFrame) -> DataWindow | None:
-    if frame.is_empty():
-        return None
-    ts = frame["timestamp"]
-    return DataWindow(int(ts.min()), int(ts.max()), len(frame))  # type: ignore[arg-type]
-
-
-def due(
-    last_run: float, now: float, new_examples: int, every_s: float, every_examples: int
-) -> bool:
-    """Retrain after ``every_s`` seconds with something new, or after ``every_examples``."""
-    if new_examples <= 0:
-        return False
-    return now - last_run >= every_s or new_examples >= every_examples
-
-
-__all__: Sequence[str] = ("RunReport", "Trainer", "due")
+__all__: Sequence[str] = ("RunReport", "Trainer")

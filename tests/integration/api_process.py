@@ -10,10 +10,10 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
-from botify.embedded import HTTPChild, free_port, http_child
 from botify.events import decode_listen_event
 from botify.kafka import ensure_topics
 from botify.settings import KafkaSettings
+from botify_cli.processes import HTTPChild, free_port, http_child
 
 
 @contextmanager

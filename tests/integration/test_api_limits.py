@@ -14,9 +14,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from botify.embedded import free_port
 from botify.settings import LoadBalancerSettings
 from botify_cli.load_balancer import LoadBalancerPlan, haproxy_process
+from botify_cli.processes import free_port
 from tests.integration.api_process import api_process
 
 pytestmark = [pytest.mark.slow]

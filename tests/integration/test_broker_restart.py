@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from botify.embedded import broker_process, free_port
 from botify.kafka import ListenPublisher, ensure_topics
 from botify.settings import KafkaSettings
+from botify_cli.processes import broker_process, free_port
 from tests.factories import listen
 from tests.integration.api_process import TopicReader, api_process
 

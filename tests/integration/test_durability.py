@@ -9,10 +9,10 @@ import time
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from botify.embedded import free_port
 from botify.errors import BackendUnavailableError
 from botify.kafka import ListenPublisher, ensure_topics
 from botify.settings import KafkaSettings
+from botify_cli.processes import free_port
 from tests.factories import listen
 
 

@@ -34,7 +34,7 @@ from botify.analysis.report import analyze_file
 from botify.analysis.sessions import build_sessions
 from botify.catalog import generate_catalog, write_catalog
 from botify.experiments import ExperimentPlan, load_experiments
-from botify.export import export_parquet
+from botify.listen_export import export_parquet
 from botify.settings import KafkaSettings, Settings
 from botify_cli.prometheus import ALERT_RULES, PrometheusQuery, arm_timeline
 from botify_cli.stack import EmbeddedStack
@@ -290,7 +290,7 @@ def test_every_dashboard_query_returns_data(observed: Observed) -> None:
     for expr in dashboard_exprs():
         q = expr.replace("$__rate_interval", "10m").replace("$__range", "10m")
         q = q.replace("$experiment", EXPERIMENT)
-        values = [float(r["value"][1]) for r in observed.prom.instant(q, observed.at)]  # type: ignore[index]
+        values = [float(r["value"][1]) for r in observed.prom.instant(q, observed.at)]
         if not any(math.isfinite(v) for v in values):
             empty.append(q)
     assert not empty, empty

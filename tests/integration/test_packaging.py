@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from botify.embedded import free_port
 from botify.settings import REPO_DIR
+from botify_cli.processes import free_port
 from tests.integration.cli.running import start_up, stop_leaving_no_orphans
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]

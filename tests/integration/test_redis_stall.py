@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from botify.embedded import free_port, redis_process
+from botify_cli.processes import free_port, redis_process
 from tests.integration.api_process import api_process
 
 pytestmark = [pytest.mark.slow]

@@ -21,7 +21,6 @@ import trustme
 from confluent_kafka import Consumer, TopicPartition
 from pydantic import SecretStr
 
-from botify.embedded import broker_process, free_port, redis_binary
 from botify.errors import BackendUnavailableError
 from botify.events import ListenEvent, decode_listen_event
 from botify.kafka import ListenPublisher, consumer_config, create_topics, ensure_topics
@@ -31,6 +30,7 @@ from botify.storage import open_user_state_store
 from botify.storage.connection import sync_redis
 from botify.storage.redis import RedisUserStateStore
 from botify_cli.load_balancer import haproxy_binary
+from botify_cli.processes import broker_process, free_port, redis_binary
 from tests.factories import listen
 from tests.integration.stream.harness import wait_for
 

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from botify.embedded import free_port
 from botify.errors import BackendUnavailableError
 from botify.kafka import ListenPublisher
 from botify.settings import KafkaSettings
+from botify_cli.processes import free_port
 from tests.factories import listen
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from botify.errors import ConfigError
 from botify.settings import KafkaSettings, RedisSettings
 from botify.storage.connection import RedisEndpoint, redact
 
@@ -94,10 +95,10 @@ def test_credentials_and_db_in_the_query_are_read_and_never_shown() -> None:
     )
     # An unencoded '/' in the password: urlparse misreads it, the redaction does not.
     assert redact("redis://:ab/cd@h:6379/0") == "redis://:***@h:6379/0"
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(ConfigError, match="db must be a number") as caught:
         RedisEndpoint.from_settings(RedisSettings(url="redis://:ab/cd@h:6379/0"))
     assert "ab/cd" not in str(caught.value)
-    with pytest.raises(Exception, match="absolute path"):
+    with pytest.raises(ConfigError, match="absolute path"):
         RedisEndpoint.from_settings(RedisSettings(url="unix://run/redis.sock"))
 
 

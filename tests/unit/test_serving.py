@@ -9,7 +9,7 @@ import pytest
 from botify.experiments import ExperimentPlan
 from botify.recommenders import RecommendRequest
 from botify.serving import Router, session_order
-from botify.session import SessionLog
+from botify.session_log import SessionLog
 from botify.state import UserState
 from tests.factories import small_catalog
 

@@ -15,7 +15,7 @@ import httpx
 import psutil
 import pytest
 
-from botify.embedded import free_port
+from botify_cli.processes import free_port
 from botify_sim.client import BotifyClient, ProtocolError
 from tests.integration.cli import running
 

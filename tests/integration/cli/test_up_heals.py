@@ -17,7 +17,7 @@ import psutil
 import pytest
 import redis
 
-from botify.embedded import free_port
+from botify_cli.processes import free_port
 from tests.integration.cli import running
 from tests.integration.stream.harness import wait_for, wait_until_redis_matches_the_fold
 

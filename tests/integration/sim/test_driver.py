@@ -19,9 +19,9 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from botify.embedded import free_port
 from botify.recommenders import RecommenderContext, RecommendRequest, build_recommender
 from botify.state import UserState
+from botify_cli.processes import free_port
 from botify_sim import driver
 from botify_sim.driver import DriveSummary, drive
 from botify_sim.simulate import simulate_in_process

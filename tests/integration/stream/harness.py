@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import redis
 from confluent_kafka import Consumer, Message, TopicPartition
 
 from botify import keys
+from botify.errors import InvalidEventError
 from botify.events import ListenEvent, decode_listen_event
 from botify.kafka import ListenPublisher, ensure_topics, topic_identity
 from botify.settings import KafkaSettings, StateSettings
@@ -175,20 +176,25 @@ def read_topic(
 
 
 async def fold_topic(
-    bootstrap: str, topic: str, expected: int
+    bootstrap: str, topic: str, expected: int, invalid: Collection[bytes] = ()
 ) -> tuple[dict[int, UserState], InMemoryUserStateStore]:
     """What the workers should have written: apply_listen over the records in broker order,
-    committed once each to an in-memory store (for popularity)."""
+    committed once each to an in-memory store (for popularity). ``invalid`` holds the values
+    of the records the test made invalid on purpose: those are skipped (the worker
+    dead-letters them), and any other record that does not decode fails the test, so a
+    decoder that refuses good events cannot pass by refusing them in both places."""
     cfg = StateSettings()
     config = StateConfig(cfg.history_size, cfg.fail_threshold)
     store = InMemoryUserStateStore()
     states: dict[int, UserState] = {}
     source = topic_identity(KafkaSettings(bootstrap_servers=bootstrap), topic)
     for msg in read_topic(bootstrap, topic, expected):
-        try:
-            e = decode_listen_event(msg.value())
-        except Exception:
-            continue  # dead-lettered by the worker too
+        value = msg.value()
+        if value is not None and value in invalid:
+            with pytest.raises(InvalidEventError):
+                decode_listen_event(value)
+            continue
+        e = decode_listen_event(value)
         t = apply_listen(
             states.get(e.user, UserState(e.user)),
             e,
@@ -201,11 +207,17 @@ async def fold_topic(
 
 
 async def wait_until_redis_matches_the_fold(
-    r: redis.Redis, bootstrap: str, topic: str, n: int, timeout: float = 30
+    r: redis.Redis,
+    bootstrap: str,
+    topic: str,
+    n: int,
+    timeout: float = 30,
+    invalid: Collection[bytes] = (),
 ) -> dict[int, UserState]:
-    """Waits (bounded) for every user's state to equal the fold of the topic's ``n`` records,
-    then checks popularity too. Returns the expected states."""
-    states, popularity = await fold_topic(bootstrap, topic, n)
+    """Waits (bounded) for every user's state to equal the fold of the topic's ``n`` records
+    (``invalid`` as ``fold_topic`` takes it), then checks popularity too. Returns the
+    expected states."""
+    states, popularity = await fold_topic(bootstrap, topic, n, invalid)
     users = sorted(states)
     wait_for(lambda: stored_states(r, users) == states, timeout, "states to match the fold")
     for track in sorted({t for s in states.values() for t in s.history}):

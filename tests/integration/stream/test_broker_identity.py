@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from botify import keys
-from botify.embedded import broker_process, free_port
 from botify.kafka import ensure_topics, topic_identity
 from botify.settings import KafkaSettings
+from botify_cli.processes import broker_process, free_port
 from tests.factories import listen
 from tests.integration.stream.harness import (
     Worker,

@@ -17,10 +17,10 @@ import pytest
 import redis
 
 from botify import keys
-from botify.embedded import TCPChild, free_port, redis_binary
 from botify.events import ListenEvent
 from botify.kafka import ensure_topics
 from botify.settings import KafkaSettings
+from botify_cli.processes import TCPChild, free_port, redis_binary
 from tests.factories import listen
 from tests.integration.stream.harness import (
     Worker,

@@ -1,8 +1,9 @@
-"""An API app wired to in-memory fakes: no broker, no Redis, no lifespan."""
+"""The API app as ``create_app`` wires it, lifespan included, with in-memory backends: no
+broker, no Redis."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,11 +13,9 @@ from fastapi.testclient import TestClient
 from botify.catalog import write_catalog
 from botify.delivery import HEALTHY, DeliveryStatus
 from botify.events import ListenEvent
-from botify.settings import CatalogSettings, ExperimentsSettings, Settings
+from botify.settings import CatalogSettings, ExperimentsSettings, RedisSettings, Settings
 from botify.storage import InMemoryUserStateStore
-from services.api.app import build_router, create_app
-from services.api.deps import Runtime
-from services.api.metrics import ApiMetrics
+from services.api.app import Backends, create_app
 from tests.factories import small_catalog
 
 EXPERIMENTS = """
@@ -55,6 +54,11 @@ class RecordingPublisher:
     def pending(self) -> int:
         return 0
 
+    closed: bool = False
+
+    def close(self) -> None:
+        self.closed = True
+
 
 @pytest.fixture
 def api_settings(tmp_path: Path) -> Settings:
@@ -63,7 +67,9 @@ def api_settings(tmp_path: Path) -> Settings:
     experiments = tmp_path / "experiments.toml"
     experiments.write_text(EXPERIMENTS)
     return Settings(
-        catalog=CatalogSettings(path=catalog), experiments=ExperimentsSettings(path=experiments)
+        catalog=CatalogSettings(path=catalog),
+        experiments=ExperimentsSettings(path=experiments),
+        redis=RedisSettings(url="memory://"),
     )
 
 
@@ -77,14 +83,38 @@ def store() -> InMemoryUserStateStore:
     return InMemoryUserStateStore()
 
 
+# Builds a client for these settings over the given fakes; the client is closed at teardown.
+ClientFactory = Callable[[Settings], TestClient]
+
+
 @pytest.fixture
-def client(
-    api_settings: Settings, publisher: RecordingPublisher, store: InMemoryUserStateStore
-) -> Iterator[TestClient]:
-    app = create_app(api_settings)
-    router, _ = build_router(api_settings)
-    metrics = ApiMetrics()
-    app.state.metrics = metrics
-    app.state.runtime = Runtime(api_settings, router, store, publisher, metrics)  # type: ignore[arg-type]
-    # No `with`: the lifespan (broker, Redis) does not run; the fakes above stand in.
-    yield TestClient(app, raise_server_exceptions=False)
+def make_client(
+    publisher: RecordingPublisher, store: InMemoryUserStateStore
+) -> Iterator[ClientFactory]:
+    clients: list[TestClient] = []
+
+    def make(settings: Settings) -> TestClient:
+        def open_publisher(settings: Settings, metrics: object) -> RecordingPublisher:
+            # As the real publisher is built: for the "acks" mode or not.
+            publisher.acked = settings.api.durability == "acks"
+            return publisher
+
+        backends = Backends(
+            ensure_topics=lambda kafka: None,
+            open_store=lambda settings: store,
+            open_publisher=open_publisher,
+        )
+        client = TestClient(create_app(settings, backends), raise_server_exceptions=False)
+        client.__enter__()  # runs the lifespan: metrics, runtime, refresher, model watcher
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+    assert publisher.closed or not clients, "the lifespan closes what it opened"
+
+
+@pytest.fixture
+def client(make_client: ClientFactory, api_settings: Settings) -> TestClient:
+    return make_client(api_settings)

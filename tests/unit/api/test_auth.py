@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from botify.settings import ApiSettings, Settings
-from botify.storage import InMemoryUserStateStore
-from services.api.app import build_router, create_app
-from services.api.deps import Runtime
-from services.api.metrics import ApiMetrics
-from tests.unit.api.conftest import RecordingPublisher
+from tests.unit.api.conftest import ClientFactory, RecordingPublisher
 
 pytestmark = pytest.mark.unit
 
@@ -21,17 +15,13 @@ BODY = {"track": 1, "time": 0.5}
 
 
 @pytest.fixture
-def keyed(api_settings: Settings) -> Iterator[tuple[TestClient, RecordingPublisher]]:
+def keyed(
+    make_client: ClientFactory, api_settings: Settings, publisher: RecordingPublisher
+) -> tuple[TestClient, RecordingPublisher]:
     settings = api_settings.model_copy(
         update={"api": ApiSettings(api_keys=(SecretStr("k-old"), SecretStr("k-new")))}
     )
-    app = create_app(settings)
-    router, _ = build_router(settings)
-    metrics, publisher = ApiMetrics(), RecordingPublisher()
-    app.state.metrics = metrics
-    store = InMemoryUserStateStore()
-    app.state.runtime = Runtime(settings, router, store, publisher, metrics)  # type: ignore[arg-type]
-    yield TestClient(app, raise_server_exceptions=False), publisher
+    return make_client(settings), publisher
 
 
 @pytest.mark.parametrize(

@@ -8,28 +8,26 @@ from botify.delivery import DeliveryStatus
 from botify.errors import BackendUnavailableError
 from botify.settings import ApiSettings, Settings
 from botify.storage import InMemoryUserStateStore
-from tests.unit.api.conftest import RecordingPublisher
+from tests.unit.api.conftest import ClientFactory, RecordingPublisher
 
 
-def acks_mode(client: TestClient, settings: Settings) -> None:
-    runtime = client.app.state.runtime  # type: ignore[attr-defined]
-    runtime.settings = settings.model_copy(update={"api": ApiSettings(durability="acks")})
-    runtime.publisher.acked = True  # as create_app builds it for that mode
+def acks_mode(make_client: ClientFactory, settings: Settings) -> TestClient:
+    return make_client(settings.model_copy(update={"api": ApiSettings(durability="acks")}))
 
 
 def test_acks_mode_answers_200_once_the_event_is_acknowledged(
-    client: TestClient, api_settings: Settings, publisher: RecordingPublisher
+    make_client: ClientFactory, api_settings: Settings, publisher: RecordingPublisher
 ) -> None:
-    acks_mode(client, api_settings)
+    client = acks_mode(make_client, api_settings)
     assert client.post("/next/3", json={"track": 1, "time": 0.5}).status_code == 200
     assert client.post("/last/3", json={"track": 2, "time": 0.5}).status_code == 200
     assert [e.message for e in publisher.events] == ["next", "last"]
 
 
 def test_acks_mode_answers_503_when_the_broker_does_not_acknowledge(
-    client: TestClient, api_settings: Settings, publisher: RecordingPublisher
+    make_client: ClientFactory, api_settings: Settings, publisher: RecordingPublisher
 ) -> None:
-    acks_mode(client, api_settings)
+    client = acks_mode(make_client, api_settings)
     publisher.ack_error = BackendUnavailableError("the broker did not acknowledge the event")
     for path in ("/next/3", "/last/3"):
         resp = client.post(path, json={"track": 1, "time": 0.5})
@@ -60,11 +58,10 @@ def test_next_and_last_refuse_with_503_while_events_are_not_delivered(
 
 
 def test_the_accept_policy_serves_while_events_are_not_delivered(
-    client: TestClient, api_settings: Settings, publisher: RecordingPublisher
+    make_client: ClientFactory, api_settings: Settings, publisher: RecordingPublisher
 ) -> None:
-    runtime = client.app.state.runtime  # type: ignore[attr-defined]
-    runtime.settings = api_settings.model_copy(
-        update={"api": ApiSettings(on_delivery_failure="accept")}
+    client = make_client(
+        api_settings.model_copy(update={"api": ApiSettings(on_delivery_failure="accept")})
     )
     stuck(publisher)
     assert client.post("/next/3", json={"track": 1, "time": 0.5}).status_code == 200

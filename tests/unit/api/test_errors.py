@@ -3,8 +3,17 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from botify.errors import BotifyError
+from botify.errors import (
+    ArtifactError,
+    BackendTimeoutError,
+    BackendUnavailableError,
+    BotifyError,
+    ConfigError,
+    InvalidEventError,
+    UnknownTrackError,
+)
 from services.api.errors import STATUS_BY_ERROR, status_for
+from tests.unit.api.conftest import RecordingPublisher
 
 
 @pytest.mark.parametrize(
@@ -60,19 +69,32 @@ def test_unknown_route_is_404_in_the_same_shape(client: TestClient) -> None:
     assert resp.status_code == 404 and resp.json()["error"] == "not_found"
 
 
-def test_bad_requests_publish_nothing(client: TestClient, publisher) -> None:  # type: ignore[no-untyped-def]
-    client.post("/next/1", json={"track": 5000, "time": 0.5})
-    client.post("/next/1", json={"track": 1, "time": 2})
+def test_bad_requests_publish_nothing(client: TestClient, publisher: RecordingPublisher) -> None:
+    assert client.post("/next/1", json={"track": 5000, "time": 0.5}).status_code == 404
+    assert client.post("/next/1", json={"track": 1, "time": 2}).status_code == 422
     assert publisher.events == []
 
 
-def test_every_domain_error_maps_to_a_client_or_availability_status() -> None:
-    for cls, status in STATUS_BY_ERROR.items():
-        assert issubclass(cls, BotifyError)
-        assert status in {400, 404, 409, 422, 503}
-        exc = cls(1) if cls.__name__ == "UnknownTrackError" else cls("x")
-        assert status_for(exc) == status
-    assert status_for(BotifyError("unmapped")) == 500
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (UnknownTrackError(1), 404),
+        (InvalidEventError("x"), 422),
+        (BackendUnavailableError("x"), 503),
+        # A subclass takes its nearest mapped ancestor's status.
+        (BackendTimeoutError("x"), 503),
+        # A configuration or artifact error is ours, not the client's: a 500.
+        (ConfigError("x"), 500),
+        (ArtifactError("x"), 500),
+        (BotifyError("unmapped"), 500),
+    ],
+)
+def test_each_domain_error_gets_its_status(error: BotifyError, status: int) -> None:
+    assert status_for(error) == status
+
+
+def test_the_status_table_holds_only_client_and_availability_statuses() -> None:
+    assert set(STATUS_BY_ERROR.values()) <= {400, 404, 409, 422, 503}
 
 
 def test_the_originals_requests_are_still_accepted(client: TestClient) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from botify.session import SessionLog
+from botify.session_log import SessionLog
 from botify.state import Position, StateConfig, TrackPlay, UserCommit, UserState, apply_listen
 from botify.storage import UserStateStore
 from tests.factories import listen

@@ -15,6 +15,7 @@ import pytest
 
 pytest.importorskip("torch")
 
+from botify import retraining  # noqa: E402
 from botify.artifacts import PAD, TRACK_IDS, TRACK_NEIGHBOURS, DataWindow  # noqa: E402
 from botify.evaluation import split_holdout  # noqa: E402
 from botify.example_log import ExampleLog  # noqa: E402
@@ -22,7 +23,7 @@ from botify.model_store import ModelStore  # noqa: E402
 from botify.settings import TrainerSettings  # noqa: E402
 from botify.training import TrainingExample  # noqa: E402
 from services.trainer import loop  # noqa: E402
-from services.trainer.loop import RunReport, Trainer, due  # noqa: E402
+from services.trainer.loop import RunReport, Trainer  # noqa: E402
 from services.trainer.train import TrainResult, train_model  # noqa: E402
 from tests.unit.trainer.conftest import World, fast_settings  # noqa: E402
 
@@ -134,7 +135,7 @@ async def test_second_round_warm_starts_from_the_served_version(
 
     monkeypatch.setattr(loop, "train_model", spy)
     # Promotion is another test's subject: here every version goes out.
-    monkeypatch.setattr(loop, "better", lambda *args: True)
+    monkeypatch.setattr(retraining, "better", lambda *args: True)
     reports = await trainer.run_all()
 
     for report in reports:
@@ -326,23 +327,6 @@ def test_a_report_round_trips_through_json() -> None:
 
 
 # -- scheduling and restarts -------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("last_run", "now", "new", "expected"),
-    [
-        (0.0, 100.0, 0, False),  # nothing new: never, however long ago
-        (0.0, 14.9, 10, False),  # something new, too soon
-        (0.0, 15.0, 10, True),  # something new, every_s passed
-        (0.0, 1.0, 500, True),  # enough new examples: at once
-        (0.0, 1.0, 499, False),
-        (10.0, 5.0, 499, False),  # a clock that went back is not "long ago"
-    ],
-)
-def test_due_after_every_s_with_something_new_or_after_every_examples(
-    last_run: float, now: float, new: int, expected: bool
-) -> None:
-    assert due(last_run, now, new, every_s=15.0, every_examples=500) is expected
 
 
 async def test_restore_picks_up_the_current_versions_as_parents(

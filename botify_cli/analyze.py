@@ -11,16 +11,11 @@ import typer
 from rich.console import Console
 
 from botify.analysis.load import load_log
-from botify.analysis.render import (
-    arms_table,
-    course_table,
-    cuped_table,
-    extras_table,
-    srm_text,
-    write_html,
-)
+from botify.analysis.render import write_html
 from botify.analysis.report import analyze
+from botify.analysis.sessions import METRICS
 from botify.errors import BotifyError
+from botify_cli.analysis_tables import arms_table, course_table, cuped_table, extras_table, srm_text
 
 
 def analyze_command(
@@ -45,11 +40,13 @@ def analyze_command(
     err = Console(stderr=True)
     try:
         arm_log = load_log(log, experiment)
-        kwargs = {"metrics": metric} if metric else {}
         report = analyze(
-            arm_log, control=control, cuped=cuped or cuped_split is not None,
-            cuped_split=cuped_split, **kwargs,
-        )  # fmt: skip
+            arm_log,
+            control=control,
+            metrics=metric or METRICS,
+            cuped=cuped or cuped_split is not None,
+            cuped_split=cuped_split,
+        )
         if html is not None:
             write_html(report, html)
     except (BotifyError, OSError) as exc:

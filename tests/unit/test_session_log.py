@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from botify.session import SessionLog, encode_request, parse_session
+from botify.session_log import SessionLog, encode_request, parse_session
 
 
 def test_a_requests_entries_parse_back_to_its_listen_and_answer() -> None:

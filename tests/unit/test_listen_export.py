@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from botify.events import ListenEvent
-from botify.export import _JsonlSink, _ParquetSink, _write_or_skip
+from botify.listen_export import _JsonlSink, _ParquetSink, _write_or_skip
 from tests.factories import listen
 
 

@@ -12,12 +12,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from botify.analysis import load_log
-from botify.embedded import free_port
 from botify.errors import BackendUnavailableError, ConfigError
 from botify.events import ListenEvent, encode_listen_event
-from botify.export import ORIGINAL_FIELDS, export_listens
 from botify.kafka import ListenPublisher, ensure_topics
+from botify.listen_export import ORIGINAL_FIELDS, export_listens
 from botify.settings import KafkaSettings
+from botify_cli.processes import free_port
 from tests.factories import listen
 
 BAD = [b"not json", b'{"message": "next"}', b'{"schema_version": 2}']

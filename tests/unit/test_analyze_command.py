@@ -10,7 +10,7 @@ import typer
 from typer.testing import CliRunner
 
 from botify.analysis import COURSE_COLUMNS
-from botify.analysis.command import analyze_command
+from botify_cli.analyze import analyze_command
 from tests.unit.analysis.logs import EXPERIMENT, original_log, write_jsonl
 
 app = typer.Typer(pretty_exceptions_enable=False)

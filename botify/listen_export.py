@@ -25,7 +25,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal, Protocol
+from typing import IO, Any, Literal, Protocol
 
 import orjson
 import pyarrow as pa
@@ -57,22 +57,21 @@ ORIGINAL_FIELDS = (
     "recommendation",
     "experiments",
 )
-PARQUET_SCHEMA = pa.schema(
-    [
-        pa.field("schema_version", pa.int8(), nullable=False),
-        pa.field("event_id", pa.string(), nullable=False),
-        pa.field("message", pa.string(), nullable=False),
-        pa.field("timestamp", pa.int64(), nullable=False),
-        pa.field("user", pa.int64(), nullable=False),
-        pa.field("track", pa.int64(), nullable=False),
-        pa.field("time", pa.float64(), nullable=False),
-        pa.field("recommendation", pa.int64()),
-        pa.field("latency", pa.float64(), nullable=False),
-        pa.field("recommender", pa.string(), nullable=False),
-        pa.field("model_version", pa.int64()),
-        pa.field("experiments", pa.string(), nullable=False),
-    ]
-)
+_PARQUET_FIELDS: list[pa.Field[Any]] = [
+    pa.field("schema_version", pa.int8(), nullable=False),
+    pa.field("event_id", pa.string(), nullable=False),
+    pa.field("message", pa.string(), nullable=False),
+    pa.field("timestamp", pa.int64(), nullable=False),
+    pa.field("user", pa.int64(), nullable=False),
+    pa.field("track", pa.int64(), nullable=False),
+    pa.field("time", pa.float64(), nullable=False),
+    pa.field("recommendation", pa.int64()),
+    pa.field("latency", pa.float64(), nullable=False),
+    pa.field("recommender", pa.string(), nullable=False),
+    pa.field("model_version", pa.int64()),
+    pa.field("experiments", pa.string(), nullable=False),
+]
+PARQUET_SCHEMA = pa.schema(_PARQUET_FIELDS)
 MAX_BAD_SAMPLES = 20
 
 
@@ -242,16 +241,19 @@ def _drain(
             )
         for msg in consumer.consume(num_messages=min(batch_rows, 10_000), timeout=0.5):
             partition, offset, error = msg.partition(), msg.offset(), msg.error()
-            if partition not in pending:
+            if partition is None or partition not in pending:
                 continue
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
                     pending.pop(partition)
                     continue
                 raise BackendUnavailableError(f"reading {topic}[{partition}]: {error}")
+            if offset is None:  # every record has one; only error events come without
+                raise BackendUnavailableError(f"reading {topic}[{partition}]: no offset")
             end = pending[partition]
             if end is None:
-                _, high = consumer.get_watermark_offsets(msg_partition(msg), cached=True)
+                tp = TopicPartition(topic, partition)
+                _, high = consumer.get_watermark_offsets(tp, cached=True)
                 end = pending[partition] = high if high > offset else offset + 1
             if offset >= end:  # written after the export started
                 pending.pop(partition)
@@ -269,10 +271,6 @@ def _drain(
     if batch:
         flush()
     return rows, bad, samples
-
-
-def msg_partition(msg: Message) -> TopicPartition:
-    return TopicPartition(msg.topic(), msg.partition())
 
 
 def _report_bad(msg: Message, reason: str, samples: list[str]) -> None:
