@@ -37,23 +37,25 @@ class RedisEndpoint:
 
     @classmethod
     def from_settings(cls, settings: RedisSettings) -> RedisEndpoint:
-        # redis-py's own reading of its URL forms: credentials in the netloc or as
-        # ?username=&password= (the only way for unix://), the database in the path or ?db=.
-        try:
-            parsed = parse_url(settings.url)
-        except ValueError:
+        url = urlparse(settings.url)
+        if url.scheme not in ("redis", "rediss", "unix"):
             raise ConfigError(
                 f"redis url {redact(settings.url)}: use redis://, rediss:// or unix://"
-            ) from None
+            )
         # Two mistakes redis-py lets through silently: a database path that is not a number
         # (it falls back to db 0; an unencoded '/' in a password looks the same), and a
         # relative unix path (read as a host name).
-        url = urlparse(settings.url)
         path_db = "" if url.scheme == "unix" else url.path.lstrip("/")
         if path_db and not path_db.isdigit():
             raise ConfigError(f"redis url {redact(settings.url)}: db must be a number")
         if url.scheme == "unix" and (url.netloc or not url.path.startswith("/")):
             raise ConfigError(f"redis url {redact(settings.url)}: unix:// needs an absolute path")
+        # Then redis-py's own reading of its URL forms: credentials in the netloc or as
+        # ?username=&password= (the only way for unix://), the database in the path or ?db=.
+        try:
+            parsed = parse_url(settings.url)
+        except ValueError:  # its messages may quote a piece of the password
+            raise ConfigError(f"redis url {redact(settings.url)}: not a valid URL") from None
         password = settings.password.get_secret_value() if settings.password else None
         return cls(
             host=parsed.get("host") or "127.0.0.1",
