@@ -11,11 +11,10 @@ import re
 import ssl
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import redis
 import redis.asyncio as aioredis
-from redis.connection import parse_url
 
 from botify.errors import ConfigError
 from botify.settings import RedisSettings
@@ -42,28 +41,27 @@ class RedisEndpoint:
             raise ConfigError(
                 f"redis url {redact(settings.url)}: use redis://, rediss:// or unix://"
             )
-        # Two mistakes redis-py lets through silently: a database path that is not a number
-        # (it falls back to db 0; an unencoded '/' in a password looks the same), and a
-        # relative unix path (read as a host name).
+        # redis-py's URL forms: credentials in the netloc or as ?username=&password= (the
+        # only way for unix://), the database in the path or as ?db=. Read here rather than
+        # by redis.connection.parse_url, which also takes ?host=, ?port= and ?path= from the
+        # query: `rediss://h/0?path=/x.sock` would become a plain unix socket, without TLS.
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         path_db = "" if url.scheme == "unix" else url.path.lstrip("/")
-        if path_db and not path_db.isdigit():
-            raise ConfigError(f"redis url {redact(settings.url)}: db must be a number")
+        try:
+            db = int(path_db or query.get("db") or 0)
+        except ValueError:
+            raise ConfigError(f"redis url {redact(settings.url)}: db must be a number") from None
         if url.scheme == "unix" and (url.netloc or not url.path.startswith("/")):
             raise ConfigError(f"redis url {redact(settings.url)}: unix:// needs an absolute path")
-        # Then redis-py's own reading of its URL forms: credentials in the netloc or as
-        # ?username=&password= (the only way for unix://), the database in the path or ?db=.
-        try:
-            parsed = parse_url(settings.url)
-        except ValueError:  # its messages may quote a piece of the password
-            raise ConfigError(f"redis url {redact(settings.url)}: not a valid URL") from None
         password = settings.password.get_secret_value() if settings.password else None
         return cls(
-            host=parsed.get("host") or "127.0.0.1",
-            port=parsed.get("port") or 6379,
-            socket_path=parsed.get("path"),
-            db=parsed.get("db", 0),
-            username=settings.username or parsed.get("username"),
-            password=password or parsed.get("password"),
+            host=url.hostname or "127.0.0.1",
+            port=url.port or 6379,
+            socket_path=url.path if url.scheme == "unix" else None,
+            db=db,
+            username=settings.username
+            or (unquote(url.username) if url.username else query.get("username")),
+            password=password or (unquote(url.password) if url.password else query.get("password")),
             tls=_tls_context(settings) if url.scheme == "rediss" else None,
             tls_kwargs=tuple(_redis_py_tls(settings).items()),
         )
