@@ -121,3 +121,13 @@ def test_the_embedded_stack_does_not_pass_a_real_clusters_security_to_its_childr
     endpoints = StackEndpoints(broker="127.0.0.1:1", redis="redis://x", api="", logs=Path())
     plain = endpoints.kafka_settings(secured)
     assert plain.client_config() == {"bootstrap.servers": "127.0.0.1:1"}
+
+
+def test_the_query_cannot_move_the_address_or_drop_tls() -> None:
+    """redis-py's parse_url would take these from the query; botify reads the address only
+    from the URL's authority, so a rediss:// URL stays TLS to the host it names."""
+    endpoint = RedisEndpoint.from_settings(
+        RedisSettings(url="rediss://h:6380/1?path=/tmp/x.sock&host=evil&port=1")
+    )
+    assert (endpoint.host, endpoint.port, endpoint.socket_path) == ("h", 6380, None)
+    assert endpoint.tls is not None and dict(endpoint.redis_py_kwargs())["ssl"] is True
