@@ -38,7 +38,7 @@ from botify.analysis.render import Timeline, write_html
 from botify.errors import BackendUnavailableError, ConfigError
 from botify.experiments import ALLOWED_GROUPS, arm_name
 from botify.export import ExportResult, export_parquet
-from botify.recommenders import REGISTRY, model_readers
+from botify.recommenders import model_readers, recommender_names
 from botify.settings import ModelHyperParams, Settings
 from botify_cli.prometheus import PrometheusQuery, arm_timeline
 from botify_cli.stack import EmbeddedStack
@@ -58,11 +58,12 @@ def demo_arms(recommenders: Sequence[str]) -> dict[str, str]:
     groups (splits come in 2, 3, 4, 5, 7 or 9) become extra Random arms, an A/A check for
     free. Unknown names, repeats and more arms than the largest split are ConfigErrors."""
     names = [n.strip() for n in recommenders if n.strip()]
-    unknown = [n for n in names if n not in REGISTRY]
+    known = recommender_names()
+    unknown = [n for n in names if n not in known]
     if unknown:
         raise ConfigError(
             f"unknown recommender {', '.join(map(repr, unknown))}; known: "
-            f"{', '.join(sorted(REGISTRY))}"
+            f"{', '.join(sorted(known))}"
         )
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import mmh3
 
@@ -59,11 +59,20 @@ class RecommenderContext:
         return self.models.setdefault(model, ModelSlot(model))
 
 
+class Recommendation(NamedTuple):
+    """One answer: the track, and the version of the model whose ranking chose it (None when
+    no model did: a baseline, or a model-backed recommender's fallback)."""
+
+    track: int
+    model_version: int | None = None
+
+
 class Recommender(Protocol):
     name: str
 
-    def recommend(self, request: RecommendRequest, state: UserState) -> int:
-        """A catalog track not in ``request.played`` (unless the catalog is exhausted)."""
+    def recommend(self, request: RecommendRequest, state: UserState) -> Recommendation:
+        """A catalog track not in ``request.played`` (unless the catalog is exhausted), with
+        the model version behind it."""
 
 
 def request_rng(seed: int, request: RecommendRequest, salt: str = "") -> random.Random:

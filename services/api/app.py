@@ -18,7 +18,7 @@ from botify.events import EXPERIMENT_NAME
 from botify.experiments import load_experiments
 from botify.kafka import ListenPublisher, ensure_topics
 from botify.recommenders import RecommenderContext, build_recommender
-from botify.recommenders.model_based import serving_index
+from botify.recommenders.serving_index import serving_index
 from botify.serving import Router
 from botify.settings import Settings
 from botify.storage import UserStateStore, open_user_state_store

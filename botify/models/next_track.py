@@ -1,0 +1,43 @@
+"""The students' next-track model (seeds 000/003/004) and its two serving recipes."""
+
+from __future__ import annotations
+
+from botify.models.registry import LearnedModel, Recipe, register
+from botify.recommenders.anchors import LikedAnchor, prev_anchor
+from botify.recommenders.base import Recommender, RecommenderContext
+from botify.recommenders.model_recommender import ModelRecommender, ServingParams
+from botify.recommenders.policies import artist_diverse, top_k_random
+from botify.recommenders.sources import Reranked
+
+
+def next_track(
+    context: RecommenderContext, params: ServingParams, fallback: Recommender
+) -> ModelRecommender:
+    """The previous track's neighbours and the user's top tracks, re-ranked for the user,
+    uniform among the first k unplayed."""
+    source = Reranked(context.slot("next_track"), prev_anchor, context.catalog)
+    policy = top_k_random(params.settings.next_track_k)
+    return ModelRecommender(context, "next_track", (source,), policy, fallback)
+
+
+def next_track_diverse(
+    context: RecommenderContext, params: ServingParams, fallback: Recommender
+) -> ModelRecommender:
+    """The students' best recipe: anchor on the last liked track, re-rank for the user,
+    relevance order without over-playing an artist."""
+    s = params.settings
+    source = Reranked(context.slot("next_track"), LikedAnchor(s.liked_threshold), context.catalog)
+    policy = artist_diverse(s.diverse_max_per_artist, context.catalog)
+    return ModelRecommender(context, "next_track_diverse", (source,), policy, fallback)
+
+
+MODEL = LearnedModel(
+    "next_track",
+    trainer="services.trainer.models.next_track:NextTrack",
+    hyper_params=lambda s: s.next_track,
+    recipes=(
+        Recipe("next_track", ("next_track",), next_track),
+        Recipe("next_track_diverse", ("next_track",), next_track_diverse),
+    ),
+)
+register(MODEL)

@@ -1,0 +1,101 @@
+"""The one registry of learned recommenders: each trained model (its torch half, its
+hyper-parameters) and each serving recipe (an experiment arm over those models).
+
+The trainer, the API, the demo, the docs table and the tests all read it. Built-in models
+register themselves when ``botify.models`` is imported; more come from plugin modules named
+in ``BOTIFY_MODELS__PLUGINS`` (``load_plugins``), which register the same way. This module
+never imports torch: a model names its torch half as ``"module:Class"``, and only the
+trainer imports it (``services.trainer.models``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from botify.errors import ConfigError
+from botify.recommenders.base import Recommender, RecommenderContext
+from botify.recommenders.model_recommender import ServingParams
+from botify.settings import ModelHyperParams, TrainerSettings
+
+RecipeBuilder = Callable[[RecommenderContext, ServingParams, Recommender], Recommender]
+
+
+def default_hyper_params(settings: TrainerSettings) -> ModelHyperParams:
+    """The shared defaults, for a model without a settings section of its own."""
+    return ModelHyperParams()
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """An experiment arm over trained models: which models' slots it reads, and how it is
+    built (candidate sources, anchor, policy) around a model-free fallback."""
+
+    name: str
+    reads: tuple[str, ...]
+    build: RecipeBuilder
+
+
+@dataclass(frozen=True)
+class LearnedModel:
+    """A model the trainer trains and publishes as versioned artifacts."""
+
+    name: str
+    # "module:Class" of the torch half: a class with ``build(data, hyper)`` and
+    # ``examples(data)`` (services.trainer.models.TrainableModel). Only the trainer imports it.
+    trainer: str
+    hyper_params: Callable[[TrainerSettings], ModelHyperParams] = default_hyper_params
+    recipes: tuple[Recipe, ...] = field(default=())
+
+
+MODELS: dict[str, LearnedModel] = {}
+RECIPES: dict[str, Recipe] = {}
+
+
+def register(model: LearnedModel, *recipes: Recipe) -> None:
+    """Add ``model`` and its recipes (plus any ``recipes`` serving several models). A name
+    registered twice is an error, unless it is the very same entry (a module imported again)."""
+    for recipe in (*model.recipes, *recipes):
+        _add(RECIPES, recipe.name, recipe)
+    _add(MODELS, model.name, model)
+
+
+def register_recipe(recipe: Recipe) -> None:
+    """Add a recipe over models registered elsewhere (e.g. a cascade of several)."""
+    _add(RECIPES, recipe.name, recipe)
+
+
+def _add(table: dict[str, object], name: str, entry: object) -> None:
+    known = table.get(name)
+    if known is not None and known != entry:
+        raise ConfigError(f"{name!r} is registered twice")
+    table[name] = entry
+
+
+def load_plugins(modules: Iterable[str]) -> None:
+    """Import each plugin module, which registers its models when imported."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigError(f"cannot load model plugin {module!r}: {exc}") from None
+
+
+def learned_model(name: str) -> LearnedModel:
+    """The registered model ``name``; ``ConfigError`` lists the known ones."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ConfigError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}") from None
+
+
+def model_readers(recipes: Iterable[str] | None = None) -> dict[str, tuple[str, ...]]:
+    """Model -> which of ``recipes`` (default: all; names that are no recipe are skipped)
+    read it, both sorted by name."""
+    out: dict[str, list[str]] = {}
+    for name in sorted(set(RECIPES if recipes is None else recipes)):
+        recipe = RECIPES.get(name)
+        for model in () if recipe is None else recipe.reads:
+            out.setdefault(model, []).append(name)
+    return {model: tuple(readers) for model, readers in sorted(out.items())}
