@@ -326,6 +326,10 @@ class ModelSettings(_Section):
     keep_versions: int = Field(default=5, ge=1)
     # The API re-reads the pointers this often, in case an announcement was missed.
     poll_s: float = Field(default=2.0, gt=0)
+    # Modules that register more learned recommenders (botify.models.registry) when
+    # imported, beside the built-in ones: BOTIFY_MODELS__PLUGINS='["my_models.tiny"]'. Every
+    # process that trains, serves or names them loads them (README "Adding a model").
+    plugins: tuple[str, ...] = ()
 
     def path(self, run_dir: Path) -> Path:
         """The models' directory: ``dir`` under ``run_dir`` unless it is absolute."""

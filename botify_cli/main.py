@@ -25,6 +25,7 @@ from botify.analysis.command import analyze_command
 from botify.analysis.render import course_table, extras_table, srm_text
 from botify.errors import BotifyError, ConfigError
 from botify.export import export_jsonl, export_parquet
+from botify.models import load_plugins
 from botify.settings import Settings
 from botify.storage.connection import redact
 from botify_cli.demo import demo_arms, round_sizes, run_demo, trainer_kept_up, write_results
@@ -48,10 +49,16 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def load_settings() -> Settings:
+    """The settings, with the model plugins they name registered."""
     try:
-        return Settings()
+        settings = Settings()
     except Exception as exc:  # pydantic's ValidationError names the bad variable
         raise fail(f"invalid BOTIFY_* settings: {exc}") from None
+    try:
+        load_plugins(settings.models.plugins)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    return settings
 
 
 class _Terminated(BaseException):

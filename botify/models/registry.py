@@ -13,12 +13,14 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from botify.errors import ConfigError
 from botify.recommenders.base import Recommender, RecommenderContext
 from botify.recommenders.model_recommender import ServingParams
 from botify.settings import ModelHyperParams, TrainerSettings
 
+Entry = TypeVar("Entry", "LearnedModel", "Recipe")
 RecipeBuilder = Callable[[RecommenderContext, ServingParams, Recommender], Recommender]
 
 
@@ -66,7 +68,7 @@ def register_recipe(recipe: Recipe) -> None:
     _add(RECIPES, recipe.name, recipe)
 
 
-def _add(table: dict[str, object], name: str, entry: object) -> None:
+def _add(table: dict[str, Entry], name: str, entry: Entry) -> None:
     known = table.get(name)
     if known is not None and known != entry:
         raise ConfigError(f"{name!r} is registered twice")

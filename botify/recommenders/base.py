@@ -68,7 +68,9 @@ class Recommendation(NamedTuple):
 
 
 class Recommender(Protocol):
-    name: str
+    @property
+    def name(self) -> str:
+        """The registry name, which also salts the request's generator."""
 
     def recommend(self, request: RecommendRequest, state: UserState) -> Recommendation:
         """A catalog track not in ``request.played`` (unless the catalog is exhausted), with

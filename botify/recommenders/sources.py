@@ -119,7 +119,7 @@ def embedding_scores(
     # take() is several times faster than fancy indexing for a few hundred rows; np.asarray
     # gives plain arrays, not the memmap subclass with its per-operation overhead.
     emb = np.asarray(arrays[TRACK_EMB]).take(rows, axis=0)
-    scores = emb @ q if q.ndim == 1 else np.einsum("nkd,nd->nk", emb, q)
+    scores: np.ndarray = emb @ q if q.ndim == 1 else np.einsum("nkd,nd->nk", emb, q)
     bias = arrays.get(TRACK_BIAS)
     if bias is not None:
         scores += np.asarray(bias).take(rows)

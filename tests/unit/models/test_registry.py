@@ -1,0 +1,102 @@
+"""The one registry of learned recommenders: what it holds, how plugins join it, and the docs
+table that must describe every entry."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from botify.errors import ConfigError
+from botify.models import MODELS, RECIPES, load_plugins, model_readers
+from botify.models.registry import LearnedModel, Recipe, learned_model, register
+from botify.recommenders import RecommenderContext, build_recommender, recommender_names
+from botify.settings import REPO_DIR, TrainerSettings
+from tests.factories import small_catalog
+
+PLUGIN = "tests.integration.models.tiny_pairs"
+
+
+@pytest.fixture
+def registry() -> Iterator[None]:
+    """The registry as it was, after the test."""
+    models, recipes = dict(MODELS), dict(RECIPES)
+    yield
+    MODELS.clear()
+    MODELS.update(models)
+    RECIPES.clear()
+    RECIPES.update(recipes)
+    sys.modules.pop(PLUGIN, None)
+
+
+def docs_table() -> dict[str, set[str]]:
+    """docs/models.md's table: model -> the arms its "served by" column names."""
+    rows: dict[str, set[str]] = {}
+    for line in (REPO_DIR / "docs" / "models.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and re.fullmatch(r"`\w+`", cells[0]):
+            rows[cells[0].strip("`")] = set(re.findall(r"`(\w+)`", cells[2]))
+    return rows
+
+
+def test_the_docs_table_has_one_row_per_registered_model_naming_the_arms_that_serve_it() -> None:
+    assert docs_table() == {model: set(readers) for model, readers in model_readers().items()}
+    assert set(docs_table()) == set(MODELS)
+
+
+def test_every_recipe_reads_registered_models_and_every_model_is_trained_by_default() -> None:
+    for recipe in RECIPES.values():
+        assert set(recipe.reads) <= set(MODELS), recipe.name
+    assert set(TrainerSettings().models) == set(MODELS)
+    assert not set(RECIPES) & {"random", "top_pop", "sticky_artist"}
+
+
+def test_the_core_registry_names_the_torch_half_without_importing_it() -> None:
+    for model in MODELS.values():
+        module, _, attr = model.trainer.partition(":")
+        assert module.startswith("services.trainer.models.") and attr, model
+
+
+def test_a_plugin_module_registers_its_model_and_recipe(registry: None) -> None:
+    assert "tiny_pairs" not in recommender_names()
+    load_plugins([PLUGIN])
+    assert learned_model("tiny_pairs").trainer.endswith("tiny_pairs_net:TinyPairs")
+    assert model_readers(["tiny_pairs"]) == {"tiny_pairs": ("tiny_pairs",)}
+    context = RecommenderContext(small_catalog())
+    build_recommender("tiny_pairs", context)
+    assert set(context.models) == {"tiny_pairs"}
+
+
+def test_a_missing_plugin_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="cannot load model plugin 'no_such_plugin'"):
+        load_plugins(["no_such_plugin"])
+
+
+def test_a_name_registered_twice_is_a_config_error(registry: None) -> None:
+    clash = LearnedModel("affinity", "somewhere:Else")
+    with pytest.raises(ConfigError, match="'affinity' is registered twice"):
+        register(clash)
+    other = Recipe("dae", ("dae",), RECIPES["contextual"].build)
+    with pytest.raises(ConfigError, match="'dae' is registered twice"):
+        register(MODELS["dae"], other)
+    # Registering the very same entry again (a module imported twice) is harmless.
+    register(MODELS["dae"])
+
+
+def test_an_unknown_model_names_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match="known: affinity, contextual"):
+        learned_model("nope")
+
+
+def test_the_trainer_resolves_each_models_torch_half() -> None:
+    pytest.importorskip("torch")
+    from services.trainer.models import model_spec
+
+    for name in MODELS:
+        spec = model_spec(name)
+        assert callable(spec.build) and callable(spec.examples)
+        assert spec.hyper_params(TrainerSettings()) is not None
+    with pytest.raises(ConfigError, match="unknown model"):
+        model_spec("nope")
