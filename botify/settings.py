@@ -137,7 +137,7 @@ class RecommenderSettings(_Section):
     seed: int = 0
     top_pop_k: int = Field(default=100, ge=1)
     top_pop_refresh_s: float = Field(default=1.0, gt=0)
-    # Model-backed recommenders (botify.recommenders.model_based). What serves while a model
+    # Model-backed recommenders (botify.models). What serves while a model
     # has no version yet or does not know the anchor/user; must not itself need a model.
     model_fallback: str = "sticky_artist"
     # A session track listened to at least this fraction is "liked" (the `liked` anchor).
@@ -360,26 +360,16 @@ class ModelHyperParams(_Section):
     l2: float = Field(default=1e-3, ge=0)
 
 
-class DaeHyperParams(ModelHyperParams):
-    dim: int = Field(default=64, ge=1)  # the hidden layer
-    epochs: int = Field(default=10, ge=1)
-    batch_size: int = Field(default=256, ge=1)
-    lr: float = Field(default=3e-3, gt=0)
-    # On the whole encoder and decoder, not per batch.
-    l2: float = Field(default=1e-5, ge=0)
-    # Input dropout of the denoising autoencoder (Liang et al. use 0.5).
-    dropout: float = Field(default=0.5, ge=0.0, lt=1.0)
-
-
-class LightGcnHyperParams(ModelHyperParams):
-    epochs: int = Field(default=10, ge=1)
-    lr: float = Field(default=0.01, gt=0)
-    l2: float = Field(default=1e-4, ge=0)
-    layers: int = Field(default=2, ge=0)
-
-
 class TrainerSettings(_Section):
-    """How the trainer fits, exports and judges models (``services/trainer``)."""
+    """How the trainer fits, exports and judges models (``services/trainer``).
+
+    Each model's hyper-parameters are its own section, defined with the model
+    (``botify.models``, ``LearnedModel.params``) and kept here as extra keys:
+    ``BOTIFY_TRAINER__AFFINITY__EPOCHS=10`` or ``BOTIFY_TRAINER__AFFINITY='{"epochs": 10}'``.
+    ``botify.models.hyper_params`` validates them; the trainer refuses a section that names
+    no registered model."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
 
     # Registry names (services.trainer.models) the rounds train, in this order (each model
     # in one round out of its every_rounds).
@@ -431,18 +421,6 @@ class TrainerSettings(_Section):
     # (a small holdout is noisy; refusing on noise would freeze the served version).
     promote_tolerance: float = 0.0
     promote_z: float = Field(default=1.96, ge=0.0)
-    contextual: ModelHyperParams = ModelHyperParams(every_rounds=2)
-    next_track: ModelHyperParams = ModelHyperParams(every_rounds=2)
-    dae: DaeHyperParams = DaeHyperParams(every_rounds=2)
-    lightgcn: LightGcnHyperParams = LightGcnHyperParams(every_rounds=2)
-    lightfm: ModelHyperParams = ModelHyperParams(every_rounds=2)
-    # Tuned on the simulator (docs/models.md): up to ten passes over the newest 80,000
-    # examples each round (the 8 s budget allows about four on two shared cores: shorter
-    # rounds keep it fresh), and an id penalty that keeps rarely heard tracks near their
-    # artist and genre; fewer passes over a bigger window scored below its parent.
-    affinity: ModelHyperParams = ModelHyperParams(
-        epochs=10, lr=0.02, l2=1e-4, budget_s=8.0, window_rows=80_000, promote_on="mse"
-    )
 
     @property
     def primary_key(self) -> str:

@@ -142,13 +142,14 @@ def fidelity(
     t = time.perf_counter()
     log = course_log(world, log_sessions, config.seed, config)
     say(f"  world seed {config.seed}: log of {log_sessions:,} sessions, {log.height:,} examples")
-    settings = TrainerSettings(
-        train_budget_s=OFFLINE_BUDGET_S, export_budget_s=OFFLINE_BUDGET_S, seed=config.seed
-    )
-    settings = settings.model_copy(
-        update={
-            "contextual": settings.contextual.model_copy(update={"dim": dim}),
-            "lightfm": settings.lightfm.model_copy(update={"dim": dim}),
+    settings = TrainerSettings.model_validate(
+        {
+            "train_budget_s": OFFLINE_BUDGET_S,
+            "export_budget_s": OFFLINE_BUDGET_S,
+            "seed": config.seed,
+            # The models' own sections (botify.models): only their size changes.
+            "contextual": {"dim": dim},
+            "lightfm": {"dim": dim},
         }
     )
     context = RecommenderContext(world.catalog, seed=config.seed)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from botify.models.registry import LearnedModel, Recipe, register
 from botify.recommenders.base import Recommender, RecommenderContext
 from botify.recommenders.model_recommender import ModelRecommender, ServingParams
 from botify.recommenders.policies import artist_diverse
 from botify.recommenders.sources import SessionTaste
+from botify.settings import ModelHyperParams
 
 
 def affinity(
@@ -27,10 +30,25 @@ def affinity(
     return ModelRecommender(context, "affinity", (source,), policy, fallback)
 
 
+class AffinityParams(ModelHyperParams):
+    """BOTIFY_TRAINER__AFFINITY__*. Tuned on the simulator (docs/models.md): up to ten passes
+    over the newest 80,000 examples each round (the 8 s budget allows about four on two
+    shared cores: shorter rounds keep it fresh), and an id penalty that keeps rarely heard
+    tracks near their artist and genre; fewer passes over a bigger window scored below its
+    parent. Promoted on listen-time MSE: its lists are re-filtered by the serving policy."""
+
+    epochs: int = Field(default=10, ge=1)
+    lr: float = Field(default=0.02, gt=0)
+    l2: float = Field(default=1e-4, ge=0)
+    budget_s: float | None = Field(default=8.0, gt=0)
+    window_rows: int | None = Field(default=80_000, ge=1)
+    promote_on: str | None = "mse"
+
+
 MODEL = LearnedModel(
     "affinity",
     trainer="services.trainer.models.affinity:TrackAffinity",
-    hyper_params=lambda s: s.affinity,
+    params=AffinityParams,
     recipes=(Recipe("affinity", ("affinity",), affinity),),
 )
 register(MODEL)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from botify.models.registry import LearnedModel, Recipe, register
 from botify.recommenders.anchors import prev_anchor, start_anchor
 from botify.recommenders.base import Recommender, RecommenderContext
 from botify.recommenders.model_recommender import ModelRecommender, ServingParams
 from botify.recommenders.policies import top_k_random
 from botify.recommenders.sources import Neighbours
+from botify.settings import ModelHyperParams
 
 
 def contextual(
@@ -31,10 +34,17 @@ def contextual(
     return ModelRecommender(context, "contextual", sources, policy, fallback)
 
 
+class ContextualParams(ModelHyperParams):
+    """BOTIFY_TRAINER__CONTEXTUAL__*: trained one round out of two (the trainer shares the
+    machine; the best-serving model, affinity, trains every round)."""
+
+    every_rounds: int = Field(default=2, ge=1)
+
+
 MODEL = LearnedModel(
     "contextual",
     trainer="services.trainer.models.contextual:Contextual",
-    hyper_params=lambda s: s.contextual,
+    params=ContextualParams,
     recipes=(Recipe("contextual", ("contextual",), contextual),),
 )
 register(MODEL)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from botify.models.registry import LearnedModel, Recipe, register
 from botify.recommenders.base import Recommender, RecommenderContext
 from botify.recommenders.model_recommender import ModelRecommender, ServingParams
 from botify.recommenders.policies import relevance_order
 from botify.recommenders.sources import UserTop
+from botify.settings import ModelHyperParams
 
 
 def dae(
@@ -17,10 +20,24 @@ def dae(
     return ModelRecommender(context, "dae", (source,), relevance_order(), fallback)
 
 
+class DaeHyperParams(ModelHyperParams):
+    """BOTIFY_TRAINER__DAE__*."""
+
+    dim: int = Field(default=64, ge=1)  # the hidden layer
+    every_rounds: int = Field(default=2, ge=1)
+    epochs: int = Field(default=10, ge=1)
+    batch_size: int = Field(default=256, ge=1)
+    lr: float = Field(default=3e-3, gt=0)
+    # On the whole encoder and decoder, not per batch.
+    l2: float = Field(default=1e-5, ge=0)
+    # Input dropout of the denoising autoencoder (Liang et al. use 0.5).
+    dropout: float = Field(default=0.5, ge=0.0, lt=1.0)
+
+
 MODEL = LearnedModel(
     "dae",
     trainer="services.trainer.models.dae:MultDAE",
-    hyper_params=lambda s: s.dae,
+    params=DaeHyperParams,
     recipes=(Recipe("dae", ("dae",), dae),),
 )
 register(MODEL)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from botify.models.registry import LearnedModel, Recipe, register
 from botify.recommenders.anchors import LikedAnchor, prev_anchor
 from botify.recommenders.base import Recommender, RecommenderContext
 from botify.recommenders.model_recommender import ModelRecommender, ServingParams
 from botify.recommenders.policies import artist_diverse, top_k_random
 from botify.recommenders.sources import Reranked
+from botify.settings import ModelHyperParams
 
 
 def next_track(
@@ -31,10 +34,17 @@ def next_track_diverse(
     return ModelRecommender(context, "next_track_diverse", (source,), policy, fallback)
 
 
+class NextTrackParams(ModelHyperParams):
+    """BOTIFY_TRAINER__NEXT_TRACK__*: trained one round out of two (the trainer shares the
+    machine; the best-serving model, affinity, trains every round)."""
+
+    every_rounds: int = Field(default=2, ge=1)
+
+
 MODEL = LearnedModel(
     "next_track",
     trainer="services.trainer.models.next_track:NextTrack",
-    hyper_params=lambda s: s.next_track,
+    params=NextTrackParams,
     recipes=(
         Recipe("next_track", ("next_track",), next_track),
         Recipe("next_track_diverse", ("next_track",), next_track_diverse),

@@ -11,9 +11,12 @@ trainer imports it (``services.trainer.models``).
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from botify.errors import ConfigError
 from botify.recommenders.base import Recommender, RecommenderContext
@@ -22,11 +25,6 @@ from botify.settings import ModelHyperParams, TrainerSettings
 
 Entry = TypeVar("Entry", "LearnedModel", "Recipe")
 RecipeBuilder = Callable[[RecommenderContext, ServingParams, Recommender], Recommender]
-
-
-def default_hyper_params(settings: TrainerSettings) -> ModelHyperParams:
-    """The shared defaults, for a model without a settings section of its own."""
-    return ModelHyperParams()
 
 
 @dataclass(frozen=True)
@@ -47,7 +45,8 @@ class LearnedModel:
     # "module:Class" of the torch half: a class with ``build(data, hyper)`` and
     # ``examples(data)`` (services.trainer.models.TrainableModel). Only the trainer imports it.
     trainer: str
-    hyper_params: Callable[[TrainerSettings], ModelHyperParams] = default_hyper_params
+    # Its hyper-parameters' section, with this model's defaults: BOTIFY_TRAINER__<NAME>__*.
+    params: type[ModelHyperParams] = ModelHyperParams
     recipes: tuple[Recipe, ...] = field(default=())
 
 
@@ -73,6 +72,34 @@ def _add(table: dict[str, Entry], name: str, entry: Entry) -> None:
     if known is not None and known != entry:
         raise ConfigError(f"{name!r} is registered twice")
     table[name] = entry
+
+
+def hyper_params(name: str, settings: TrainerSettings) -> ModelHyperParams:
+    """Model ``name``'s section of ``settings`` (``BOTIFY_TRAINER__<NAME>__*``, or the whole
+    section as JSON), validated by its own ``params`` class: what is not set keeps that
+    class's defaults. ``ConfigError`` for an unknown model or an invalid value."""
+    model = learned_model(name)
+    raw = (settings.model_extra or {}).get(name, {})
+    try:
+        if isinstance(raw, str):
+            raw = json.loads(raw)
+        if isinstance(raw, BaseModel):
+            raw = raw.model_dump(exclude_unset=True)
+        return model.params.model_validate(raw)
+    except (ValueError, ValidationError) as exc:
+        raise ConfigError(f"invalid hyper-parameters for model {name!r}: {exc}") from None
+
+
+def check_sections(settings: TrainerSettings) -> None:
+    """``ConfigError`` for a hyper-parameter section that names no registered model (a
+    typo would otherwise be ignored), or one that does not validate."""
+    for name in settings.model_extra or {}:
+        if name not in MODELS:
+            raise ConfigError(
+                f"BOTIFY_TRAINER__{name.upper()}: no such setting or registered model; "
+                f"models: {', '.join(sorted(MODELS))}"
+            )
+        hyper_params(name, settings)
 
 
 def load_plugins(modules: Iterable[str]) -> None:

@@ -21,7 +21,7 @@ from botify.errors import BotifyError
 from botify.example_log import ExampleConsumer, ExampleLog
 from botify.kafka import ensure_topics
 from botify.model_store import ModelAnnouncer, ModelStore
-from botify.models import load_plugins
+from botify.models import check_sections, load_plugins
 from botify.settings import Settings, TrainerSettings
 from botify.storage.connection import async_redis
 from botify.telemetry import ConsumerLagMonitor, Heartbeat, MetricsServer, process_registry
@@ -103,6 +103,7 @@ async def serve(
 ) -> None:
     cfg = settings.trainer
     load_plugins(settings.models.plugins)
+    check_sections(cfg)
     catalog = load_catalog(settings.catalog.path)
     configure_torch(cfg)
     redis = async_redis(settings.redis)

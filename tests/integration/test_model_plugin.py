@@ -65,8 +65,6 @@ def test_a_plugin_model_is_trained_published_reloaded_served_and_analysed(
         # The subprocesses import the plugin from the checkout.
         PYTHONPATH=str(REPO_DIR),
     )
-    # A plugin model has no section of the trainer's own: the shared defaults apply.
-    env.pop(f"BOTIFY_TRAINER__{MODEL.upper()}__BUDGET_S")
     ids = cat.ids.tolist()
     rng = random.Random(0)
     failures: list[str] = []

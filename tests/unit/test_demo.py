@@ -10,7 +10,7 @@ import pytest
 
 from botify.errors import ConfigError
 from botify.experiments import load_experiments
-from botify.models import MODELS, RECIPES
+from botify.models import MODELS, RECIPES, hyper_params
 from botify.recommenders import BASELINES, model_readers, recommender_names
 from botify.settings import DemoSettings, Settings, TrainerSettings
 from botify_cli.demo import CONTROL, EXPERIMENT, demo_arms, trainer_env, write_experiments
@@ -81,8 +81,9 @@ def test_the_demo_trainer_rounds_by_data_only_and_trains_what_the_arms_serve(
     assert trainer.every_s == float("inf")  # no timed rounds
     assert trainer.train_budget_s == trainer.export_budget_s == settings.demo.train_budget_s
     # The affinity override keeps every other hyper-parameter of the settings.
-    expected = settings.trainer.affinity.model_copy(update={"budget_s": trainer.train_budget_s})
-    assert trainer.affinity == expected
+    expected = hyper_params("affinity", settings.trainer)
+    expected = expected.model_copy(update={"budget_s": trainer.train_budget_s})
+    assert hyper_params("affinity", trainer) == expected
 
 
 def test_the_demo_experiments_file_loads_and_routes_every_arm(tmp_path: Path) -> None:

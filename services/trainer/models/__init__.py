@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from botify.errors import ConfigError
-from botify.models import learned_model
+from botify.models import hyper_params, learned_model
 from botify.settings import ModelHyperParams, TrainerSettings
 from services.trainer.export import Ranker
 from services.trainer.models.dataset import Dataset
@@ -59,7 +59,7 @@ def model_spec(name: str) -> ModelSpec:
         cls = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as exc:
         raise ConfigError(f"model {name!r}: cannot load {model.trainer!r}: {exc}") from None
-    return ModelSpec(cls.build, cls.examples, model.hyper_params)
+    return ModelSpec(cls.build, cls.examples, lambda settings: hyper_params(name, settings))
 
 
 __all__ = ["ModelSpec", "TrainableModel", "model_spec"]

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 import pytest
 
 from botify.errors import ConfigError
-from botify.models import MODELS, RECIPES, load_plugins, model_readers
+from botify.models import MODELS, RECIPES, check_sections, hyper_params, load_plugins, model_readers
 from botify.models.registry import LearnedModel, Recipe, learned_model, register
 from botify.recommenders import RecommenderContext, build_recommender, recommender_names
-from botify.settings import REPO_DIR, TrainerSettings
+from botify.settings import REPO_DIR, ModelHyperParams, Settings, TrainerSettings
 from tests.factories import small_catalog
 
 PLUGIN = "tests.integration.models.tiny_pairs"
@@ -100,3 +100,62 @@ def test_the_trainer_resolves_each_models_torch_half() -> None:
         assert spec.hyper_params(TrainerSettings()) is not None
     with pytest.raises(ConfigError, match="unknown model"):
         model_spec("nope")
+
+
+def test_each_models_hyper_parameters_default_to_what_the_trainer_always_used() -> None:
+    trainer = TrainerSettings()
+    got = {name: hyper_params(name, trainer).model_dump() for name in MODELS}
+    shared = ModelHyperParams().model_dump()
+    assert got["contextual"] == got["next_track"] == got["lightfm"] == shared | {"every_rounds": 2}
+    assert got["affinity"] == shared | {
+        "epochs": 10,
+        "lr": 0.02,
+        "l2": 1e-4,
+        "budget_s": 8.0,
+        "window_rows": 80_000,
+        "promote_on": "mse",
+    }
+    assert got["dae"] == shared | {
+        "dim": 64,
+        "every_rounds": 2,
+        "epochs": 10,
+        "batch_size": 256,
+        "lr": 3e-3,
+        "l2": 1e-5,
+        "dropout": 0.5,
+    }
+    assert got["lightgcn"] == shared | {
+        "every_rounds": 2,
+        "epochs": 10,
+        "lr": 0.01,
+        "l2": 1e-4,
+        "layers": 2,
+    }
+
+
+def test_a_models_section_comes_from_its_env_vars_over_its_own_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BOTIFY_TRAINER__AFFINITY__EPOCHS", "3")
+    monkeypatch.setenv("BOTIFY_TRAINER__DAE", '{"dropout": 0.25}')
+    trainer = Settings().trainer
+    check_sections(trainer)
+    affinity = hyper_params("affinity", trainer)
+    assert (affinity.epochs, affinity.lr, affinity.budget_s) == (3, 0.02, 8.0)
+    assert hyper_params("dae", trainer).model_dump()["dropout"] == 0.25
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("BOTIFY_TRAINER__AFINITY__EPOCHS", "3", "AFINITY: no such setting or registered model"),
+        ("BOTIFY_TRAINER__AFFINITY__EPOCHS", "0", "invalid hyper-parameters for model 'affinity'"),
+        ("BOTIFY_TRAINER__DAE", "{not json", "invalid hyper-parameters for model 'dae'"),
+    ],
+)
+def test_a_bad_models_section_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=message):
+        check_sections(Settings().trainer)
