@@ -37,9 +37,8 @@ class ModelRecommender:
         """The track and the model version that served it (None: the fallback did)."""
         rng = request_rng(self.context.seed, request, self.name)
         pick: Pick | None = self.policy.choose(self.sources, request, state, rng)
-        if pick is None:
-            return Recommendation(self.fallback.recommend(request, state).track)
-        return Recommendation(*pick)
+        # The fallback's answer carries no version: it needs no model.
+        return self.fallback.recommend(request, state) if pick is None else pick
 
 
 @dataclass(frozen=True)

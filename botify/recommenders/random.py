@@ -9,6 +9,7 @@ from botify.recommenders.base import (
     RecommenderContext,
     RecommendRequest,
     pick_any,
+    recommendation,
     request_rng,
 )
 from botify.state import UserState
@@ -21,4 +22,4 @@ class Random:
 
     def recommend(self, request: RecommendRequest, state: UserState) -> Recommendation:
         rng = request_rng(self.context.seed, request, self.name)
-        return Recommendation(pick_any(self.context.catalog, request.played, rng))
+        return recommendation(pick_any(self.context.catalog, request.played, rng))

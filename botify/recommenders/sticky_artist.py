@@ -10,6 +10,7 @@ from botify.recommenders.base import (
     RecommendRequest,
     pick_any,
     pick_unplayed,
+    recommendation,
     request_rng,
 )
 from botify.state import UserState
@@ -27,6 +28,6 @@ class StickyArtist:
         if track is not None:
             pick = pick_unplayed(catalog.tracks_by_artist(track.artist), request.played, rng)
             if pick is not None:
-                return Recommendation(pick)
+                return recommendation(pick)
         # The artist is exhausted for this session: fall back to Random.
-        return Recommendation(pick_any(catalog, request.played, rng))
+        return recommendation(pick_any(catalog, request.played, rng))

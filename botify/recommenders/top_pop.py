@@ -10,6 +10,7 @@ from botify.recommenders.base import (
     RecommendRequest,
     pick_any,
     pick_unplayed,
+    recommendation,
     request_rng,
 )
 from botify.state import UserState
@@ -28,4 +29,4 @@ class TopPop:
         # Cold start (no popularity yet) or every top track played: fall back to Random.
         if pick is None:
             pick = pick_any(self.context.catalog, request.played, rng)
-        return Recommendation(pick)
+        return recommendation(pick)
