@@ -134,33 +134,22 @@ class ExperimentsSettings(_Section):
 
 
 class RecommenderSettings(_Section):
+    """What every recommender shares. Each learned recommender's own knobs are its recipe's
+    section (``botify.models``), kept here as extra keys:
+    ``BOTIFY_RECOMMENDER__AFFINITY__SESSION_POWER=8`` (the names they had before,
+    ``BOTIFY_RECOMMENDER__AFFINITY_SESSION_POWER``, still work); the API refuses a key that
+    is neither a field here nor a registered recipe's."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
     seed: int = 0
     top_pop_k: int = Field(default=100, ge=1)
     top_pop_refresh_s: float = Field(default=1.0, gt=0)
-    # Model-backed recommenders (botify.models). What serves while a model
-    # has no version yet or does not know the anchor/user; must not itself need a model.
+    # Model-backed recommenders (botify.models). What serves while a model has no version
+    # yet or does not know the anchor/user; must not itself need a model.
     model_fallback: str = "sticky_artist"
     # A session track listened to at least this fraction is "liked" (the `liked` anchor).
     liked_threshold: float = Field(default=0.6, ge=0.0, le=1.0)
-    # contextual: uniform among the first k unplayed neighbours of the previous track.
-    contextual_k: int = Field(default=100, ge=1)
-    # next_track: uniform among the first k unplayed re-ranked candidates.
-    next_track_k: int = Field(default=25, ge=1)
-    # dae: the user's top k tracks, served in relevance order.
-    dae_k: int = Field(default=50, ge=1)
-    # cascade: move to the next candidate source after this many consecutive failed listens
-    # (below state.fail_threshold), sampling among the first `sample_first` unplayed items.
-    cascade_fail_run: int = Field(default=2, ge=1)
-    cascade_sample_first: int = Field(default=15, ge=1)
-    # next_track_diverse: an artist played this many times in the session is skipped
-    # (simulated users lose 20 % of interest per repeated artist).
-    diverse_max_per_artist: int = Field(default=2, ge=1)
-    # affinity: one track per artist; candidates from the neighbour lists of the session's
-    # `sources` best-liked tracks, ranked by their taste weighted by time ** power. Tuned on
-    # the simulator (docs/models.md).
-    affinity_max_per_artist: int = Field(default=1, ge=1)
-    affinity_session_power: float = Field(default=16.0, ge=0.0)
-    affinity_session_sources: int = Field(default=20, ge=1)
 
 
 class StateSettings(_Section):

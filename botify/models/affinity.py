@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from botify.models.registry import LearnedModel, Recipe, register
 from botify.recommenders.base import Recommender, RecommenderContext
@@ -12,6 +12,18 @@ from botify.recommenders.sources import SessionTaste
 from botify.settings import ModelHyperParams
 
 
+class AffinityServing(BaseModel):
+    """BOTIFY_RECOMMENDER__AFFINITY__*: one track per artist; candidates from the neighbour
+    lists of the session's ``session_sources`` best-liked tracks, ranked by their taste
+    weighted by time ** ``session_power``. Tuned on the simulator (docs/models.md)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_per_artist: int = Field(default=1, ge=1)
+    session_power: float = Field(default=16.0, ge=0.0)
+    session_sources: int = Field(default=20, ge=1)
+
+
 def affinity(
     context: RecommenderContext, params: ServingParams, fallback: Recommender
 ) -> ModelRecommender:
@@ -19,14 +31,11 @@ def affinity(
     taste (``SessionTaste``), in relevance order, one track per artist: what the user loved
     moves the session towards their taste, and a new artist each time avoids the decay
     users show for an artist they already heard (docs/models.md)."""
-    s = params.settings
+    own = params.section(AffinityServing, "affinity")
     source = SessionTaste(
-        context.slot("affinity"),
-        context.catalog,
-        s.affinity_session_power,
-        s.affinity_session_sources,
+        context.slot("affinity"), context.catalog, own.session_power, own.session_sources
     )
-    policy = artist_diverse(s.affinity_max_per_artist, context.catalog)
+    policy = artist_diverse(own.max_per_artist, context.catalog)
     return ModelRecommender(context, "affinity", (source,), policy, fallback)
 
 
@@ -49,6 +58,6 @@ MODEL = LearnedModel(
     "affinity",
     trainer="services.trainer.models.affinity:TrackAffinity",
     params=AffinityParams,
-    recipes=(Recipe("affinity", ("affinity",), affinity),),
+    recipes=(Recipe("affinity", ("affinity",), affinity, AffinityServing),),
 )
 register(MODEL)

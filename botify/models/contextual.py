@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from botify.models.registry import LearnedModel, Recipe, register
 from botify.recommenders.anchors import prev_anchor, start_anchor
@@ -30,8 +30,17 @@ def contextual(
         Neighbours(slot, prev_anchor, context.catalog),
         Neighbours(slot, start_anchor, context.catalog),
     )
-    policy = top_k_random(params.settings.contextual_k)
+    policy = top_k_random(params.section(ContextualServing, "contextual").k)
     return ModelRecommender(context, "contextual", sources, policy, fallback)
+
+
+class ContextualServing(BaseModel):
+    """BOTIFY_RECOMMENDER__CONTEXTUAL__*."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Uniform among the first k unplayed neighbours of the previous track.
+    k: int = Field(default=100, ge=1)
 
 
 class ContextualParams(ModelHyperParams):
@@ -45,6 +54,6 @@ MODEL = LearnedModel(
     "contextual",
     trainer="services.trainer.models.contextual:Contextual",
     params=ContextualParams,
-    recipes=(Recipe("contextual", ("contextual",), contextual),),
+    recipes=(Recipe("contextual", ("contextual",), contextual, ContextualServing),),
 )
 register(MODEL)

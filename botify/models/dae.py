@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from botify.models.registry import LearnedModel, Recipe, register
 from botify.recommenders.base import Recommender, RecommenderContext
@@ -16,8 +16,18 @@ def dae(
     context: RecommenderContext, params: ServingParams, fallback: Recommender
 ) -> ModelRecommender:
     """The user's top k tracks in relevance order."""
-    source = UserTop(context.slot("dae"), context.catalog, limit=params.settings.dae_k)
+    k = params.section(DaeServing, "dae").k
+    source = UserTop(context.slot("dae"), context.catalog, limit=k)
     return ModelRecommender(context, "dae", (source,), relevance_order(), fallback)
+
+
+class DaeServing(BaseModel):
+    """BOTIFY_RECOMMENDER__DAE__*."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # The user's top k tracks, served in relevance order.
+    k: int = Field(default=50, ge=1)
 
 
 class DaeHyperParams(ModelHyperParams):
@@ -38,6 +48,6 @@ MODEL = LearnedModel(
     "dae",
     trainer="services.trainer.models.dae:MultDAE",
     params=DaeHyperParams,
-    recipes=(Recipe("dae", ("dae",), dae),),
+    recipes=(Recipe("dae", ("dae",), dae, DaeServing),),
 )
 register(MODEL)

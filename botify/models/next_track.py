@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from botify.models.registry import LearnedModel, Recipe, register
 from botify.recommenders.anchors import LikedAnchor, prev_anchor
@@ -19,7 +19,7 @@ def next_track(
     """The previous track's neighbours and the user's top tracks, re-ranked for the user,
     uniform among the first k unplayed."""
     source = Reranked(context.slot("next_track"), prev_anchor, context.catalog)
-    policy = top_k_random(params.settings.next_track_k)
+    policy = top_k_random(params.section(NextTrackServing, "next_track").k)
     return ModelRecommender(context, "next_track", (source,), policy, fallback)
 
 
@@ -28,10 +28,30 @@ def next_track_diverse(
 ) -> ModelRecommender:
     """The students' best recipe: anchor on the last liked track, re-rank for the user,
     relevance order without over-playing an artist."""
-    s = params.settings
-    source = Reranked(context.slot("next_track"), LikedAnchor(s.liked_threshold), context.catalog)
-    policy = artist_diverse(s.diverse_max_per_artist, context.catalog)
+    own = params.section(DiverseServing, "next_track_diverse", legacy_prefix="diverse_")
+    anchor = LikedAnchor(params.settings.liked_threshold)
+    source = Reranked(context.slot("next_track"), anchor, context.catalog)
+    policy = artist_diverse(own.max_per_artist, context.catalog)
     return ModelRecommender(context, "next_track_diverse", (source,), policy, fallback)
+
+
+class NextTrackServing(BaseModel):
+    """BOTIFY_RECOMMENDER__NEXT_TRACK__*."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Uniform among the first k unplayed re-ranked candidates.
+    k: int = Field(default=25, ge=1)
+
+
+class DiverseServing(BaseModel):
+    """BOTIFY_RECOMMENDER__NEXT_TRACK_DIVERSE__* (before: BOTIFY_RECOMMENDER__DIVERSE_*)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # An artist played this many times in the session is skipped (simulated users lose
+    # 20 % of interest per repeated artist).
+    max_per_artist: int = Field(default=2, ge=1)
 
 
 class NextTrackParams(ModelHyperParams):
@@ -46,8 +66,10 @@ MODEL = LearnedModel(
     trainer="services.trainer.models.next_track:NextTrack",
     params=NextTrackParams,
     recipes=(
-        Recipe("next_track", ("next_track",), next_track),
-        Recipe("next_track_diverse", ("next_track",), next_track_diverse),
+        Recipe("next_track", ("next_track",), next_track, NextTrackServing),
+        Recipe(
+            "next_track_diverse", ("next_track",), next_track_diverse, DiverseServing, "diverse_"
+        ),
     ),
 )
 register(MODEL)

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from botify.errors import ConfigError
 from botify.recommenders.base import Recommender, RecommenderContext
 from botify.recommenders.model_recommender import ServingParams
-from botify.settings import ModelHyperParams, TrainerSettings
+from botify.settings import ModelHyperParams, RecommenderSettings, TrainerSettings
 
 Entry = TypeVar("Entry", "LearnedModel", "Recipe")
 RecipeBuilder = Callable[[RecommenderContext, ServingParams, Recommender], Recommender]
@@ -35,6 +35,11 @@ class Recipe:
     name: str
     reads: tuple[str, ...]
     build: RecipeBuilder
+    # Its own serving knobs (read by ``build`` through ``ServingParams.section``):
+    # BOTIFY_RECOMMENDER__<NAME>__<FIELD>, or before they moved here <legacy_prefix><FIELD>
+    # (None: <name>_).
+    params: type[BaseModel] | None = None
+    legacy_prefix: str | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,28 @@ def check_sections(settings: TrainerSettings) -> None:
                 f"models: {', '.join(sorted(MODELS))}"
             )
         hyper_params(name, settings)
+
+
+def check_serving(settings: RecommenderSettings) -> None:
+    """``ConfigError`` for a serving key that is neither a shared setting nor a registered
+    recipe's (its section, or one of its fields under the old flat name), or for a recipe's
+    section that does not validate."""
+    extras = settings.model_extra or {}
+    params = ServingParams(settings, 0.0, extras)
+    claimed: set[str] = set()
+    for recipe in RECIPES.values():
+        if recipe.params is None:
+            continue
+        prefix = f"{recipe.name}_" if recipe.legacy_prefix is None else recipe.legacy_prefix
+        claimed.add(recipe.name)
+        claimed.update(f"{prefix}{field}" for field in recipe.params.model_fields)
+        params.section(recipe.params, recipe.name, recipe.legacy_prefix)
+    unknown = sorted(set(extras) - claimed)
+    if unknown:
+        raise ConfigError(
+            f"BOTIFY_RECOMMENDER__{unknown[0].upper()}: no such setting or registered recipe; "
+            f"recipes: {', '.join(sorted(RECIPES))}"
+        )
 
 
 def load_plugins(modules: Iterable[str]) -> None:

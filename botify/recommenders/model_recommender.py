@@ -4,10 +4,12 @@ cold start, or an anchor/user the model does not know)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from botify.errors import ConfigError
 from botify.recommenders.base import (
@@ -20,6 +22,8 @@ from botify.recommenders.base import (
 from botify.recommenders.policies import CandidateSource, Pick, Policy
 from botify.settings import RecommenderSettings, StateSettings
 from botify.state import UserState
+
+Section = TypeVar("Section", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -43,14 +47,17 @@ class ModelRecommender:
 
 @dataclass(frozen=True)
 class ServingParams:
-    """The factories' parameters: ``RecommenderSettings`` plus the stream's fail threshold."""
+    """The recipes' parameters: the shared ``RecommenderSettings``, the stream's fail
+    threshold, and every recipe's own section (``section``)."""
 
     settings: RecommenderSettings
     fail_threshold: float
+    raw: Mapping[str, object] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, params: Mapping[str, object]) -> ServingParams:
-        """Validated, with the settings' defaults for anything missing; other keys ignored."""
+        """Validated, with the settings' defaults for anything missing; other keys are
+        left to the recipes' sections."""
         known = {k: v for k, v in params.items() if k in RecommenderSettings.model_fields}
         try:
             settings = RecommenderSettings.model_validate(known)
@@ -59,4 +66,27 @@ class ServingParams:
             )
         except ValidationError as exc:
             raise ConfigError(f"invalid recommender parameters: {exc}") from None
-        return cls(settings, state.fail_threshold)
+        return cls(settings, state.fail_threshold, params)
+
+    def section(self, cls: type[Section], name: str, legacy_prefix: str | None = None) -> Section:
+        """Recipe ``name``'s section, validated by ``cls`` over its defaults: from
+        ``BOTIFY_RECOMMENDER__<NAME>__<FIELD>`` (or the section as JSON), and from the flat
+        names these knobs had before they moved into their recipes,
+        ``BOTIFY_RECOMMENDER__<PREFIX><FIELD>`` (prefix ``<name>_`` unless given)."""
+        prefix = f"{name}_" if legacy_prefix is None else legacy_prefix
+        values = {
+            key[len(prefix) :]: value
+            for key, value in self.raw.items()
+            if key.startswith(prefix) and key[len(prefix) :] in cls.model_fields
+        }
+        own = self.raw.get(name, {})
+        try:
+            if isinstance(own, str):
+                own = json.loads(own)
+            if isinstance(own, BaseModel):
+                own = own.model_dump(exclude_unset=True)
+            if not isinstance(own, Mapping):
+                raise ValueError(f"expected a mapping of settings, got {own!r}")
+            return cls.model_validate({**values, **own})
+        except ValueError as exc:  # pydantic's ValidationError and JSON's errors included
+            raise ConfigError(f"invalid parameters of recommender {name!r}: {exc}") from None

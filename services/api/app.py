@@ -17,7 +17,7 @@ from botify.errors import ConfigError
 from botify.events import EXPERIMENT_NAME
 from botify.experiments import load_experiments
 from botify.kafka import ListenPublisher, ensure_topics
-from botify.models import load_plugins
+from botify.models import check_serving, load_plugins
 from botify.recommenders import RecommenderContext, build_recommender
 from botify.recommenders.serving_index import serving_index
 from botify.serving import Router
@@ -46,6 +46,7 @@ def build_router(settings: Settings) -> tuple[Router, RecommenderContext]:
             f"experiment names {bad} cannot be logged: use 1 to 64 letters, digits, '_', '.', '-'"
         )
     load_plugins(settings.models.plugins)
+    check_serving(settings.recommender)
     context = RecommenderContext(catalog=catalog, seed=settings.recommender.seed)
     # Every serving parameter, plus the stream's fail threshold (the cascade counts fails).
     params: dict[str, object] = {

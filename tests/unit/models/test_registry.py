@@ -10,9 +10,18 @@ from collections.abc import Iterator
 import pytest
 
 from botify.errors import ConfigError
-from botify.models import MODELS, RECIPES, check_sections, hyper_params, load_plugins, model_readers
+from botify.models import (
+    MODELS,
+    RECIPES,
+    check_sections,
+    check_serving,
+    hyper_params,
+    load_plugins,
+    model_readers,
+)
 from botify.models.registry import LearnedModel, Recipe, learned_model, register
 from botify.recommenders import RecommenderContext, build_recommender, recommender_names
+from botify.recommenders.model_recommender import ServingParams
 from botify.settings import REPO_DIR, ModelHyperParams, Settings, TrainerSettings
 from tests.factories import small_catalog
 
@@ -159,3 +168,42 @@ def test_a_bad_models_section_is_a_config_error(
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=message):
         check_sections(Settings().trainer)
+
+
+def test_a_recipes_serving_section_comes_from_its_env_vars_new_or_old_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BOTIFY_RECOMMENDER__AFFINITY__SESSION_POWER", "4")
+    monkeypatch.setenv("BOTIFY_RECOMMENDER__DIVERSE_MAX_PER_ARTIST", "3")  # the old name
+    monkeypatch.setenv("BOTIFY_RECOMMENDER__CASCADE", '{"fail_run": 5}')
+    recommender = Settings().recommender
+    check_serving(recommender)
+    params = ServingParams.parse(recommender.model_dump())
+    for name, field, value in [
+        ("affinity", "session_power", 4.0),
+        ("affinity", "session_sources", 20),
+        ("next_track_diverse", "max_per_artist", 3),
+        ("cascade", "fail_run", 5),
+        ("cascade", "sample_first", 15),
+    ]:
+        recipe = RECIPES[name]
+        assert recipe.params is not None
+        section = params.section(recipe.params, name, recipe.legacy_prefix)
+        assert getattr(section, field) == value, (name, field)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("BOTIFY_RECOMMENDER__AFINITY__SESSION_POWER", "3", "AFINITY: no such setting"),
+        ("BOTIFY_RECOMMENDER__CONTEXTUAL_KAY", "3", "CONTEXTUAL_KAY: no such setting"),
+        ("BOTIFY_RECOMMENDER__DAE__K", "0", "invalid parameters of recommender 'dae'"),
+        ("BOTIFY_RECOMMENDER__DAE__KAY", "3", "invalid parameters of recommender 'dae'"),
+    ],
+)
+def test_a_bad_serving_key_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=message):
+        check_serving(Settings().recommender)

@@ -121,10 +121,21 @@ def test_a_fallback_that_needs_a_model_is_refused_at_build_time() -> None:
 
 
 def test_invalid_parameters_are_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="contextual_k"):
-        build_recommender("contextual", RecommenderContext(CATALOG), {"contextual_k": 0})
+    with pytest.raises(ConfigError, match="recommender 'contextual'.*\\nk\\n"):
+        build_recommender("contextual", RecommenderContext(CATALOG), {"contextual": {"k": 0}})
+    with pytest.raises(ConfigError, match="recommender 'affinity'.*\\nsession_power\\n"):
+        build_recommender("affinity", RecommenderContext(CATALOG), {"affinity_session_power": -1})
     with pytest.raises(ConfigError, match="fail_threshold"):
         build_recommender("cascade", RecommenderContext(CATALOG), {"fail_threshold": 2.0})
+
+
+def test_the_flat_names_knobs_had_before_their_recipe_sections_still_work() -> None:
+    context = RecommenderContext(CATALOG)
+    context.slot("contextual").artifact = artifact(1, {7: [10, 11, 12]})
+    flat = model_recommender("contextual", context, contextual_k=1)
+    nested = model_recommender("contextual", context, contextual={"k": 1})
+    assert {flat.recommend(request(u), UserState(u)) for u in range(30)} == {(10, 1)}
+    assert {nested.recommend(request(u), UserState(u)) for u in range(30)} == {(10, 1)}
 
 
 def test_unrelated_parameters_are_ignored() -> None:
@@ -134,7 +145,7 @@ def test_unrelated_parameters_are_ignored() -> None:
 
 def test_swapping_the_artifact_changes_the_answer_and_the_version() -> None:
     context = RecommenderContext(CATALOG)
-    rec = model_recommender("contextual", context, contextual_k=3)
+    rec = model_recommender("contextual", context, contextual={"k": 3})
     slot = context.slot("contextual")
     slot.artifact = artifact(1, {7: [10, 11, 12]})
     answers = {rec.recommend(request(u), UserState(u)) for u in range(50)}
@@ -259,7 +270,7 @@ def test_contextual_answers_a_previous_track_it_has_no_list_for_from_the_session
 def test_contextual_is_uniform_over_the_previous_tracks_top_k_never_repeating() -> None:
     context = RecommenderContext(CATALOG)
     context.slot("contextual").artifact = artifact(1, {7: list(range(100, 200))})
-    rec = model_recommender("contextual", context, contextual_k=10)
+    rec = model_recommender("contextual", context, contextual={"k": 10})
     session = (7, 100, 101)
     r = RecommendRequest(1, 7, 1.0, frozenset(session), session)
     picks = {
@@ -358,10 +369,10 @@ def test_reranked_candidates_are_the_union_without_played_or_unknown_tracks() ->
 def test_next_track_reranks_for_the_user_and_samples_the_top_k() -> None:
     context = RecommenderContext(CATALOG)
     context.slot("next_track").artifact = embedded_model(2)
-    rec = model_recommender("next_track", context, next_track_k=1)
+    rec = model_recommender("next_track", context, next_track={"k": 1})
     assert rec.recommend(request(user=1), UserState(1)) == (20, 2)
     assert rec.recommend(request(user=2), UserState(2)) == (70, 2)
-    rec3 = model_recommender("next_track", context, next_track_k=3)
+    rec3 = model_recommender("next_track", context, next_track={"k": 3})
     # The request's generator is seeded by the session's length, among others.
     sessions = [(*range(200, 200 + n), 7) for n in range(60)]
     picks = {rec3.recommend(request(user=1, session=s), UserState(1)).track for s in sessions}
@@ -371,7 +382,7 @@ def test_next_track_reranks_for_the_user_and_samples_the_top_k() -> None:
 def test_dae_serves_the_users_top_in_order_then_falls_back_after_k() -> None:
     context = RecommenderContext(CATALOG)
     context.slot("dae").artifact = artifact(6, user_top={1: [40, 41, 42, 43]})
-    rec = model_recommender("dae", context, dae_k=3)
+    rec = model_recommender("dae", context, dae={"k": 3})
     session: tuple[int, ...] = (7,)
     served = []
     for _ in range(4):
@@ -391,7 +402,7 @@ def cascade_context() -> RecommenderContext:
 
 
 def test_cascade_switches_model_after_a_run_of_failures() -> None:
-    rec = model_recommender("cascade", cascade_context(), cascade_fail_run=2)
+    rec = model_recommender("cascade", cascade_context(), cascade={"fail_run": 2})
     lagging = UserState(1, history=(5,), history_times=(0.1,), fail_count=1)
     assert rec.recommend(request(time=0.9), lagging)[1] == 1
     assert rec.recommend(request(time=0.1), lagging)[1] == 2
@@ -420,7 +431,7 @@ def test_next_track_diverse_avoids_an_artist_the_session_played_enough() -> None
     catalog = Catalog(tuple(Track(i, "A" if i < 100 else f"B{i}", "t") for i in range(300)))
     context = RecommenderContext(catalog)
     context.slot("next_track").artifact = artifact(1, {7: [10, 11, 150]}, tracks=list(range(300)))
-    rec = model_recommender("next_track_diverse", context, diverse_max_per_artist=2)
+    rec = model_recommender("next_track_diverse", context, next_track_diverse={"max_per_artist": 2})
     # One A track (7) so far: the next A track is fine.
     assert rec.recommend(request(), UserState(1)).track == 10
     # Two A tracks: A is skipped for the best other artist.
@@ -461,7 +472,7 @@ def test_affinity_ranks_the_sessions_candidates_by_its_listen_weighted_taste() -
     rec = model_recommender("affinity", context)
     assert rec.recommend(taste_request(), UserState(1)) == (30, 5)
     # Equal weights: the mean leans enough towards y for 40's long vector to win.
-    flat = model_recommender("affinity", context, affinity_session_power=0.0)
+    flat = model_recommender("affinity", context, affinity={"session_power": 0.0})
     assert flat.recommend(taste_request(), UserState(1)) == (40, 5)
     # The track bias adds to the score: 70 (0.5 + 1) over 30 (1).
     context.slot("affinity").artifact = taste_model(6, t70=1.0)
@@ -472,7 +483,7 @@ def test_affinity_draws_candidates_from_the_best_liked_listens_only() -> None:
     context = RecommenderContext(SOLO_ARTISTS)
     context.slot("affinity").artifact = taste_model(t40=100.0, t70=100.0)
     # One source: the full listen of 3, so neither 40 nor 70 is a candidate.
-    rec = model_recommender("affinity", context, affinity_session_sources=1)
+    rec = model_recommender("affinity", context, affinity={"session_sources": 1})
     assert rec.recommend(taste_request(), UserState(1)) == (30, 5)
     two = model_recommender("affinity", context, affinity_session_sources=2)
     assert two.recommend(taste_request(), UserState(1)).track == 70
