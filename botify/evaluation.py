@@ -39,6 +39,7 @@ from botify.artifacts import (
     USER_TOP,
     ModelArtifact,
 )
+from botify.recommenders.sources import embedding_scores
 from botify.settings import TrainerSettings
 
 Arrays = Mapping[str, np.ndarray]
@@ -266,7 +267,8 @@ def _contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
     if len(sorted_keys) == 0:
         return np.zeros(keys.shape, dtype=bool)
     pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
-    return sorted_keys[pos] == keys
+    found: np.ndarray = sorted_keys[pos] == keys
+    return found
 
 
 def _rows(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
@@ -283,8 +285,8 @@ def _rows(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
 def _rerank(
     arrays: Arrays, lists: np.ndarray, context_rows: np.ndarray, user_rows: np.ndarray
 ) -> np.ndarray:
-    """Serving's re-rank (``botify.recommenders.model_based.rerank``) of the lists of the
-    queries whose user the model knows; the others keep the model's order."""
+    """Serving's re-rank score (``botify.recommenders.sources.embedding_scores``) over the
+    lists of the queries whose user the model knows; the others keep the model's order."""
     track_emb, user_emb = arrays.get(TRACK_EMB), arrays.get(USER_EMB)
     if track_emb is None or user_emb is None:
         return lists
@@ -299,10 +301,7 @@ def _rerank(
         )
     sub = lists[mine]
     rows = _rows(arrays[TRACK_IDS], sub)
-    scores = np.einsum("nd,nkd->nk", query, track_emb[np.maximum(rows, 0)])
-    bias = arrays.get(TRACK_BIAS)
-    if bias is not None:
-        scores = scores + bias[np.maximum(rows, 0)]
+    scores = embedding_scores(arrays, query, np.maximum(rows, 0))
     # Padding and tracks without a row go last, in the model's order (as serving does).
     scores = np.where(rows >= 0, scores, -np.inf)
     order = np.argsort(-scores, axis=1, kind="stable")

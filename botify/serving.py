@@ -45,13 +45,9 @@ class Router:
         request = RecommendRequest(
             user, track, time, frozenset(session), session, (*log.listens, (track, time))
         )
-        versioned = getattr(recommender, "recommend_versioned", None)
-        if versioned is not None:
-            # The version comes back with the track: exact even if requests interleave.
-            rec, version = versioned(request, state)
-            return Decision(rec, assignment, version)
-        rec = recommender.recommend(request, state)
-        return Decision(rec, assignment, getattr(recommender, "model_version", None))
+        # The version comes back with the track: exact even if requests interleave.
+        track, version = recommender.recommend(request, state)
+        return Decision(track, assignment, version)
 
 
 def session_order(served: tuple[int, ...], track: int) -> tuple[int, ...]:

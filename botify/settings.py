@@ -134,33 +134,22 @@ class ExperimentsSettings(_Section):
 
 
 class RecommenderSettings(_Section):
+    """What every recommender shares. Each learned recommender's own knobs are its recipe's
+    section (``botify.models``), kept here as extra keys:
+    ``BOTIFY_RECOMMENDER__AFFINITY__SESSION_POWER=8`` (the names they had before,
+    ``BOTIFY_RECOMMENDER__AFFINITY_SESSION_POWER``, still work); the API refuses a key that
+    is neither a field here nor a registered recipe's."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
     seed: int = 0
     top_pop_k: int = Field(default=100, ge=1)
     top_pop_refresh_s: float = Field(default=1.0, gt=0)
-    # Model-backed recommenders (botify.recommenders.model_based). What serves while a model
-    # has no version yet or does not know the anchor/user; must not itself need a model.
+    # Model-backed recommenders (botify.models). What serves while a model has no version
+    # yet or does not know the anchor/user; must not itself need a model.
     model_fallback: str = "sticky_artist"
     # A session track listened to at least this fraction is "liked" (the `liked` anchor).
     liked_threshold: float = Field(default=0.6, ge=0.0, le=1.0)
-    # contextual: uniform among the first k unplayed neighbours of the previous track.
-    contextual_k: int = Field(default=100, ge=1)
-    # next_track: uniform among the first k unplayed re-ranked candidates.
-    next_track_k: int = Field(default=25, ge=1)
-    # dae: the user's top k tracks, served in relevance order.
-    dae_k: int = Field(default=50, ge=1)
-    # cascade: move to the next candidate source after this many consecutive failed listens
-    # (below state.fail_threshold), sampling among the first `sample_first` unplayed items.
-    cascade_fail_run: int = Field(default=2, ge=1)
-    cascade_sample_first: int = Field(default=15, ge=1)
-    # next_track_diverse: an artist played this many times in the session is skipped
-    # (simulated users lose 20 % of interest per repeated artist).
-    diverse_max_per_artist: int = Field(default=2, ge=1)
-    # affinity: one track per artist; candidates from the neighbour lists of the session's
-    # `sources` best-liked tracks, ranked by their taste weighted by time ** power. Tuned on
-    # the simulator (docs/models.md).
-    affinity_max_per_artist: int = Field(default=1, ge=1)
-    affinity_session_power: float = Field(default=16.0, ge=0.0)
-    affinity_session_sources: int = Field(default=20, ge=1)
 
 
 class StateSettings(_Section):
@@ -326,6 +315,10 @@ class ModelSettings(_Section):
     keep_versions: int = Field(default=5, ge=1)
     # The API re-reads the pointers this often, in case an announcement was missed.
     poll_s: float = Field(default=2.0, gt=0)
+    # Modules that register more learned recommenders (botify.models.registry) when
+    # imported, beside the built-in ones: BOTIFY_MODELS__PLUGINS='["my_models.tiny"]'. Every
+    # process that trains, serves or names them loads them (README "Adding a model").
+    plugins: tuple[str, ...] = ()
 
     def path(self, run_dir: Path) -> Path:
         """The models' directory: ``dir`` under ``run_dir`` unless it is absolute."""
@@ -356,26 +349,16 @@ class ModelHyperParams(_Section):
     l2: float = Field(default=1e-3, ge=0)
 
 
-class DaeHyperParams(ModelHyperParams):
-    dim: int = Field(default=64, ge=1)  # the hidden layer
-    epochs: int = Field(default=10, ge=1)
-    batch_size: int = Field(default=256, ge=1)
-    lr: float = Field(default=3e-3, gt=0)
-    # On the whole encoder and decoder, not per batch.
-    l2: float = Field(default=1e-5, ge=0)
-    # Input dropout of the denoising autoencoder (Liang et al. use 0.5).
-    dropout: float = Field(default=0.5, ge=0.0, lt=1.0)
-
-
-class LightGcnHyperParams(ModelHyperParams):
-    epochs: int = Field(default=10, ge=1)
-    lr: float = Field(default=0.01, gt=0)
-    l2: float = Field(default=1e-4, ge=0)
-    layers: int = Field(default=2, ge=0)
-
-
 class TrainerSettings(_Section):
-    """How the trainer fits, exports and judges models (``services/trainer``)."""
+    """How the trainer fits, exports and judges models (``services/trainer``).
+
+    Each model's hyper-parameters are its own section, defined with the model
+    (``botify.models``, ``LearnedModel.params``) and kept here as extra keys:
+    ``BOTIFY_TRAINER__AFFINITY__EPOCHS=10`` or ``BOTIFY_TRAINER__AFFINITY='{"epochs": 10}'``.
+    ``botify.models.hyper_params`` validates them; the trainer refuses a section that names
+    no registered model."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
 
     # Registry names (services.trainer.models) the rounds train, in this order (each model
     # in one round out of its every_rounds).
@@ -427,18 +410,6 @@ class TrainerSettings(_Section):
     # (a small holdout is noisy; refusing on noise would freeze the served version).
     promote_tolerance: float = 0.0
     promote_z: float = Field(default=1.96, ge=0.0)
-    contextual: ModelHyperParams = ModelHyperParams(every_rounds=2)
-    next_track: ModelHyperParams = ModelHyperParams(every_rounds=2)
-    dae: DaeHyperParams = DaeHyperParams(every_rounds=2)
-    lightgcn: LightGcnHyperParams = LightGcnHyperParams(every_rounds=2)
-    lightfm: ModelHyperParams = ModelHyperParams(every_rounds=2)
-    # Tuned on the simulator (docs/models.md): up to ten passes over the newest 80,000
-    # examples each round (the 8 s budget allows about four on two shared cores: shorter
-    # rounds keep it fresh), and an id penalty that keeps rarely heard tracks near their
-    # artist and genre; fewer passes over a bigger window scored below its parent.
-    affinity: ModelHyperParams = ModelHyperParams(
-        epochs=10, lr=0.02, l2=1e-4, budget_s=8.0, window_rows=80_000, promote_on="mse"
-    )
 
     @property
     def primary_key(self) -> str:

@@ -38,8 +38,9 @@ from botify.analysis.render import Timeline, write_html
 from botify.errors import BackendUnavailableError, ConfigError
 from botify.experiments import ALLOWED_GROUPS, arm_name
 from botify.listen_export import ExportResult, export_parquet
-from botify.recommenders import REGISTRY, model_readers
-from botify.settings import ModelHyperParams, Settings
+from botify.models import hyper_params
+from botify.recommenders import model_readers, recommender_names
+from botify.settings import Settings
 from botify_cli.prometheus import PrometheusQuery, arm_timeline
 from botify_cli.stack import EmbeddedStack
 from botify_sim.config import SimConfig
@@ -58,11 +59,12 @@ def demo_arms(recommenders: Sequence[str]) -> dict[str, str]:
     groups (splits come in 2, 3, 4, 5, 7 or 9) become extra Random arms, an A/A check for
     free. Unknown names, repeats and more arms than the largest split are ConfigErrors."""
     names = [n.strip() for n in recommenders if n.strip()]
-    unknown = [n for n in names if n not in REGISTRY]
+    known = recommender_names()
+    unknown = [n for n in names if n not in known]
     if unknown:
         raise ConfigError(
             f"unknown recommender {', '.join(map(repr, unknown))}; known: "
-            f"{', '.join(sorted(REGISTRY))}"
+            f"{', '.join(sorted(known))}"
         )
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
@@ -94,8 +96,8 @@ def trainer_env(settings: Settings, arms: Iterable[str]) -> dict[str, str]:
         "BOTIFY_TRAINER__EXPORT_BUDGET_S": budget,
     }
     for name in trainer.models:
-        hyper = getattr(trainer, name, None)
-        if isinstance(hyper, ModelHyperParams) and hyper.budget_s is not None:
+        hyper = hyper_params(name, trainer)
+        if hyper.budget_s is not None:
             doc = hyper.model_copy(update={"budget_s": demo.train_budget_s}).model_dump()
             env[f"BOTIFY_TRAINER__{name.upper()}"] = json.dumps(doc)
     return env

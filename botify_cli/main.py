@@ -23,7 +23,9 @@ from rich.table import Table
 
 from botify.errors import BotifyError, ConfigError
 from botify.listen_export import export_jsonl, export_parquet
-from botify.settings import Settings
+from botify.models import MODELS, RECIPES, check_sections, check_serving, hyper_params, load_plugins
+from botify.recommenders.model_recommender import ServingParams
+from botify.settings import RecommenderSettings, Settings
 from botify.storage.connection import redact
 from botify_cli.analysis_tables import course_table, extras_table, srm_text
 from botify_cli.analyze import analyze_command
@@ -48,10 +50,16 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def load_settings() -> Settings:
+    """The settings, with the model plugins they name registered."""
     try:
-        return Settings()
+        settings = Settings()
     except Exception as exc:  # pydantic's ValidationError names the bad variable
         raise fail(f"invalid BOTIFY_* settings: {exc}") from None
+    try:
+        load_plugins(settings.models.plugins)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    return settings
 
 
 class _Terminated(BaseException):
@@ -493,6 +501,21 @@ def show_settings() -> None:
     settings = load_settings()
     shown = settings.model_dump(mode="json")  # secrets print as "**********"
     shown["redis"]["url"] = redact(settings.redis.url)
+    try:
+        # Each model's and recipe's own section, resolved over its defaults.
+        check_sections(settings.trainer)
+        check_serving(settings.recommender)
+        for name in MODELS:
+            shown["trainer"][name] = hyper_params(name, settings.trainer).model_dump(mode="json")
+        serving = ServingParams.parse(settings.recommender.model_dump())
+        for name, recipe in RECIPES.items():
+            if recipe.params is not None:
+                section = serving.section(recipe.params, name, recipe.legacy_prefix)
+                shown["recommender"][name] = section.model_dump(mode="json")
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    for key in set(shown["recommender"]) - set(RECIPES) - set(RecommenderSettings.model_fields):
+        del shown["recommender"][key]  # a flat name of before, shown in its recipe's section
     console.print_json(data=shown)
 
 

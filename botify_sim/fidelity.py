@@ -24,8 +24,9 @@ from botify.recommenders import (
     RecommendRequest,
     build_recommender,
 )
-from botify.recommenders.model_based import ModelRecommender, UserTop
+from botify.recommenders.model_recommender import ModelRecommender
 from botify.recommenders.policies import top_k_random
+from botify.recommenders.sources import UserTop
 from botify.settings import TrainerSettings
 from botify.state import UserState
 from botify.training import EXAMPLE_COLUMNS
@@ -72,7 +73,7 @@ def course_log(world: World, sessions: int, seed: int, config: SimConfig) -> pl.
             request = RecommendRequest(
                 user, prev, listens[-1][1], frozenset(order), order, tuple(listens)
             )
-            track = arms[name].recommend(request, state)
+            track = arms[name].recommend(request, state).track
             listened = session.listen(track)
             clock += 1
             for column, value in zip(
@@ -141,13 +142,14 @@ def fidelity(
     t = time.perf_counter()
     log = course_log(world, log_sessions, config.seed, config)
     say(f"  world seed {config.seed}: log of {log_sessions:,} sessions, {log.height:,} examples")
-    settings = TrainerSettings(
-        train_budget_s=OFFLINE_BUDGET_S, export_budget_s=OFFLINE_BUDGET_S, seed=config.seed
-    )
-    settings = settings.model_copy(
-        update={
-            "contextual": settings.contextual.model_copy(update={"dim": dim}),
-            "lightfm": settings.lightfm.model_copy(update={"dim": dim}),
+    settings = TrainerSettings.model_validate(
+        {
+            "train_budget_s": OFFLINE_BUDGET_S,
+            "export_budget_s": OFFLINE_BUDGET_S,
+            "seed": config.seed,
+            # The models' own sections (botify.models): only their size changes.
+            "contextual": {"dim": dim},
+            "lightfm": {"dim": dim},
         }
     )
     context = RecommenderContext(world.catalog, seed=config.seed)

@@ -51,7 +51,7 @@ def play_session(session: Session, recommender: Recommender) -> None:
         request = RecommendRequest(
             session.user, track, time, frozenset(played), played, tuple(listens)
         )
-        track = recommender.recommend(request, state)
+        track = recommender.recommend(request, state).track
         time = session.listen(track)
 
 

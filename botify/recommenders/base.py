@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import mmh3
 
@@ -59,11 +59,31 @@ class RecommenderContext:
         return self.models.setdefault(model, ModelSlot(model))
 
 
-class Recommender(Protocol):
-    name: str
+class Recommendation(NamedTuple):
+    """One answer: the track, and the version of the model whose ranking chose it (None when
+    no model did: a baseline, or a model-backed recommender's fallback)."""
 
-    def recommend(self, request: RecommendRequest, state: UserState) -> int:
-        """A catalog track not in ``request.played`` (unless the catalog is exhausted)."""
+    track: int
+    model_version: int | None = None
+
+
+_new_tuple = tuple.__new__
+
+
+def recommendation(track: int, model_version: int | None = None) -> Recommendation:
+    """``Recommendation(track, model_version)`` for the request path: a quarter of the cost
+    of the named tuple's own constructor (about 0.2 µs instead of 0.9 µs)."""
+    return _new_tuple(Recommendation, (track, model_version))
+
+
+class Recommender(Protocol):
+    @property
+    def name(self) -> str:
+        """The registry name, which also salts the request's generator."""
+
+    def recommend(self, request: RecommendRequest, state: UserState) -> Recommendation:
+        """A catalog track not in ``request.played`` (unless the catalog is exhausted), with
+        the model version behind it."""
 
 
 def request_rng(seed: int, request: RecommendRequest, salt: str = "") -> random.Random:

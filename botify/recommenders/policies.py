@@ -20,13 +20,13 @@ import numpy as np
 
 from botify.catalog import Catalog
 from botify.errors import ConfigError
-from botify.recommenders.base import RecommendRequest
+from botify.recommenders.base import Recommendation, RecommendRequest, recommendation
 from botify.state import StateConfig, UserState
 
 _STREAM_FAIL_THRESHOLD = StateConfig().fail_threshold
 
 # A served track and the version of the model whose ranking it came from.
-Pick = tuple[int, int | None]
+Pick = Recommendation
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +101,7 @@ def _walk(
             continue
         track = pick(_ints(got.tracks))
         if track is not None:
-            return track, got.version
+            return recommendation(track, got.version)
     return None
 
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from botify.recommenders.base import RecommenderContext, RecommendRequest, pick_any, request_rng
+from botify.recommenders.base import (
+    Recommendation,
+    RecommenderContext,
+    RecommendRequest,
+    pick_any,
+    recommendation,
+    request_rng,
+)
 from botify.state import UserState
 
 
@@ -13,6 +20,6 @@ class Random:
     context: RecommenderContext
     name: str = "random"
 
-    def recommend(self, request: RecommendRequest, state: UserState) -> int:
+    def recommend(self, request: RecommendRequest, state: UserState) -> Recommendation:
         rng = request_rng(self.context.seed, request, self.name)
-        return pick_any(self.context.catalog, request.played, rng)
+        return recommendation(pick_any(self.context.catalog, request.played, rng))

@@ -18,8 +18,9 @@ from botify.errors import ConfigError
 from botify.events import EXPERIMENT_NAME
 from botify.experiments import load_experiments
 from botify.kafka import ListenPublisher, ensure_topics
+from botify.models import check_serving, load_plugins
 from botify.recommenders import RecommenderContext, build_recommender
-from botify.recommenders.model_based import serving_index
+from botify.recommenders.serving_index import serving_index
 from botify.serving import Router
 from botify.settings import KafkaSettings, Settings
 from botify.storage import UserStateStore, open_user_state_store
@@ -45,6 +46,8 @@ def build_router(settings: Settings) -> tuple[Router, RecommenderContext]:
         raise ConfigError(
             f"experiment names {bad} cannot be logged: use 1 to 64 letters, digits, '_', '.', '-'"
         )
+    load_plugins(settings.models.plugins)
+    check_serving(settings.recommender)
     context = RecommenderContext(catalog=catalog, seed=settings.recommender.seed)
     # Every serving parameter, plus the stream's fail threshold (the cascade counts fails).
     params: dict[str, object] = {

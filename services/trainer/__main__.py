@@ -21,6 +21,7 @@ from botify.errors import BotifyError
 from botify.example_log import ExampleConsumer, ExampleLog
 from botify.kafka import ensure_topics
 from botify.model_store import ModelAnnouncer, ModelStore
+from botify.models import check_sections, load_plugins
 from botify.retraining import due
 from botify.settings import Settings, TrainerSettings
 from botify.storage.connection import async_redis
@@ -102,6 +103,8 @@ async def serve(
     heartbeat: Heartbeat | None = None,
 ) -> None:
     cfg = settings.trainer
+    load_plugins(settings.models.plugins)
+    check_sections(cfg)
     catalog = load_catalog(settings.catalog.path)
     configure_torch(cfg)
     redis = async_redis(settings.redis)

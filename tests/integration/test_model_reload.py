@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 from botify import keys
 from botify.artifacts import DataWindow, ModelArtifact, ModelMeta, ModelSlot
 from botify.model_store import Announcement, AnnouncementFeed, ModelAnnouncer, ModelStore
-from botify.recommenders import REGISTRY, RecommendRequest
+from botify.recommenders import BASELINES, Recommendation, RecommendRequest
 from botify.settings import (
     ExperimentsSettings,
     KafkaSettings,
@@ -46,19 +46,14 @@ class VersionEcho:
     slot: ModelSlot
     name: str = ECHO
 
-    def recommend_versioned(
-        self, request: RecommendRequest, state: UserState
-    ) -> tuple[int, int | None]:
+    def recommend(self, request: RecommendRequest, state: UserState) -> Recommendation:
         artifact = self.slot.artifact
         if artifact is None:
-            return 0, None
+            return Recommendation(0)
         # A lookup in the model's arrays, as a model-backed recommender makes.
         row = artifact.neighbours(request.track)
         assert row is not None and row.size
-        return artifact.version, artifact.version
-
-    def recommend(self, request: RecommendRequest, state: UserState) -> int:
-        return self.recommend_versioned(request, state)[0]
+        return Recommendation(artifact.version, artifact.version)
 
 
 @dataclass
@@ -166,7 +161,7 @@ def make_api(
     model_name: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> MakeApi:
-    monkeypatch.setitem(REGISTRY, ECHO, lambda ctx, params: VersionEcho(ctx.slot(model_name)))
+    monkeypatch.setitem(BASELINES, ECHO, lambda ctx, params: VersionEcho(ctx.slot(model_name)))
     experiments = tmp_path / "experiments.toml"
     experiments.write_text("# no experiment: every user gets the default recommender\n")
 

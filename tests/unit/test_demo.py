@@ -10,7 +10,8 @@ import pytest
 
 from botify.errors import ConfigError
 from botify.experiments import load_experiments
-from botify.recommenders import REGISTRY, model_readers
+from botify.models import MODELS, RECIPES, hyper_params
+from botify.recommenders import BASELINES, model_readers, recommender_names
 from botify.settings import DemoSettings, Settings, TrainerSettings
 from botify_cli.demo import CONTROL, EXPERIMENT, demo_arms, trainer_env, write_experiments
 
@@ -21,10 +22,10 @@ def default_arms() -> dict[str, str]:
 
 def test_demo_arms_give_every_recommender_one_arm_with_random_as_control() -> None:
     arms = default_arms()
-    assert len(arms) == 9 == len(REGISTRY)
+    assert len(arms) == 9 == len(recommender_names())
     assert list(arms) == ["C"] + [f"T{g}" for g in range(1, 9)]
     assert arms["C"] == CONTROL == "random"
-    assert sorted(arms.values()) == sorted(REGISTRY)
+    assert sorted(arms.values()) == sorted(recommender_names())
 
 
 def test_given_arms_come_in_order_and_spare_groups_are_random() -> None:
@@ -42,7 +43,7 @@ def test_given_arms_come_in_order_and_spare_groups_are_random() -> None:
 
 
 def test_a_tenth_recommender_does_not_change_the_default_arms(monkeypatch) -> None:
-    monkeypatch.setitem(REGISTRY, "zz_tenth", REGISTRY["random"])
+    monkeypatch.setitem(BASELINES, "zz_tenth", BASELINES["random"])
     assert default_arms() == demo_arms(DemoSettings().arms)
     assert len(default_arms()) == 9
 
@@ -62,7 +63,7 @@ def test_bad_arms_are_config_errors(names: list[str], message: str) -> None:
 
 def test_more_arms_than_the_largest_split_is_a_config_error(monkeypatch) -> None:
     for i in range(9):
-        monkeypatch.setitem(REGISTRY, f"extra{i}", REGISTRY["random"])
+        monkeypatch.setitem(BASELINES, f"extra{i}", BASELINES["random"])
     with pytest.raises(ConfigError, match="at most 8"):
         demo_arms([f"extra{i}" for i in range(9)])
 
@@ -80,8 +81,9 @@ def test_the_demo_trainer_rounds_by_data_only_and_trains_what_the_arms_serve(
     assert trainer.every_s == float("inf")  # no timed rounds
     assert trainer.train_budget_s == trainer.export_budget_s == settings.demo.train_budget_s
     # The affinity override keeps every other hyper-parameter of the settings.
-    expected = settings.trainer.affinity.model_copy(update={"budget_s": trainer.train_budget_s})
-    assert trainer.affinity == expected
+    expected = hyper_params("affinity", settings.trainer)
+    expected = expected.model_copy(update={"budget_s": trainer.train_budget_s})
+    assert hyper_params("affinity", trainer) == expected
 
 
 def test_the_demo_experiments_file_loads_and_routes_every_arm(tmp_path: Path) -> None:
@@ -89,21 +91,20 @@ def test_the_demo_experiments_file_loads_and_routes_every_arm(tmp_path: Path) ->
     plan = load_experiments(write_experiments(tmp_path / "experiments.toml", arms))
     assert plan.routing is not None and plan.routing.name == EXPERIMENT
     assert plan.routing.arms == arms
-    assert plan.recommender_names() == set(REGISTRY)
+    assert plan.recommender_names() == set(recommender_names())
 
 
-def test_model_readers_maps_each_model_to_the_demo_arms_that_read_it() -> None:
-    expected = {
-        "affinity": ("affinity",),
-        "contextual": ("contextual",),
-        "dae": ("dae",),
-        "lightfm": ("cascade",),
-        "lightgcn": ("cascade",),
-        "next_track": ("cascade", "next_track", "next_track_diverse"),
-    }
-    assert model_readers(default_arms().values()) == expected
+def test_model_readers_maps_each_model_to_the_recipes_that_declare_they_read_it() -> None:
+    expected: dict[str, list[str]] = {}
+    for name in sorted(RECIPES):
+        for model in RECIPES[name].reads:
+            expected.setdefault(model, []).append(name)
+    assert model_readers() == {m: tuple(r) for m, r in sorted(expected.items())}
+    assert model_readers()["lightgcn"] == ("cascade",)
     # Every recommender has an arm, so the registry's readers are the demo's.
-    assert model_readers() == expected
+    assert model_readers(default_arms().values()) == model_readers()
+    # Every model some recipe reads is registered: the trainer can train it.
+    assert set(model_readers()) <= set(MODELS)
 
 
 def test_model_free_recommenders_read_no_model() -> None:
@@ -114,6 +115,8 @@ def test_model_free_recommenders_read_no_model() -> None:
 def test_every_model_the_trainer_trains_is_served_by_some_demo_arm() -> None:
     # A model no arm serves would cost the trainer a share of every round for nothing.
     assert set(model_readers(default_arms().values())) == set(TrainerSettings().models)
+    # And the trainer trains every registered model by default.
+    assert set(TrainerSettings().models) == set(MODELS)
 
 
 def test_freshness_leaves_out_models_only_a_multi_model_arm_serves() -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from botify.experiments import ExperimentPlan
-from botify.recommenders import RecommendRequest
+from botify.recommenders import Recommendation, RecommendRequest
 from botify.serving import Router, session_order
 from botify.session_log import SessionLog
 from botify.state import UserState
@@ -37,20 +37,11 @@ class Recording:
     name: str = "recording"
     requests: list[RecommendRequest] = field(default_factory=list)
 
-    def recommend(self, request: RecommendRequest, state: UserState) -> int:
+    version: int | None = None
+
+    def recommend(self, request: RecommendRequest, state: UserState) -> Recommendation:
         self.requests.append(request)
-        return 42
-
-
-@dataclass
-class Versioned(Recording):
-    # Stale on purpose: the Router must take the version returned with the track.
-    model_version: int | None = 1
-
-    def recommend_versioned(
-        self, request: RecommendRequest, state: UserState
-    ) -> tuple[int, int | None]:
-        return self.recommend(request, state), 7
+        return Recommendation(42, self.version)
 
 
 def router(recommender: Recording) -> Router:
@@ -67,7 +58,9 @@ def test_router_passes_the_ordered_session_and_the_played_set() -> None:
 
 
 def test_router_reports_the_version_returned_with_the_track() -> None:
-    decision = router(Versioned()).next_track(1, 8, 0.4, UserState(1), SessionLog((3, 5, 5, 8)))
+    decision = router(Recording(version=7)).next_track(
+        1, 8, 0.4, UserState(1), SessionLog((3, 5, 5, 8))
+    )
     assert (decision.track, decision.model_version) == (42, 7)
 
 
@@ -81,9 +74,9 @@ def test_router_hands_the_recommender_every_listen_of_the_session_its_own_last()
         name = "random"
         seen: RecommendRequest | None = None
 
-        def recommend(self, request: RecommendRequest, state: UserState) -> int:
+        def recommend(self, request: RecommendRequest, state: UserState) -> Recommendation:
             Recording.seen = request
-            return 2
+            return Recommendation(2)
 
     log = SessionLog((3, 5, 5, 8), ((3, 1.0), (5, 0.75)))
     router(Recording()).next_track(1, 8, 0.4, UserState(1), log)

@@ -1,12 +1,14 @@
-"""The trainer's explicit model registry: the names settings, artifacts and serving share.
+"""The trainer's side of the model registry (``botify.models``): the torch half of each
+registered model, imported here and nowhere else.
 
-A model is one file: a torch module with ``build`` (from the window's ``Dataset`` and its
+A model's torch half is a module with ``build`` (from the window's ``Dataset`` and its
 hyper-parameters), ``examples`` (the rows its loop batches), ``loss``, ``warm_start`` (from
 a parent version's arrays) and ``export`` (to the standard artifact arrays).
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -15,15 +17,10 @@ import numpy as np
 import torch
 
 from botify.errors import ConfigError
+from botify.models import hyper_params, learned_model
 from botify.settings import ModelHyperParams, TrainerSettings
 from services.trainer.export import Ranker
-from services.trainer.models.affinity import TrackAffinity
-from services.trainer.models.contextual import Contextual
-from services.trainer.models.dae import MultDAE
 from services.trainer.models.dataset import Dataset
-from services.trainer.models.lightfm import LightFM
-from services.trainer.models.lightgcn import LightGCN
-from services.trainer.models.next_track import NextTrack
 
 
 class TrainableModel(Protocol):
@@ -53,22 +50,16 @@ class ModelSpec:
     hyper_params: Callable[[TrainerSettings], ModelHyperParams]
 
 
-REGISTRY: dict[str, ModelSpec] = {
-    "contextual": ModelSpec(Contextual.build, Contextual.examples, lambda s: s.contextual),
-    "next_track": ModelSpec(NextTrack.build, NextTrack.examples, lambda s: s.next_track),
-    "dae": ModelSpec(MultDAE.build, MultDAE.examples, lambda s: s.dae),  # type: ignore[arg-type]
-    "lightgcn": ModelSpec(LightGCN.build, LightGCN.examples, lambda s: s.lightgcn),  # type: ignore[arg-type]
-    "lightfm": ModelSpec(LightFM.build, LightFM.examples, lambda s: s.lightfm),
-    "affinity": ModelSpec(TrackAffinity.build, TrackAffinity.examples, lambda s: s.affinity),
-}
-
-
 def model_spec(name: str) -> ModelSpec:
-    """The registered model ``name``; ``ConfigError`` lists the known ones."""
+    """The registered model ``name`` with its torch half imported; ``ConfigError`` lists the
+    known ones, or says why the torch half cannot be loaded."""
+    model = learned_model(name)
+    module, _, attr = model.trainer.partition(":")
     try:
-        return REGISTRY[name]
-    except KeyError:
-        raise ConfigError(f"unknown model {name!r}; known: {', '.join(sorted(REGISTRY))}") from None
+        cls = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"model {name!r}: cannot load {model.trainer!r}: {exc}") from None
+    return ModelSpec(cls.build, cls.examples, lambda settings: hyper_params(name, settings))
 
 
-__all__ = ["REGISTRY", "ModelSpec", "TrainableModel", "model_spec"]
+__all__ = ["ModelSpec", "TrainableModel", "model_spec"]

@@ -31,7 +31,7 @@ from botify.artifacts import (
     USER_IDS,
     USER_TOP,
 )
-from botify.settings import DaeHyperParams
+from botify.models.dae import DaeHyperParams
 from services.trainer.export import (
     Ranker,
     by_frequency,

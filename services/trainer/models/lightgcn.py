@@ -28,7 +28,7 @@ from botify.artifacts import (
     USER_IDS,
     USER_TOP,
 )
-from botify.settings import LightGcnHyperParams
+from botify.models.lightgcn import LightGcnHyperParams
 from services.trainer.export import (
     Ranker,
     by_frequency,

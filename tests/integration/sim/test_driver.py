@@ -57,7 +57,7 @@ class BotifyServer:
         played = self.sessions[user]
         played.add(body["track"])
         req = RecommendRequest(user, body["track"], body["time"], frozenset(played))
-        track = self.recommender.recommend(req, UserState(user))
+        track = self.recommender.recommend(req, UserState(user)).track
         played.add(track)
         self.log.append((user, "next", body, track))
         return JSONResponse({"user": user, "track": track})

@@ -25,25 +25,24 @@ from botify.artifacts import (
 )
 from botify.catalog import Catalog, Track
 from botify.errors import ConfigError
+from botify.models import RECIPES
 from botify.recommenders import RecommenderContext, RecommendRequest, build_recommender
-from botify.recommenders.model_based import (
+from botify.recommenders.anchors import (
     LikedAnchor,
-    ModelRecommender,
-    Reranked,
-    artifact_problems,
     make_anchor,
     prev_anchor,
-    rerank,
-    serving_index,
     session_listens,
     start_anchor,
 )
+from botify.recommenders.model_recommender import ModelRecommender
 from botify.recommenders.policies import first_unplayed
+from botify.recommenders.serving_index import artifact_problems, serving_index
+from botify.recommenders.sources import Reranked, rerank
 from botify.state import UserState
 from tests.factories import small_catalog
 
 CATALOG = small_catalog(300, 25)
-MODEL_ARMS = ("contextual", "next_track", "dae", "cascade", "next_track_diverse", "affinity")
+MODEL_ARMS = sorted(RECIPES)
 
 
 def table(rows: Mapping[int, list[int]], keys: list[int]) -> np.ndarray:
@@ -101,11 +100,10 @@ def test_cold_start_serves_the_fallback_and_reports_no_version(name: str) -> Non
     sticky = build_recommender("sticky_artist", context)
     for user in range(20):
         r = request(user)
-        assert rec.recommend_versioned(r, UserState(user)) == (
-            sticky.recommend(r, UserState(user)),
+        assert rec.recommend(r, UserState(user)) == (
+            sticky.recommend(r, UserState(user)).track,
             None,
         )
-        assert rec.model_version is None
 
 
 def test_the_fallback_is_configurable() -> None:
@@ -123,10 +121,21 @@ def test_a_fallback_that_needs_a_model_is_refused_at_build_time() -> None:
 
 
 def test_invalid_parameters_are_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="contextual_k"):
-        build_recommender("contextual", RecommenderContext(CATALOG), {"contextual_k": 0})
+    with pytest.raises(ConfigError, match="recommender 'contextual'.*\\nk\\n"):
+        build_recommender("contextual", RecommenderContext(CATALOG), {"contextual": {"k": 0}})
+    with pytest.raises(ConfigError, match="recommender 'affinity'.*\\nsession_power\\n"):
+        build_recommender("affinity", RecommenderContext(CATALOG), {"affinity_session_power": -1})
     with pytest.raises(ConfigError, match="fail_threshold"):
         build_recommender("cascade", RecommenderContext(CATALOG), {"fail_threshold": 2.0})
+
+
+def test_the_flat_names_knobs_had_before_their_recipe_sections_still_work() -> None:
+    context = RecommenderContext(CATALOG)
+    context.slot("contextual").artifact = artifact(1, {7: [10, 11, 12]})
+    flat = model_recommender("contextual", context, contextual_k=1)
+    nested = model_recommender("contextual", context, contextual={"k": 1})
+    assert {flat.recommend(request(u), UserState(u)) for u in range(30)} == {(10, 1)}
+    assert {nested.recommend(request(u), UserState(u)) for u in range(30)} == {(10, 1)}
 
 
 def test_unrelated_parameters_are_ignored() -> None:
@@ -136,16 +145,14 @@ def test_unrelated_parameters_are_ignored() -> None:
 
 def test_swapping_the_artifact_changes_the_answer_and_the_version() -> None:
     context = RecommenderContext(CATALOG)
-    rec = model_recommender("contextual", context, contextual_k=3)
+    rec = model_recommender("contextual", context, contextual={"k": 3})
     slot = context.slot("contextual")
     slot.artifact = artifact(1, {7: [10, 11, 12]})
-    answers = {rec.recommend_versioned(request(u), UserState(u)) for u in range(50)}
+    answers = {rec.recommend(request(u), UserState(u)) for u in range(50)}
     assert answers == {(10, 1), (11, 1), (12, 1)}
-    assert rec.model_version == 1
     slot.artifact = artifact(2, {7: [20, 21, 22]})
-    answers = {rec.recommend_versioned(request(u), UserState(u)) for u in range(50)}
+    answers = {rec.recommend(request(u), UserState(u)) for u in range(50)}
     assert answers == {(20, 2), (21, 2), (22, 2)}
-    assert rec.model_version == 2
 
 
 def test_an_anchor_unknown_to_the_model_falls_back_for_that_call_only() -> None:
@@ -154,13 +161,11 @@ def test_an_anchor_unknown_to_the_model_falls_back_for_that_call_only() -> None:
     rec = model_recommender("contextual", context)
     sticky = build_recommender("sticky_artist", context)
     unknown = request(track=8)
-    assert rec.recommend_versioned(unknown, UserState(1)) == (
-        sticky.recommend(unknown, UserState(1)),
+    assert rec.recommend(unknown, UserState(1)) == (
+        sticky.recommend(unknown, UserState(1)).track,
         None,
     )
-    assert rec.model_version is None
-    assert rec.recommend_versioned(request(track=7), UserState(1)) == (10, 4)
-    assert rec.model_version == 4
+    assert rec.recommend(request(track=7), UserState(1)) == (10, 4)
 
 
 @pytest.mark.parametrize("has_row", [True, False])
@@ -169,7 +174,7 @@ def test_model_tracks_missing_from_the_catalog_are_never_served(has_row: bool) -
     tracks = list(range(300)) + ([10_000] if has_row else [])
     context.slot("dae").artifact = artifact(1, user_top={1: [10_000, 42]}, tracks=tracks)
     rec = model_recommender("dae", context)
-    assert rec.recommend_versioned(request(), UserState(1)) == (42, 1)
+    assert rec.recommend(request(), UserState(1)) == (42, 1)
 
 
 def test_an_artifact_whose_shapes_disagree_is_reported_once_and_not_served(
@@ -188,8 +193,8 @@ def test_an_artifact_whose_shapes_disagree_is_reported_once_and_not_served(
     sticky = build_recommender("sticky_artist", context)
     with caplog.at_level("ERROR"):
         for u in range(5):
-            assert rec.recommend_versioned(request(u), UserState(u)) == (
-                sticky.recommend(request(u), UserState(u)),
+            assert rec.recommend(request(u), UserState(u)) == (
+                sticky.recommend(request(u), UserState(u)).track,
                 None,
             )
     assert [r.getMessage() for r in caplog.records] == [
@@ -204,7 +209,7 @@ def test_same_seed_same_answers_other_seed_other_answers() -> None:
         context = RecommenderContext(CATALOG, seed=seed)
         context.slot("contextual").artifact = model
         rec = build_recommender("contextual", context)
-        return [rec.recommend(request(u), UserState(u)) for u in range(50)]
+        return [rec.recommend(request(u), UserState(u)).track for u in range(50)]
 
     assert answers(1) == answers(1)
     assert answers(1) != answers(2)
@@ -235,7 +240,7 @@ def full_model(version: int) -> ModelArtifact:
 @pytest.mark.parametrize("name", MODEL_ARMS)
 def test_a_long_session_never_repeats_and_the_model_serves_while_it_can(name: str) -> None:
     context = RecommenderContext(CATALOG)
-    for model in ("contextual", "next_track", "dae", "lightgcn", "lightfm", "affinity"):
+    for model in RECIPES[name].reads:
         context.slot(model).artifact = full_model(7)
     rec = model_recommender(name, context)
     session: tuple[int, ...] = (7,)
@@ -243,7 +248,7 @@ def test_a_long_session_never_repeats_and_the_model_serves_while_it_can(name: st
     for step in range(299):
         listened = 0.9 if step % 3 else 0.1  # some failed listens, for the cascade
         r = RecommendRequest(1, session[-1], listened, frozenset(session), session)
-        track, version = rec.recommend_versioned(r, UserState(1))
+        track, version = rec.recommend(r, UserState(1))
         assert track in CATALOG and track not in session
         session += (track,)
         versions.append(version)
@@ -256,9 +261,7 @@ def test_contextual_answers_a_previous_track_it_has_no_list_for_from_the_session
     rec = model_recommender("contextual", context)
     session = (7, 8)  # started on 7, which the model knows; 8 it has no list for
     picks = {
-        rec.recommend_versioned(
-            RecommendRequest(u, 8, 0.5, frozenset(session), session), UserState(u)
-        )
+        rec.recommend(RecommendRequest(u, 8, 0.5, frozenset(session), session), UserState(u))
         for u in range(30)
     }
     assert picks == {(10, 3), (11, 3)}
@@ -267,11 +270,11 @@ def test_contextual_answers_a_previous_track_it_has_no_list_for_from_the_session
 def test_contextual_is_uniform_over_the_previous_tracks_top_k_never_repeating() -> None:
     context = RecommenderContext(CATALOG)
     context.slot("contextual").artifact = artifact(1, {7: list(range(100, 200))})
-    rec = model_recommender("contextual", context, contextual_k=10)
+    rec = model_recommender("contextual", context, contextual={"k": 10})
     session = (7, 100, 101)
     r = RecommendRequest(1, 7, 1.0, frozenset(session), session)
     picks = {
-        rec.recommend(RecommendRequest(u, 7, 1.0, r.played, session), UserState(u))
+        rec.recommend(RecommendRequest(u, 7, 1.0, r.played, session), UserState(u)).track
         for u in range(500)
     }
     assert picks == set(range(102, 112))
@@ -366,26 +369,24 @@ def test_reranked_candidates_are_the_union_without_played_or_unknown_tracks() ->
 def test_next_track_reranks_for_the_user_and_samples_the_top_k() -> None:
     context = RecommenderContext(CATALOG)
     context.slot("next_track").artifact = embedded_model(2)
-    rec = model_recommender("next_track", context, next_track_k=1)
-    assert rec.recommend_versioned(request(user=1), UserState(1)) == (20, 2)
-    assert rec.recommend_versioned(request(user=2), UserState(2)) == (70, 2)
-    rec3 = model_recommender("next_track", context, next_track_k=3)
+    rec = model_recommender("next_track", context, next_track={"k": 1})
+    assert rec.recommend(request(user=1), UserState(1)) == (20, 2)
+    assert rec.recommend(request(user=2), UserState(2)) == (70, 2)
+    rec3 = model_recommender("next_track", context, next_track={"k": 3})
     # The request's generator is seeded by the session's length, among others.
     sessions = [(*range(200, 200 + n), 7) for n in range(60)]
-    picks = {rec3.recommend(request(user=1, session=s), UserState(1)) for s in sessions}
+    picks = {rec3.recommend(request(user=1, session=s), UserState(1)).track for s in sessions}
     assert picks == {20, 30, 50}
 
 
 def test_dae_serves_the_users_top_in_order_then_falls_back_after_k() -> None:
     context = RecommenderContext(CATALOG)
     context.slot("dae").artifact = artifact(6, user_top={1: [40, 41, 42, 43]})
-    rec = model_recommender("dae", context, dae_k=3)
+    rec = model_recommender("dae", context, dae={"k": 3})
     session: tuple[int, ...] = (7,)
     served = []
     for _ in range(4):
-        track, version = rec.recommend_versioned(
-            request(track=session[-1], session=session), UserState(1)
-        )
+        track, version = rec.recommend(request(track=session[-1], session=session), UserState(1))
         served.append((track, version))
         session += (track,)
     assert served[:3] == [(40, 6), (41, 6), (42, 6)]
@@ -401,19 +402,19 @@ def cascade_context() -> RecommenderContext:
 
 
 def test_cascade_switches_model_after_a_run_of_failures() -> None:
-    rec = model_recommender("cascade", cascade_context(), cascade_fail_run=2)
+    rec = model_recommender("cascade", cascade_context(), cascade={"fail_run": 2})
     lagging = UserState(1, history=(5,), history_times=(0.1,), fail_count=1)
-    assert rec.recommend_versioned(request(time=0.9), lagging)[1] == 1
-    assert rec.recommend_versioned(request(time=0.1), lagging)[1] == 2
+    assert rec.recommend(request(time=0.9), lagging)[1] == 1
+    assert rec.recommend(request(time=0.1), lagging)[1] == 2
     long_run = UserState(1, history=(5,), history_times=(0.1,), fail_count=3)
-    assert rec.recommend_versioned(request(time=0.1), long_run) == (250, 3)
+    assert rec.recommend(request(time=0.1), long_run) == (250, 3)
 
 
 def test_cascade_falls_through_a_cold_model_to_the_next() -> None:
     context = cascade_context()
     context.slot("lightgcn").artifact = None
     rec = model_recommender("cascade", context)
-    assert rec.recommend_versioned(request(time=0.9), UserState(1))[1] == 2
+    assert rec.recommend(request(time=0.9), UserState(1))[1] == 2
 
 
 def test_cascade_last_source_is_anchored_on_the_last_liked_track() -> None:
@@ -423,20 +424,21 @@ def test_cascade_last_source_is_anchored_on_the_last_liked_track() -> None:
         1, history=(3, 9), history_times=(1.0, 0.8), in_session=True, session_start=3, fail_count=1
     )
     r = RecommendRequest(1, 7, 0.1, frozenset(session), session)
-    assert rec.recommend_versioned(r, state) in {(260, 3), (261, 3)}
+    assert rec.recommend(r, state) in {(260, 3), (261, 3)}
 
 
 def test_next_track_diverse_avoids_an_artist_the_session_played_enough() -> None:
     catalog = Catalog(tuple(Track(i, "A" if i < 100 else f"B{i}", "t") for i in range(300)))
     context = RecommenderContext(catalog)
     context.slot("next_track").artifact = artifact(1, {7: [10, 11, 150]}, tracks=list(range(300)))
-    rec = model_recommender("next_track_diverse", context, diverse_max_per_artist=2)
+    rec = model_recommender("next_track_diverse", context, next_track_diverse={"max_per_artist": 2})
     # One A track (7) so far: the next A track is fine.
-    assert rec.recommend(request(), UserState(1)) == 10
+    assert rec.recommend(request(), UserState(1)).track == 10
     # Two A tracks: A is skipped for the best other artist.
     session = (10, 7)
     assert (
-        rec.recommend(RecommendRequest(1, 7, 1.0, frozenset(session), session), UserState(1)) == 150
+        rec.recommend(RecommendRequest(1, 7, 1.0, frozenset(session), session), UserState(1)).track
+        == 150
     )
 
 
@@ -468,34 +470,34 @@ def test_affinity_ranks_the_sessions_candidates_by_its_listen_weighted_taste() -
     context.slot("affinity").artifact = taste_model()
     # time ** 16: the half listen of 4 weighs 1/65536 of the full one, so x wins: 30 first.
     rec = model_recommender("affinity", context)
-    assert rec.recommend_versioned(taste_request(), UserState(1)) == (30, 5)
+    assert rec.recommend(taste_request(), UserState(1)) == (30, 5)
     # Equal weights: the mean leans enough towards y for 40's long vector to win.
-    flat = model_recommender("affinity", context, affinity_session_power=0.0)
-    assert flat.recommend_versioned(taste_request(), UserState(1)) == (40, 5)
+    flat = model_recommender("affinity", context, affinity={"session_power": 0.0})
+    assert flat.recommend(taste_request(), UserState(1)) == (40, 5)
     # The track bias adds to the score: 70 (0.5 + 1) over 30 (1).
     context.slot("affinity").artifact = taste_model(6, t70=1.0)
-    assert rec.recommend_versioned(taste_request(), UserState(1)) == (70, 6)
+    assert rec.recommend(taste_request(), UserState(1)) == (70, 6)
 
 
 def test_affinity_draws_candidates_from_the_best_liked_listens_only() -> None:
     context = RecommenderContext(SOLO_ARTISTS)
     context.slot("affinity").artifact = taste_model(t40=100.0, t70=100.0)
     # One source: the full listen of 3, so neither 40 nor 70 is a candidate.
-    rec = model_recommender("affinity", context, affinity_session_sources=1)
-    assert rec.recommend_versioned(taste_request(), UserState(1)) == (30, 5)
+    rec = model_recommender("affinity", context, affinity={"session_sources": 1})
+    assert rec.recommend(taste_request(), UserState(1)) == (30, 5)
     two = model_recommender("affinity", context, affinity_session_sources=2)
-    assert two.recommend(taste_request(), UserState(1)) == 70
+    assert two.recommend(taste_request(), UserState(1)).track == 70
 
 
 def test_affinity_without_embeddings_serves_the_best_liked_tracks_list_first() -> None:
     context = RecommenderContext(SOLO_ARTISTS)
     context.slot("affinity").artifact = artifact(5, {3: [30, 31], 4: [40], 7: [70, 30]})
     rec = model_recommender("affinity", context)
-    assert rec.recommend(taste_request(), UserState(1)) == 30
+    assert rec.recommend(taste_request(), UserState(1)).track == 30
     # Two full listens: the more recent one's list comes first.
     listens = ((3, 1.0), (4, 0.5), (7, 1.0))
     r = RecommendRequest(1, 7, 1.0, frozenset(TASTE_SESSION), TASTE_SESSION, listens)
-    assert rec.recommend(r, UserState(1)) == 70
+    assert rec.recommend(r, UserState(1)).track == 70
 
 
 def test_session_listens_come_from_the_api_record_else_the_streams_history() -> None:
@@ -521,7 +523,7 @@ def test_affinity_never_repeats_an_artist_while_its_list_has_new_ones() -> None:
     served = []
     for _ in range(5):
         r = RecommendRequest(1, session[-1], listens[-1][1], frozenset(session), session, listens)
-        track, version = rec.recommend_versioned(r, UserState(1))
+        track, version = rec.recommend(r, UserState(1))
         served.append(track)
         assert version == 2
         session, listens = (*session, track), (*listens, (track, 0.1))  # anchor stays on 7
@@ -657,7 +659,7 @@ def test_work_is_bounded_by_the_candidates_not_the_catalog(
     CountingDict.lookups = 0
     started = time.perf_counter()
     for _ in range(200):
-        assert rec.recommend_versioned(r, UserState(1))[1] == 1
+        assert rec.recommend(r, UserState(1))[1] == 1
     per_call = (time.perf_counter() - started) / 200
     # Two candidate lists of 50 and the 30-track session: a few hundred lookups, not 200k.
     assert CountingDict.lookups / 200 <= 2 * 50 + 2 * len(session) + 50

@@ -3,6 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from botify.recommenders import (
+    Recommendation,
     Recommender,
     RecommenderContext,
     RecommendRequest,
@@ -23,10 +24,11 @@ class Recording:
     answers: list[int] = field(default_factory=list)
     name: str = "recording"
 
-    def recommend(self, request: RecommendRequest, state: UserState) -> int:
+    def recommend(self, request: RecommendRequest, state: UserState) -> Recommendation:
         self.requests.append(request)
-        self.answers.append(self.inner.recommend(request, state))
-        return self.answers[-1]
+        answer = self.inner.recommend(request, state)
+        self.answers.append(answer.track)
+        return answer
 
 
 def test_requests_carry_the_previous_track_its_time_and_the_session_so_far() -> None:

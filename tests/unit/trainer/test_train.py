@@ -12,6 +12,7 @@ from botify.artifacts import PAD, TRACK_IDS, TRACK_NEIGHBOURS  # noqa: E402
 from botify.catalog import Catalog, Track  # noqa: E402
 from botify.errors import ConfigError  # noqa: E402
 from botify.model_store import validate_arrays  # noqa: E402
+from botify.models import hyper_params  # noqa: E402
 from services.trainer.models.dataset import TrainingDataError  # noqa: E402
 from services.trainer.train import configure_torch, run_seed, train_model  # noqa: E402
 from tests.unit.trainer.conftest import World, fast_settings, planted_world  # noqa: E402
@@ -120,7 +121,7 @@ def test_contextual_keeps_what_its_parent_learnt_of_tracks_the_window_dropped(
 
 def test_a_parent_of_another_shape_is_ignored_not_fatal(small_world: World) -> None:
     parent = train_model("next_track", small_world.frame, small_world.catalog, None, short())
-    wider = short(next_track=short().next_track.model_dump() | {"dim": 24})
+    wider = short(next_track=hyper_params("next_track", short()).model_dump() | {"dim": 24})
     child = train_model("next_track", small_world.frame, small_world.catalog, parent.arrays, wider)
     assert child.metrics["warm_rows"] == 0
     validate_arrays(child.arrays)

@@ -1,0 +1,121 @@
+"""Adding a model is two files and one line: a model registered from a plugin module at test
+time (tests/integration/models/tiny_pairs*.py, named in BOTIFY_MODELS__PLUGINS, no other edit)
+is trained, published, hot-reloaded and served as an arm by the embedded stack, and its
+listens are analysed like any arm's."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import polars as pl
+import pytest
+from botify.listen_export import export_parquet
+
+from botify.analysis.freshness import freshness, read_runs
+from botify.analysis.report import analyze_file
+from botify.catalog import generate_catalog
+from botify.models import MODELS, RECIPES, load_plugins, model_readers
+from botify.settings import REPO_DIR, Settings
+from botify_cli.stack import EmbeddedStack
+from botify_sim.client import BotifyClient
+from tests.integration.live_model import one_model_env, served_version
+
+pytestmark = [pytest.mark.slow]
+
+PLUGIN = "tests.integration.models.tiny_pairs"
+MODEL = "tiny_pairs"
+DEADLINE_S = 60.0
+MAX_SESSIONS = 3_000
+STEPS = 8
+
+
+@pytest.fixture
+def registry() -> Iterator[None]:
+    """The registry as it was, after the test: later tests see only the built-in models."""
+    models, recipes = dict(MODELS), dict(RECIPES)
+    yield
+    MODELS.clear()
+    MODELS.update(models)
+    RECIPES.clear()
+    RECIPES.update(recipes)
+    sys.modules.pop(PLUGIN, None)
+
+
+def test_a_plugin_model_is_trained_published_reloaded_served_and_analysed(
+    tmp_path: Path, registry: None
+) -> None:
+    # In this process too: the assertions read the same registry as the services.
+    load_plugins([PLUGIN])
+    assert MODEL in MODELS and model_readers([MODEL]) == {MODEL: (MODEL,)}
+    assert RECIPES[MODEL].reads == (MODEL,)
+
+    cat = generate_catalog(1000, 100, seed=2)
+    env = one_model_env(
+        tmp_path,
+        cat,
+        MODEL,
+        BOTIFY_MODELS__PLUGINS=json.dumps([PLUGIN]),
+        BOTIFY_MODELS__POLL_S="0.5",
+        # The subprocesses import the plugin from the checkout.
+        PYTHONPATH=str(REPO_DIR),
+    )
+    ids = cat.ids.tolist()
+    rng = random.Random(0)
+    failures: list[str] = []
+    sessions, version, stop_at = 0, 0, MAX_SESSIONS
+    settings = Settings()
+    with EmbeddedStack(settings, tmp_path / "logs", trainer=True, extra_env=env) as stack:
+        assert stack.endpoints is not None
+        api = stack.endpoints.api
+        client = BotifyClient(api, timeout=10)
+        deadline = time.monotonic() + DEADLINE_S
+        try:
+            while sessions < MAX_SESSIONS and time.monotonic() < deadline:
+                user = rng.randrange(100)
+                track, listened = rng.choice(ids), 1.0
+                try:
+                    for _ in range(STEPS):
+                        track = client.next(user, track, listened)
+                        liked = int(cat.artist_of(track).split()[-1]) % 10 == user % 10
+                        listened = 0.95 if liked else 0.05
+                    client.last(user, track, listened)
+                except Exception as exc:  # counted: the assertion below names them
+                    failures.append(repr(exc))
+                sessions += 1
+                if version < 2 and sessions % 25 == 0:
+                    version = served_version(httpx.get(f"{api}/metrics", timeout=10).text, MODEL)
+                    # A few sessions more, so that the second version serves some listens.
+                    stop_at = sessions + 10
+                if version >= 2 and sessions >= stop_at:
+                    break
+        finally:
+            client.close()
+        dead = stack.dead()
+        # Stopping the API flushes its producer: the export sees every answered request.
+        stack.stop_service("api")
+        exported = export_parquet(stack.endpoints.kafka_settings(settings.kafka), tmp_path / "e.pq")
+
+    logs = {p.name: p.read_text()[-2000:] for p in (tmp_path / "logs").glob("*.log")}
+    runs = read_runs(tmp_path / "trainer")
+    assert not failures, failures[:5]
+    assert not dead, (dead, logs)
+    promoted = [r for r in runs if r["model"] == MODEL and r["promoted"]]
+    assert [r["version"] for r in promoted[:2]] == [1, 2], (runs, logs.get("trainer.log"))
+    assert promoted[1]["parent"] == 1  # the second warm-started from the first
+    assert version >= 2, (sessions, version)
+
+    events = pl.read_parquet(exported.path)
+    served = events.filter(pl.col("model_version").is_not_null())
+    assert set(events["recommender"].unique()) == {MODEL}
+    assert set(served["model_version"].unique()) >= {1, 2}
+    analysis = analyze_file(exported.path, "ALL")
+    assert {a.arm for a in analysis.arms} == {"C", "T1"}
+    assert sum(a.sessions for a in analysis.arms) > 0
+    fresh = freshness(events, MODEL, model_readers([MODEL])[MODEL], runs)
+    assert fresh.versions >= 2 and fresh.listens > 0, fresh
