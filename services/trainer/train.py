@@ -23,9 +23,9 @@ from torch import nn
 
 from botify.catalog import Catalog
 from botify.settings import ModelHyperParams, TrainerSettings
-from services.trainer.export import Ranker
 from services.trainer.models import TrainableModel, model_spec
 from services.trainer.models.dataset import Dataset, TrainingDataError
+from services.trainer.ranking import Ranker
 
 logger = logging.getLogger(__name__)
 

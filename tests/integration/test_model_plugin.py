@@ -15,11 +15,11 @@ from pathlib import Path
 import httpx
 import polars as pl
 import pytest
-from botify.listen_export import export_parquet
 
 from botify.analysis.freshness import freshness, read_runs
 from botify.analysis.report import analyze_file
 from botify.catalog import generate_catalog
+from botify.listen_export import export_parquet
 from botify.models import MODELS, RECIPES, load_plugins, model_readers
 from botify.settings import REPO_DIR, Settings
 from botify_cli.stack import EmbeddedStack

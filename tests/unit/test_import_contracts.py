@@ -1,6 +1,7 @@
 """The import contracts in pyproject.toml ([tool.importlinter]) hold: the core imports no
 service, CLI, simulator, framework, torch or supervision library; the platform never imports
-the simulator; services are independent of each other and of the CLI; nothing imports pickle.
+the simulator; services are independent of each other and of the CLI; only the trainer
+imports torch; nothing imports pickle.
 ``make lint`` checks them too; this keeps ``make test`` guarding them."""
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ import torch
 from botify.errors import ConfigError
 from botify.models import hyper_params, learned_model
 from botify.settings import ModelHyperParams, TrainerSettings
-from services.trainer.export import Ranker
 from services.trainer.models.dataset import Dataset
+from services.trainer.ranking import Ranker
 
 
 class TrainableModel(Protocol):

@@ -44,7 +44,6 @@ from botify.artifacts import (
     USER_IDS,
 )
 from botify.settings import ModelHyperParams
-from services.trainer.export import Ranker, host, to_ids
 from services.trainer.models.dataset import (
     Dataset,
     context_pairs,
@@ -52,6 +51,7 @@ from services.trainer.models.dataset import (
     feature_keys,
     match_rows,
 )
+from services.trainer.ranking import Ranker, host, to_ids
 
 INIT_STD = 0.1
 ID_EMB = "affinity_id_emb"

@@ -16,8 +16,8 @@ from torch import nn
 
 from botify.artifacts import CONTEXT_EMB, TRACK_BIAS, TRACK_EMB, TRACK_IDS, TRACK_NEIGHBOURS
 from botify.settings import ModelHyperParams
-from services.trainer.export import Ranker, by_frequency, host, neighbour_lists, scatter
 from services.trainer.models.dataset import NO_ROW, Dataset, match_rows, parent_table
+from services.trainer.ranking import Ranker, by_frequency, host, neighbour_lists, scatter
 
 INIT_STD = 0.05
 

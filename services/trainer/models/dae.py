@@ -32,7 +32,8 @@ from botify.artifacts import (
     USER_TOP,
 )
 from botify.models.dae import DaeHyperParams
-from services.trainer.export import (
+from services.trainer.models.dataset import Dataset, match_rows, parent_table
+from services.trainer.ranking import (
     Ranker,
     by_frequency,
     cosine_ready,
@@ -41,7 +42,6 @@ from services.trainer.export import (
     scatter,
     user_lists,
 )
-from services.trainer.models.dataset import Dataset, match_rows, parent_table
 
 ENCODER = "dae_encoder"
 ENCODER_BIAS = "dae_encoder_bias"

@@ -18,7 +18,7 @@ import torch
 
 from botify.catalog import Catalog
 from botify.errors import BotifyError
-from services.trainer.export import by_frequency
+from services.trainer.ranking import by_frequency
 
 REQUIRED_COLUMNS = ("timestamp", "user", "session_start", "context", "track", "time")
 NO_ROW = -1

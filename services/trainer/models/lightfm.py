@@ -31,20 +31,20 @@ from botify.artifacts import (
     USER_TOP,
 )
 from botify.settings import ModelHyperParams
-from services.trainer.export import (
-    Ranker,
-    by_frequency,
-    cosine_ready,
-    host,
-    neighbour_lists,
-    user_lists,
-)
 from services.trainer.models.dataset import (
     Dataset,
     copy_rows,
     feature_keys,
     match_rows,
     parent_table,
+)
+from services.trainer.ranking import (
+    Ranker,
+    by_frequency,
+    cosine_ready,
+    host,
+    neighbour_lists,
+    user_lists,
 )
 
 INIT_STD = 0.05

@@ -29,7 +29,8 @@ from botify.artifacts import (
     USER_TOP,
 )
 from botify.models.lightgcn import LightGcnHyperParams
-from services.trainer.export import (
+from services.trainer.models.dataset import Dataset, copy_rows, match_rows, parent_table
+from services.trainer.ranking import (
     Ranker,
     by_frequency,
     cosine_ready,
@@ -39,7 +40,6 @@ from services.trainer.export import (
     to_ids,
     user_lists,
 )
-from services.trainer.models.dataset import Dataset, copy_rows, match_rows, parent_table
 
 INIT_STD = 0.1
 USER_E0 = "lightgcn_user_e0"

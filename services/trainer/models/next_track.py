@@ -30,7 +30,6 @@ from botify.artifacts import (
     USER_TOP,
 )
 from botify.settings import ModelHyperParams
-from services.trainer.export import Ranker, by_frequency, host, neighbour_lists, user_lists
 from services.trainer.models.dataset import (
     Dataset,
     context_pairs,
@@ -39,6 +38,7 @@ from services.trainer.models.dataset import (
     match_rows,
     parent_table,
 )
+from services.trainer.ranking import Ranker, by_frequency, host, neighbour_lists, user_lists
 
 INIT_STD = 0.05
 FEATURE_KEYS = "next_track_feature_keys"

@@ -12,8 +12,8 @@ from torch import nn
 
 from botify.artifacts import TRACK_EMB, TRACK_IDS, TRACK_NEIGHBOURS
 from botify.settings import ModelHyperParams
-from services.trainer.export import Ranker, host, neighbour_lists
 from services.trainer.models.dataset import Dataset, context_pairs, copy_rows
+from services.trainer.ranking import Ranker, host, neighbour_lists
 
 
 class TinyPairs(nn.Module):

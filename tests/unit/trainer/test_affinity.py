@@ -11,8 +11,8 @@ torch = pytest.importorskip("torch")
 
 from botify.artifacts import PAD, TRACK_IDS, TRACK_NEIGHBOURS  # noqa: E402
 from botify.catalog import Catalog, Track  # noqa: E402
-from services.trainer.export import Ranker  # noqa: E402
 from services.trainer.models.affinity import within_group_neighbours  # noqa: E402
+from services.trainer.ranking import Ranker  # noqa: E402
 from services.trainer.train import TrainResult, train_model  # noqa: E402
 from tests.unit.trainer.conftest import World, fast_settings  # noqa: E402
 

@@ -224,7 +224,7 @@ def test_next_track_exported_vectors_reproduce_the_models_own_prediction(world: 
         torch.Generator(),
         torch.device("cpu"),
     )
-    from services.trainer.export import Ranker
+    from services.trainer.ranking import Ranker
 
     arrays = model.export(data, Ranker(k=5, block=64, budget_s=60))
     c, t, u = torch.tensor([0, 5, 17]), torch.tensor([3, 40, 90]), torch.tensor([0, 1, 2])

@@ -6,7 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from botify.artifacts import PAD  # noqa: E402
-from services.trainer.export import (  # noqa: E402
+from services.trainer.ranking import (  # noqa: E402
     NO_ROW,
     Ranker,
     by_frequency,
