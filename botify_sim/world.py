@@ -270,7 +270,7 @@ def save_world(world: World, directory: Path | str) -> Path:
         "sharpness": world.sharpness,
         "start_candidates": world.start_candidates,
     }
-    np.savez(directory / HIDDEN_DIR / HIDDEN_FILE, allow_pickle=False, **arrays)
+    np.savez(directory / HIDDEN_DIR / HIDDEN_FILE, **arrays)  # numeric arrays; read with allow_pickle=False
     manifest = {
         "format": FORMAT_VERSION,
         "seed": world.seed,

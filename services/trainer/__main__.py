@@ -66,7 +66,7 @@ class ExampleFeed:
         self.read = 0  # examples taken in all
 
     def poll(self) -> bool:
-        """One drain; True when a round should run now (``loop.due``)."""
+        """One drain; True when a round should run now (``botify.retraining.due``)."""
         cfg = self.cfg
         taken = drain(self.consumer, self.log, cfg.poll_records, cfg.poll_s)
         self.fresh += taken
