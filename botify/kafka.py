@@ -1,5 +1,10 @@
 """The one place that builds Kafka clients (faust's own consumer aside).
 
+Every client names its service in ``client.id`` (``client_id``: ``botify-api``,
+``botify-stream``, ``botify-trainer``, ``botify-export``, ``botify-cli``), so a broker's logs,
+quotas and metrics tell the services apart; ``KafkaSettings.client_id_prefix`` replaces
+``botify`` (say, to tell two deployments apart on one cluster).
+
 ``ListenPublisher`` wraps confluent-kafka's producer: ``publish`` never waits for the broker,
 ``publish_acked`` waits for its acknowledgement (with a deadline); a background thread serves
 delivery callbacks, counts failures, watches delivery and rebuilds a fenced or stuck
@@ -14,12 +19,14 @@ import concurrent.futures
 import logging
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import (
+    Consumer,
     ConsumerGroupTopicPartitions,
     KafkaError,
     KafkaException,
@@ -38,30 +45,62 @@ from botify.settings import KafkaSettings
 logger = logging.getLogger(__name__)
 
 
-def producer_config(settings: KafkaSettings, acked: bool = False) -> dict[str, object]:
-    """The listens producer's config; ``acked``: every delivery is reported (the API awaits
-    them), else only failures."""
+# The services that build Kafka clients: the second half of each client's ``client.id``.
+API = "api"
+STREAM = "stream"
+TRAINER = "trainer"
+EXPORT = "export"
+CLI = "cli"
+
+
+def client_id(settings: KafkaSettings, service: str) -> str:
+    """The ``client.id`` of the clients ``service`` builds, e.g. ``botify-api``."""
+    return f"{settings.client_id_prefix}-{service}"
+
+
+def producer_config(
+    settings: KafkaSettings, service: str, acked: bool = False
+) -> dict[str, object]:
+    """The config of a producer of ``service``; ``acked``: every delivery is reported (the
+    API awaits them), else only failures."""
     return {
         **settings.client_config(),
         # Idempotence implies acks=all; said explicitly because durability depends on it.
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": settings.linger_ms,
-        "client.id": "botify-api",
+        "client.id": client_id(settings, service),
         # Without acked, reports only for failures: a Python callback per delivered event
         # costs the API more CPU than the rest of the publish path.
         "delivery.report.only.error": not acked,
     }
 
 
-def consumer_config(settings: KafkaSettings, group: str) -> dict[str, object]:
+def consumer_config(settings: KafkaSettings, group: str, service: str) -> dict[str, object]:
+    """The config of a consumer of ``service`` in ``group``: from the earliest offset, and
+    commits only when its owner says so."""
     return {
         **settings.client_config(),
+        "client.id": client_id(settings, service),
         "group.id": group,
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
         "session.timeout.ms": settings.session_timeout_ms,
     }
+
+
+def build_consumer(
+    settings: KafkaSettings,
+    service: str,
+    group: str | None = None,
+    overrides: Mapping[str, object] | None = None,
+) -> Consumer:
+    """A consumer of ``service`` (``consumer_config`` plus ``overrides``). ``group`` None:
+    a reader that ``assign()``s its partitions and never joins a group (librdkafka wants a
+    group id all the same: a fresh one, so no group's offsets are touched)."""
+    if group is None:
+        group = f"{client_id(settings, service)}-{uuid.uuid4().hex[:12]}"
+    return Consumer(consumer_config(settings, group, service) | dict(overrides or {}))
 
 
 def ensure_topics(settings: KafkaSettings, timeout: float = 15.0) -> None:
@@ -259,7 +298,8 @@ class _Delivery:
 
 
 class ListenPublisher:
-    """Publishes listen events keyed by user; never blocks the caller on the broker.
+    """Publishes listen events keyed by user (and other records: ``publish_raw``) for
+    ``service``; never blocks the caller on the broker.
 
     A poll thread serves delivery reports and watches delivery (``status``). It rebuilds the
     producer when librdkafka reports a fatal error (fenced) or when events stop leaving it
@@ -271,6 +311,7 @@ class ListenPublisher:
     def __init__(
         self,
         settings: KafkaSettings,
+        service: str,
         on_failure: Callable[[str], None] | None = None,
         poll_interval: float = 0.05,
         acked: bool = False,
@@ -278,6 +319,7 @@ class ListenPublisher:
         failure_window_s: float = 30.0,
     ) -> None:
         self._settings = settings
+        self._service = service
         # Built for the "acks" durability mode: the API awaits ``publish_acked``.
         self.acked = acked
         self._on_failure = on_failure
@@ -298,7 +340,8 @@ class ListenPublisher:
         self._poller.start()
 
     def _new_producer(self) -> Producer:
-        return Producer(producer_config(self._settings, self.acked) | {"error_cb": self._error})
+        config = producer_config(self._settings, self._service, self.acked)
+        return Producer(config | {"error_cb": self._error})
 
     def _error(self, err: KafkaError) -> None:
         # Served by poll(); non-fatal errors (a broker down) librdkafka retries by itself.
@@ -483,15 +526,10 @@ class DeliveringProducer:
     librdkafka producer, so that the caller's retry goes through a fresh one.
     """
 
-    def __init__(
-        self, settings: KafkaSettings, client_id: str, linger_ms: int | None = None
-    ) -> None:
+    def __init__(self, settings: KafkaSettings, service: str, linger_ms: int | None = None) -> None:
         """``linger_ms``: how long records wait to be batched (default: the settings')."""
         self._settings = settings
-        self._config = producer_config(settings) | {
-            "client.id": client_id,
-            "error_cb": self._on_error,
-        }
+        self._config = producer_config(settings, service) | {"error_cb": self._on_error}
         if linger_ms is not None:
             self._config["linger.ms"] = linger_ms
         self._producer = Producer(self._config)

@@ -1,4 +1,4 @@
-"""``botify``: up, sim, analyze, demo, bench, settings."""
+"""``botify``: up, sim, analyze, demo, bench, export, models, settings."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from botify.errors import BotifyError, ConfigError
 from botify.export import export_jsonl, export_parquet
 from botify.settings import Settings
 from botify.storage.connection import redact
+from botify_cli import models
 from botify_cli.demo import demo_arms, round_sizes, run_demo, trainer_kept_up, write_results
 from botify_cli.stack import EmbeddedStack, StackEndpoints, new_run_dir
 from botify_cli.supervision import BackendDiedError, BrokerMemoryError, Supervisor
@@ -37,6 +38,7 @@ from botify_sim.world import load_world
 from botify_sim.worlds import ensure_world
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app.add_typer(models.app, name="models")
 console = Console()
 err_console = Console(stderr=True)
 

@@ -16,7 +16,7 @@ from botify.catalog import load_catalog
 from botify.errors import ConfigError
 from botify.events import EXPERIMENT_NAME
 from botify.experiments import load_experiments
-from botify.kafka import ListenPublisher, ensure_topics
+from botify.kafka import API, ListenPublisher, ensure_topics
 from botify.recommenders import RecommenderContext, build_recommender
 from botify.recommenders.model_based import serving_index
 from botify.serving import Router
@@ -82,6 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
         store = open_user_state_store(settings.redis, settings.redis.timeout_s)
         publisher = ListenPublisher(
             settings.kafka,
+            API,
             on_failure=lambda reason: metrics.delivery_failures.labels(reason).inc(),
             acked=settings.api.durability == "acks",
             stall_s=settings.api.delivery_stall_s,

@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 from botify.catalog import load_catalog
 from botify.errors import BotifyError
 from botify.example_log import ExampleConsumer, ExampleLog
-from botify.kafka import ensure_topics
+from botify.kafka import TRAINER, ensure_topics
 from botify.model_store import ModelAnnouncer, ModelStore
 from botify.settings import Settings, TrainerSettings
 from botify.storage.connection import async_redis
@@ -104,7 +104,7 @@ async def serve(
     catalog = load_catalog(settings.catalog.path)
     configure_torch(cfg)
     redis = async_redis(settings.redis)
-    announcer = ModelAnnouncer(settings.kafka, settings.models.announce_topic)
+    announcer = ModelAnnouncer(settings.kafka, settings.models.announce_topic, TRAINER)
     store = ModelStore.from_settings(settings, redis, announcer)
     log = ExampleLog.from_settings(settings.training_data, settings.run_dir)
     consumer = ExampleConsumer(settings.kafka, settings.training_data.consumer_group)

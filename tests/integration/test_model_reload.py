@@ -186,7 +186,7 @@ def make_api(
             run_dir=tmp_path,
         )
         redis = aioredis.Redis.from_url(redis_url)
-        announcer = ModelAnnouncer(settings.kafka, settings.models.announce_topic)
+        announcer = ModelAnnouncer(settings.kafka, settings.models.announce_topic, "test")
         store = ModelStore.from_settings(settings, redis, announcer if announce else None)
         try:
             if before_start is not None:

@@ -19,7 +19,7 @@ def nowhere(**kw: object) -> KafkaSettings:
 
 
 def test_a_fatal_error_rebuilds_the_producer_and_carries_its_events_over() -> None:
-    publisher = ListenPublisher(nowhere(), poll_interval=0.01)
+    publisher = ListenPublisher(nowhere(), "test", poll_interval=0.01)
     try:
         for user in range(5):
             publisher.publish(listen(user=user))
@@ -36,7 +36,9 @@ def test_a_fatal_error_rebuilds_the_producer_and_carries_its_events_over() -> No
 
 
 def test_a_stuck_producer_is_reported_then_rebuilt_with_backoff() -> None:
-    publisher = ListenPublisher(nowhere(rebuild_after_s=0.3), poll_interval=0.01, stall_s=0.2)
+    publisher = ListenPublisher(
+        nowhere(rebuild_after_s=0.3), "test", poll_interval=0.01, stall_s=0.2
+    )
     try:
         publisher.publish(listen(user=1))
         deadline = time.monotonic() + 5
@@ -53,7 +55,7 @@ def test_a_stuck_producer_is_reported_then_rebuilt_with_backoff() -> None:
 
 def test_a_full_buffer_fails_at_once_on_the_event_loop_path() -> None:
     settings = nowhere(produce_retries=5)
-    publisher = ListenPublisher(settings)
+    publisher = ListenPublisher(settings, "test")
     # A producer whose queue holds one event.
     publisher._producer = publisher._producer.__class__(
         {"bootstrap.servers": settings.bootstrap_servers, "queue.buffering.max.messages": 1}

@@ -11,13 +11,13 @@ import numpy as np
 import orjson
 import pytest
 
-from botify import model_store
 from botify.artifacts import DataWindow, ModelMeta, row_index
 from botify.errors import ArtifactError, InvalidEventError
 from botify.model_store import (
     Announcement,
     ModelStore,
     announcement_from_bytes,
+    artifact_files,
     model_meta_schema,
     read_artifact,
     read_meta,
@@ -313,7 +313,7 @@ async def test_publish_allocates_increasing_versions_and_moves_the_pointer(
     loaded = store.load("contextual", 3)
     assert loaded.meta == published[2]
     np.testing.assert_array_equal(loaded.arrays["user_top"], arrays(seed=2)["user_top"])
-    assert [m.version for m in store.history("contextual")] == [1, 2, 3]
+    assert [m.version for m in store.published("contextual")] == [1, 2, 3]
 
 
 async def test_models_have_independent_version_sequences(store: ModelStore) -> None:
@@ -349,7 +349,7 @@ async def test_a_publish_failing_midway_leaves_no_version_directory_behind(
             raise OSError(28, "No space left on device")
         real_save(file, arr, **kwargs)
 
-    monkeypatch.setattr(model_store.np, "save", failing_save)
+    monkeypatch.setattr(artifact_files.np, "save", failing_save)
     with pytest.raises(OSError, match="No space"):
         await store.publish(meta(), arrays())
     monkeypatch.undo()
@@ -371,7 +371,7 @@ async def test_pruning_keeps_the_newest_versions(store: ModelStore) -> None:
     for _ in range(5):
         await store.publish(meta(), arrays())
     assert store.versions("contextual") == [3, 4, 5]
-    assert [m.version for m in store.history("contextual")] == [3, 4, 5]
+    assert [m.version for m in store.published("contextual")] == [3, 4, 5]
 
 
 async def test_pruning_never_removes_the_current_version(store: ModelStore) -> None:
@@ -422,7 +422,7 @@ async def test_history_leaves_out_unreadable_versions(store: ModelStore) -> None
     await store.publish(meta(), arrays())
     await store.publish(meta(), arrays())
     (store.path("contextual", 1) / "meta.json").write_text("{")
-    assert [m.version for m in store.history("contextual")] == [2]
+    assert [m.version for m in store.published("contextual")] == [2]
 
 
 async def test_load_refuses_a_missing_version_and_a_mislabelled_one(store: ModelStore) -> None:
