@@ -20,7 +20,7 @@ from rich.table import Table
 
 from botify.errors import BotifyError
 from botify.kafka import CLI
-from botify.model_store import ModelAnnouncer, ModelStore
+from botify.model_store import Announcement, ModelAnnouncer, ModelStore
 from botify.model_store.pointers import PointerMove
 from botify.settings import Settings
 from botify.storage.connection import async_redis, redact
@@ -36,7 +36,7 @@ T = TypeVar("T")
 
 
 def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(2)
 
 
@@ -61,13 +61,10 @@ def _with_store(
             socket_timeout=REDIS_TIMEOUT_S,
             socket_connect_timeout=REDIS_TIMEOUT_S,
         )
-        announcer = (
-            ModelAnnouncer(settings.kafka, settings.models.announce_topic, CLI)
-            if announce
-            else None
-        )
+        announcer = _LazyAnnouncer(settings) if announce else None
         try:
-            return await work(ModelStore.from_settings(settings, client, announcer))
+            store = ModelStore.from_settings(settings, client, announcer)
+            return await work(store)
         finally:
             await client.aclose()
             if announcer is not None:
@@ -76,9 +73,32 @@ def _with_store(
     try:
         return asyncio.run(run())
     except BotifyError as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(_one_line(exc)) from None
     except (RedisError, OSError) as exc:
-        raise _fail(f"Redis at {redact(settings.redis.url)}: {exc}") from None
+        raise _fail(f"Redis at {redact(settings.redis.url)}: {_one_line(exc)}") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+class _LazyAnnouncer:
+    """A ``ModelAnnouncer`` built at the first announcement: a refused rollback never
+    connects to the broker."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._announcer: ModelAnnouncer | None = None
+
+    def announce(self, announcement: Announcement) -> bool:
+        if self._announcer is None:
+            topic = self._settings.models.announce_topic
+            self._announcer = ModelAnnouncer(self._settings.kafka, topic, CLI)
+        return self._announcer.announce(announcement)
+
+    def close(self) -> None:
+        if self._announcer is not None:
+            self._announcer.close()
 
 
 def _when(at_ms: int) -> str:

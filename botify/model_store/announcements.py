@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import cache
+from typing import Protocol
 
 import jsonschema
 import orjson
@@ -67,6 +68,12 @@ def announcement_from_bytes(raw: bytes | str | None) -> Announcement:
     if problem is not None:
         raise InvalidEventError(f"model announcement: {problem}")
     return Announcement(**doc)
+
+
+class Announcer(Protocol):
+    """What the store needs to announce a pointer move (``ModelAnnouncer``)."""
+
+    def announce(self, announcement: Announcement) -> bool: ...
 
 
 class ModelAnnouncer:

@@ -111,9 +111,10 @@ def validate_arrays(arrays: Mapping[str, np.ndarray]) -> None:
     if TRACK_IDS not in arrays:
         raise ArtifactError(f"an artifact needs {TRACK_IDS}")
     for name, (ndim, dtype, rows_of) in _STANDARD.items():
-        arr = arrays.get(name)
-        if arr is None:
+        standard = arrays.get(name)
+        if standard is None:
             continue
+        arr = standard
         if arr.ndim != ndim or arr.dtype.name != dtype:
             raise ArtifactError(
                 f"array {name}: expected {ndim}-D {dtype}, got {arr.ndim}-D {arr.dtype.name}"

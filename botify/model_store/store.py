@@ -31,7 +31,7 @@ import redis.asyncio as aioredis
 from botify.artifacts import ModelArtifact, ModelMeta
 from botify.errors import ArtifactError
 from botify.files import fsync_dir
-from botify.model_store.announcements import Announcement, ModelAnnouncer
+from botify.model_store.announcements import Announcement, Announcer
 from botify.model_store.artifact_files import (
     check_model_name,
     read_artifact,
@@ -66,7 +66,7 @@ class ModelStore:
         redis_client: aioredis.Redis | None,
         *,
         keep_versions: int = 5,
-        announcer: ModelAnnouncer | None = None,
+        announcer: Announcer | None = None,
     ) -> None:
         if keep_versions < 1:
             raise ArtifactError("keep_versions must be at least 1")
@@ -82,7 +82,7 @@ class ModelStore:
         cls,
         settings: Settings,
         redis_client: aioredis.Redis | None,
-        announcer: ModelAnnouncer | None = None,
+        announcer: Announcer | None = None,
     ) -> ModelStore:
         return cls(
             settings.models.path(settings.run_dir),
