@@ -235,16 +235,18 @@ def _drain(
             )
         for msg in consumer.consume(num_messages=min(batch_rows, 10_000), timeout=0.5):
             partition, offset, error = msg.partition(), msg.offset(), msg.error()
-            if partition not in pending:
+            if partition is None or partition not in pending:
                 continue
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
                     pending.pop(partition)
                     continue
                 raise BackendUnavailableError(f"reading {topic}[{partition}]: {error}")
+            assert offset is not None  # a record (not an error event) always has one
             end = pending[partition]
             if end is None:
-                _, high = consumer.get_watermark_offsets(msg_partition(msg), cached=True)
+                tp = TopicPartition(topic, partition)
+                _, high = consumer.get_watermark_offsets(tp, cached=True)
                 end = pending[partition] = high if high > offset else offset + 1
             if offset >= end:  # written after the export started
                 pending.pop(partition)
@@ -262,10 +264,6 @@ def _drain(
     if batch:
         flush()
     return rows, bad, samples
-
-
-def msg_partition(msg: Message) -> TopicPartition:
-    return TopicPartition(msg.topic(), msg.partition())
 
 
 def _report_bad(msg: Message, reason: str, samples: list[str]) -> None:

@@ -23,7 +23,6 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from confluent_kafka import (
     Consumer,
@@ -35,7 +34,9 @@ from confluent_kafka import (
     TopicCollection,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
+
+# Exported by confluent_kafka.admin, though its stubs do not say so.
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec  # type: ignore[attr-defined]
 
 from botify.delivery import HEALTHY, DeliveryStatus, DeliveryTracker
 from botify.errors import BackendUnavailableError
@@ -51,6 +52,10 @@ STREAM = "stream"
 TRAINER = "trainer"
 EXPORT = "export"
 CLI = "cli"
+
+
+# Record headers as librdkafka takes and reports them.
+Headers = list[tuple[str, str | bytes | None]] | dict[str, str | bytes | None]
 
 
 def client_id(settings: KafkaSettings, service: str) -> str:
@@ -103,6 +108,13 @@ def build_consumer(
     return Consumer(consumer_config(settings, group, service) | dict(overrides or {}))
 
 
+def _admin(settings: KafkaSettings, name: str | None = None) -> AdminClient:
+    config: dict[str, str | int | float | bool] = {**settings.client_config()}
+    if name is not None:
+        config["client.id"] = name
+    return AdminClient(config)
+
+
 def ensure_topics(settings: KafkaSettings, timeout: float = 15.0) -> None:
     """Create the listens topic, its dead-letter topic and the training examples topic if
     they do not exist."""
@@ -115,7 +127,7 @@ def create_topics(
 ) -> None:
     """Create each topic of ``partitions`` (name -> partition count) that does not exist;
     one created meanwhile by another process is fine."""
-    admin = AdminClient(settings.client_config())
+    admin = _admin(settings)
     try:
         existing = set(admin.list_topics(timeout=timeout).topics)
     except KafkaException as exc:
@@ -155,7 +167,7 @@ def topic_identity(settings: KafkaSettings, topic: str, timeout: float = 10.0) -
     broker restarted without its data does not keep (Tansu keeps its cluster id but makes a
     new topic id; Kafka makes both new). Offsets compare only within one identity.
     ``BackendUnavailableError`` when the broker does not say."""
-    admin = AdminClient(settings.client_config())
+    admin = _admin(settings)
     try:
         cluster = admin.describe_cluster(request_timeout=timeout).result(timeout)
         described = admin.describe_topics(TopicCollection([topic]), request_timeout=timeout)
@@ -170,7 +182,7 @@ def topic_identity(settings: KafkaSettings, topic: str, timeout: float = 10.0) -
 
 def broker_reachable(settings: KafkaSettings, timeout: float = 2.0) -> bool:
     try:
-        AdminClient(settings.client_config()).list_topics(timeout=timeout)
+        _admin(settings).list_topics(timeout=timeout)
     except KafkaException:
         return False
     return True
@@ -196,7 +208,7 @@ class ConsumerLagReader:
     """Reads a consumer group's lag per partition with one admin client, kept open."""
 
     def __init__(self, settings: KafkaSettings, client_id: str = "botify-lag") -> None:
-        self._admin = AdminClient({**settings.client_config(), "client.id": client_id})
+        self._admin = _admin(settings, client_id)
 
     def read(self, group: str, topics: Iterable[str], timeout: float = 5.0) -> list[PartitionLag]:
         """Every partition of ``topics``: its end and ``group``'s committed offset.
@@ -212,7 +224,8 @@ class ConsumerLagReader:
             if not parts:
                 return []
             ends = self._admin.list_offsets(
-                {tp: OffsetSpec.latest() for tp in parts}, request_timeout=timeout
+                {tp: OffsetSpec.latest() for tp in parts},  # type: ignore[no-untyped-call]
+                request_timeout=timeout,
             )
             end = {(tp.topic, tp.partition): f.result(timeout).offset for tp, f in ends.items()}
             request = [ConsumerGroupTopicPartitions(group, parts)]
@@ -241,7 +254,7 @@ def produce_with_room(
     topic: str,
     key: bytes | None,
     value: bytes | None,
-    headers: list[tuple[str, bytes]] | None,
+    headers: Headers | None,
     on_delivery: Callable[[KafkaError | None, Message], None],
     retries: int,
     wait_s: float,
@@ -275,6 +288,8 @@ class PublisherStats:
 _CARRY_CODES = frozenset({KafkaError._FATAL, KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
 # An event is carried over to at most this many rebuilt producers, then counted as failed.
 MAX_CARRIES = 3
+# The failure label of events a rebuilt producer still held and never reported.
+STUCK_IN_REBUILT = "_REBUILT"
 
 
 class _Delivery:
@@ -327,7 +342,7 @@ class ListenPublisher:
         self.stats = PublisherStats()
         self.tracker = DeliveryTracker(stall_s, failure_window_s)
         self.status: DeliveryStatus = HEALTHY
-        self._carry: deque[tuple[str, bytes | None, bytes | None, list[Any] | None, _Delivery]]
+        self._carry: deque[tuple[str, bytes | None, bytes | None, Headers | None, _Delivery]]
         self._carry = deque()
         self._fatal: str | None = None
         self._rebuild_backoff = settings.rebuild_after_s
@@ -393,7 +408,9 @@ class ListenPublisher:
         left = len(old)
         if left:
             # Reports that never came: those events cannot be sent again, only counted.
-            self._count_failure(f"{left} events stuck in a producer that was rebuilt", left)
+            self._count_failure(
+                STUCK_IN_REBUILT, f"{left} events stuck in a producer that was rebuilt", left
+            )
         self._resend()
 
     def _resend(self) -> None:
@@ -405,23 +422,26 @@ class ListenPublisher:
             carry.popleft()
             self.stats.carried_over += 1
 
-    def _count_failure(self, reason: str, count: int = 1) -> None:
+    def _count_failure(self, error: str, reason: str, count: int = 1) -> None:
+        """``count`` events failed with ``error`` (librdkafka's error name, or
+        ``STUCK_IN_REBUILT``: a bounded label for ``on_failure``); ``reason`` is logged."""
         now = time.monotonic()
         for _ in range(count):
             self.tracker.failure(now)
         self.stats.failed += count
-        logger.error("delivery failed: %s", reason)
+        logger.error("delivery failed (%s): %s", error, reason)
         if self._on_failure is not None:
             for _ in range(count):
-                self._on_failure(reason.split(":", 1)[0] if count == 1 else "_REBUILT")
+                self._on_failure(error)
 
     def _delivered(self, err: KafkaError | None, msg: Message, delivery: _Delivery) -> None:
         if err is not None:
             if (err.code() in _CARRY_CODES or err.fatal()) and delivery.carries < MAX_CARRIES:
                 again = _Delivery(self, delivery.then, delivery.carries + 1)
-                self._carry.append((msg.topic(), msg.key(), msg.value(), msg.headers(), again))
+                topic = msg.topic() or ""  # a delivery report always names its topic
+                self._carry.append((topic, msg.key(), msg.value(), msg.headers(), again))
                 return
-            self._count_failure(f"{err.name()}: delivery to {msg.topic()}: {err.str()}")
+            self._count_failure(err.name(), f"delivery to {msg.topic()}: {err.str()}")
         if delivery.then is not None:
             delivery.then(err, msg)
 
@@ -484,7 +504,7 @@ class ListenPublisher:
                 0.005,
             )
         except KafkaException as exc:  # a fenced producer refuses until it is rebuilt
-            self._count_failure(f"{exc.args[0].name()}: produce refused: {exc}")
+            self._count_failure(exc.args[0].name(), f"produce refused: {exc}")
             raise BackendUnavailableError(f"the producer refused the event: {exc}") from None
         if not room:
             self.stats.buffer_full += 1
@@ -548,12 +568,16 @@ class DeliveringProducer:
             if _is_fatal(err):
                 self._fatal = True
 
+    def _drop_pending(self) -> None:
+        """Drop every record not delivered yet; their delivery callbacks report it now."""
+        self._producer.purge()
+        self._producer.poll(0)
+
     def _renew_if_fatal(self) -> None:
         if not self._fatal:
             return
         logger.warning("the producer hit a fatal error (fenced by a new broker?): replacing it")
-        self._producer.purge()
-        self._producer.poll(0)
+        self._drop_pending()
         self._producer = Producer(self._config)
         self._fatal = False
 
@@ -561,7 +585,7 @@ class DeliveringProducer:
         self,
         topic: str,
         records: Iterable[tuple[bytes | None, bytes | None]],
-        headers: list[tuple[str, bytes]] | None = None,
+        headers: Headers | None = None,
     ) -> None:
         """Hand (key, value) records to librdkafka, which sends them in its own threads."""
         for key, value in records:
@@ -601,7 +625,7 @@ class DeliveringProducer:
     def deliver_each(
         self,
         topic: str,
-        records: Sequence[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]],
+        records: Sequence[tuple[bytes | None, bytes | None, Headers]],
     ) -> list[str | None]:
         """Send (key, value, headers) records and wait for them (at most flush_timeout_s):
         per record, None when delivered, else the name of its error (a record refused at
@@ -615,32 +639,26 @@ class DeliveringProducer:
 
             return delivered
 
+        retries = self._settings.produce_retries
         for i, (key, value, headers) in enumerate(records):
-            for attempt in range(self._settings.produce_retries + 1):
-                try:
-                    self._producer.produce(
-                        topic, value, key, on_delivery=reporter(i), headers=headers
-                    )
-                    break
-                except BufferError:
-                    self._producer.poll(0.01 * (attempt + 1))
-                except KafkaException as exc:  # refused before sending: too large, say
-                    errors[i] = exc.args[0].name()
-                    self._fatal = self._fatal or _is_fatal(exc.args[0])
-                    break
-            else:
+            try:
+                room = produce_with_room(
+                    self._producer, topic, key, value, headers, reporter(i), retries, 0.01
+                )
+            except KafkaException as exc:  # refused before sending: too large, say
+                errors[i] = exc.args[0].name()
+                self._fatal = self._fatal or _is_fatal(exc.args[0])
+                continue
+            if not room:
                 errors[i] = "QUEUE_FULL"
         if self._producer.flush(self._settings.flush_timeout_s):
-            # Undelivered in time: purged, their callbacks report it.
-            self._producer.purge()
-            self._producer.poll(0)
+            self._drop_pending()  # undelivered in time: their callbacks report it
         self._renew_if_fatal()
         return errors
 
     def _fail(self, why: str) -> None:
         # Whatever is left would be sent again by the caller's retry: drop it here.
-        self._producer.purge()
-        self._producer.poll(0)
+        self._drop_pending()
         self._errors = []
         self._renew_if_fatal()
         raise BackendUnavailableError(f"delivery to the broker failed: {why}")

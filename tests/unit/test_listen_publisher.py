@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from botify import kafka
 from botify.embedded import free_port
 from botify.errors import BackendUnavailableError
 from botify.kafka import ListenPublisher
@@ -67,5 +68,33 @@ def test_a_full_buffer_fails_at_once_on_the_event_loop_path() -> None:
             publisher.publish(listen(user=2))
         assert time.monotonic() - started < 0.01
         assert publisher.stats.buffer_full == 1
+    finally:
+        publisher.close()
+
+
+def test_an_event_a_rebuilt_producer_never_reported_is_counted_under_a_bounded_label(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Unpurgeable(kafka.Producer):  # type: ignore[misc]
+        """Ignores purge: its events never report, as a wedged librdkafka's would not."""
+
+        def purge(self, *args: object, **kwargs: object) -> None:
+            pass
+
+    monkeypatch.setattr(kafka, "Producer", Unpurgeable)
+    labels: list[str] = []
+    port = free_port()
+    settings = KafkaSettings(
+        bootstrap_servers=f"127.0.0.1:{port}", flush_timeout_s=0.1, rebuild_after_s=0.3
+    )
+    publisher = ListenPublisher(settings, "test", labels.append, poll_interval=0.01, stall_s=0.2)
+    try:
+        publisher.publish(listen(user=1))
+        deadline = time.monotonic() + 5
+        while not labels and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # One event, and still a label, not "1 events stuck in a producer that was rebuilt".
+        assert labels == [kafka.STUCK_IN_REBUILT]
+        assert publisher.stats.failed == 1
     finally:
         publisher.close()
