@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from botify.model_store import ModelStore
 from botify_cli.main import app
-from tests.unit.test_model_store import arrays, meta
+from tests.unit.model_store.samples import arrays, meta
 
 
 @pytest.fixture

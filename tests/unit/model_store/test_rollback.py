@@ -10,7 +10,7 @@ import pytest
 from botify.errors import ArtifactError
 from botify.model_store import Announcement, ModelStore
 from botify.model_store.pointers import MemoryVersionPointers, PointerMove
-from tests.unit.test_model_store import arrays, meta
+from tests.unit.model_store.samples import arrays, meta
 
 
 class Announcements:
