@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from botify import kafka
 from botify.example_log import ExampleConsumer
 from botify.kafka import (
     API,
@@ -21,7 +20,10 @@ from botify.kafka import (
     DeliveringProducer,
     ListenPublisher,
     build_consumer,
+    clients,
+    delivering,
     producer_config,
+    publisher,
 )
 from botify.model_store import ModelAnnouncer
 from botify.settings import KafkaSettings
@@ -74,8 +76,9 @@ def test_each_client_is_built_for_the_service_that_asks(monkeypatch: pytest.Monk
             ids.append(config["client.id"])
             super().__init__(config)
 
-    monkeypatch.setattr(kafka, "Producer", RecordingProducer)
-    monkeypatch.setattr(kafka, "Consumer", RecordingConsumer)
+    monkeypatch.setattr(publisher, "Producer", RecordingProducer)
+    monkeypatch.setattr(delivering, "Producer", RecordingProducer)
+    monkeypatch.setattr(clients, "Consumer", RecordingConsumer)
     settings = nowhere()
     ListenPublisher(settings, API).close()
     DeliveringProducer(settings, STREAM).close()

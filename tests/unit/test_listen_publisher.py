@@ -6,11 +6,13 @@ from __future__ import annotations
 import time
 
 import pytest
+from confluent_kafka import Producer
 
 from botify import kafka
 from botify.embedded import free_port
 from botify.errors import BackendUnavailableError
 from botify.kafka import ListenPublisher
+from botify.kafka import publisher as publisher_module
 from botify.settings import KafkaSettings
 from tests.factories import listen
 
@@ -75,13 +77,13 @@ def test_a_full_buffer_fails_at_once_on_the_event_loop_path() -> None:
 def test_an_event_a_rebuilt_producer_never_reported_is_counted_under_a_bounded_label(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    class Unpurgeable(kafka.Producer):  # type: ignore[misc]
+    class Unpurgeable(Producer):  # type: ignore[misc]
         """Ignores purge: its events never report, as a wedged librdkafka's would not."""
 
         def purge(self, *args: object, **kwargs: object) -> None:
             pass
 
-    monkeypatch.setattr(kafka, "Producer", Unpurgeable)
+    monkeypatch.setattr(publisher_module, "Producer", Unpurgeable)
     labels: list[str] = []
     port = free_port()
     settings = KafkaSettings(
