@@ -150,26 +150,30 @@ class ModelStore:
         pruned, an artifact that does not load, or a pointer that moved meanwhile."""
         name = check_model_name(name)
         current = await self._pointers.current(name)
+        # Each refusal names the directory: a wrong one is the likeliest mistake of a caller.
+        where = self.models_dir / name
         on_disk = self.versions(name)
+        kept = ", ".join(f"v{v}" for v in on_disk) or "none"
         if current is None:
             known = ", ".join(self.models()) or "none"
-            raise ArtifactError(f"model {name!r} has no published version (models: {known})")
+            raise ArtifactError(
+                f"model {name!r} has no published version (models in {self.models_dir}: {known})"
+            )
         if version is None:
             older = [v for v in on_disk if v < current]
             if not older:
                 raise ArtifactError(
-                    f"{name} has no version before v{current} on disk to roll back to"
+                    f"{name} has no version before v{current} to roll back to (in {where}: {kept})"
                 )
             version = older[-1]
         elif version == current:
             raise ArtifactError(f"{name} v{version} is already the current version")
         elif version not in on_disk:
-            kept = ", ".join(f"v{v}" for v in on_disk) or "none"
             if version < 1 or version > await self._pointers.sequence(name):
-                raise ArtifactError(f"{name} v{version} was never published (on disk: {kept})")
+                raise ArtifactError(f"{name} v{version} was never published (in {where}: {kept})")
             raise ArtifactError(
-                f"{name} v{version} is not on disk: pruned, or its publication failed "
-                f"(the store keeps {self.keep_versions}; on disk: {kept})"
+                f"{name} v{version} is not in {where}: pruned, or its publication failed "
+                f"(the store keeps {self.keep_versions}; there: {kept})"
             )
         # Every reader is about to load it: a version that does not load is refused here.
         artifact = await asyncio.to_thread(self.load, name, version)

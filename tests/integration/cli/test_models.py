@@ -59,8 +59,8 @@ def current(redis_url: str, models_dir: Path, model: str) -> int | None:
     ("args", "message"),
     [
         (["nothing_here"], "model 'nothing_here' has no published version"),
-        (["{model}", "9"], "{model} v9 was never published (on disk: v2, v3)"),
-        (["{model}", "1"], "{model} v1 is not on disk: pruned"),
+        (["{model}", "9"], "{model} v9 was never published (in {dir}/{model}: v2, v3)"),
+        (["{model}", "1"], "{model} v1 is not in {dir}/{model}: pruned"),
         (["{model}", "3"], "{model} v3 is already the current version"),
         (["{model}", "0"], "should be greater than or equal to 1"),
         (["Bad-Name"], "invalid model name 'Bad-Name'"),
@@ -78,7 +78,8 @@ def test_a_bad_rollback_is_one_line_of_error_and_moves_nothing(
     argv = ["models", "rollback", *(a.format(model=model) for a in args)]
     result = CliRunner().invoke(app, argv, env=env)
     assert result.exit_code == 2, result.output
-    assert message.format(model=model) in " ".join(result.output.split())
+    expected = message.format(model=model, dir=tmp_path / "models")
+    assert expected in " ".join(result.output.split())
     assert "Traceback" not in result.output
     assert current(redis_url, tmp_path / "models", model) == 3
 

@@ -93,25 +93,26 @@ async def test_a_rolled_back_version_is_kept_by_later_prunes(store: ModelStore) 
         (
             "nothing_here",
             None,
-            "model 'nothing_here' has no published version (models: contextual)",
+            "model 'nothing_here' has no published version (models in {dir}: contextual)",
         ),
         ("Bad-Name", None, "invalid model name 'Bad-Name'"),
         ("contextual", 2, "contextual v2 is already the current version"),
-        ("contextual", 9, "contextual v9 was never published (on disk: v1, v2)"),
+        ("contextual", 9, "contextual v9 was never published (in {dir}/contextual: v1, v2)"),
     ],
 )
 async def test_bad_requests_are_refused_with_what_is_wrong(
     store: ModelStore, model: str, version: int | None, message: str
 ) -> None:
     await publish(store, 2)
-    with pytest.raises(ArtifactError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ArtifactError) as refused:
         await store.rollback(model, version)
+    assert str(refused.value).startswith(message.format(dir=store.models_dir))
     assert await store.current("contextual") == 2
 
 
 async def test_a_pruned_version_is_refused(store: ModelStore) -> None:
     await publish(store, 3)  # keep_versions=2: v1 is gone
-    with pytest.raises(ArtifactError, match=r"contextual v1 is not on disk: pruned"):
+    with pytest.raises(ArtifactError, match=r"contextual v1 is not in .*/contextual: pruned"):
         await store.rollback("contextual", 1)
     assert await store.current("contextual") == 3
 
@@ -120,7 +121,7 @@ async def test_without_an_older_version_there_is_nothing_to_roll_back_to(
     store: ModelStore,
 ) -> None:
     await publish(store, 1)
-    with pytest.raises(ArtifactError, match="no version before v1 on disk"):
+    with pytest.raises(ArtifactError, match="no version before v1 to roll back to"):
         await store.rollback("contextual")
 
 
