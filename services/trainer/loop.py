@@ -7,10 +7,11 @@ window, scores the new version and the served one on it, and publishes the new o
 is not worse. Each run, promoted or not, is appended to ``runs.jsonl``: the demo reads it to
 measure freshness, people read it to see why a version was refused.
 
-The version in service is the one the pointer names, read before each run: after
-``botify models rollback`` the rolled-back-to version becomes the parent and the version to
-beat. So a rollback is never undone by the version it replaced, only by a newly trained one
-that passes the promotion rule against the version now served.
+The version in service is the one the pointer names, read before each run and again before
+its candidate is judged: after ``botify models rollback`` the rolled-back-to version becomes
+the parent and the version to beat (even for a run that was training when it happened). So
+a rollback is never undone by the version it replaced, only by a newly trained one that
+passes the promotion rule against the version now served.
 """
 
 from __future__ import annotations
@@ -267,8 +268,11 @@ class Trainer:
         )
         candidate = ModelArtifact(meta, result.arrays)
         report.metrics = {**result.metrics, **await self._evaluate(name, candidate, train, holdout)}
-        if parent is not None:
-            report.served_metrics = await self._evaluate(name, parent, train, holdout)
+        # The version to beat is the one served now, not the parent: a rollback during the
+        # run moved the pointer, and the candidate must beat the version it went back to.
+        served = await self.follow_pointer(name)
+        if served is not None:
+            report.served_metrics = await self._evaluate(name, served, train, holdout)
             if not better(
                 report.metrics,
                 report.served_metrics,

@@ -18,7 +18,7 @@ pytest.importorskip("torch")
 from botify.artifacts import PAD, TRACK_IDS, TRACK_NEIGHBOURS, DataWindow  # noqa: E402
 from botify.evaluation import split_holdout  # noqa: E402
 from botify.example_log import ExampleLog  # noqa: E402
-from botify.model_store import ModelStore  # noqa: E402
+from botify.model_store import MemoryVersionPointers, ModelStore  # noqa: E402
 from botify.settings import TrainerSettings  # noqa: E402
 from botify.training import TrainingExample  # noqa: E402
 from services.trainer import loop  # noqa: E402
@@ -506,3 +506,33 @@ async def test_after_a_rollback_the_trainer_beats_the_rolled_back_to_version_or_
     (report,) = await trainer.run_all()
     assert report.promoted and (report.version, report.parent) == (3, 1)
     assert await trainer.store.current("contextual") == 3
+
+
+async def test_a_rollback_during_a_run_makes_the_candidate_beat_the_rolled_back_to_version(
+    tmp_path: Path, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loop, "train_model", fake_training(world))
+    monkeypatch.setattr(loop, "better", lambda *args: True)
+    trainer = new_trainer(tmp_path, world, fast_settings(models=("contextual",), min_examples=100))
+    await trainer.run_all()
+    await trainer.run_all()
+    monkeypatch.undo()
+    pointers = trainer.store._pointers
+    assert isinstance(pointers, MemoryVersionPointers)
+
+    def train_while_rolled_back(name, frame, catalog, parent, cfg):  # type: ignore[no-untyped-def]
+        pointers.pointers[name] = 1  # botify models rollback, while this run trains on v2
+        return fake_result(world)
+
+    monkeypatch.setattr(loop, "train_model", train_while_rolled_back)
+    scores = {0: 0.3, 1: 0.4, 2: 0.2}
+
+    def evaluate(artifact, holdout, train, cfg) -> dict[str, float]:  # type: ignore[no-untyped-def]
+        value = scores[artifact.meta.version]
+        return {PRIMARY: value, "hr@10": value, "evaluated": 1000.0}
+
+    monkeypatch.setattr(loop, "evaluate", evaluate)
+    (report,) = await trainer.run_all()
+    # Better than v2, its parent, but judged against v1, which is served now: refused.
+    assert not report.promoted and report.served_metrics[PRIMARY] == 0.4
+    assert await trainer.store.current("contextual") == 1
