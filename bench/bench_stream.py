@@ -186,7 +186,7 @@ def latency(args: argparse.Namespace) -> int:
             ]
             for t in threads:
                 t.start()
-            publisher = ListenPublisher(kafka)
+            publisher = ListenPublisher(kafka, "bench")
 
             console.print("warming up at the target rate until the worker keeps up")
             first, deadline = WARMUP_USERS, time.monotonic() + 90

@@ -143,7 +143,7 @@ def user_of(value: bytes) -> bytes:
 
 
 def produce(kafka: KafkaSettings, topic: str, values: list[bytes]) -> None:
-    publisher = ListenPublisher(kafka)
+    publisher = ListenPublisher(kafka, "bench")
     try:
         for i, value in enumerate(values):
             publisher.publish_raw(topic, user_of(value), value)
@@ -273,7 +273,7 @@ def bare_consumer(spec: str) -> int:
     Runs until SIGTERM (bounded by the parent's drain timeout)."""
     bootstrap, topic, group, url = spec.split(",")
     consumer = Consumer(
-        consumer_config(KafkaSettings(bootstrap_servers=bootstrap), group)
+        consumer_config(KafkaSettings(bootstrap_servers=bootstrap), group, "bench")
         | {"fetch.wait.max.ms": 5, "enable.auto.commit": True}
     )
     consumer.subscribe([topic])
@@ -344,7 +344,7 @@ class Feeder:
     """Sends listen events at a fixed rate, with a probe (a fresh user) every PROBE_EVERY."""
 
     def __init__(self, kafka: KafkaSettings, topic: str, pool: list[bytes]) -> None:
-        self.publisher = ListenPublisher(kafka)
+        self.publisher = ListenPublisher(kafka, "bench")
         self.topic, self.pool = topic, [(user_of(v), v) for v in pool]
         self.sent = 0
         self.probes: dict[int, float] = {}

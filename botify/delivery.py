@@ -12,19 +12,32 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import Field
 
 
 @dataclass(frozen=True, slots=True)
 class DeliveryStatus:
-    """One sample of a producer's delivery, for ``/health`` and the /next policy."""
+    """Whether listen events reach the broker (not merely whether it answers)."""
+
+    # One sample of a producer's delivery, for the /next policy, and for /health as is:
+    # this docstring and the descriptions are the API schema's.
 
     ok: bool
-    pending: int
-    pending_age_s: float
-    # Failed deliveries since the start, and whether the latest outcome is a recent failure.
-    failed: int
-    failing: bool
-    producers_rebuilt: int = 0
+    pending: Annotated[
+        int, Field(description="Events handed to the producer and not yet delivered.")
+    ]
+    pending_age_s: Annotated[
+        float, Field(description="How long the oldest pending event has waited.")
+    ]
+    failed: Annotated[int, Field(description="Events whose delivery failed since the start.")]
+    failing: Annotated[
+        bool, Field(description="The latest deliveries failed, none succeeded since.")
+    ]
+    producers_rebuilt: Annotated[
+        int, Field(description="Producers rebuilt after a fence or a stall.")
+    ] = 0
     detail: str = ""
 
 

@@ -26,11 +26,11 @@ from types import TracebackType
 
 import polars as pl
 import pyarrow.parquet as pq
-from confluent_kafka import Consumer, KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException
 
 from botify.errors import BackendUnavailableError, InvalidEventError
 from botify.files import fsync_dir
-from botify.kafka import consumer_config
+from botify.kafka import TRAINER, build_consumer
 from botify.settings import KafkaSettings, TrainingDataSettings
 from botify.training import TrainingExample, decode_example, example_schema, examples_frame
 
@@ -309,11 +309,11 @@ class ExampleConsumer:
     """A consumer-group reader of the examples topic. Undecodable records are counted in
     ``bad_records`` and logged, never raised; ``commit`` stores the group's position."""
 
-    def __init__(self, settings: KafkaSettings, group_id: str) -> None:
+    def __init__(self, settings: KafkaSettings, group_id: str, service: str = TRAINER) -> None:
         self.topic = settings.examples_topic
         self.bad_records = 0
         self.errors = 0  # error events the client reported instead of a record
-        self._consumer = Consumer(consumer_config(settings, group_id))
+        self._consumer = build_consumer(settings, service, group_id)
         self._consumer.subscribe([self.topic])
 
     def poll_batch(self, max_records: int, timeout_s: float) -> list[TrainingExample]:

@@ -25,9 +25,10 @@ def model_current(model: str) -> str:
     return f"{PREFIX}:model:{model}:current"
 
 
-def model_meta(model: str) -> str:
-    """JSON describing the current version (the announcement record: model, version, path)."""
-    return f"{PREFIX}:model:{model}:meta"
+def model_promotions(model: str) -> str:
+    """Every move of the model's pointer, oldest first: a list of JSON documents
+    (``botify.model_store.pointers.PointerMove``), appended by the script that moves it."""
+    return f"{PREFIX}:model:{model}:promotions"
 
 
 # Plays per track: a hash (HINCRBY, O(1); nothing ranks tracks by plays).

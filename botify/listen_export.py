@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal, Protocol
@@ -41,7 +40,7 @@ from confluent_kafka import (
 
 from botify.errors import BackendUnavailableError, ConfigError, InvalidEventError
 from botify.events import ListenEvent, decode_listen_event
-from botify.kafka import consumer_config
+from botify.kafka import EXPORT, build_consumer
 from botify.settings import KafkaSettings
 
 logger = logging.getLogger(__name__)
@@ -162,13 +161,7 @@ def export_listens(
     topic = topic or settings.listens_topic
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
-    consumer = Consumer(
-        {
-            **consumer_config(settings, f"botify-export-{uuid.uuid4().hex[:8]}"),
-            "enable.partition.eof": True,
-            "client.id": "botify-export",
-        }
-    )
+    consumer = build_consumer(settings, EXPORT, overrides={"enable.partition.eof": True})
     sink: _Sink | None = None
     try:
         deadline = time.monotonic() + timeout_s

@@ -24,6 +24,8 @@ class _Section(BaseModel):
 
 class KafkaSettings(_Section):
     bootstrap_servers: str = "127.0.0.1:9092"
+    # Every client's client.id is "<prefix>-<service>" (botify-api, botify-stream, ...).
+    client_id_prefix: str = Field(default="botify", pattern=r"^[A-Za-z0-9._-]{1,200}$")
     listens_topic: str = "botify.listens.v1"
     # Training examples the stream derives from listens (botify.training), for the trainer.
     examples_topic: str = "botify.examples.v1"

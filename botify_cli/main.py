@@ -1,4 +1,4 @@
-"""``botify``: up, sim, analyze, demo, bench, settings."""
+"""``botify``: up, sim, analyze, demo, bench, export, models, settings."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from botify.models import MODELS, RECIPES, check_sections, check_serving, hyper_
 from botify.recommenders.model_recommender import ServingParams
 from botify.settings import RecommenderSettings, Settings
 from botify.storage.connection import redact
+from botify_cli import models
 from botify_cli.analysis_tables import course_table, extras_table, srm_text
 from botify_cli.analyze import analyze_command
 from botify_cli.demo import demo_arms, round_sizes, run_demo, trainer_kept_up, write_results
@@ -39,6 +40,7 @@ from botify_sim.world import load_world
 from botify_sim.worlds import ensure_world
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app.add_typer(models.app, name="models")
 console = Console()
 err_console = Console(stderr=True)
 

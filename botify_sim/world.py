@@ -270,7 +270,8 @@ def save_world(world: World, directory: Path | str) -> Path:
         "sharpness": world.sharpness,
         "start_candidates": world.start_candidates,
     }
-    np.savez(directory / HIDDEN_DIR / HIDDEN_FILE, **arrays)  # numeric arrays; read with allow_pickle=False
+    # Numeric arrays only; read back with allow_pickle=False.
+    np.savez(directory / HIDDEN_DIR / HIDDEN_FILE, **arrays)
     manifest = {
         "format": FORMAT_VERSION,
         "seed": world.seed,

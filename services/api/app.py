@@ -17,7 +17,7 @@ from botify.catalog import load_catalog
 from botify.errors import ConfigError
 from botify.events import EXPERIMENT_NAME
 from botify.experiments import load_experiments
-from botify.kafka import ListenPublisher, ensure_topics
+from botify.kafka import API, ListenPublisher, ensure_topics
 from botify.models import check_serving, load_plugins
 from botify.recommenders import RecommenderContext, build_recommender
 from botify.recommenders.serving_index import serving_index
@@ -79,6 +79,7 @@ def _open_store(settings: Settings) -> UserStateStore:
 def _open_publisher(settings: Settings, metrics: ApiMetrics) -> EventPublisher:
     return ListenPublisher(
         settings.kafka,
+        API,
         on_failure=lambda reason: metrics.delivery_failures.labels(reason).inc(),
         acked=settings.api.durability == "acks",
         stall_s=settings.api.delivery_stall_s,

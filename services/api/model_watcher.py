@@ -3,9 +3,11 @@
 On start every slot gets the version its pointer names. Then two triggers ask for a refresh:
 announcements (immediate; read by a consumer thread) and a poll of the pointers every
 ``models.poll_s`` (the safety net for a lost announcement or an unreachable broker). A refresh
-reads the pointer, loads a newer version in a low-priority worker thread (one load at a
-time) and swaps it in with one assignment on the event loop. A version that fails to load is
-counted, logged and skipped: the old one keeps serving. An older version is never swapped in.
+reads the pointer, loads the version it names if that is not the one served, in a
+low-priority worker thread (one load at a time), and swaps it in with one assignment on the
+event loop. The pointer is followed both ways: forward when the trainer publishes, back when
+``botify models rollback`` moves it. A version that fails to load is counted, logged and
+skipped: the old one keeps serving.
 """
 
 from __future__ import annotations
@@ -159,7 +161,10 @@ class ModelWatcher:
             announcement = await self._announced.get()
             slot = self.slots.get(announcement.model)
             # Another model, or a replayed announcement (the feed reads from the start).
-            if slot is None or (slot.version or 0) >= announcement.version:
+            # A rollback's version is older than the served one: the pointer decides.
+            if slot is None or slot.version == announcement.version:
+                continue
+            if (slot.version or 0) > announcement.version and not announcement.rollback:
                 continue
             await self.refresh(announcement.model)
 
@@ -178,8 +183,8 @@ class ModelWatcher:
         return artifact
 
     async def refresh(self, name: str) -> bool:
-        """Swap in the version ``name``'s pointer names if it is newer than the served one
-        and has not failed before; True if the slot changed."""
+        """Swap in the version ``name``'s pointer names if it is not the served one (older
+        too: a rollback) and has not failed before; True if the slot changed."""
         slot = self.slots[name]
         async with self._locks[name]:
             try:
@@ -193,7 +198,7 @@ class ModelWatcher:
                 self._pointer_down.discard(name)
                 logger.info("the pointer of model %s is readable again", name)
             served = slot.version
-            if target is None or (served is not None and target <= served):
+            if target is None or target == served:
                 return False
             if target in self.failed[name]:
                 return False

@@ -13,6 +13,7 @@ from pydantic import (
     Field,
 )
 
+from botify.delivery import DeliveryStatus
 from botify.events import MAX_ID
 
 
@@ -67,22 +68,10 @@ class ComponentHealth(BaseModel):
     detail: str = ""
 
 
-class DeliveryHealth(BaseModel):
-    """Whether listen events reach the broker (not merely whether it answers)."""
-
-    ok: bool
-    detail: str = ""
-    pending: int = Field(description="Events handed to the producer and not yet delivered.")
-    pending_age_s: float = Field(description="How long the oldest pending event has waited.")
-    failed: int = Field(description="Events whose delivery failed since the start.")
-    failing: bool = Field(description="The latest deliveries failed, none succeeded since.")
-    producers_rebuilt: int = Field(description="Producers rebuilt after a fence or a stall.")
-
-
 class HealthResponse(BaseModel):
     status: str
     redis: ComponentHealth
-    delivery: DeliveryHealth
+    delivery: DeliveryStatus
 
 
 # A path id is decimal digits only, like the original's Flask `<int:...>` converter: no sign,

@@ -28,7 +28,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from botify.catalog import load_catalog
 from botify.errors import BackendUnavailableError
-from botify.kafka import DeliveringProducer, consumer_config, topic_identity
+from botify.kafka import STREAM, DeliveringProducer, consumer_config, topic_identity
 from botify.settings import Settings
 from botify.state import StateConfig
 from botify.storage import open_user_state_store
@@ -111,7 +111,7 @@ class StreamWorker:
         )
         self._heartbeat = heartbeat
         self._consumer = Consumer(
-            consumer_config(kafka, stream.app_id)
+            consumer_config(kafka, stream.app_id, STREAM)
             | {
                 # Offsets are stored by us, after processing; librdkafka commits them.
                 "enable.auto.commit": True,
@@ -122,9 +122,7 @@ class StreamWorker:
                 "heartbeat.interval.ms": max(100, kafka.session_timeout_ms // 4),
             }
         )
-        self._producer = DeliveringProducer(
-            kafka, client_id="botify-stream", linger_ms=stream.linger_ms
-        )
+        self._producer = DeliveringProducer(kafka, STREAM, linger_ms=stream.linger_ms)
         self._store = open_user_state_store(settings.redis)
         self.processor = ListenProcessor(
             store=self._store,

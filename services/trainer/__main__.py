@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 from botify.catalog import load_catalog
 from botify.errors import BotifyError
 from botify.example_log import ExampleConsumer, ExampleLog
-from botify.kafka import ensure_topics
+from botify.kafka import TRAINER, ensure_topics
 from botify.model_store import ModelAnnouncer, ModelStore
 from botify.models import check_sections, load_plugins
 from botify.retraining import due
@@ -108,7 +108,7 @@ async def serve(
     catalog = load_catalog(settings.catalog.path)
     configure_torch(cfg)
     redis = async_redis(settings.redis)
-    announcer = ModelAnnouncer(settings.kafka, settings.models.announce_topic)
+    announcer = ModelAnnouncer(settings.kafka, settings.models.announce_topic, TRAINER)
     store = ModelStore.from_settings(settings, redis, announcer)
     log = ExampleLog.from_settings(settings.training_data, settings.run_dir)
     consumer = ExampleConsumer(settings.kafka, settings.training_data.consumer_group)

@@ -6,6 +6,12 @@ warm-started from the version in service. A run holds out the most recent slice 
 window, scores the new version and the served one on it, and publishes the new one only if it
 is not worse. Each run, promoted or not, is appended to ``runs.jsonl``: the demo reads it to
 measure freshness, people read it to see why a version was refused.
+
+The version in service is the one the pointer names, read before each run and again before
+its candidate is judged: after ``botify models rollback`` the rolled-back-to version becomes
+the parent and the version to beat (even for a run that was training when it happened). So
+a rollback is never undone by the version it replaced, only by a newly trained one that
+passes the promotion rule against the version now served.
 """
 
 from __future__ import annotations
@@ -116,13 +122,23 @@ class Trainer:
     async def restore(self) -> None:
         """Pick up the versions in service (after a restart) as parents."""
         for name in self.settings.models:
-            version = await self.store.current(name)
-            if version is None:
-                continue
-            try:
-                self.served[name] = await asyncio.to_thread(self.store.load, name, version)
-            except Exception as exc:  # a pruned or broken version: train from scratch
-                logger.warning("cannot load %s v%d as a parent: %s", name, version, exc)
+            await self.follow_pointer(name)
+
+    async def follow_pointer(self, name: str) -> ModelArtifact | None:
+        """The version ``name``'s pointer names, as the parent of its next run: loaded
+        again only when the pointer moved elsewhere than this trainer left it (a restart,
+        a rollback, another trainer)."""
+        version = await self.store.current(name)
+        served = self.served.get(name)
+        if version is None or (served is not None and served.version == version):
+            return served
+        if served is not None:
+            logger.warning("%s: the pointer moved from v%d to v%d", name, served.version, version)
+        try:
+            self.served[name] = await asyncio.to_thread(self.store.load, name, version)
+        except Exception as exc:  # a pruned or broken version: keep what we had, if anything
+            logger.warning("cannot load %s v%d as a parent: %s", name, version, exc)
+        return self.served.get(name)
 
     def _hyper(self, name: str) -> ModelHyperParams | None:
         try:
@@ -201,7 +217,7 @@ class Trainer:
             report.reason = f"{len(train)} examples, fewer than {self.settings.min_examples}"
             report.outcome = TOO_FEW_EXAMPLES
             return self._done(report, t0)
-        parent = self.served.get(name)
+        parent = await self.follow_pointer(name)
         try:
             result = await asyncio.to_thread(
                 train_model,
@@ -246,8 +262,11 @@ class Trainer:
         )
         candidate = ModelArtifact(meta, result.arrays)
         report.metrics = {**result.metrics, **await self._evaluate(name, candidate, train, holdout)}
-        if parent is not None:
-            report.served_metrics = await self._evaluate(name, parent, train, holdout)
+        # The version to beat is the one served now, not the parent: a rollback during the
+        # run moved the pointer, and the candidate must beat the version it went back to.
+        served = await self.follow_pointer(name)
+        if served is not None:
+            report.served_metrics = await self._evaluate(name, served, train, holdout)
             reason = refusal(
                 report.metrics,
                 report.served_metrics,

@@ -120,7 +120,7 @@ def test_a_producer_stuck_on_a_restarted_broker_is_rebuilt_and_its_events_carrie
     publisher = None
     try:
         ensure_topics(kafka)
-        publisher = ListenPublisher(kafka, stall_s=3.0)
+        publisher = ListenPublisher(kafka, "test", stall_s=3.0)
         for user in range(10):
             publisher.publish(listen(user=user))
         assert publisher.flush(10) == 0

@@ -35,7 +35,7 @@ async def test_an_acked_publish_returns_once_the_broker_has_the_event(
 ) -> None:
     kafka = KafkaSettings(bootstrap_servers=broker_url, listens_topic=unique_topic, partitions=2)
     ensure_topics(kafka)
-    publisher = ListenPublisher(kafka, acked=True)
+    publisher = ListenPublisher(kafka, "test", acked=True)
     try:
         for user in range(20):
             await publisher.publish_acked(listen(user=user), timeout=10)
@@ -47,7 +47,7 @@ async def test_an_acked_publish_returns_once_the_broker_has_the_event(
 
 async def test_an_acked_publish_fails_within_its_deadline_without_a_broker() -> None:
     kafka = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}", flush_timeout_s=0.5)
-    publisher = ListenPublisher(kafka, acked=True)
+    publisher = ListenPublisher(kafka, "test", acked=True)
     try:
         started = time.monotonic()
         with pytest.raises(BackendUnavailableError, match="acknowledge"):

@@ -48,7 +48,7 @@ def topic_with_events(broker_url: str, unique_topic: str) -> tuple[KafkaSettings
     kafka = KafkaSettings(bootstrap_servers=broker_url, listens_topic=unique_topic, partitions=3)
     ensure_topics(kafka)
     produced = events()
-    publisher = ListenPublisher(kafka)
+    publisher = ListenPublisher(kafka, "test")
     for event in produced:
         publisher.publish(event)
     for value in BAD:
@@ -130,7 +130,7 @@ def test_export_ends_at_the_start_watermarks_while_producers_keep_writing(
     later = {"sent": 0}
 
     def keep_writing() -> None:
-        publisher = ListenPublisher(kafka)
+        publisher = ListenPublisher(kafka, "test")
         while not stop.is_set():
             publisher.publish(listen(user=later["sent"] % 50))
             later["sent"] += 1
@@ -157,7 +157,7 @@ def test_timestamps_past_the_schema_maximum_are_counted_and_skipped_not_fatal(
     ensure_topics(kafka)
     good = [listen(user=u, experiments={"AB": "C"}) for u in range(10)]
     bad_stamps = [2**63, 2**64, 253_402_300_800_000]
-    publisher = ListenPublisher(kafka)
+    publisher = ListenPublisher(kafka, "test")
     for event in good:
         publisher.publish(event)
     for stamp in bad_stamps:

@@ -4,6 +4,9 @@ serves requests; no request fails and latency holds while versions are swapped i
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -181,7 +184,7 @@ def make_api(
             run_dir=tmp_path,
         )
         redis = aioredis.Redis.from_url(redis_url)
-        announcer = ModelAnnouncer(settings.kafka, settings.models.announce_topic)
+        announcer = ModelAnnouncer(settings.kafka, settings.models.announce_topic, "test")
         store = ModelStore.from_settings(settings, redis, announcer if announce else None)
         try:
             if before_start is not None:
@@ -330,3 +333,68 @@ async def test_an_invalid_announcement_is_skipped_and_the_next_one_is_followed(
         await api.until_served(1, timeout=10)
         assert feed.invalid == 1
     assert api.failures == []
+
+
+# From the CLI's exit until each instance serves the version (the pointer poll: 60 s).
+ROLLBACK_FOLLOW_S = 10.0
+
+
+def botify_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "botify_cli", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+async def test_a_rollback_from_the_cli_is_followed_by_every_api_and_recorded(
+    make_api: MakeApi,
+    model_name: str,
+    tmp_path: Path,
+    broker_url: str,
+    redis_url: str,
+    unique_topic: str,
+) -> None:
+    # poll_s=60: the rollback's announcement must do it, on both instances.
+    async with make_api(poll_s=60) as first, make_api(poll_s=60) as second:
+        for seed in (1, 2):
+            await first.store.publish(meta(model_name), model_arrays(500, seed=seed))
+        for api in (first, second):
+            await api.until_served(2)
+        env = {
+            "BOTIFY_REDIS__URL": redis_url,
+            "BOTIFY_KAFKA__BOOTSTRAP_SERVERS": broker_url,
+            "BOTIFY_MODELS__DIR": str(tmp_path / "models"),
+            "BOTIFY_MODELS__ANNOUNCE_TOPIC": f"{unique_topic}.models",
+        }
+        started = time.monotonic()
+        done = await asyncio.to_thread(botify_cli, "models", "rollback", model_name, env=env)
+        assert done.returncode == 0, done.stderr
+        assert f"{model_name}: rolled back from v2 to v1" in done.stdout
+        returned = time.monotonic()
+        for api in (first, second):
+            await api.until_served(1, timeout=ROLLBACK_FOLLOW_S)
+        print(
+            f"rollback: the CLI took {returned - started:.2f} s; both instances served v1 "
+            f"{time.monotonic() - returned:.2f} s after it returned"
+        )
+        assert [(r.version) for r in [await api.next() for api in (first, second)]] == [1, 1]
+
+        moves = await first.store.promotions(model_name)
+        assert [(m.action, m.previous, m.version) for m in moves] == [
+            ("promote", None, 1),
+            ("promote", 1, 2),
+            ("rollback", 2, 1),
+        ]
+        shown = await asyncio.to_thread(botify_cli, "models", "history", model_name, env=env)
+        assert shown.returncode == 0, shown.stderr
+        rows = [line for line in shown.stdout.splitlines() if "│ v" in line or "│ -" in line]
+        assert len(rows) == 3 and "rollback" in rows[-1] and "v2" in rows[-1], shown.stdout
+
+        # The next publication moves the pointer past the rolled-back one, as usual.
+        assert (await first.store.publish(meta(model_name), model_arrays(500))).version == 3
+        for api in (first, second):
+            await api.until_served(3)
+    assert first.failures == second.failures == []

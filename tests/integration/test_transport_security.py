@@ -210,12 +210,12 @@ def test_kafka_over_tls_publishes_and_consumes(tls: Tls, tls_proxy: object, tmp_
             ssl_ca_location=tls.ca,
         )
         ensure_topics(settings)
-        publisher = ListenPublisher(settings)
+        publisher = ListenPublisher(settings, "test")
         for track in range(5):
             publisher.publish(listen(user=11, track=track))
         assert publisher.flush(10) == 0
         publisher.close()
-        consumer = Consumer(consumer_config(settings, f"g-{topic}"))
+        consumer = Consumer(consumer_config(settings, f"g-{topic}", "test"))
         try:
             consumer.assign([TopicPartition(topic, 0, 0)])
             got: list[ListenEvent] = []

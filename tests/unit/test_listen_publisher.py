@@ -6,9 +6,12 @@ from __future__ import annotations
 import time
 
 import pytest
+from confluent_kafka import Producer
 
+from botify import kafka
 from botify.errors import BackendUnavailableError
 from botify.kafka import ListenPublisher
+from botify.kafka import publisher as publisher_module
 from botify.settings import KafkaSettings
 from botify_cli.processes import free_port
 from tests.factories import listen
@@ -19,7 +22,7 @@ def nowhere(**kw: object) -> KafkaSettings:
 
 
 def test_a_fatal_error_rebuilds_the_producer_and_carries_its_events_over() -> None:
-    publisher = ListenPublisher(nowhere(), poll_interval=0.01)
+    publisher = ListenPublisher(nowhere(), "test", poll_interval=0.01)
     try:
         for user in range(5):
             publisher.publish(listen(user=user))
@@ -36,7 +39,9 @@ def test_a_fatal_error_rebuilds_the_producer_and_carries_its_events_over() -> No
 
 
 def test_a_stuck_producer_is_reported_then_rebuilt_with_backoff() -> None:
-    publisher = ListenPublisher(nowhere(rebuild_after_s=0.3), poll_interval=0.01, stall_s=0.2)
+    publisher = ListenPublisher(
+        nowhere(rebuild_after_s=0.3), "test", poll_interval=0.01, stall_s=0.2
+    )
     try:
         publisher.publish(listen(user=1))
         deadline = time.monotonic() + 5
@@ -53,7 +58,7 @@ def test_a_stuck_producer_is_reported_then_rebuilt_with_backoff() -> None:
 
 def test_a_full_buffer_fails_at_once_on_the_event_loop_path() -> None:
     settings = nowhere(produce_retries=5)
-    publisher = ListenPublisher(settings)
+    publisher = ListenPublisher(settings, "test")
     # A producer whose queue holds one event.
     publisher._producer = publisher._producer.__class__(
         {"bootstrap.servers": settings.bootstrap_servers, "queue.buffering.max.messages": 1}
@@ -65,5 +70,33 @@ def test_a_full_buffer_fails_at_once_on_the_event_loop_path() -> None:
             publisher.publish(listen(user=2))
         assert time.monotonic() - started < 0.01
         assert publisher.stats.buffer_full == 1
+    finally:
+        publisher.close()
+
+
+def test_an_event_a_rebuilt_producer_never_reported_is_counted_under_a_bounded_label(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Unpurgeable(Producer):  # type: ignore[misc]
+        """Ignores purge: its events never report, as a wedged librdkafka's would not."""
+
+        def purge(self, *args: object, **kwargs: object) -> None:
+            pass
+
+    monkeypatch.setattr(publisher_module, "Producer", Unpurgeable)
+    labels: list[str] = []
+    port = free_port()
+    settings = KafkaSettings(
+        bootstrap_servers=f"127.0.0.1:{port}", flush_timeout_s=0.1, rebuild_after_s=0.3
+    )
+    publisher = ListenPublisher(settings, "test", labels.append, poll_interval=0.01, stall_s=0.2)
+    try:
+        publisher.publish(listen(user=1))
+        deadline = time.monotonic() + 5
+        while not labels and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # One event, and still a label, not "1 events stuck in a producer that was rebuilt".
+        assert labels == [kafka.STUCK_IN_REBUILT]
+        assert publisher.stats.failed == 1
     finally:
         publisher.close()

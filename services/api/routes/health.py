@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.api.deps import RuntimeDep
-from services.api.wire import ComponentHealth, DeliveryHealth, HealthResponse
+from services.api.wire import ComponentHealth, HealthResponse
 
 router = APIRouter(tags=["operations"])
 
@@ -38,7 +37,7 @@ async def health(rt: RuntimeDep) -> Response:
     except Exception as exc:  # any failure means not ready; say which
         redis = ComponentHealth(ok=False, detail=str(exc) or type(exc).__name__)
     # Sampled by the publisher's poll thread: no broker round trip, no client built here.
-    delivery = DeliveryHealth(**dataclasses.asdict(rt.publisher.status))
+    delivery = rt.publisher.status
     ok = redis.ok and delivery.ok
     body = HealthResponse(status="ok" if ok else "unavailable", redis=redis, delivery=delivery)
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)

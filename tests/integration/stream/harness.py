@@ -133,7 +133,7 @@ def produce(
     per_second: float | None = None,
 ) -> None:
     """Publish events (at a steady rate if asked), then raw records, and flush."""
-    publisher = ListenPublisher(kafka)
+    publisher = ListenPublisher(kafka, "test")
     try:
         start = time.monotonic()
         for i, e in enumerate(events):

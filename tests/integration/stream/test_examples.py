@@ -166,7 +166,7 @@ def test_consumer_counts_and_skips_undecodable_records(
     settings = kafka.model_copy(update={"examples_topic": unique_topic})
     ensure_topics(settings)
     good = TrainingExample(1, 2, 3, 4, 5, 0.5, 0, 7)
-    publisher = ListenPublisher(settings)
+    publisher = ListenPublisher(settings, "test")
     try:
         publisher.publish_raw(unique_topic, b"2", b"\xc1 not msgpack")
         publisher.publish_raw(unique_topic, b"2", encode_example(good))

@@ -68,9 +68,9 @@ class FakeFeed:
     def stop(self) -> None:
         self.stopped = True
 
-    def emit(self, model: str, version: int) -> None:
+    def emit(self, model: str, version: int, rollback: bool = False) -> None:
         """Deliver from another thread, as the Kafka consumer thread does."""
-        ann = Announcement(model, version, f"/models/{model}/{version:08d}", 0)
+        ann = Announcement(model, version, f"/models/{model}/{version:08d}", 0, rollback)
         thread = threading.Thread(target=self.on_announcement, args=(ann,))
         thread.start()
         thread.join()
@@ -182,15 +182,27 @@ async def test_an_announcement_triggers_the_swap_long_before_the_next_poll() -> 
         await h.watcher.stop()
 
 
-async def test_a_pointer_moved_back_to_an_older_version_is_ignored() -> None:
+async def test_a_pointer_moved_back_to_an_older_version_is_followed() -> None:
+    h = harness()
+    h.store.pointers["a"] = 5
+    await h.watcher.start()
+    try:
+        h.store.pointers["a"] = 3  # botify models rollback a 3
+        assert await h.watcher.refresh("a")
+        assert h.slots["a"].version == 3
+        assert h.store.loads == [("a", 5), ("a", 3)]
+    finally:
+        await h.watcher.stop()
+
+
+async def test_a_rollback_announcement_of_an_older_version_is_followed_at_once() -> None:
     h = harness()
     h.store.pointers["a"] = 5
     await h.watcher.start()
     try:
         h.store.pointers["a"] = 3
-        assert not await h.watcher.refresh("a")
-        assert h.slots["a"].version == 5
-        assert h.store.loads == [("a", 5)]
+        h.feed.emit("a", 3, rollback=True)
+        await until(lambda: h.slots["a"].version == 3)
     finally:
         await h.watcher.stop()
 

@@ -19,7 +19,7 @@ from botify import retraining  # noqa: E402
 from botify.artifacts import PAD, TRACK_IDS, TRACK_NEIGHBOURS, DataWindow  # noqa: E402
 from botify.evaluation import split_holdout  # noqa: E402
 from botify.example_log import ExampleLog  # noqa: E402
-from botify.model_store import ModelStore  # noqa: E402
+from botify.model_store import MemoryVersionPointers, ModelStore  # noqa: E402
 from botify.settings import TrainerSettings  # noqa: E402
 from botify.training import TrainingExample  # noqa: E402
 from services.trainer import loop  # noqa: E402
@@ -452,3 +452,71 @@ async def test_each_report_records_its_round_and_the_examples_that_triggered_it(
     assert {(r.round, r.new_examples) for r in second} == {(1, None)}
     logged = [(r["round"], r["new_examples"]) for r in runs(tmp_path)]
     assert logged == [(0, 1234)] * len(first) + [(1, None)] * len(second)
+
+
+# -- after a rollback --------------------------------------------------------------------------
+
+
+async def test_after_a_rollback_the_trainer_beats_the_rolled_back_to_version_or_publishes_nothing(
+    tmp_path: Path, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, object]] = []
+    monkeypatch.setattr(loop, "train_model", fake_training(world, calls))
+    monkeypatch.setattr(loop, "refusal", lambda *args: None)
+    trainer = new_trainer(tmp_path, world, fast_settings(models=("contextual",), min_examples=100))
+    await trainer.run_all()
+    await trainer.run_all()
+    assert await trainer.store.current("contextual") == 2
+    await trainer.store.rollback("contextual", 1)
+    monkeypatch.undo()
+    monkeypatch.setattr(loop, "train_model", fake_training(world, calls))
+
+    # v2 scored worse than the candidate, v1 better: judged against v1, it is refused.
+    scores = {0: 0.3, 1: 0.4, 2: 0.2}
+
+    def evaluate(artifact, holdout, train, cfg) -> dict[str, float]:  # type: ignore[no-untyped-def]
+        value = scores[artifact.meta.version]
+        return {PRIMARY: value, "hr@10": value, "evaluated": 1000.0}
+
+    monkeypatch.setattr(loop, "evaluate", evaluate)
+    calls.clear()
+    (report,) = await trainer.run_all()
+    assert not report.promoted and report.served_metrics[PRIMARY] == 0.4
+    assert calls[0][1] is trainer.served["contextual"].arrays  # the parent: v1
+    assert trainer.served["contextual"].version == 1
+    assert await trainer.store.current("contextual") == 1
+
+    scores[0] = 0.5  # a new version that is better than v1 replaces it
+    (report,) = await trainer.run_all()
+    assert report.promoted and (report.version, report.parent) == (3, 1)
+    assert await trainer.store.current("contextual") == 3
+
+
+async def test_a_rollback_during_a_run_makes_the_candidate_beat_the_rolled_back_to_version(
+    tmp_path: Path, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loop, "train_model", fake_training(world))
+    monkeypatch.setattr(loop, "refusal", lambda *args: None)
+    trainer = new_trainer(tmp_path, world, fast_settings(models=("contextual",), min_examples=100))
+    await trainer.run_all()
+    await trainer.run_all()
+    monkeypatch.undo()
+    pointers = trainer.store._pointers
+    assert isinstance(pointers, MemoryVersionPointers)
+
+    def train_while_rolled_back(name, frame, catalog, parent, cfg):  # type: ignore[no-untyped-def]
+        pointers.pointers[name] = 1  # botify models rollback, while this run trains on v2
+        return fake_result(world)
+
+    monkeypatch.setattr(loop, "train_model", train_while_rolled_back)
+    scores = {0: 0.3, 1: 0.4, 2: 0.2}
+
+    def evaluate(artifact, holdout, train, cfg) -> dict[str, float]:  # type: ignore[no-untyped-def]
+        value = scores[artifact.meta.version]
+        return {PRIMARY: value, "hr@10": value, "evaluated": 1000.0}
+
+    monkeypatch.setattr(loop, "evaluate", evaluate)
+    (report,) = await trainer.run_all()
+    # Better than v2, its parent, but judged against v1, which is served now: refused.
+    assert not report.promoted and report.served_metrics[PRIMARY] == 0.4
+    assert await trainer.store.current("contextual") == 1

@@ -1,0 +1,146 @@
+"""ModelStore.rollback over the in-memory pointers: the version chosen, the history, and a
+clear refusal for each bad request."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from botify.errors import ArtifactError
+from botify.model_store import Announcement, ModelStore
+from botify.model_store.pointers import MemoryVersionPointers, PointerMove
+from tests.unit.model_store.samples import arrays, meta
+
+
+class Announcements:
+    def __init__(self) -> None:
+        self.sent: list[Announcement] = []
+
+    def announce(self, announcement: Announcement) -> bool:
+        self.sent.append(announcement)
+        return True
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ModelStore:
+    return ModelStore(tmp_path / "models", None, keep_versions=2)
+
+
+async def publish(store: ModelStore, count: int, name: str = "contextual") -> None:
+    for i in range(count):
+        await store.publish(meta(name), arrays(seed=i))
+
+
+def moves(history: list[PointerMove]) -> list[tuple[str, int | None, int]]:
+    return [(m.action, m.previous, m.version) for m in history]
+
+
+async def test_rollback_defaults_to_the_newest_version_before_the_current_one(
+    store: ModelStore,
+) -> None:
+    store.keep_versions = 5
+    await publish(store, 3)
+    move = await store.rollback("contextual")
+    assert (move.action, move.previous, move.version) == ("rollback", 3, 2)
+    assert await store.current("contextual") == 2
+    await store.rollback("contextual")  # again: one further back
+    assert await store.current("contextual") == 1
+    assert moves(await store.promotions("contextual")) == [
+        ("promote", None, 1),
+        ("promote", 1, 2),
+        ("promote", 2, 3),
+        ("rollback", 3, 2),
+        ("rollback", 2, 1),
+    ]
+
+
+async def test_a_named_version_is_taken_and_the_next_publication_moves_past_it(
+    store: ModelStore,
+) -> None:
+    await publish(store, 2)
+    await store.rollback("contextual", 1)
+    assert await store.current("contextual") == 1
+    # Numbers are never reused: the next version is above the rolled-back one.
+    assert (await store.publish(meta(), arrays())).version == 3
+    assert await store.current("contextual") == 3
+
+
+async def test_a_rollback_is_announced_as_one(store: ModelStore) -> None:
+    announcements = Announcements()
+    store._announcer = announcements  # type: ignore[assignment]
+    await publish(store, 2)
+    await store.rollback("contextual")
+    last = announcements.sent[-1]
+    assert (last.model, last.version, last.rollback) == ("contextual", 1, True)
+    assert last.path == str(store.path("contextual", 1).resolve())
+    assert not announcements.sent[0].rollback
+
+
+async def test_a_rolled_back_version_is_kept_by_later_prunes(store: ModelStore) -> None:
+    await publish(store, 2)
+    await store.rollback("contextual", 1)
+    await publish(store, 1)  # v3: keep_versions=2 keeps 2 and 3
+    assert store.versions("contextual") == [2, 3]
+    await store.rollback("contextual", 2)
+    await publish(store, 2)  # v4, v5; the pointer follows them
+    assert store.versions("contextual") == [4, 5]
+
+
+@pytest.mark.parametrize(
+    ("model", "version", "message"),
+    [
+        (
+            "nothing_here",
+            None,
+            "model 'nothing_here' has no published version (models in {dir}: contextual)",
+        ),
+        ("Bad-Name", None, "invalid model name 'Bad-Name'"),
+        ("contextual", 2, "contextual v2 is already the current version"),
+        ("contextual", 9, "contextual v9 was never published (in {dir}/contextual: v1, v2)"),
+    ],
+)
+async def test_bad_requests_are_refused_with_what_is_wrong(
+    store: ModelStore, model: str, version: int | None, message: str
+) -> None:
+    await publish(store, 2)
+    with pytest.raises(ArtifactError) as refused:
+        await store.rollback(model, version)
+    assert str(refused.value).startswith(message.format(dir=store.models_dir))
+    assert await store.current("contextual") == 2
+
+
+async def test_a_pruned_version_is_refused(store: ModelStore) -> None:
+    await publish(store, 3)  # keep_versions=2: v1 is gone
+    with pytest.raises(ArtifactError, match=r"contextual v1 is not in .*/contextual: pruned"):
+        await store.rollback("contextual", 1)
+    assert await store.current("contextual") == 3
+
+
+async def test_without_an_older_version_there_is_nothing_to_roll_back_to(
+    store: ModelStore,
+) -> None:
+    await publish(store, 1)
+    with pytest.raises(ArtifactError, match="no version before v1 to roll back to"):
+        await store.rollback("contextual")
+
+
+async def test_a_version_whose_files_do_not_load_is_refused_before_the_pointer_moves(
+    store: ModelStore,
+) -> None:
+    await publish(store, 2)
+    (store.path("contextual", 1) / "track_ids.npy").unlink()
+    with pytest.raises(ArtifactError, match="track_ids.npy is missing"):
+        await store.rollback("contextual", 1)
+    assert await store.current("contextual") == 2
+    assert [m.action for m in await store.promotions("contextual")] == ["promote", "promote"]
+
+
+async def test_a_pointer_that_moved_meanwhile_is_left_alone() -> None:
+    pointers = MemoryVersionPointers()
+    for version in (1, 2, 3):
+        assert await pointers.flip("m", version, at_ms=version)
+    # The caller saw v2, but a trainer has flipped to v3 since.
+    assert await pointers.rollback("m", 1, seen=2, at_ms=9) == 3
+    assert await pointers.current("m") == 3
+    assert [m.version for m in await pointers.history("m")] == [1, 2, 3]
