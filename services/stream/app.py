@@ -22,6 +22,7 @@ import logging
 import os
 import signal
 import threading
+from collections import deque
 from collections.abc import Sequence
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -63,23 +64,22 @@ class _ExampleTopic:
         self._producer.flush()
 
 
-def next_offsets(records: Sequence[Record]) -> list[TopicPartition]:
-    """The offsets to store after processing ``records``: one past each partition's last."""
-    last: dict[tuple[str, int], int] = {}
-    for r in records:
-        last[(r.topic, r.partition)] = r.offset
-    return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
-
-
-def offsets_went_back(records: Sequence[Record], next_offset: dict[int, int]) -> bool:
-    """Whether some record's offset is below its partition's previous one (or below
-    ``next_offset``, where the last batch left it)."""
+def batch_offsets(
+    records: Sequence[Record], next_offset: dict[int, int]
+) -> tuple[list[TopicPartition], bool]:
+    """In one walk over a batch: the offsets to store once it is processed (one past each
+    partition's last record), and whether some record's offset is below its partition's
+    previous one (or below ``next_offset``, where the last batch left it)."""
     seen = dict(next_offset)
+    last: dict[tuple[str, int], int] = {}
+    went_back = False
     for r in records:
-        if r.offset < seen.get(r.partition, -1):
-            return True
-        seen[r.partition] = r.offset + 1
-    return False
+        partition, offset = r.partition, r.offset
+        if offset < seen.get(partition, -1):
+            went_back = True
+        seen[partition] = offset + 1
+        last[(r.topic, partition)] = offset
+    return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()], went_back
 
 
 def records_of(messages: Sequence[Message]) -> list[Record]:
@@ -196,12 +196,26 @@ class StreamWorker:
         except Exception as exc:  # nothing stored yet, or the group is already gone
             logger.info("commit on revoke: %s", exc)
 
+    def _store_offsets(self, in_flight: deque[list[TopicPartition]], done: list[list[str]]) -> None:
+        """Store the offsets of the batches just finished (the oldest ones in flight)."""
+        for _ in done:
+            stored = in_flight.popleft()
+            try:
+                self._consumer.store_offsets(offsets=stored)
+            except KafkaException as exc:
+                # The batch outlasted max.poll.interval.ms and the group gave its partitions
+                # to another member, which replays it (replay-safe).
+                logger.warning("offsets of a processed batch not stored: %s", exc)
+
     async def run(self) -> None:
         """Consume and process until cancelled; then commit what was processed and leave."""
         stream = self._settings.stream
         self._consumer.subscribe(
             [self._settings.kafka.listens_topic], on_assign=self._assigned, on_revoke=self._revoked
         )
+        # The offsets to store for each batch in flight, oldest first.
+        in_flight: deque[list[TopicPartition]] = deque()
+        processor = self.processor
         try:
             while True:
                 if self._heartbeat is not None:
@@ -209,22 +223,22 @@ class StreamWorker:
                 messages = self._consumer.consume(stream.batch_size, stream.batch_wait_s)
                 records = records_of(messages)
                 if records:
-                    if not self._identity_known or offsets_went_back(records, self._next):
+                    stored, went_back = batch_offsets(records, self._next)
+                    if not self._identity_known or went_back:
                         # After a rebalance; or a broker restarted without its data that
                         # librdkafka met as "offset out of range" and read from 0.
+                        self._store_offsets(in_flight, await processor.finish())
                         await self._learn_identity()
-                    await self.processor.handle_batch(records)
-                    stored = next_offsets(records)
                     self._next.update((tp.partition, tp.offset) for tp in stored)
-                    try:
-                        self._consumer.store_offsets(offsets=stored)
-                    except KafkaException as exc:
-                        # The batch outlasted max.poll.interval.ms and the group gave its
-                        # partitions to another member, which replays it (replay-safe).
-                        logger.warning("offsets of a processed batch not stored: %s", exc)
+                    in_flight.append(stored)
+                    # The batch before this one is finished while this one's commits are
+                    # on their way (submit): Redis works while the worker folds.
+                    self._store_offsets(in_flight, await processor.submit(records))
                 else:
+                    self._store_offsets(in_flight, await processor.finish())
                     await asyncio.sleep(0)  # let a pending stop signal in
         finally:
+            processor.abandon()  # not stored: replayed by whoever takes its partitions
             self._consumer.close()  # commits the stored offsets and leaves the group
             self._producer.close()
             await self._store.close()
