@@ -167,8 +167,9 @@ class StreamWorker:
     async def _learn_identity(self) -> None:
         """Look the topic's identity up, retrying until the broker says: a batch processed
         under a stale identity would take a restarted broker's events for replays."""
-        kafka, stream = self._settings.kafka, self._settings.stream
+        kafka, retry = self._settings.kafka, self.processor.retry
         topic = kafka.listens_topic
+        delay = retry.first
         while True:
             try:
                 source = await asyncio.to_thread(topic_identity, kafka, topic)
@@ -177,7 +178,8 @@ class StreamWorker:
                 logger.error("topic identity unknown, no record is processed until it is: %s", exc)
                 if self._heartbeat is not None:
                     self._heartbeat.beat()
-                await asyncio.sleep(stream.retry_backoff_s)
+                await asyncio.sleep(delay)  # the backoff of every other backend step
+                delay = min(delay * retry.factor, retry.cap)
         self._identity_known = True
         if source != self.processor.source:
             logger.warning(

@@ -1,8 +1,14 @@
 from __future__ import annotations
 
+import pytest
 from confluent_kafka import TopicPartition
 
-from services.stream.agents import Record
+from botify.errors import BackendUnavailableError
+from botify.settings import KafkaSettings, Settings
+from botify.state import StateConfig
+from botify.storage import InMemoryUserStateStore
+from services.stream import app
+from services.stream.agents import ListenProcessor, Record, Retry
 from services.stream.app import batch_offsets
 
 
@@ -25,3 +31,26 @@ def test_offsets_going_back_are_noticed_within_a_batch_and_against_the_last_one(
     assert went_back(batch((0, 5), (0, 0)), {})  # a broker that starts again at 0
     assert went_back(batch((1, 3)), {1: 10})  # a replay from the committed offset
     assert not went_back(batch((2, 0)), {1: 10})  # a partition not seen before
+
+
+async def test_an_unknown_topic_identity_is_looked_up_again_after_a_backoff(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    answers: list[str | Exception] = [BackendUnavailableError("broker away")] * 2 + ["lifetime-2"]
+
+    def identity(settings: KafkaSettings, topic: str) -> str:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(app, "topic_identity", identity)
+    worker = object.__new__(app.StreamWorker)
+    worker._settings = Settings()
+    worker._heartbeat = None
+    worker._identity_known = False
+    worker.processor = ListenProcessor(
+        InMemoryUserStateStore(), None, StateConfig(), Retry(0.001, 2.0, 0.002), source="lifetime-1"
+    )  # type: ignore[arg-type]
+    await worker._learn_identity()
+    assert worker.processor.source == "lifetime-2" and worker._identity_known and not answers
