@@ -236,6 +236,8 @@ class StreamWorker:
                     # The batch before this one is finished while this one's commits are
                     # on their way (submit): Redis works while the worker folds.
                     self._store_offsets(in_flight, await processor.submit(records))
+                    if not stream.pipeline:
+                        self._store_offsets(in_flight, await processor.finish())
                 else:
                     self._store_offsets(in_flight, await processor.finish())
                     await asyncio.sleep(0)  # let a pending stop signal in
