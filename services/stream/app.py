@@ -87,8 +87,8 @@ def records_of(messages: Sequence[Message]) -> list[Record]:
     records = []
     for m in messages:
         error = m.error()
-        if error is None:
-            records.append(Record(m.topic(), m.partition(), m.offset(), m.key(), m.value()))
+        if error is None:  # a consumed record: its topic, partition and offset are set
+            records.append(Record(m.topic(), m.partition(), m.offset(), m.key(), m.value()))  # type: ignore[arg-type]
         elif error.code() != KafkaError._PARTITION_EOF:
             logger.warning("consumer error: %s", error)
     return records
