@@ -246,7 +246,11 @@ class ListenProcessor:
         self._settle_first = False
         batch = await self._begin(records)
         if self._in_flight is not None:
-            done.append(await self.finish_one())
+            try:
+                done.append(await self.finish_one())
+            except BaseException:  # cancelled (the worker stops): neither batch is stored
+                batch.cancel()
+                raise
         self._in_flight = batch
         return done
 
