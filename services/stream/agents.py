@@ -4,7 +4,9 @@ For each batch of records: decode and validate; take the users' states (the work
 of what it committed last, else Redis); fold each user's events in memory; publish the
 training examples the fold made and wait for the broker to have them; commit every user's
 state, position and popularity with a compare-and-set on the position its fold started from
-(a Lua call per chunk of users). A record that cannot be processed goes to the dead-letter
+(a Lua call per chunk of users). ``submit`` leaves a batch's commits in flight while the
+caller takes the next batch, which folds the users in flight from the states those commits
+write. A record that cannot be processed goes to the dead-letter
 topic with the reason, and is counted; nothing is dropped silently and nothing crashes the
 worker.
 
@@ -13,7 +15,8 @@ and publishes its examples again (readers drop duplicates by source partition an
 where the other order would lose them, since a replayed event makes no example.
 
 Failures of Redis or the broker are retried, not skipped: the caller stores a batch's offsets
-only once ``handle_batch`` returns, and every step is safe to redo. The counters are metrics,
+only once ``handle_batch`` returns, or ``submit``/``finish`` report it finished, and every
+step is safe to redo. The counters are metrics,
 not ledgers: a batch redone after its commit (or replayed after a crash) counts as
 duplicates.
 """

@@ -5,11 +5,13 @@ but decode at ~6,800 events/s, 0.05 of a bare confluent-kafka consumer (~150,000
 same run; faust's per-record machinery (events, channels, acks) was the ceiling, not our
 code. State lives in Redis, not in faust tables, so faust had nothing else to offer here.
 
-At-least-once: a batch's offsets are stored only after ``handle_batch`` returns, and
-librdkafka commits stored offsets periodically, on a rebalance and on close. Rebalance
-callbacks run inside ``consume``, between batches, so no partition is revoked with a batch
-in flight. A crash replays what was not committed, which the replay-safe fold makes
-harmless.
+At-least-once: a batch's offsets are stored only once the processor has finished it (its
+commits' replies read, its dead letters delivered), and librdkafka commits stored offsets
+periodically, on a rebalance and on close. One batch stays in flight while the next one is
+consumed and folded (``ListenProcessor.submit``): a rebalance, which runs inside ``consume``,
+can revoke a partition with that batch's offsets not yet stored; the next owner replays it,
+and the processor finishes it before it folds anything after the rebalance. A crash replays
+what was not committed, which the replay-safe fold makes harmless.
 
 The loop is one asyncio task; ``consume`` blocks it for at most ``batch_wait_s``: nothing
 else runs on this loop between batches.
