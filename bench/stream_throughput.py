@@ -4,7 +4,8 @@
 Capacity: a backlog of listen events (sessions of a fixed pool of users, seeded) is put on a
 topic, then drained by a bare consumer that only decodes (confluent-kafka, the platform's
 own client, ``decode_listen_event`` per record), and by stream workers with and without
-training examples, one after the other on the same records (each worker run on an empty
+training examples (with them, also with ``stream.pipeline`` off: one batch at a time), one
+after the other on the same records (each worker run on an empty
 Redis, in its own consumer group). The drain rate counts from a consumer's first record to
 its last, so group joins are left out. CPU seconds of the consumer, Redis and the broker are
 read from /proc (psutil) over the same span.
@@ -169,6 +170,18 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
+def main_thread_times(pid: int) -> tuple[float, float]:
+    """Seconds a process's main thread has run and has waited, runnable, for a core (Linux
+    schedstat). Over a span, the rest of the span's wall time is what it spent blocked:
+    waiting for the broker or Redis, whatever else the machine runs."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/schedstat") as f:
+            ran, runnable, _ = f.read().split()
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    return int(ran) / 1e9, int(runnable) / 1e9
+
+
 def others(cpu: dict[str, float]) -> float:
     """The machine's CPU used by work other than the processes in ``cpu``."""
     return max(0.0, cpu["machine"] - sum(v for k, v in cpu.items() if k != "machine"))
@@ -180,6 +193,8 @@ class Drain:
     events: int
     seconds: float
     cpu: dict[str, float]  # process -> CPU seconds over the drain
+    # Seconds the consumers' main threads were blocked (neither running nor runnable).
+    blocked: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -230,6 +245,7 @@ def drain(
         start, first = time.perf_counter(), done
         watched = {**stack.pids, **pids, "bench": os.getpid(), "machine": MACHINE}
         before = {k: cpu_seconds(p) for k, p in watched.items()}
+        threads_before = [main_thread_times(p) for p in pids.values()]
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
         while (done := progress(r)) < n:
             if time.monotonic() > deadline:
@@ -237,6 +253,12 @@ def drain(
             time.sleep(0.01)
         seconds = time.perf_counter() - start
         cpu = {k: cpu_seconds(p) - before[k] for k, p in watched.items()}
+        blocked = sum(
+            seconds - (ran - ran0) - (runnable - runnable0)
+            for (ran0, runnable0), (ran, runnable) in zip(
+                threads_before, [main_thread_times(p) for p in pids.values()], strict=True
+            )
+        )
     finally:
         for child in children:
             child.stop()
@@ -252,6 +274,7 @@ def drain(
             "broker": cpu["broker"],
             "others": others(cpu),
         },
+        max(0.0, blocked),
     )
 
 
@@ -299,6 +322,10 @@ def cpu_table(title: str, drains: list[Drain], base: Drain) -> Table:
     ratio = f"ratio to {base.name}"
     for col in ("consumer", "events/s", ratio, "consumer CPU", "Redis CPU", "broker CPU"):
         table.add_column(col, justify="right")
+    # Wall time the consumers' loops spent neither running nor waiting for a core: waiting
+    # for the broker or Redis. Unlike the rate, it barely moves with what else the machine
+    # runs, so it compares consumers across busy and quiet runs.
+    table.add_column("blocked on I/O", justify="right")
     table.add_column("other work", justify="right")
     for d in drains:
         # CPU as µs per event (and share of one core over the drain).
@@ -308,7 +335,8 @@ def cpu_table(title: str, drains: list[Drain], base: Drain) -> Table:
         ]
         # What else the shared machine ran meanwhile (cores busy).
         busy = f"{d.cpu['others'] / d.seconds:.0%}"
-        table.add_row(d.name, f"{d.rate:,.0f}", f"{d.rate / base.rate:.2f}", *cells, busy)
+        blocked = f"{d.blocked / d.events * 1e6:.1f} µs/ev ({d.blocked / d.seconds:.0%})"
+        table.add_row(d.name, f"{d.rate:,.0f}", f"{d.rate / base.rate:.2f}", *cells, blocked, busy)
     return table
 
 
@@ -482,7 +510,10 @@ def throughput(args: argparse.Namespace) -> int:
         def group() -> str:
             return f"bench-{uuid.uuid4().hex[:8]}"
 
-        console.print("draining it: bare consumer, worker with examples, worker without")
+        console.print(
+            "draining it: bare consumer, faust decoding only, worker with examples (pipelined "
+            "and not), worker without"
+        )
         bare = drain(
             stack, "bare consumer", [bare_command(stack, backlog, group())],
             dict(os.environ), args.events, bare_progress,
@@ -495,6 +526,11 @@ def throughput(args: argparse.Namespace) -> int:
             stack, "worker, examples on", [worker_command()],
             stack.env(backlog, group()), args.events, worker_progress,
         )  # fmt: skip
+        sequential = drain(
+            stack, "worker, examples on, not pipelined", [worker_command()],
+            stack.env(backlog, group(), BOTIFY_STREAM__PIPELINE="false"),
+            args.events, worker_progress,
+        )  # fmt: skip
         without = drain(
             stack, "worker, examples off", [worker_command()],
             stack.env(backlog, group(), BOTIFY_STREAM__EXAMPLES="false"),
@@ -504,9 +540,15 @@ def throughput(args: argparse.Namespace) -> int:
             cpu_table(
                 f"capacity: draining {args.events:,} events of {args.users:,} users "
                 f"(CPU: µs per event and share of one core; {os.cpu_count()} cores)",
-                [bare, faust_only, with_examples, without],
+                [bare, faust_only, with_examples, sequential, without],
                 bare,
             )
+        )
+        console.print(
+            f"pipelined commits (a batch's commits in flight while the next one folds) against "
+            f"one batch at a time, same run: drain {with_examples.rate / sequential.rate:.2f}×, "
+            f"main thread blocked on I/O {sequential.blocked / sequential.events * 1e6:.1f} → "
+            f"{with_examples.blocked / with_examples.events * 1e6:.1f} µs per event"
         )
         rates = [float(r) for r in args.rates.split(",")]
         console.print(f"sustained: one worker, examples on, {args.step_seconds:.0f} s per rate")

@@ -269,6 +269,10 @@ class StreamSettings(_Section):
     # event, none of them in cycles; at the default the collector's passes, and the full
     # ones they trigger over the state cache, took a third of the worker's CPU.
     gc_threshold: int = Field(default=10_000, ge=1)
+    # A batch's commits stay in flight while the next batch is taken and folded, so Redis
+    # applies one batch while the worker folds the next; off only to measure what that gains
+    # (bench/bench_stream.py --throughput).
+    pipeline: bool = True
 
 
 class MetricsSettings(_Section):

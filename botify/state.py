@@ -26,6 +26,11 @@ import msgspec
 from botify.events import ListenEvent, ListenRecord
 from botify.training import TrainingExample
 
+# The state's encoder: msgspec writes the same MessagePack bytes as msgpack.packb for these
+# values (a test holds them equal) in a third of the time; a worker encodes a state per user
+# it commits.
+_encode = msgspec.msgpack.Encoder().encode
+
 # 2 appended the open session's listens and time, 3 the position's source; version 1 and
 # 2 states are still read, and later versions may only append (readers ignore what they do
 # not know).
@@ -77,7 +82,7 @@ class UserState(msgspec.Struct, frozen=True, gc=False):
 
     def to_bytes(self) -> bytes:
         pos = None if self.position is None else (self.position.partition, self.position.offset)
-        packed: bytes = msgpack.packb(
+        return _encode(
             (
                 ENCODING_VERSION,
                 self.user,
@@ -95,7 +100,6 @@ class UserState(msgspec.Struct, frozen=True, gc=False):
                 None if self.position is None else self.position.source,
             )
         )
-        return packed
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> UserState:

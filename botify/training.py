@@ -28,6 +28,10 @@ SCHEMA_VERSION = 1
 MAX_INT64 = 2**63 - 1
 MAX_INT32 = 2**31 - 1
 MAX_RECOMMENDER = 100
+# msgspec writes the same MessagePack bytes as msgpack.packb for an example's map (the
+# encoder's property test holds them equal), at a fraction of the cost: the stream encodes
+# one per listen.
+_encode = msgspec.msgpack.Encoder().encode
 
 # Column name -> polars dtype name, in frame order. Names, not polars types: polars is
 # imported only where a frame is built, not by every process that folds listens.
@@ -119,8 +123,7 @@ def encode_example(example: TrainingExample) -> bytes:
         and len(e.recommender) <= MAX_RECOMMENDER
     ):
         _check(fields)
-    packed: bytes = msgpack.packb(fields)
-    return packed
+    return _encode(fields)
 
 
 def decode_example(raw: bytes | None) -> TrainingExample:

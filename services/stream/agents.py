@@ -4,7 +4,9 @@ For each batch of records: decode and validate; take the users' states (the work
 of what it committed last, else Redis); fold each user's events in memory; publish the
 training examples the fold made and wait for the broker to have them; commit every user's
 state, position and popularity with a compare-and-set on the position its fold started from
-(a Lua call per chunk of users). A record that cannot be processed goes to the dead-letter
+(a Lua call per chunk of users). ``submit`` leaves a batch's commits in flight while the
+caller takes the next batch, which folds the users in flight from the states those commits
+write. A record that cannot be processed goes to the dead-letter
 topic with the reason, and is counted; nothing is dropped silently and nothing crashes the
 worker.
 
@@ -13,7 +15,8 @@ and publishes its examples again (readers drop duplicates by source partition an
 where the other order would lose them, since a replayed event makes no example.
 
 Failures of Redis or the broker are retried, not skipped: the caller stores a batch's offsets
-only once ``handle_batch`` returns, and every step is safe to redo. The counters are metrics,
+only once ``handle_batch`` returns, or ``submit``/``finish`` report it finished, and every
+step is safe to redo. The counters are metrics,
 not ledgers: a batch redone after its commit (or replayed after a crash) counts as
 duplicates.
 """
@@ -121,6 +124,53 @@ class _UserFold:
     commit: UserCommit | None = None
 
 
+@dataclass(slots=True)
+class _Round:
+    """One fold of some users of a batch, its commits sent: their replies are pending."""
+
+    number: int
+    folds: list[_UserFold]
+    states: dict[int, UserState]
+    commits: list[asyncio.Future[list[bool]]] = field(default_factory=list)
+    skipped: int = 0  # examples that failed validation
+
+    def cancel(self) -> None:
+        for commit in self.commits:
+            commit.cancel()
+
+
+class _Span:
+    """Topic, partitions and offsets of a batch, for log lines (worked out only for one)."""
+
+    __slots__ = ("_records",)
+
+    def __init__(self, records: list[Record]) -> None:
+        self._records = records
+
+    def __str__(self) -> str:
+        records = self._records
+        offsets = [r.offset for r in records]
+        parts = ",".join(str(p) for p in sorted({r.partition for r in records}))
+        return f"{records[0].topic}[{parts}]@{min(offsets)}..{max(offsets)}"
+
+
+@dataclass(slots=True)
+class _Batch:
+    """A batch being processed: its commits sent, its outcomes not all known yet."""
+
+    records: list[Record]
+    outcomes: list[str]
+    dead: list[tuple[int, str]]
+    pending: dict[int, list[tuple[int, ListenEvent, Position]]]
+    span: _Span
+    started: float
+    round: _Round | None
+
+    def cancel(self) -> None:
+        if self.round is not None:
+            self.round.cancel()
+
+
 @dataclass(frozen=True, slots=True)
 class Retry:
     """Backoff for backend failures: first delay, growth, cap (seconds)."""
@@ -157,10 +207,18 @@ class ListenProcessor:
     # botify.state.Position); the worker sets it on each assignment.
     source: str | None = None
     _cache: OrderedDict[int, UserState] = field(default_factory=OrderedDict, init=False)
+    # Users the batch in flight is committing: the state it folded them to and its round.
+    _unconfirmed: dict[int, tuple[UserState, int]] = field(default_factory=dict, init=False)
+    _in_flight: _Batch | None = field(default=None, init=False)
+    # Set when the batch in flight must be finished before the next one folds.
+    _settle_first: bool = field(default=False, init=False)
+    _rounds: int = field(default=0, init=False)
 
     def forget(self) -> None:
-        """Drop the cached states (the worker's partitions change)."""
+        """Drop the cached states (the worker's partitions change). A batch in flight is
+        finished before the next one is folded."""
         self._cache.clear()
+        self._settle_first = True
 
     async def handle(self, record: Record) -> str:
         """Process one record; returns what happened: applied, duplicate, dead_letter or
@@ -172,7 +230,56 @@ class ListenProcessor:
         users' states, fold each user's events in memory, publish the examples, commit every
         user at once (compare-and-set on the position each fold started from). Returns only
         when every record is applied, a duplicate, dead-lettered or (its dead letter
-        undeliverable) skipped."""
+        undeliverable) skipped. A batch ``submit`` left in flight is finished first."""
+        await self.finish()
+        return await self._end(await self._begin(records))
+
+    async def submit(self, records: list[Record]) -> list[list[str]]:
+        """Process records as ``handle_batch`` does, but return once their commits are sent,
+        before Redis has answered: the batch stays in flight while the caller takes the next
+        one, so Redis applies it while the next batch is decoded, folded and its examples
+        delivered. Returns the outcomes of the batches this call finished, oldest first (the
+        one in flight before, if any): only those are done, and only their offsets may be
+        stored. ``finish`` ends the one left in flight."""
+        done = []
+        if self._in_flight is not None and self._settle_first:
+            # A user changed under a fold, or the partitions changed: the batch in flight is
+            # settled before another fold reads any state.
+            done.append(await self.finish_one())
+        self._settle_first = False
+        batch = await self._begin(records)
+        if self._in_flight is not None:
+            try:
+                done.append(await self.finish_one())
+            except BaseException:  # cancelled (the worker stops): neither batch is stored
+                batch.cancel()
+                raise
+        self._in_flight = batch
+        return done
+
+    async def finish(self) -> list[list[str]]:
+        """End the batch ``submit`` left in flight; returns its outcomes (none if none)."""
+        return [await self.finish_one()] if self._in_flight is not None else []
+
+    async def finish_one(self) -> list[str]:
+        batch, self._in_flight = self._in_flight, None
+        assert batch is not None
+        try:
+            return await self._end(batch)
+        except BaseException:
+            batch.cancel()
+            raise
+
+    def abandon(self) -> None:
+        """Drop the batch in flight (the worker stops; its offsets are not stored, so it is
+        replayed)."""
+        if self._in_flight is not None:
+            self._in_flight.cancel()
+            self._in_flight = None
+        self._unconfirmed.clear()
+
+    async def _begin(self, records: list[Record]) -> _Batch:
+        """Decode and validate, fold, deliver the examples and send the commits."""
         started = time.perf_counter()
         outcomes = [DEAD_LETTER] * len(records)
         dead: list[tuple[int, str]] = []  # (index in the batch, reason)
@@ -192,53 +299,76 @@ class ListenProcessor:
             pending.setdefault(event.user, []).append(
                 (i, event, Position(record.partition, record.offset, source))
             )
-        span = _span(records)
-        for attempt in range(MAX_CONFLICT_ROUNDS):
+        span = _Span(records)
+        first = await self._send_round(span, pending, refold=False) if pending else None
+        return _Batch(records, outcomes, dead, pending, span, started, first)
+
+    async def _end(self, batch: _Batch) -> list[str]:
+        """Read the commits' replies; fold again the users another writer moved on; send the
+        dead letters."""
+        span, outcomes, dead = batch.span, batch.outcomes, batch.dead
+        pending, current, rounds = batch.pending, batch.round, 1
+        while current is not None:
+            batch.round = current
+            pending = await self._settle_round(span, current, pending, outcomes, dead)
             if not pending:
                 break
-            if attempt:
-                # Another writer moved these users on since their states were loaded (a
-                # worker that lost its partitions and does not know yet): fold them again
-                # from what it wrote.
-                logger.warning(
-                    "%d users of %s changed under the fold, refolding", len(pending), span
-                )
-            pending = await self._fold_and_commit(span, records, pending, outcomes, dead)
-        else:
-            raise BackendUnavailableError(f"users of {span} kept changing under the fold")
+            # Another writer moved these users on since their states were loaded (a worker
+            # that lost its partitions and does not know yet): fold them again from what it
+            # wrote, and settle what is in flight before the next batch folds.
+            self._settle_first = True
+            if rounds == MAX_CONFLICT_ROUNDS:
+                raise BackendUnavailableError(f"users of {span} kept changing under the fold")
+            rounds += 1
+            logger.warning("%d users of %s changed under the fold, refolding", len(pending), span)
+            current = await self._send_round(span, pending, refold=True)
+        batch.round = None
         if dead:
-            await self._dead_letter(span, records, dead, outcomes)
+            await self._dead_letter(span, batch.records, dead, outcomes)
         if self.observer is not None:
-            self.observer.batch(len(records), time.perf_counter() - started)
+            self.observer.batch(len(batch.records), time.perf_counter() - batch.started)
         return outcomes
 
-    async def _fold_and_commit(
+    async def _send_round(
         self,
-        span: str,
-        records: list[Record],
+        span: _Span,
         pending: dict[int, list[tuple[int, ListenEvent, Position]]],
-        outcomes: list[str],
-        dead: list[tuple[int, str]],
-    ) -> dict[int, list[tuple[int, ListenEvent, Position]]]:
-        """One round. The users go in chunks so that the broker and Redis work while the next
+        refold: bool,
+    ) -> _Round:
+        """Fold the users of ``pending`` and send their commits, without waiting for the
+        replies. The users go in chunks so that the broker and Redis work while the next
         chunk folds: a chunk's examples go to the producer as soon as it is folded; once they
-        are delivered, its commit is sent, and its reply is read at the end. So each user's
-        examples are on the broker before its state is committed. Sets the outcomes of the
-        users written (and of those with nothing to write); returns the users to fold again."""
+        are delivered, its commit is sent. So each user's examples are on the broker before
+        its state is committed.
+
+        A user's state is the one the batch in flight folded it to, else the cache's, else
+        Redis's (read after every commit sent before, on the same connection). A refold reads
+        Redis only."""
         users = sorted(pending)
-        states = {u: self._cache[u] for u in users if u in self._cache}
-        missing = [u for u in users if u not in states]
+        states: dict[int, UserState] = {}
+        missing = users
+        if not refold:
+            missing = []
+            unconfirmed, cache = self._unconfirmed, self._cache
+            for u in users:
+                entry = unconfirmed.get(u)
+                if entry is not None:
+                    states[u] = entry[0]
+                elif (state := cache.get(u)) is not None:
+                    states[u] = state
+                else:
+                    missing.append(u)
         if missing:
             states |= await self._retrying("load", span, lambda: self.store.load_many(missing))
-        folds: list[_UserFold] = []
-        commits: list[asyncio.Future[list[bool]]] = []
-        skipped = 0
+        self._rounds += 1
+        current = _Round(self._rounds, [], states)
+        folds, commits = current.folds, current.commits
         previous: tuple[list[_UserFold], list[tuple[bytes, bytes]], bool] | None = None
         try:
             for first in range(0, len(users), self.chunk_users):
                 chunk = users[first : first + self.chunk_users]
                 chunk_folds, examples, n = self._fold(chunk, pending, states)
-                skipped += n
+                current.skipped += n
                 if previous is not None:
                     commits.append(await self._commit_when_delivered(span, *previous))
                 sent = True
@@ -252,21 +382,46 @@ class ListenProcessor:
                 folds += chunk_folds
             if previous is not None:
                 commits.append(await self._commit_when_delivered(span, *previous))
-            written = iter([w for commit in commits for w in await commit])
+        except BaseException:
+            current.cancel()  # cancelled (the worker stops): the batch is redone
+            raise
+        if not refold:
+            # The next batch folds these users from here; a refold is settled before any
+            # other fold reads state (see _end), so it is not registered.
+            for fold in folds:
+                if fold.commit is not None:
+                    self._unconfirmed[fold.user] = (fold.commit.state, current.number)
+        return current
+
+    async def _settle_round(
+        self,
+        span: _Span,
+        current: _Round,
+        pending: dict[int, list[tuple[int, ListenEvent, Position]]],
+        outcomes: list[str],
+        dead: list[tuple[int, str]],
+    ) -> dict[int, list[tuple[int, ListenEvent, Position]]]:
+        """Read a round's commit replies; set the outcomes of the users written (and of those
+        with nothing to write); returns the users to fold again."""
+        try:
+            written = iter([w for commit in current.commits for w in await commit])
         finally:
-            for commit in commits:  # cancelled (the worker stops): the batch is redone
-                commit.cancel()
+            current.cancel()
         again: dict[int, list[tuple[int, ListenEvent, Position]]] = {}
         applied = duplicates = 0
         written_events: list[tuple[ListenEvent, Transition]] = []
-        for fold in folds:
-            if fold.commit is not None and not next(written):
-                again[fold.user] = pending[fold.user]
-                self._cache.pop(fold.user, None)
-                continue
-            self._remember(
-                fold.user, states[fold.user] if fold.commit is None else fold.commit.state
-            )
+        unconfirmed, number = self._unconfirmed, current.number
+        for fold in current.folds:
+            user = fold.user
+            if fold.commit is not None:
+                entry = unconfirmed.get(user)
+                if entry is not None and entry[1] == number:
+                    del unconfirmed[user]
+                if not next(written):
+                    again[user] = pending[user]
+                    self._cache.pop(user, None)
+                    continue
+            self._remember(user, current.states[user] if fold.commit is None else fold.commit.state)
             for i in fold.applied:
                 outcomes[i] = APPLIED
             for i in fold.duplicates:
@@ -278,12 +433,12 @@ class ListenProcessor:
         counts = {
             keys.STREAM_APPLIED: applied,
             keys.STREAM_DUPLICATES: duplicates,
-            keys.STREAM_EXAMPLES_SKIPPED: skipped,
+            keys.STREAM_EXAMPLES_SKIPPED: current.skipped,
         }
         if self.observer is not None:
             self.observer.committed(written_events, duplicates)
-            if skipped:
-                self.observer.examples_skipped(skipped)
+            if current.skipped:
+                self.observer.examples_skipped(current.skipped)
         await self._retrying("count", span, lambda: self._count(counts))
         return again
 
@@ -294,7 +449,7 @@ class ListenProcessor:
             self._cache.popitem(last=False)
 
     async def _commit_when_delivered(
-        self, span: str, folds: list[_UserFold], examples: list[tuple[bytes, bytes]], sent: bool
+        self, span: object, folds: list[_UserFold], examples: list[tuple[bytes, bytes]], sent: bool
     ) -> asyncio.Future[list[bool]]:
         """Wait until ``examples`` (handed to the sink already if ``sent``) are delivered, then
         send the folds' commit; returns its pending reply."""
@@ -374,7 +529,7 @@ class ListenProcessor:
         await self.store.incr_many({k: v for k, v in counts.items() if v})
 
     async def _dead_letter(
-        self, span: str, records: list[Record], dead: list[tuple[int, str]], outcomes: list[str]
+        self, span: object, records: list[Record], dead: list[tuple[int, str]], outcomes: list[str]
     ) -> None:
         """Send the batch's dead letters together, at most ``retry_attempts`` times. A copy
         the broker refuses for what it is (too large, say) is sent again without its value;
@@ -454,7 +609,7 @@ class ListenProcessor:
                 self.observer.skipped(skipped)
         await self._retrying("count", span, lambda: self._count(counts))
 
-    async def _retrying(self, name: str, span: str, step: Callable[[], Awaitable[T]]) -> T:
+    async def _retrying(self, name: str, span: object, step: Callable[[], Awaitable[T]]) -> T:
         """Run an idempotent I/O step until it succeeds. Skipping would lose events (their
         offsets get committed); stopping the worker cancels the wait instead."""
         delay, attempt = self.retry.first, 0
@@ -483,10 +638,3 @@ def decode(record: Record) -> ListenEvent | ListenRecord:
     if record.key is not None and record.key != event.key:
         raise InvalidEventError(f"record key {record.key!r} is not the user id {event.user}")
     return event
-
-
-def _span(records: list[Record]) -> str:
-    """Topic, partitions and offsets of a batch, for log lines."""
-    offsets = [r.offset for r in records]
-    parts = ",".join(str(p) for p in sorted({r.partition for r in records}))
-    return f"{records[0].topic}[{parts}]@{min(offsets)}..{max(offsets)}"

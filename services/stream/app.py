@@ -5,11 +5,13 @@ but decode at ~6,800 events/s, 0.05 of a bare confluent-kafka consumer (~150,000
 same run; faust's per-record machinery (events, channels, acks) was the ceiling, not our
 code. State lives in Redis, not in faust tables, so faust had nothing else to offer here.
 
-At-least-once: a batch's offsets are stored only after ``handle_batch`` returns, and
-librdkafka commits stored offsets periodically, on a rebalance and on close. Rebalance
-callbacks run inside ``consume``, between batches, so no partition is revoked with a batch
-in flight. A crash replays what was not committed, which the replay-safe fold makes
-harmless.
+At-least-once: a batch's offsets are stored only once the processor has finished it (its
+commits' replies read, its dead letters delivered), and librdkafka commits stored offsets
+periodically, on a rebalance and on close. One batch stays in flight while the next one is
+consumed and folded (``ListenProcessor.submit``): a rebalance, which runs inside ``consume``,
+can revoke a partition with that batch's offsets not yet stored; the next owner replays it,
+and the processor finishes it before it folds anything after the rebalance. A crash replays
+what was not committed, which the replay-safe fold makes harmless.
 
 The loop is one asyncio task; ``consume`` blocks it for at most ``batch_wait_s``: nothing
 else runs on this loop between batches.
@@ -22,6 +24,7 @@ import logging
 import os
 import signal
 import threading
+from collections import deque
 from collections.abc import Sequence
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -63,23 +66,22 @@ class _ExampleTopic:
         self._producer.flush()
 
 
-def next_offsets(records: Sequence[Record]) -> list[TopicPartition]:
-    """The offsets to store after processing ``records``: one past each partition's last."""
-    last: dict[tuple[str, int], int] = {}
-    for r in records:
-        last[(r.topic, r.partition)] = r.offset
-    return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
-
-
-def offsets_went_back(records: Sequence[Record], next_offset: dict[int, int]) -> bool:
-    """Whether some record's offset is below its partition's previous one (or below
-    ``next_offset``, where the last batch left it)."""
+def batch_offsets(
+    records: Sequence[Record], next_offset: dict[int, int]
+) -> tuple[list[TopicPartition], bool]:
+    """In one walk over a batch: the offsets to store once it is processed (one past each
+    partition's last record), and whether some record's offset is below its partition's
+    previous one (or below ``next_offset``, where the last batch left it)."""
     seen = dict(next_offset)
+    last: dict[tuple[str, int], int] = {}
+    went_back = False
     for r in records:
-        if r.offset < seen.get(r.partition, -1):
-            return True
-        seen[r.partition] = r.offset + 1
-    return False
+        partition, offset = r.partition, r.offset
+        if offset < seen.get(partition, -1):
+            went_back = True
+        seen[partition] = offset + 1
+        last[(r.topic, partition)] = offset
+    return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()], went_back
 
 
 def records_of(messages: Sequence[Message]) -> list[Record]:
@@ -87,8 +89,8 @@ def records_of(messages: Sequence[Message]) -> list[Record]:
     records = []
     for m in messages:
         error = m.error()
-        if error is None:
-            records.append(Record(m.topic(), m.partition(), m.offset(), m.key(), m.value()))
+        if error is None:  # a consumed record: its topic, partition and offset are set
+            records.append(Record(m.topic(), m.partition(), m.offset(), m.key(), m.value()))  # type: ignore[arg-type]
         elif error.code() != KafkaError._PARTITION_EOF:
             logger.warning("consumer error: %s", error)
     return records
@@ -165,8 +167,9 @@ class StreamWorker:
     async def _learn_identity(self) -> None:
         """Look the topic's identity up, retrying until the broker says: a batch processed
         under a stale identity would take a restarted broker's events for replays."""
-        kafka, stream = self._settings.kafka, self._settings.stream
+        kafka, retry = self._settings.kafka, self.processor.retry
         topic = kafka.listens_topic
+        delay = retry.first
         while True:
             try:
                 source = await asyncio.to_thread(topic_identity, kafka, topic)
@@ -175,7 +178,8 @@ class StreamWorker:
                 logger.error("topic identity unknown, no record is processed until it is: %s", exc)
                 if self._heartbeat is not None:
                     self._heartbeat.beat()
-                await asyncio.sleep(stream.retry_backoff_s)
+                await asyncio.sleep(delay)  # the backoff of every other backend step
+                delay = min(delay * retry.factor, retry.cap)
         self._identity_known = True
         if source != self.processor.source:
             logger.warning(
@@ -194,12 +198,26 @@ class StreamWorker:
         except Exception as exc:  # nothing stored yet, or the group is already gone
             logger.info("commit on revoke: %s", exc)
 
+    def _store_offsets(self, in_flight: deque[list[TopicPartition]], done: list[list[str]]) -> None:
+        """Store the offsets of the batches just finished (the oldest ones in flight)."""
+        for _ in done:
+            stored = in_flight.popleft()
+            try:
+                self._consumer.store_offsets(offsets=stored)
+            except KafkaException as exc:
+                # The batch outlasted max.poll.interval.ms and the group gave its partitions
+                # to another member, which replays it (replay-safe).
+                logger.warning("offsets of a processed batch not stored: %s", exc)
+
     async def run(self) -> None:
         """Consume and process until cancelled; then commit what was processed and leave."""
         stream = self._settings.stream
         self._consumer.subscribe(
             [self._settings.kafka.listens_topic], on_assign=self._assigned, on_revoke=self._revoked
         )
+        # The offsets to store for each batch in flight, oldest first.
+        in_flight: deque[list[TopicPartition]] = deque()
+        processor = self.processor
         try:
             while True:
                 if self._heartbeat is not None:
@@ -207,22 +225,24 @@ class StreamWorker:
                 messages = self._consumer.consume(stream.batch_size, stream.batch_wait_s)
                 records = records_of(messages)
                 if records:
-                    if not self._identity_known or offsets_went_back(records, self._next):
+                    stored, went_back = batch_offsets(records, self._next)
+                    if not self._identity_known or went_back:
                         # After a rebalance; or a broker restarted without its data that
                         # librdkafka met as "offset out of range" and read from 0.
+                        self._store_offsets(in_flight, await processor.finish())
                         await self._learn_identity()
-                    await self.processor.handle_batch(records)
-                    stored = next_offsets(records)
                     self._next.update((tp.partition, tp.offset) for tp in stored)
-                    try:
-                        self._consumer.store_offsets(offsets=stored)
-                    except KafkaException as exc:
-                        # The batch outlasted max.poll.interval.ms and the group gave its
-                        # partitions to another member, which replays it (replay-safe).
-                        logger.warning("offsets of a processed batch not stored: %s", exc)
+                    in_flight.append(stored)
+                    # The batch before this one is finished while this one's commits are
+                    # on their way (submit): Redis works while the worker folds.
+                    self._store_offsets(in_flight, await processor.submit(records))
+                    if not stream.pipeline:
+                        self._store_offsets(in_flight, await processor.finish())
                 else:
+                    self._store_offsets(in_flight, await processor.finish())
                     await asyncio.sleep(0)  # let a pending stop signal in
         finally:
+            processor.abandon()  # not stored: replayed by whoever takes its partitions
             self._consumer.close()  # commits the stored offsets and leaves the group
             self._producer.close()
             await self._store.close()

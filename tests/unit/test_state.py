@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -377,3 +378,52 @@ def test_the_folds_inline_replay_check_is_position_supersedes() -> None:
         for position in positions:
             applied = apply_listen(state, listen(), position, CONFIG).applied
             assert applied == position.supersedes(last), (last, position)
+
+
+positions = st.builds(
+    Position,
+    st.integers(0, 2**31 - 1),
+    st.integers(-1, 2**63 - 1),
+    st.one_of(st.none(), st.text(max_size=80)),
+)
+states = st.builds(
+    UserState,
+    user=st.integers(-(2**63), 2**63 - 1),
+    history=st.lists(st.integers(-(2**63), 2**63 - 1), max_size=60).map(tuple),
+    history_times=st.lists(st.floats(allow_nan=False), max_size=60).map(tuple),
+    in_session=st.booleans(),
+    session_start=st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)),
+    session_tracks=st.lists(st.integers(0, 2**40), max_size=40).map(tuple),
+    fail_count=st.integers(0, 2**32),
+    listens=st.integers(0, 2**63 - 1),
+    sessions=st.integers(0, 2**32),
+    position=st.one_of(st.none(), positions),
+    session_listens=st.integers(0, 2**32),
+    session_time=st.floats(allow_nan=False),
+)
+
+
+@given(states)
+def test_a_state_encodes_to_the_bytes_msgpack_packb_writes_and_reads_back(
+    state: UserState,
+) -> None:
+    # States written by older workers (msgpack.packb) and by this one are the same bytes.
+    pos = None if state.position is None else (state.position.partition, state.position.offset)
+    fields = (
+        3,
+        state.user,
+        state.history,
+        state.history_times,
+        state.in_session,
+        state.session_start,
+        state.session_tracks,
+        state.fail_count,
+        state.listens,
+        state.sessions,
+        pos,
+        state.session_listens,
+        state.session_time,
+        None if state.position is None else state.position.source,
+    )
+    assert state.to_bytes() == msgpack.packb(fields)
+    assert UserState.from_bytes(state.to_bytes()) == state

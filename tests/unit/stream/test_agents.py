@@ -317,3 +317,65 @@ async def test_a_listen_of_a_track_not_in_the_catalog_is_dead_lettered_not_folde
         b"unknown track 500: not in the catalog",
         b"unknown recommendation 501: not in the catalog",
     ]
+
+
+def fold_of(events: list, user: int = 1) -> UserState:  # type: ignore[type-arg]
+    """What replaying ``events`` (offsets 0, 1, ... of partition 2) makes of the user."""
+    state = UserState(user)
+    for offset, event in enumerate(events):
+        state = apply_listen(state, event, Position(2, offset), StateConfig()).state
+    return state
+
+
+async def test_submitted_batches_finish_in_order_and_fold_from_the_one_in_flight() -> None:
+    events = [listen(user=u, track=t, time=0.5) for t in range(1, 7) for u in (1, 2)]
+    store = CountingStore()
+    proc = ListenProcessor(store, RecordingTopic(), StateConfig(), FAST)
+    batches = [
+        [record(encode_listen_event(e), 2 * b + i, key=str(e.user).encode()) for i, e in pair]
+        for b, pair in enumerate(
+            [list(enumerate(events[i : i + 2])) for i in range(0, len(events), 2)]
+        )
+    ]
+    assert await proc.submit(batches[0]) == []  # in flight: its replies are not read yet
+    for batch in batches[1:]:
+        assert await proc.submit(batch) == [["applied", "applied"]]  # the one before
+    assert await proc.finish() == [["applied", "applied"]]
+    assert await proc.finish() == []
+    # Each batch folded from the one before it, not from Redis: each user loaded once.
+    assert sorted(store.loaded) == [1, 2] and store.refused == 0
+    for user in (1, 2):
+        mine = [e for e in events if e.user == user]
+        state = await store.load(user)
+        assert state.history == tuple(range(1, 7))
+        assert state.listens == fold_of(mine, user).listens
+    assert await store.counter(keys.STREAM_APPLIED) == 12
+
+
+async def test_a_conflict_with_a_batch_in_flight_settles_it_before_folding_again() -> None:
+    # Another writer commits the user's first event before this worker's first commit: the
+    # first batch's commit is refused, and so is the second's (folded from the first), sent
+    # before the first was refolded. The third batch is folded only once both are settled.
+    events = [listen(user=1, track=t, time=0.5) for t in range(1, 6)]
+    other = apply_listen(UserState(1), events[0], Position(2, 0), StateConfig())
+    store = RacedStore([other])
+    proc = ListenProcessor(store, RecordingTopic(), StateConfig(), FAST)
+    raw = [record(encode_listen_event(e), i) for i, e in enumerate(events)]
+    assert await proc.submit(raw[0:2]) == []
+    assert await proc.submit(raw[2:3]) == [["duplicate", "applied"]]
+    # The second batch's commit was refused too: it is settled (refolded) first.
+    assert await proc.submit(raw[3:5]) == [["applied"]]
+    assert await proc.finish() == [["applied", "applied"]]
+    state = await store.load(1)
+    assert state.history == (1, 2, 3, 4, 5)
+    assert state.position == Position(2, 4)
+    assert await store.track_stats(1) == (1, 0.5)  # counted once, by the other writer
+
+
+async def test_an_abandoned_batch_is_not_reported_and_its_users_are_not_reused() -> None:
+    store = CountingStore()
+    proc = ListenProcessor(store, RecordingTopic(), StateConfig(), FAST)
+    assert await proc.submit([record(encode_listen_event(listen(user=1, track=1)), 0)]) == []
+    proc.abandon()  # the worker stops: the batch is replayed by the next owner
+    assert await proc.finish() == []
+    assert await proc.handle(record(encode_listen_event(listen(user=1, track=2)), 1)) == "applied"

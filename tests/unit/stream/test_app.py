@@ -1,23 +1,56 @@
 from __future__ import annotations
 
+import pytest
 from confluent_kafka import TopicPartition
 
-from services.stream.agents import Record
-from services.stream.app import next_offsets, offsets_went_back
+from botify.errors import BackendUnavailableError
+from botify.settings import KafkaSettings, Settings
+from botify.state import StateConfig
+from botify.storage import InMemoryUserStateStore
+from services.stream import app
+from services.stream.agents import ListenProcessor, Record, Retry
+from services.stream.app import batch_offsets
 
 
 def test_the_offsets_stored_after_a_batch_are_one_past_each_partitions_last_record() -> None:
     records = [Record("t", p, o, None, b"") for p, o in ((0, 5), (1, 7), (0, 6), (1, 9))]
-    stored = {(tp.topic, tp.partition): tp.offset for tp in next_offsets(records)}
+    offsets, _ = batch_offsets(records, {})
+    stored = {(tp.topic, tp.partition): tp.offset for tp in offsets}
     assert stored == {("t", 0): 7, ("t", 1): 10}
-    assert all(isinstance(tp, TopicPartition) for tp in next_offsets(records))
+    assert all(isinstance(tp, TopicPartition) for tp in offsets)
 
 
 def test_offsets_going_back_are_noticed_within_a_batch_and_against_the_last_one() -> None:
     def batch(*coords: tuple[int, int]) -> list[Record]:
         return [Record("t", p, o, None, b"") for p, o in coords]
 
-    assert not offsets_went_back(batch((0, 5), (1, 2), (0, 6)), {0: 5, 1: 0})
-    assert offsets_went_back(batch((0, 5), (0, 0)), {})  # a broker that starts again at 0
-    assert offsets_went_back(batch((1, 3)), {1: 10})  # a replay from the committed offset
-    assert not offsets_went_back(batch((2, 0)), {1: 10})  # a partition not seen before
+    def went_back(records: list[Record], next_offset: dict[int, int]) -> bool:
+        return batch_offsets(records, next_offset)[1]
+
+    assert not went_back(batch((0, 5), (1, 2), (0, 6)), {0: 5, 1: 0})
+    assert went_back(batch((0, 5), (0, 0)), {})  # a broker that starts again at 0
+    assert went_back(batch((1, 3)), {1: 10})  # a replay from the committed offset
+    assert not went_back(batch((2, 0)), {1: 10})  # a partition not seen before
+
+
+async def test_an_unknown_topic_identity_is_looked_up_again_after_a_backoff(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    answers: list[str | Exception] = [BackendUnavailableError("broker away")] * 2 + ["lifetime-2"]
+
+    def identity(settings: KafkaSettings, topic: str) -> str:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(app, "topic_identity", identity)
+    worker = object.__new__(app.StreamWorker)
+    worker._settings = Settings()
+    worker._heartbeat = None
+    worker._identity_known = False
+    worker.processor = ListenProcessor(
+        InMemoryUserStateStore(), None, StateConfig(), Retry(0.001, 2.0, 0.002), source="lifetime-1"
+    )  # type: ignore[arg-type]
+    await worker._learn_identity()
+    assert worker.processor.source == "lifetime-2" and worker._identity_known and not answers
