@@ -137,8 +137,9 @@ class ModelArtifact:
         table = self.arrays.get(name)
         if table is None or row is None:
             return None
-        out = table[row]
-        return out[out != PAD]
+        out: np.ndarray = table[row]
+        kept: np.ndarray = out[out != PAD]
+        return kept
 
 
 @dataclass

@@ -32,7 +32,8 @@ RECORD_ERRORS = frozenset(
     }
 )
 
-Headers = list[tuple[str, bytes]]
+# librdkafka's own header type (values are always bytes here).
+Headers = list[tuple[str, str | bytes | None]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -270,8 +270,7 @@ def save_world(world: World, directory: Path | str) -> Path:
         "sharpness": world.sharpness,
         "start_candidates": world.start_candidates,
     }
-    # Numeric arrays only; read back with allow_pickle=False.
-    np.savez(directory / HIDDEN_DIR / HIDDEN_FILE, **arrays)
+    np.savez(directory / HIDDEN_DIR / HIDDEN_FILE, allow_pickle=False, **arrays)
     manifest = {
         "format": FORMAT_VERSION,
         "seed": world.seed,

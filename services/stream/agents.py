@@ -37,7 +37,7 @@ from botify import keys
 from botify.catalog import unknown_track
 from botify.dead_letters import RECORD_ERRORS, DeadLetter, Headers
 from botify.errors import BackendUnavailableError, InvalidEventError
-from botify.events import ListenEvent, ListenRecord, decode_listen_record
+from botify.events import DecodedListen, decode_listen_record
 from botify.state import (
     Position,
     StateConfig,
@@ -87,7 +87,9 @@ class StreamObserver(Protocol):
     def retried(self, step: str) -> None:
         """A backend step failed and will be redone."""
 
-    def committed(self, applied: Sequence[tuple[ListenEvent, Transition]], duplicates: int) -> None:
+    def committed(
+        self, applied: Sequence[tuple[DecodedListen, Transition]], duplicates: int
+    ) -> None:
         """The listens whose users' states were written, right after the commit."""
 
     def examples_skipped(self, count: int) -> None: ...
@@ -118,7 +120,7 @@ class _UserFold:
     user: int
     applied: list[int] = field(default_factory=list)
     # The applied events and their transitions, for the observer (sessions they ended).
-    transitions: list[tuple[ListenEvent, Transition]] = field(default_factory=list)
+    transitions: list[tuple[DecodedListen, Transition]] = field(default_factory=list)
     duplicates: list[int] = field(default_factory=list)
     failed: list[tuple[int, str]] = field(default_factory=list)
     commit: UserCommit | None = None
@@ -161,7 +163,7 @@ class _Batch:
     records: list[Record]
     outcomes: list[str]
     dead: list[tuple[int, str]]
-    pending: dict[int, list[tuple[int, ListenEvent, Position]]]
+    pending: dict[int, list[tuple[int, DecodedListen, Position]]]
     span: _Span
     started: float
     round: _Round | None
@@ -283,7 +285,7 @@ class ListenProcessor:
         started = time.perf_counter()
         outcomes = [DEAD_LETTER] * len(records)
         dead: list[tuple[int, str]] = []  # (index in the batch, reason)
-        pending: dict[int, list[tuple[int, ListenEvent, Position]]] = {}
+        pending: dict[int, list[tuple[int, DecodedListen, Position]]] = {}
         known, source = self.known_tracks, self.source
         for i, record in enumerate(records):
             try:
@@ -332,7 +334,7 @@ class ListenProcessor:
     async def _send_round(
         self,
         span: _Span,
-        pending: dict[int, list[tuple[int, ListenEvent, Position]]],
+        pending: dict[int, list[tuple[int, DecodedListen, Position]]],
         refold: bool,
     ) -> _Round:
         """Fold the users of ``pending`` and send their commits, without waiting for the
@@ -397,19 +399,19 @@ class ListenProcessor:
         self,
         span: _Span,
         current: _Round,
-        pending: dict[int, list[tuple[int, ListenEvent, Position]]],
+        pending: dict[int, list[tuple[int, DecodedListen, Position]]],
         outcomes: list[str],
         dead: list[tuple[int, str]],
-    ) -> dict[int, list[tuple[int, ListenEvent, Position]]]:
+    ) -> dict[int, list[tuple[int, DecodedListen, Position]]]:
         """Read a round's commit replies; set the outcomes of the users written (and of those
         with nothing to write); returns the users to fold again."""
         try:
             written = iter([w for commit in current.commits for w in await commit])
         finally:
             current.cancel()
-        again: dict[int, list[tuple[int, ListenEvent, Position]]] = {}
+        again: dict[int, list[tuple[int, DecodedListen, Position]]] = {}
         applied = duplicates = 0
-        written_events: list[tuple[ListenEvent, Transition]] = []
+        written_events: list[tuple[DecodedListen, Transition]] = []
         unconfirmed, number = self._unconfirmed, current.number
         for fold in current.folds:
             user = fold.user
@@ -477,7 +479,7 @@ class ListenProcessor:
     def _fold(
         self,
         users: list[int],
-        pending: dict[int, list[tuple[int, ListenEvent, Position]]],
+        pending: dict[int, list[tuple[int, DecodedListen, Position]]],
         states: dict[int, UserState],
     ) -> tuple[list[_UserFold], list[tuple[bytes, bytes]], int]:
         """Fold each user's events into its state; returns the folds, the encoded training
@@ -632,7 +634,7 @@ def _coordinates(record: Record) -> tuple[str, int, int, bytes | None, bytes | N
     return record.topic, record.partition, record.offset, record.key, record.value
 
 
-def decode(record: Record) -> ListenEvent | ListenRecord:
+def decode(record: Record) -> DecodedListen:
     """The record's event, or ``InvalidEventError`` saying why it is not one."""
     event = decode_listen_record(record.value)
     if record.key is not None and record.key != event.key:

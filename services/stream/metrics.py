@@ -19,7 +19,7 @@ import numpy as np
 from prometheus_client import Counter, Histogram
 from prometheus_client.registry import CollectorRegistry
 
-from botify.events import ListenEvent
+from botify.events import DecodedListen
 from botify.experiments import ExperimentPlan
 from botify.state import Transition
 from botify.telemetry import precreate
@@ -164,7 +164,9 @@ class StreamMetrics:
         self.batch_size.observe(size)
         self.batch_duration.observe(seconds)
 
-    def committed(self, applied: Sequence[tuple[ListenEvent, Transition]], duplicates: int) -> None:
+    def committed(
+        self, applied: Sequence[tuple[DecodedListen, Transition]], duplicates: int
+    ) -> None:
         now_ms = time.time() * 1000.0
         self.events.labels("applied").inc(len(applied))
         if duplicates:

@@ -141,7 +141,7 @@ def run_seed(seed: int, frame: pl.DataFrame) -> int:
     give the same model while successive windows shuffle differently (a budget-cut epoch
     would otherwise revisit the same examples every run)."""
     last = frame["timestamp"].max() if "timestamp" in frame.columns and frame.height else 0
-    return mmh3.hash64(f"{seed}:{frame.height}:{last}", signed=False)[0] >> 1
+    return mmh3.hash64(f"{seed}:{frame.height}:{last!s}", signed=False)[0] >> 1
 
 
 def fit(
@@ -188,7 +188,7 @@ def fit(
 
 
 def _optimizers(model: TrainableModel, lr: float) -> list[torch.optim.Optimizer]:
-    sparse: list[nn.Parameter] = []
+    sparse: list[torch.Tensor] = []
     for module in model.modules():  # type: ignore[attr-defined]
         if isinstance(module, nn.Embedding | nn.EmbeddingBag) and module.sparse:
             sparse.append(module.weight)

@@ -74,6 +74,9 @@ def _table(rows: int, dim: int, std: float, padding_idx: int | None = None) -> n
 class TrackAffinity(nn.Module):
     objective = "pointwise"
 
+    # Registered buffers (nn.Module's __getattr__ would type them Tensor | Module).
+    features: torch.Tensor
+
     def __init__(self, data: Dataset, dim: int, l2: float, seed_std: float = INIT_STD) -> None:
         super().__init__()
         n, f = data.n_tracks, data.n_features
@@ -140,7 +143,7 @@ class TrackAffinity(nn.Module):
                 # The same function, with the users' mean moved into the offset.
                 mean = self.user_bias.weight[:users].mean()
                 self.user_bias.weight[:users] -= mean
-                self.offset += mean
+                self.offset.add_(mean)
             rows = torch.arange(n, device=self.features.device)
             vectors, bias = self.vectors(rows), self.bias(rows)
         neighbours = within_group_neighbours(

@@ -25,6 +25,10 @@ INIT_STD = 0.05
 class Contextual(nn.Module):
     objective = "pointwise"
 
+    # Registered buffers (nn.Module's __getattr__ would type them Tensor | Module).
+    known_context: torch.Tensor
+    known_track: torch.Tensor
+
     def __init__(self, n_tracks: int, dim: int, mean: float, l2: float) -> None:
         super().__init__()
         self.context = nn.Embedding(n_tracks, dim, sparse=True)

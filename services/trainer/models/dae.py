@@ -50,6 +50,10 @@ ENCODER_BIAS = "dae_encoder_bias"
 class MultDAE(nn.Module):
     objective = "multinomial"
 
+    # Registered buffers (nn.Module's __getattr__ would type them Tensor | Module).
+    offsets: torch.Tensor
+    items: torch.Tensor
+
     def __init__(
         self,
         item_rows: np.ndarray,

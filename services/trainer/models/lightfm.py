@@ -56,6 +56,10 @@ FEATURE_BIAS = "lightfm_feature_bias"
 class LightFM(nn.Module):
     objective = "bpr"
 
+    # Registered buffers (nn.Module's __getattr__ would type them Tensor | Module).
+    features: torch.Tensor
+    start_known: torch.Tensor
+
     def __init__(self, data: Dataset, dim: int, l2: float) -> None:
         super().__init__()
         n, f = data.n_tracks, data.n_features

@@ -49,6 +49,10 @@ TRACK_E0 = "lightgcn_track_e0"
 class LightGCN(nn.Module):
     objective = "bpr"
 
+    # Registered buffers (nn.Module's __getattr__ would type them Tensor | Module).
+    adjacency: torch.Tensor
+    degree: torch.Tensor
+
     def __init__(
         self,
         n_users: int,

@@ -64,6 +64,9 @@ def _embedding(rows: int, dim: int, std: float, padding_idx: int | None = None) 
 class NextTrack(nn.Module):
     objective = "pointwise"
 
+    # Registered buffers (nn.Module's __getattr__ would type them Tensor | Module).
+    features: torch.Tensor
+
     def __init__(self, data: Dataset, dim: int, mean: float, l2: float) -> None:
         super().__init__()
         n, f = data.n_tracks, data.n_features
