@@ -366,10 +366,10 @@ class TrainerSettings(_Section):
 
     model_config = ConfigDict(frozen=True, extra="allow")
 
-    # Registry names (services.trainer.models) the rounds train, in this order (each model
-    # in one round out of its every_rounds).
-    # The best-serving model comes first: it is the freshest after each round.
-    models: tuple[str, ...] = ("affinity", "contextual", "next_track", "dae", "lightgcn", "lightfm")
+    # Registry names (botify.models) the rounds train, in this order (each model in one
+    # round out of its every_rounds). None: every registered model, plugins included, in
+    # the registry's order (botify.models.trained_models).
+    models: tuple[str, ...] | None = None
     # A round starts every_s after the last one if anything new came, or sooner after
     # every_examples new examples.
     # every_s = inf: rounds by data only (the demo's paced runs).

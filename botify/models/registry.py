@@ -53,6 +53,9 @@ class LearnedModel:
     # Its hyper-parameters' section, with this model's defaults: BOTIFY_TRAINER__<NAME>__*.
     params: type[ModelHyperParams] = ModelHyperParams
     recipes: tuple[Recipe, ...] = field(default=())
+    # The trainer's default order (``default_models``): lower first, then in the order they
+    # registered. The best-serving model comes first: it is the freshest after each round.
+    rank: int = 100
 
 
 MODELS: dict[str, LearnedModel] = {}
@@ -136,6 +139,25 @@ def load_plugins(modules: Iterable[str]) -> None:
             importlib.import_module(module)
         except ImportError as exc:
             raise ConfigError(f"cannot load model plugin {module!r}: {exc}") from None
+
+
+def first_line(exc: BaseException) -> str:
+    """``exc``'s message on one line (its type when it has none)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def default_models() -> tuple[str, ...]:
+    """Every registered model, in the trainer's default order (``LearnedModel.rank``, then
+    the order they registered: built-ins, then plugins as listed)."""
+    ranked = sorted(enumerate(MODELS.values()), key=lambda item: (item[1].rank, item[0]))
+    return tuple(model.name for _, model in ranked)
+
+
+def trained_models(settings: TrainerSettings) -> tuple[str, ...]:
+    """The models the trainer trains, in order: ``BOTIFY_TRAINER__MODELS`` when set, else
+    every registered model (``default_models``)."""
+    return default_models() if settings.models is None else settings.models
 
 
 def learned_model(name: str) -> LearnedModel:

@@ -21,7 +21,7 @@ from botify.errors import BotifyError
 from botify.example_log import ExampleConsumer, ExampleLog
 from botify.kafka import TRAINER, ensure_topics
 from botify.model_store import ModelAnnouncer, ModelStore
-from botify.models import check_sections, load_plugins
+from botify.models import check_sections, load_plugins, trained_models
 from botify.retraining import due
 from botify.settings import Settings, TrainerSettings
 from botify.storage.connection import async_redis
@@ -119,7 +119,7 @@ async def serve(
         loop.add_signal_handler(sig, stopping.set)
     try:
         await _retrying("restoring the served versions", trainer.restore, stopping, cfg)
-        logger.warning("botify trainer ready: models %s", ", ".join(cfg.models))
+        logger.warning("botify trainer ready: models %s", ", ".join(trained_models(cfg)))
         feed = ExampleFeed(consumer, log, cfg)
         while not stopping.is_set():
             if heartbeat is not None:
@@ -154,7 +154,7 @@ def main() -> None:
         level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
     registry = process_registry()
-    metrics = TrainerMetrics(registry, settings.trainer.models)
+    metrics = TrainerMetrics(registry, trained_models(settings.trainer))
     heartbeat = Heartbeat(settings.metrics.stall_s)
     server = MetricsServer(
         registry, settings.metrics.host, settings.metrics.trainer_port, heartbeat

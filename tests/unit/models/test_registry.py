@@ -15,9 +15,11 @@ from botify.models import (
     RECIPES,
     check_sections,
     check_serving,
+    default_models,
     hyper_params,
     load_plugins,
     model_readers,
+    trained_models,
 )
 from botify.models.registry import LearnedModel, Recipe, learned_model, register
 from botify.recommenders import RecommenderContext, build_recommender, recommender_names
@@ -58,8 +60,19 @@ def test_the_docs_table_has_one_row_per_registered_model_naming_the_arms_that_se
 def test_every_recipe_reads_registered_models_and_every_model_is_trained_by_default() -> None:
     for recipe in RECIPES.values():
         assert set(recipe.reads) <= set(MODELS), recipe.name
-    assert set(TrainerSettings().models) == set(MODELS)
+    assert TrainerSettings().models is None
+    assert set(trained_models(TrainerSettings())) == set(MODELS)
     assert not set(RECIPES) & {"random", "top_pop", "sticky_artist"}
+
+
+def test_the_trainer_trains_every_registered_model_by_default_plugins_last(
+    registry: None,
+) -> None:
+    builtin = ("affinity", "contextual", "next_track", "dae", "lightgcn", "lightfm")
+    assert default_models() == builtin  # the best-serving first: freshest after each round
+    load_plugins([PLUGIN])
+    assert trained_models(TrainerSettings()) == (*builtin, "tiny_pairs")
+    assert trained_models(TrainerSettings(models=("dae",))) == ("dae",)
 
 
 def test_the_core_registry_names_the_torch_half_without_importing_it() -> None:
