@@ -133,12 +133,13 @@ def check_serving(settings: RecommenderSettings) -> None:
 
 
 def load_plugins(modules: Iterable[str]) -> None:
-    """Import each plugin module, which registers its models when imported."""
+    """Import each plugin module, which registers its models when imported. Whatever fails
+    in it (a missing module, a syntax error, a refused name) is a ``ConfigError``."""
     for module in modules:
         try:
             importlib.import_module(module)
-        except ImportError as exc:
-            raise ConfigError(f"cannot load model plugin {module!r}: {exc}") from None
+        except Exception as exc:  # a plugin is anyone's code: any failure stops the start
+            raise ConfigError(f"cannot load model plugin {module!r}: {first_line(exc)}") from None
 
 
 def first_line(exc: BaseException) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -94,6 +95,17 @@ def test_a_plugin_module_registers_its_model_and_recipe(registry: None) -> None:
 def test_a_missing_plugin_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="cannot load model plugin 'no_such_plugin'"):
         load_plugins(["no_such_plugin"])
+
+
+def test_a_plugin_that_fails_on_import_is_one_config_error_line(
+    registry: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "broken_plugin.py").write_text('raise RuntimeError("no GPU here\\nat all")\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "broken_plugin", raising=False)
+    with pytest.raises(ConfigError) as info:
+        load_plugins(["broken_plugin"])
+    assert str(info.value) == "cannot load model plugin 'broken_plugin': RuntimeError: no GPU here"
 
 
 def test_a_name_registered_twice_is_a_config_error(registry: None) -> None:
