@@ -179,6 +179,27 @@ def test_a_models_section_comes_from_its_env_vars_over_its_own_defaults(
     assert hyper_params("dae", trainer).model_dump()["dropout"] == 0.25
 
 
+def test_a_json_section_and_a_single_field_of_it_merge_the_field_winning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BOTIFY_TRAINER__AFFINITY", '{"epochs": 3, "lr": 0.1}')
+    monkeypatch.setenv("BOTIFY_TRAINER__AFFINITY__LR", "0.5")
+    monkeypatch.setenv("BOTIFY_TRAINER__DAE__DROPOUT", "0.25")  # a field alone still works
+    monkeypatch.setenv("BOTIFY_RECOMMENDER__CASCADE", '{"sample_first": 2, "fail_run": 7}')
+    monkeypatch.setenv("BOTIFY_RECOMMENDER__CASCADE__SAMPLE_FIRST", "5")
+    settings = Settings()
+    check_sections(settings.trainer)
+    check_serving(settings.recommender)
+    affinity = hyper_params("affinity", settings.trainer)
+    assert (affinity.epochs, affinity.lr, affinity.budget_s) == (3, 0.5, 8.0)
+    assert hyper_params("dae", settings.trainer).model_dump()["dropout"] == 0.25
+    serving = ServingParams(settings.recommender, 0.0, settings.recommender.model_extra or {})
+    cascade = RECIPES["cascade"]
+    assert cascade.params is not None
+    section = serving.section(cascade.params, "cascade").model_dump()
+    assert (section["sample_first"], section["fail_run"]) == (5, 7)
+
+
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
