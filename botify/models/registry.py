@@ -19,6 +19,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 from botify.errors import ConfigError
+from botify.recommenders import BASELINES
 from botify.recommenders.base import Recommender, RecommenderContext
 from botify.recommenders.model_recommender import ServingParams
 from botify.settings import ModelHyperParams, RecommenderSettings, TrainerSettings
@@ -64,7 +65,11 @@ RECIPES: dict[str, Recipe] = {}
 
 def register(model: LearnedModel, *recipes: Recipe) -> None:
     """Add ``model`` and its recipes (plus any ``recipes`` serving several models). A name
-    registered twice is an error, unless it is the very same entry (a module imported again)."""
+    registered twice is an error, unless it is the very same entry (a module imported again),
+    and so is a name a baseline or a settings field already takes."""
+    _check_model_name(model.name)
+    for recipe in (*model.recipes, *recipes):
+        _check_recipe_name(recipe.name)
     for recipe in (*model.recipes, *recipes):
         _add(RECIPES, recipe.name, recipe)
     _add(MODELS, model.name, model)
@@ -72,7 +77,31 @@ def register(model: LearnedModel, *recipes: Recipe) -> None:
 
 def register_recipe(recipe: Recipe) -> None:
     """Add a recipe over models registered elsewhere (e.g. a cascade of several)."""
+    _check_recipe_name(recipe.name)
     _add(RECIPES, recipe.name, recipe)
+
+
+def _check_model_name(name: str) -> None:
+    # A trainer setting's name would make the model's section impossible to set.
+    if name in TrainerSettings.model_fields:
+        raise ConfigError(
+            f"model {name!r}: BOTIFY_TRAINER__{name.upper()} is already a trainer setting, "
+            "so its section could never be set; choose another name"
+        )
+
+
+def _check_recipe_name(name: str) -> None:
+    # A baseline's name would hide the recipe behind it (and list it twice among the arms);
+    # a serving setting's would make its section impossible to set.
+    if name in BASELINES:
+        raise ConfigError(
+            f"recipe {name!r}: a model-free recommender has that name; choose another name"
+        )
+    if name in RecommenderSettings.model_fields:
+        raise ConfigError(
+            f"recipe {name!r}: BOTIFY_RECOMMENDER__{name.upper()} is already a serving "
+            "setting, so its section could never be set; choose another name"
+        )
 
 
 def _add(table: dict[str, Entry], name: str, entry: Entry) -> None:

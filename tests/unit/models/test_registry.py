@@ -22,7 +22,7 @@ from botify.models import (
     model_readers,
     trained_models,
 )
-from botify.models.registry import LearnedModel, Recipe, learned_model, register
+from botify.models.registry import LearnedModel, Recipe, learned_model, register, register_recipe
 from botify.recommenders import RecommenderContext, build_recommender, recommender_names
 from botify.recommenders.model_recommender import ServingParams
 from botify.settings import REPO_DIR, ModelHyperParams, Settings, TrainerSettings
@@ -117,6 +117,30 @@ def test_a_name_registered_twice_is_a_config_error(registry: None) -> None:
         register(MODELS["dae"], other)
     # Registering the very same entry again (a module imported twice) is harmless.
     register(MODELS["dae"])
+
+
+@pytest.mark.parametrize(
+    ("model", "recipe", "message"),
+    [
+        ("mine", "random", "recipe 'random': a model-free recommender has that name"),
+        ("mine", "sticky_artist", "recipe 'sticky_artist': a model-free recommender"),
+        ("mine", "seed", "recipe 'seed': BOTIFY_RECOMMENDER__SEED is already a serving"),
+        ("mine", "top_pop_k", "BOTIFY_RECOMMENDER__TOP_POP_K is already a serving setting"),
+        ("models", "mine", "model 'models': BOTIFY_TRAINER__MODELS is already a trainer"),
+        ("seed", "mine", "model 'seed': BOTIFY_TRAINER__SEED is already a trainer setting"),
+    ],
+)
+def test_a_name_a_baseline_or_a_setting_takes_is_refused(
+    registry: None, model: str, recipe: str, message: str
+) -> None:
+    build = RECIPES["contextual"].build
+    with pytest.raises(ConfigError, match=message):
+        register(LearnedModel(model, "somewhere:Else", recipes=(Recipe(recipe, (model,), build),)))
+    assert model not in MODELS and recipe not in RECIPES
+    assert len(recommender_names()) == len(set(recommender_names()))
+    if model == "mine":
+        with pytest.raises(ConfigError, match=message):
+            register_recipe(Recipe(recipe, ("dae",), build))
 
 
 def test_an_unknown_model_names_the_known_ones() -> None:
