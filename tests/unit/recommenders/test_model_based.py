@@ -120,6 +120,15 @@ def test_a_fallback_that_needs_a_model_is_refused_at_build_time() -> None:
         build_recommender("next_track", RecommenderContext(CATALOG), {"model_fallback": "dae"})
 
 
+def test_an_unknown_fallback_is_named_unknown_with_the_model_free_ones() -> None:
+    with pytest.raises(ConfigError) as info:
+        build_recommender("dae", RecommenderContext(CATALOG), {"model_fallback": "stickyartist"})
+    assert str(info.value) == (
+        "model_fallback 'stickyartist' of 'dae': unknown recommender; use a model-free one "
+        "(random, sticky_artist, top_pop)"
+    )
+
+
 def test_invalid_parameters_are_a_config_error() -> None:
     with pytest.raises(ConfigError, match="recommender 'contextual'.*\\nk\\n"):
         build_recommender("contextual", RecommenderContext(CATALOG), {"contextual": {"k": 0}})
