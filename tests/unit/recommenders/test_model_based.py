@@ -148,7 +148,7 @@ def test_the_flat_names_knobs_had_before_their_recipe_sections_still_work() -> N
 
 
 def test_unrelated_parameters_are_ignored() -> None:
-    params = {"top_pop_k": 10, "seed": 3, "top_pop_refresh_s": 1.0, "contextual_k": 5}
+    params = {"top_pop_k": 10, "seed": 3, "top_pop_refresh_s": 1.0, "no_recipe_reads_this": 5}
     assert build_recommender("contextual", RecommenderContext(CATALOG), params)
 
 
