@@ -6,11 +6,19 @@ embedded stack. Build ``Settings()`` once in an entry point and pass it (or a se
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 # The source checkout, for tests and tools only: nothing botify runs resolves files through
@@ -366,10 +374,10 @@ class TrainerSettings(_Section):
 
     model_config = ConfigDict(frozen=True, extra="allow")
 
-    # Registry names (services.trainer.models) the rounds train, in this order (each model
-    # in one round out of its every_rounds).
-    # The best-serving model comes first: it is the freshest after each round.
-    models: tuple[str, ...] = ("affinity", "contextual", "next_track", "dae", "lightgcn", "lightfm")
+    # Registry names (botify.models) the rounds train, in this order (each model in one
+    # round out of its every_rounds). None: every registered model, plugins included, in
+    # the registry's order (botify.models.trained_models).
+    models: tuple[str, ...] | None = None
     # A round starts every_s after the last one if anything new came, or sooner after
     # every_examples new examples.
     # every_s = inf: rounds by data only (the demo's paced runs).
@@ -478,6 +486,47 @@ class EmbeddedSettings(_Section):
     broker_max_memory_mb: int = Field(default=4096, ge=0)
 
 
+class _SectionsEnvSource(EnvSettingsSource):
+    """The environment, where a model's or recipe's section given whole as JSON
+    (``BOTIFY_TRAINER__AFFINITY='{"epochs": 3}'``) and one of its fields given alone
+    (``BOTIFY_TRAINER__AFFINITY__LR=0.5``) merge, the single field winning: pydantic-settings
+    would keep only one of the two, silently."""
+
+    def explode_env_vars(
+        self, field_name: str, field: FieldInfo, env_vars: Mapping[str, str | None]
+    ) -> dict[str, Any]:
+        result = super().explode_env_vars(field_name, field, env_vars)
+        section_type = field.annotation
+        if not (isinstance(section_type, type) and issubclass(section_type, _Section)):
+            return result
+        if section_type.model_config.get("extra") != "allow":
+            return result
+        delimiter = self.env_nested_delimiter or "__"
+        prefix = f"{self.env_prefix}{field_name}{delimiter}"
+        if not self.case_sensitive:
+            prefix = prefix.lower()
+        for env_name, whole in env_vars.items():
+            name = env_name[len(prefix) :]
+            if not env_name.startswith(prefix) or not whole or delimiter in name:
+                continue
+            if name in section_type.model_fields:
+                continue
+            fields = {
+                key[len(name) + len(delimiter) :]: value
+                for key, value in ((k[len(prefix) :], v) for k, v in env_vars.items())
+                if key.startswith(f"{name}{delimiter}") and value is not None
+            }
+            if not fields:
+                continue
+            try:
+                decoded = json.loads(whole)
+            except ValueError:
+                continue  # invalid JSON: the section's own validation reports it
+            if isinstance(decoded, dict):
+                result[name] = {**decoded, **fields}
+        return result
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="BOTIFY_",
@@ -503,3 +552,19 @@ class Settings(BaseSettings):
     demo: DemoSettings = DemoSettings()
     embedded: EmbeddedSettings = EmbeddedSettings()
     run_dir: Path = Path("runs")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            _SectionsEnvSource(settings_cls),
+            dotenv_settings,
+            file_secret_settings,
+        )

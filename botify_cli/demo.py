@@ -38,7 +38,7 @@ from botify.analysis.render import Timeline, write_html
 from botify.errors import BackendUnavailableError, ConfigError
 from botify.experiments import ALLOWED_GROUPS, arm_name
 from botify.listen_export import ExportResult, export_parquet
-from botify.models import hyper_params
+from botify.models import default_models, hyper_params, trained_models
 from botify.recommenders import model_readers, recommender_names
 from botify.settings import Settings
 from botify_cli.prometheus import PrometheusQuery, arm_timeline
@@ -81,21 +81,26 @@ def demo_arms(recommenders: Sequence[str]) -> dict[str, str]:
 
 
 def trainer_env(settings: Settings, arms: Iterable[str]) -> dict[str, str]:
-    """The demo's trainer: only the models some arm serves; a round after every
+    """The demo's trainer: every model some arm reads, and no other; a round after every
     ``demo.train_every_examples`` new examples and none by the clock, with budgets so
     generous that each run ends at its epochs: what it learns per session of traffic is then
     the same on a fast machine and a slow one."""
     demo, trainer = settings.demo, settings.trainer
     budget = str(demo.train_budget_s)
     served = model_readers(arms)
+    # Every model an arm reads, even one BOTIFY_TRAINER__MODELS leaves out (a plugin's):
+    # untrained, its arm would only ever serve the fallback.
+    listed = trained_models(trainer)
+    order = (*listed, *(m for m in default_models() if m not in listed))
+    models = [m for m in order if m in served]
     env = {
-        "BOTIFY_TRAINER__MODELS": json.dumps([m for m in trainer.models if m in served]),
+        "BOTIFY_TRAINER__MODELS": json.dumps(models),
         "BOTIFY_TRAINER__EVERY_S": "inf",
         "BOTIFY_TRAINER__EVERY_EXAMPLES": str(demo.train_every_examples),
         "BOTIFY_TRAINER__TRAIN_BUDGET_S": budget,
         "BOTIFY_TRAINER__EXPORT_BUDGET_S": budget,
     }
-    for name in trainer.models:
+    for name in models:
         hyper = hyper_params(name, trainer)
         if hyper.budget_s is not None:
             doc = hyper.model_copy(update={"budget_s": demo.train_budget_s}).model_dump()

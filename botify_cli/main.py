@@ -23,7 +23,15 @@ from rich.table import Table
 
 from botify.errors import BotifyError, ConfigError
 from botify.listen_export import export_jsonl, export_parquet
-from botify.models import MODELS, RECIPES, check_sections, check_serving, hyper_params, load_plugins
+from botify.models import (
+    MODELS,
+    RECIPES,
+    check_sections,
+    check_serving,
+    hyper_params,
+    load_plugins,
+    trained_models,
+)
 from botify.recommenders.model_recommender import ServingParams
 from botify.settings import RecommenderSettings, Settings
 from botify.storage.connection import redact
@@ -52,13 +60,16 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def load_settings() -> Settings:
-    """The settings, with the model plugins they name registered."""
+    """The settings, with the model plugins they name registered; a typo'd key (a trainer
+    or serving setting no model or recipe claims) is refused here, before anything starts."""
     try:
         settings = Settings()
     except Exception as exc:  # pydantic's ValidationError names the bad variable
         raise fail(f"invalid BOTIFY_* settings: {exc}") from None
     try:
         load_plugins(settings.models.plugins)
+        check_sections(settings.trainer)
+        check_serving(settings.recommender)
     except ConfigError as exc:
         raise fail(str(exc)) from None
     return settings
@@ -505,8 +516,7 @@ def show_settings() -> None:
     shown["redis"]["url"] = redact(settings.redis.url)
     try:
         # Each model's and recipe's own section, resolved over its defaults.
-        check_sections(settings.trainer)
-        check_serving(settings.recommender)
+        shown["trainer"]["models"] = list(trained_models(settings.trainer))
         for name in MODELS:
             shown["trainer"][name] = hyper_params(name, settings.trainer).model_dump(mode="json")
         serving = ServingParams.parse(settings.recommender.model_dump())

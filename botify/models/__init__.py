@@ -1,8 +1,8 @@
 """Learned recommenders, one module each (its serving recipes, its hyper-parameters, where
 its torch half lives), registered in ``botify.models.registry``.
 
-Importing this package registers the built-in ones, one line each, in the order the trainer
-trains them by default (``TrainerSettings.models``). It never imports torch.
+Importing this package registers the built-in ones, one line each; the trainer trains every
+registered model by default, ordered by ``LearnedModel.rank``. It never imports torch.
 """
 
 from __future__ import annotations
@@ -15,12 +15,15 @@ from botify.models.registry import (
     Recipe,
     check_sections,
     check_serving,
+    default_models,
+    first_line,
     hyper_params,
     learned_model,
     load_plugins,
     model_readers,
     register,
     register_recipe,
+    trained_models,
 )
 
 BUILTIN = (affinity, contextual, next_track, dae, lightgcn, lightfm, cascade)
@@ -33,10 +36,13 @@ __all__ = [
     "Recipe",
     "check_sections",
     "check_serving",
+    "default_models",
+    "first_line",
     "hyper_params",
     "learned_model",
     "load_plugins",
     "model_readers",
     "register",
     "register_recipe",
+    "trained_models",
 ]

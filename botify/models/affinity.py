@@ -57,6 +57,7 @@ class AffinityParams(ModelHyperParams):
 MODEL = LearnedModel(
     "affinity",
     trainer="services.trainer.models.affinity:TrackAffinity",
+    rank=0,
     params=AffinityParams,
     recipes=(Recipe("affinity", ("affinity",), affinity, AffinityServing),),
 )

@@ -53,6 +53,7 @@ class ContextualParams(ModelHyperParams):
 MODEL = LearnedModel(
     "contextual",
     trainer="services.trainer.models.contextual:Contextual",
+    rank=1,
     params=ContextualParams,
     recipes=(Recipe("contextual", ("contextual",), contextual, ContextualServing),),
 )

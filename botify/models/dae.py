@@ -47,6 +47,7 @@ class DaeHyperParams(ModelHyperParams):
 MODEL = LearnedModel(
     "dae",
     trainer="services.trainer.models.dae:MultDAE",
+    rank=3,
     params=DaeHyperParams,
     recipes=(Recipe("dae", ("dae",), dae, DaeServing),),
 )

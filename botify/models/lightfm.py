@@ -18,6 +18,7 @@ class LightFmParams(ModelHyperParams):
 MODEL = LearnedModel(
     "lightfm",
     trainer="services.trainer.models.lightfm:LightFM",
+    rank=5,
     params=LightFmParams,
 )
 register(MODEL)

@@ -21,6 +21,7 @@ class LightGcnHyperParams(ModelHyperParams):
 MODEL = LearnedModel(
     "lightgcn",
     trainer="services.trainer.models.lightgcn:LightGCN",
+    rank=4,
     params=LightGcnHyperParams,
 )
 register(MODEL)

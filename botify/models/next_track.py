@@ -64,6 +64,7 @@ class NextTrackParams(ModelHyperParams):
 MODEL = LearnedModel(
     "next_track",
     trainer="services.trainer.models.next_track:NextTrack",
+    rank=2,
     params=NextTrackParams,
     recipes=(
         Recipe("next_track", ("next_track",), next_track, NextTrackServing),

@@ -19,6 +19,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 from botify.errors import ConfigError
+from botify.recommenders import BASELINES
 from botify.recommenders.base import Recommender, RecommenderContext
 from botify.recommenders.model_recommender import ServingParams
 from botify.settings import ModelHyperParams, RecommenderSettings, TrainerSettings
@@ -53,6 +54,9 @@ class LearnedModel:
     # Its hyper-parameters' section, with this model's defaults: BOTIFY_TRAINER__<NAME>__*.
     params: type[ModelHyperParams] = ModelHyperParams
     recipes: tuple[Recipe, ...] = field(default=())
+    # The trainer's default order (``default_models``): lower first, then in the order they
+    # registered. The best-serving model comes first: it is the freshest after each round.
+    rank: int = 100
 
 
 MODELS: dict[str, LearnedModel] = {}
@@ -61,7 +65,11 @@ RECIPES: dict[str, Recipe] = {}
 
 def register(model: LearnedModel, *recipes: Recipe) -> None:
     """Add ``model`` and its recipes (plus any ``recipes`` serving several models). A name
-    registered twice is an error, unless it is the very same entry (a module imported again)."""
+    registered twice is an error, unless it is the very same entry (a module imported again),
+    and so is a name a baseline or a settings field already takes."""
+    _check_model_name(model.name)
+    for recipe in (*model.recipes, *recipes):
+        _check_recipe_name(recipe.name)
     for recipe in (*model.recipes, *recipes):
         _add(RECIPES, recipe.name, recipe)
     _add(MODELS, model.name, model)
@@ -69,7 +77,31 @@ def register(model: LearnedModel, *recipes: Recipe) -> None:
 
 def register_recipe(recipe: Recipe) -> None:
     """Add a recipe over models registered elsewhere (e.g. a cascade of several)."""
+    _check_recipe_name(recipe.name)
     _add(RECIPES, recipe.name, recipe)
+
+
+def _check_model_name(name: str) -> None:
+    # A trainer setting's name would make the model's section impossible to set.
+    if name in TrainerSettings.model_fields:
+        raise ConfigError(
+            f"model {name!r}: BOTIFY_TRAINER__{name.upper()} is already a trainer setting, "
+            "so its section could never be set; choose another name"
+        )
+
+
+def _check_recipe_name(name: str) -> None:
+    # A baseline's name would hide the recipe behind it (and list it twice among the arms);
+    # a serving setting's would make its section impossible to set.
+    if name in BASELINES:
+        raise ConfigError(
+            f"recipe {name!r}: a model-free recommender has that name; choose another name"
+        )
+    if name in RecommenderSettings.model_fields:
+        raise ConfigError(
+            f"recipe {name!r}: BOTIFY_RECOMMENDER__{name.upper()} is already a serving "
+            "setting, so its section could never be set; choose another name"
+        )
 
 
 def _add(table: dict[str, Entry], name: str, entry: Entry) -> None:
@@ -130,12 +162,32 @@ def check_serving(settings: RecommenderSettings) -> None:
 
 
 def load_plugins(modules: Iterable[str]) -> None:
-    """Import each plugin module, which registers its models when imported."""
+    """Import each plugin module, which registers its models when imported. Whatever fails
+    in it (a missing module, a syntax error, a refused name) is a ``ConfigError``."""
     for module in modules:
         try:
             importlib.import_module(module)
-        except ImportError as exc:
-            raise ConfigError(f"cannot load model plugin {module!r}: {exc}") from None
+        except Exception as exc:  # a plugin is anyone's code: any failure stops the start
+            raise ConfigError(f"cannot load model plugin {module!r}: {first_line(exc)}") from None
+
+
+def first_line(exc: BaseException) -> str:
+    """``exc``'s message on one line (its type when it has none)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def default_models() -> tuple[str, ...]:
+    """Every registered model, in the trainer's default order (``LearnedModel.rank``, then
+    the order they registered: built-ins, then plugins as listed)."""
+    ranked = sorted(enumerate(MODELS.values()), key=lambda item: (item[1].rank, item[0]))
+    return tuple(model.name for _, model in ranked)
+
+
+def trained_models(settings: TrainerSettings) -> tuple[str, ...]:
+    """The models the trainer trains, in order: ``BOTIFY_TRAINER__MODELS`` when set, else
+    every registered model (``default_models``)."""
+    return default_models() if settings.models is None else settings.models
 
 
 def learned_model(name: str) -> LearnedModel:

@@ -54,6 +54,11 @@ def build_recommender(
         )
     parsed = ServingParams.parse(params)
     fallback = parsed.settings.model_fallback
+    if fallback not in BASELINES and fallback not in RECIPES:
+        raise ConfigError(
+            f"model_fallback {fallback!r} of {name!r}: unknown recommender; use a model-free "
+            f"one ({', '.join(sorted(BASELINES))})"
+        )
     # A fallback that needs a model could itself be cold, or recurse into this one.
     if fallback not in BASELINES:
         raise ConfigError(

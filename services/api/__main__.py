@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import uvicorn
 
+from botify.errors import BotifyError
 from botify.settings import Settings
 from services.api.app import create_app
 from services.api.server import server_config
@@ -16,7 +18,11 @@ def main() -> None:
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
-    uvicorn.Server(server_config(create_app(settings), settings.api)).run()
+    try:
+        app = create_app(settings)
+    except BotifyError as exc:  # a typo'd setting, a broken plugin: one line, no traceback
+        sys.exit(f"botify api: {exc}")
+    uvicorn.Server(server_config(app, settings.api)).run()
 
 
 if __name__ == "__main__":

@@ -21,13 +21,14 @@ from botify.errors import BotifyError
 from botify.example_log import ExampleConsumer, ExampleLog
 from botify.kafka import TRAINER, ensure_topics
 from botify.model_store import ModelAnnouncer, ModelStore
-from botify.models import check_sections, load_plugins
+from botify.models import check_sections, load_plugins, trained_models
 from botify.retraining import due
 from botify.settings import Settings, TrainerSettings
 from botify.storage.connection import async_redis
 from botify.telemetry import ConsumerLagMonitor, Heartbeat, MetricsServer, process_registry
 from services.trainer.loop import Trainer
 from services.trainer.metrics import TrainerMetrics
+from services.trainer.models import model_spec
 from services.trainer.train import configure_torch
 
 logger = logging.getLogger("services.trainer")
@@ -97,14 +98,25 @@ async def _retrying(
                 await asyncio.wait_for(stopping.wait(), cfg.retry_s)
 
 
+def check_models(settings: Settings) -> tuple[str, ...]:
+    """The models this trainer trains, once the plugins are loaded, every hyper-parameter
+    section is valid, and each model is registered with a torch half that imports: a
+    ``ConfigError`` stops the start instead of failing every round."""
+    load_plugins(settings.models.plugins)
+    check_sections(settings.trainer)
+    models = trained_models(settings.trainer)
+    for name in models:
+        model_spec(name)
+    return models
+
+
 async def serve(
     settings: Settings,
     metrics: TrainerMetrics | None = None,
     heartbeat: Heartbeat | None = None,
 ) -> None:
     cfg = settings.trainer
-    load_plugins(settings.models.plugins)
-    check_sections(cfg)
+    models = check_models(settings)
     catalog = load_catalog(settings.catalog.path)
     configure_torch(cfg)
     redis = async_redis(settings.redis)
@@ -119,7 +131,7 @@ async def serve(
         loop.add_signal_handler(sig, stopping.set)
     try:
         await _retrying("restoring the served versions", trainer.restore, stopping, cfg)
-        logger.warning("botify trainer ready: models %s", ", ".join(cfg.models))
+        logger.warning("botify trainer ready: models %s", ", ".join(models))
         feed = ExampleFeed(consumer, log, cfg)
         while not stopping.is_set():
             if heartbeat is not None:
@@ -154,7 +166,11 @@ def main() -> None:
         level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
     registry = process_registry()
-    metrics = TrainerMetrics(registry, settings.trainer.models)
+    try:
+        models = check_models(settings)
+    except BotifyError as exc:  # a typo'd model, a broken plugin: one line, no traceback
+        sys.exit(f"botify trainer: {exc}")
+    metrics = TrainerMetrics(registry, models)
     heartbeat = Heartbeat(settings.metrics.stall_s)
     server = MetricsServer(
         registry, settings.metrics.host, settings.metrics.trainer_port, heartbeat

@@ -40,6 +40,7 @@ from botify.evaluation import (
 )
 from botify.example_log import ExampleLog
 from botify.model_store import ModelStore
+from botify.models import trained_models
 from botify.recommenders import model_readers
 from botify.retraining import data_window, refusal, scheduled
 from botify.settings import ModelHyperParams, TrainerSettings
@@ -121,7 +122,7 @@ class Trainer:
 
     async def restore(self) -> None:
         """Pick up the versions in service (after a restart) as parents."""
-        for name in self.settings.models:
+        for name in trained_models(self.settings):
             await self.follow_pointer(name)
 
     async def follow_pointer(self, name: str) -> ModelArtifact | None:
@@ -180,10 +181,11 @@ class Trainer:
         them and the models trained every round never wait for the whole set
         (``botify.retraining.scheduled``)."""
         every: dict[str, int] = {}
-        for name in self.settings.models:
+        models = trained_models(self.settings)
+        for name in models:
             hyper = self._hyper(name)
             every[name] = 1 if hyper is None else hyper.every_rounds
-        return scheduled(self.settings.models, every, round_index)
+        return scheduled(models, every, round_index)
 
     async def run_all(
         self, stop: Callable[[], bool] = lambda: False, new_examples: int | None = None

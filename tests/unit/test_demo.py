@@ -4,16 +4,20 @@
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from botify.errors import ConfigError
 from botify.experiments import load_experiments
-from botify.models import MODELS, RECIPES, hyper_params
+from botify.models import MODELS, RECIPES, default_models, hyper_params, load_plugins
 from botify.recommenders import BASELINES, model_readers, recommender_names
 from botify.settings import DemoSettings, Settings, TrainerSettings
 from botify_cli.demo import CONTROL, EXPERIMENT, demo_arms, trainer_env, write_experiments
+
+PLUGIN = "tests.integration.models.tiny_pairs"
 
 
 def default_arms() -> dict[str, str]:
@@ -114,9 +118,34 @@ def test_model_free_recommenders_read_no_model() -> None:
 
 def test_every_model_the_trainer_trains_is_served_by_some_demo_arm() -> None:
     # A model no arm serves would cost the trainer a share of every round for nothing.
-    assert set(model_readers(default_arms().values())) == set(TrainerSettings().models)
+    assert set(model_readers(default_arms().values())) == set(default_models())
     # And the trainer trains every registered model by default.
-    assert set(TrainerSettings().models) == set(MODELS)
+    assert TrainerSettings().models is None
+    assert set(default_models()) == set(MODELS)
+
+
+@pytest.fixture
+def plugin_registry() -> Iterator[None]:
+    """The registry as it was, after a test that loads the tiny_pairs plugin."""
+    models, recipes = dict(MODELS), dict(RECIPES)
+    yield
+    MODELS.clear()
+    MODELS.update(models)
+    RECIPES.clear()
+    RECIPES.update(recipes)
+    sys.modules.pop(PLUGIN, None)
+
+
+def test_the_demo_trainer_trains_a_plugin_model_its_arms_read(
+    plugin_registry: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    load_plugins([PLUGIN])
+    env = trainer_env(Settings(), ["affinity", "tiny_pairs"])
+    assert json.loads(env["BOTIFY_TRAINER__MODELS"]) == ["affinity", "tiny_pairs"]
+    # Even when BOTIFY_TRAINER__MODELS leaves it out: its arm would serve the fallback only.
+    monkeypatch.setenv("BOTIFY_TRAINER__MODELS", '["next_track", "affinity"]')
+    env = trainer_env(Settings(), ["affinity", "tiny_pairs", "next_track"])
+    assert json.loads(env["BOTIFY_TRAINER__MODELS"]) == ["next_track", "affinity", "tiny_pairs"]
 
 
 def test_freshness_leaves_out_models_only_a_multi_model_arm_serves() -> None:

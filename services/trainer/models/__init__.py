@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from botify.errors import ConfigError
-from botify.models import hyper_params, learned_model
+from botify.models import first_line, hyper_params, learned_model
 from botify.settings import ModelHyperParams, TrainerSettings
 from services.trainer.models.dataset import Dataset
 from services.trainer.ranking import Ranker
@@ -57,8 +57,10 @@ def model_spec(name: str) -> ModelSpec:
     module, _, attr = model.trainer.partition(":")
     try:
         cls = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"model {name!r}: cannot load {model.trainer!r}: {exc}") from None
+    except Exception as exc:  # a plugin's torch half is anyone's code
+        raise ConfigError(
+            f"model {name!r}: cannot load {model.trainer!r}: {first_line(exc)}"
+        ) from None
     return ModelSpec(cls.build, cls.examples, lambda settings: hyper_params(name, settings))
 
 

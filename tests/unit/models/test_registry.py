@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -15,11 +16,13 @@ from botify.models import (
     RECIPES,
     check_sections,
     check_serving,
+    default_models,
     hyper_params,
     load_plugins,
     model_readers,
+    trained_models,
 )
-from botify.models.registry import LearnedModel, Recipe, learned_model, register
+from botify.models.registry import LearnedModel, Recipe, learned_model, register, register_recipe
 from botify.recommenders import RecommenderContext, build_recommender, recommender_names
 from botify.recommenders.model_recommender import ServingParams
 from botify.settings import REPO_DIR, ModelHyperParams, Settings, TrainerSettings
@@ -58,8 +61,19 @@ def test_the_docs_table_has_one_row_per_registered_model_naming_the_arms_that_se
 def test_every_recipe_reads_registered_models_and_every_model_is_trained_by_default() -> None:
     for recipe in RECIPES.values():
         assert set(recipe.reads) <= set(MODELS), recipe.name
-    assert set(TrainerSettings().models) == set(MODELS)
+    assert TrainerSettings().models is None
+    assert set(trained_models(TrainerSettings())) == set(MODELS)
     assert not set(RECIPES) & {"random", "top_pop", "sticky_artist"}
+
+
+def test_the_trainer_trains_every_registered_model_by_default_plugins_last(
+    registry: None,
+) -> None:
+    builtin = ("affinity", "contextual", "next_track", "dae", "lightgcn", "lightfm")
+    assert default_models() == builtin  # the best-serving first: freshest after each round
+    load_plugins([PLUGIN])
+    assert trained_models(TrainerSettings()) == (*builtin, "tiny_pairs")
+    assert trained_models(TrainerSettings(models=("dae",))) == ("dae",)
 
 
 def test_the_core_registry_names_the_torch_half_without_importing_it() -> None:
@@ -83,6 +97,17 @@ def test_a_missing_plugin_is_a_config_error() -> None:
         load_plugins(["no_such_plugin"])
 
 
+def test_a_plugin_that_fails_on_import_is_one_config_error_line(
+    registry: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "broken_plugin.py").write_text('raise RuntimeError("no GPU here\\nat all")\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "broken_plugin", raising=False)
+    with pytest.raises(ConfigError) as info:
+        load_plugins(["broken_plugin"])
+    assert str(info.value) == "cannot load model plugin 'broken_plugin': RuntimeError: no GPU here"
+
+
 def test_a_name_registered_twice_is_a_config_error(registry: None) -> None:
     clash = LearnedModel("affinity", "somewhere:Else")
     with pytest.raises(ConfigError, match="'affinity' is registered twice"):
@@ -92,6 +117,30 @@ def test_a_name_registered_twice_is_a_config_error(registry: None) -> None:
         register(MODELS["dae"], other)
     # Registering the very same entry again (a module imported twice) is harmless.
     register(MODELS["dae"])
+
+
+@pytest.mark.parametrize(
+    ("model", "recipe", "message"),
+    [
+        ("mine", "random", "recipe 'random': a model-free recommender has that name"),
+        ("mine", "sticky_artist", "recipe 'sticky_artist': a model-free recommender"),
+        ("mine", "seed", "recipe 'seed': BOTIFY_RECOMMENDER__SEED is already a serving"),
+        ("mine", "top_pop_k", "BOTIFY_RECOMMENDER__TOP_POP_K is already a serving setting"),
+        ("models", "mine", "model 'models': BOTIFY_TRAINER__MODELS is already a trainer"),
+        ("seed", "mine", "model 'seed': BOTIFY_TRAINER__SEED is already a trainer setting"),
+    ],
+)
+def test_a_name_a_baseline_or_a_setting_takes_is_refused(
+    registry: None, model: str, recipe: str, message: str
+) -> None:
+    build = RECIPES["contextual"].build
+    with pytest.raises(ConfigError, match=message):
+        register(LearnedModel(model, "somewhere:Else", recipes=(Recipe(recipe, (model,), build),)))
+    assert model not in MODELS and recipe not in RECIPES
+    assert len(recommender_names()) == len(set(recommender_names()))
+    if model == "mine":
+        with pytest.raises(ConfigError, match=message):
+            register_recipe(Recipe(recipe, ("dae",), build))
 
 
 def test_an_unknown_model_names_the_known_ones() -> None:
@@ -152,6 +201,27 @@ def test_a_models_section_comes_from_its_env_vars_over_its_own_defaults(
     affinity = hyper_params("affinity", trainer)
     assert (affinity.epochs, affinity.lr, affinity.budget_s) == (3, 0.02, 8.0)
     assert hyper_params("dae", trainer).model_dump()["dropout"] == 0.25
+
+
+def test_a_json_section_and_a_single_field_of_it_merge_the_field_winning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BOTIFY_TRAINER__AFFINITY", '{"epochs": 3, "lr": 0.1}')
+    monkeypatch.setenv("BOTIFY_TRAINER__AFFINITY__LR", "0.5")
+    monkeypatch.setenv("BOTIFY_TRAINER__DAE__DROPOUT", "0.25")  # a field alone still works
+    monkeypatch.setenv("BOTIFY_RECOMMENDER__CASCADE", '{"sample_first": 2, "fail_run": 7}')
+    monkeypatch.setenv("BOTIFY_RECOMMENDER__CASCADE__SAMPLE_FIRST", "5")
+    settings = Settings()
+    check_sections(settings.trainer)
+    check_serving(settings.recommender)
+    affinity = hyper_params("affinity", settings.trainer)
+    assert (affinity.epochs, affinity.lr, affinity.budget_s) == (3, 0.5, 8.0)
+    assert hyper_params("dae", settings.trainer).model_dump()["dropout"] == 0.25
+    serving = ServingParams(settings.recommender, 0.0, settings.recommender.model_extra or {})
+    cascade = RECIPES["cascade"]
+    assert cascade.params is not None
+    section = serving.section(cascade.params, "cascade").model_dump()
+    assert (section["sample_first"], section["fail_run"]) == (5, 7)
 
 
 @pytest.mark.parametrize(

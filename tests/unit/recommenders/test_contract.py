@@ -84,6 +84,17 @@ def test_a_model_backed_recommender_serves_from_its_models_with_their_versions(
 
 
 @pytest.mark.parametrize("name", sorted(recommender_names()))
+def test_a_recommender_asks_for_exactly_the_model_slots_its_recipe_declares(name: str) -> None:
+    # The trainer, the demo and the freshness table trust the declared reads: a slot asked
+    # for but undeclared would go untrained (and unwatched), a declared one never asked for
+    # would be trained for nothing.
+    context = RecommenderContext(CATALOG, seed=3)
+    build_recommender(name, context)
+    recipe = RECIPES.get(name)
+    assert set(context.models) == (set() if recipe is None else set(recipe.reads))
+
+
+@pytest.mark.parametrize("name", sorted(recommender_names()))
 def test_exhausted_catalog_still_answers_a_catalog_track(
     name: str, context: RecommenderContext
 ) -> None:

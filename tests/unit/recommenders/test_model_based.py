@@ -120,6 +120,15 @@ def test_a_fallback_that_needs_a_model_is_refused_at_build_time() -> None:
         build_recommender("next_track", RecommenderContext(CATALOG), {"model_fallback": "dae"})
 
 
+def test_an_unknown_fallback_is_named_unknown_with_the_model_free_ones() -> None:
+    with pytest.raises(ConfigError) as info:
+        build_recommender("dae", RecommenderContext(CATALOG), {"model_fallback": "stickyartist"})
+    assert str(info.value) == (
+        "model_fallback 'stickyartist' of 'dae': unknown recommender; use a model-free one "
+        "(random, sticky_artist, top_pop)"
+    )
+
+
 def test_invalid_parameters_are_a_config_error() -> None:
     with pytest.raises(ConfigError, match="recommender 'contextual'.*\\nk\\n"):
         build_recommender("contextual", RecommenderContext(CATALOG), {"contextual": {"k": 0}})
@@ -139,7 +148,7 @@ def test_the_flat_names_knobs_had_before_their_recipe_sections_still_work() -> N
 
 
 def test_unrelated_parameters_are_ignored() -> None:
-    params = {"top_pop_k": 10, "seed": 3, "top_pop_refresh_s": 1.0, "contextual_k": 5}
+    params = {"top_pop_k": 10, "seed": 3, "top_pop_refresh_s": 1.0, "no_recipe_reads_this": 5}
     assert build_recommender("contextual", RecommenderContext(CATALOG), params)
 
 

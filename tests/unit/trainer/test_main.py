@@ -9,9 +9,12 @@ import pytest
 
 pytest.importorskip("torch")
 
+from botify.errors import ConfigError  # noqa: E402
 from botify.example_log import ExampleLog  # noqa: E402
+from botify.models import MODELS, LearnedModel  # noqa: E402
+from botify.settings import Settings, TrainerSettings  # noqa: E402
 from botify.training import TrainingExample  # noqa: E402
-from services.trainer.__main__ import ExampleFeed, drain  # noqa: E402
+from services.trainer.__main__ import ExampleFeed, check_models, drain, main  # noqa: E402
 from tests.unit.trainer.conftest import fast_settings  # noqa: E402
 
 
@@ -142,3 +145,29 @@ def test_a_quiet_topic_is_still_committed_after_flush_s(log: ExampleLog) -> None
     assert feed.poll() and consumer.commits == []  # one buffered example: not worth a part
     clock.now = 70.0
     assert feed.poll() and consumer.commits == [(2, 0)]
+
+
+def test_the_trainer_refuses_to_start_with_a_model_nobody_registered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BOTIFY_TRAINER__MODELS", '["affinty"]')
+    with pytest.raises(SystemExit) as info:
+        main()
+    message = info.value.code
+    assert isinstance(message, str), message
+    assert message.startswith("botify trainer: unknown model 'affinty'; known: affinity")
+    assert "\n" not in message
+
+
+def test_the_trainer_refuses_to_start_with_a_torch_half_that_does_not_import(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(MODELS, "broken", LearnedModel("broken", "tests.no_such_net:Net"))
+    monkeypatch.setenv("BOTIFY_TRAINER__MODELS", '["affinity", "broken"]')
+    with pytest.raises(ConfigError) as info:
+        check_models(Settings())
+    assert str(info.value) == (
+        "model 'broken': cannot load 'tests.no_such_net:Net': "
+        "ModuleNotFoundError: No module named 'tests.no_such_net'"
+    )
+    assert check_models(Settings(trainer=TrainerSettings(models=("dae",)))) == ("dae",)
