@@ -36,7 +36,7 @@ from services.trainer.models.dataset import (
     match_rows,
     parent_table,
 )
-from services.trainer.models.parts import ranked_lists
+from services.trainer.models.parts import ranked_lists, sparse_table
 from services.trainer.ranking import Ranker, by_frequency, host, neighbour_lists
 
 INIT_STD = 0.05
@@ -45,19 +45,6 @@ CONTEXT_FEATURE_EMB = "next_track_context_feature_emb"
 TRACK_FEATURE_EMB = "next_track_track_feature_emb"
 FEATURE_BIAS = "next_track_feature_bias"
 MEAN = "next_track_mean"
-
-
-def _embedding(rows: int, dim: int, std: float, padding_idx: int | None = None) -> nn.Embedding:
-    """A sparse table drawn from N(0, std²), or zeros for ``std`` 0; a padding row is zero."""
-    table = nn.Embedding(rows, dim, padding_idx=padding_idx, sparse=True)
-    if std:
-        nn.init.normal_(table.weight, std=std)
-    else:
-        nn.init.zeros_(table.weight)
-    if padding_idx is not None:
-        with torch.no_grad():
-            table.weight[padding_idx] = 0.0
-    return table
 
 
 class NextTrack(nn.Module):
@@ -69,14 +56,14 @@ class NextTrack(nn.Module):
     def __init__(self, data: Dataset, dim: int, mean: float, l2: float) -> None:
         super().__init__()
         n, f = data.n_tracks, data.n_features
-        self.context_id = _embedding(n, dim, 0.0)
-        self.track_id = _embedding(n, dim, 0.0)
-        self.bias_id = _embedding(n, 1, 0.0)
+        self.context_id = sparse_table(n, dim, 0.0)
+        self.track_id = sparse_table(n, dim, 0.0)
+        self.bias_id = sparse_table(n, 1, 0.0)
         # Row f is the padding of a track without a genre.
-        self.context_feature = _embedding(f + 1, dim, INIT_STD, padding_idx=f)
-        self.track_feature = _embedding(f + 1, dim, INIT_STD, padding_idx=f)
-        self.bias_feature = _embedding(f + 1, 1, 0.0, padding_idx=f)
-        self.user = _embedding(data.n_users, dim, INIT_STD)
+        self.context_feature = sparse_table(f + 1, dim, INIT_STD, padding_idx=f)
+        self.track_feature = sparse_table(f + 1, dim, INIT_STD, padding_idx=f)
+        self.bias_feature = sparse_table(f + 1, 1, 0.0, padding_idx=f)
+        self.user = sparse_table(data.n_users, dim, INIT_STD)
         self.register_buffer("features", torch.as_tensor(data.track_features))
         self.feature_names = data.features
         self.mean = mean
