@@ -36,13 +36,12 @@ from services.trainer.models.dataset import (
     match_rows,
     parent_table,
 )
-from services.trainer.models.parts import ranked_lists
+from services.trainer.models.parts import catalog_neighbours, ranked_lists
 from services.trainer.ranking import (
     Ranker,
     by_frequency,
     cosine_ready,
     host,
-    neighbour_lists,
 )
 
 INIT_STD = 0.05
@@ -146,17 +145,13 @@ class LightFM(nn.Module):
             feature_only = self.feature(self.features).sum(1)
             users = self.user.weight.detach()
         exact = by_frequency(np.flatnonzero(host(known)), liked)
-        groups = len(np.unique(data.track_features, axis=0))
-        neighbours = neighbour_lists(
+        neighbours = catalog_neighbours(
             ranker,
+            data,
             queries=cosine_ready(track),
-            exact_rows=exact,
             items=cosine_ready(track),
-            item_rows=np.arange(n),
-            track_ids=data.track_ids,
+            exact_rows=exact,
             feature_queries=cosine_ready(feature_only),
-            track_features=data.track_features,
-            share=(groups + len(exact)) / (groups + len(exact) + data.n_users),
         )
         lists = ranked_lists(
             ranker, data, neighbours, users=users, items=track, item_rows=np.arange(n), bias=bias

@@ -36,8 +36,8 @@ from services.trainer.models.dataset import (
     match_rows,
     parent_table,
 )
-from services.trainer.models.parts import ranked_lists, sparse_table
-from services.trainer.ranking import Ranker, by_frequency, host, neighbour_lists
+from services.trainer.models.parts import catalog_neighbours, ranked_lists, sparse_table
+from services.trainer.ranking import Ranker, by_frequency, host
 
 INIT_STD = 0.05
 FEATURE_KEYS = "next_track_feature_keys"
@@ -146,18 +146,14 @@ class NextTrack(nn.Module):
             # Rows with an id part of their own (seen now or by a parent) get their own list.
             own = np.flatnonzero(host(self.context_id.weight).any(axis=1))
         exact = by_frequency(own, np.bincount(ex["context"], minlength=n))
-        groups = len(np.unique(data.track_features, axis=0))
-        neighbours = neighbour_lists(
+        neighbours = catalog_neighbours(
             ranker,
+            data,
             queries=context,
-            exact_rows=exact,
             items=track,
-            item_rows=np.arange(n),
-            track_ids=data.track_ids,
-            bias=bias,
+            exact_rows=exact,
             feature_queries=feature_context,
-            track_features=data.track_features,
-            share=(groups + len(exact)) / (groups + len(exact) + data.n_users),
+            bias=bias,
         )
         lists = ranked_lists(
             ranker, data, neighbours, users=users, items=track, item_rows=np.arange(n), bias=bias

@@ -62,6 +62,34 @@ def item_neighbours(
     )
 
 
+def catalog_neighbours(
+    ranker: Ranker,
+    data: Dataset,
+    *,
+    queries: torch.Tensor,
+    items: torch.Tensor,
+    exact_rows: np.ndarray,
+    feature_queries: torch.Tensor,
+    bias: torch.Tensor | None = None,
+) -> np.ndarray:
+    """``track_neighbours`` among every catalog track, for a model whose tracks have artist
+    and genre parts: ``exact_rows`` get lists of their own, the rest their feature group's
+    (``neighbour_lists``); groups and exact rows share the budget with the user lists."""
+    groups = len(np.unique(data.track_features, axis=0))
+    return neighbour_lists(
+        ranker,
+        queries=queries,
+        exact_rows=exact_rows,
+        items=items,
+        item_rows=np.arange(data.n_tracks),
+        track_ids=data.track_ids,
+        bias=bias,
+        feature_queries=feature_queries,
+        track_features=data.track_features,
+        share=(groups + len(exact_rows)) / (groups + len(exact_rows) + data.n_users),
+    )
+
+
 def ranked_lists(
     ranker: Ranker,
     data: Dataset,
