@@ -241,12 +241,9 @@ class FailCascade(_ChainWalk):
             return state.fail_count
         return state.fail_count + 1 if request.time < self.fail_threshold else 0
 
-    def source_index(self, request: RecommendRequest, state: UserState, n_sources: int) -> int:
+    def start(self, request: RecommendRequest, state: UserState, n_sources: int) -> int:
         """Which source of a chain of ``n_sources`` the streak selects."""
         return min(self.fail_streak(request, state) // self.fail_run, n_sources - 1)
-
-    def start(self, request: RecommendRequest, state: UserState, n_sources: int) -> int:
-        return self.source_index(request, state, n_sources)
 
     def picker(
         self, request: RecommendRequest, rng: random.Random
