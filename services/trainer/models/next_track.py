@@ -36,7 +36,12 @@ from services.trainer.models.dataset import (
     match_rows,
     parent_table,
 )
-from services.trainer.models.parts import catalog_neighbours, ranked_lists, sparse_table
+from services.trainer.models.parts import (
+    catalog_neighbours,
+    mean_time,
+    ranked_lists,
+    sparse_table,
+)
 from services.trainer.ranking import Ranker, by_frequency, host
 
 INIT_STD = 0.05
@@ -71,9 +76,7 @@ class NextTrack(nn.Module):
 
     @classmethod
     def build(cls, data: Dataset, params: ModelHyperParams) -> NextTrack:
-        ex = cls.examples(data)
-        mean = float(ex["time"].mean()) if len(ex["time"]) else 0.0
-        return cls(data, params.dim, mean, params.l2)
+        return cls(data, params.dim, mean_time(cls.examples(data)), params.l2)
 
     @staticmethod
     def examples(data: Dataset) -> dict[str, np.ndarray]:

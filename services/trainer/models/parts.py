@@ -25,6 +25,12 @@ def sparse_table(rows: int, dim: int, std: float, padding_idx: int | None = None
     return table
 
 
+def mean_time(examples: dict[str, np.ndarray]) -> float:
+    """The examples' mean listen time, 0 without any: a pointwise model's global offset."""
+    time = examples["time"]
+    return float(time.mean()) if len(time) else 0.0
+
+
 def trained_rows(
     new_ids: np.ndarray, parent_ids: np.ndarray, parent_rows: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
