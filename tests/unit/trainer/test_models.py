@@ -241,9 +241,9 @@ def test_next_track_exported_vectors_reproduce_the_models_own_prediction(world: 
 @pytest.mark.parametrize("name", REGISTERED)
 def test_the_same_seed_trains_and_warm_starts_identical_arrays(
     name: str,
-    trained: dict[str, TrainResult],
     world: World,
     split: tuple[pl.DataFrame, pl.DataFrame],
+    trained: dict[str, TrainResult],
 ) -> None:
     """Reproducible runs: what a refactor of the models must keep bit for bit."""
     train, _ = split
