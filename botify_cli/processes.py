@@ -116,6 +116,22 @@ def http_child(
     )
 
 
+def tcp_child(
+    command: list[str], port: int, log_dir: Path | None, name: str, timeout: float
+) -> TCPChild:
+    """A child that is ready when it accepts connections on 127.0.0.1:``port``."""
+    out = log_file(log_dir, name)
+    return TCPChild(
+        command,
+        host="127.0.0.1",
+        port=port,
+        timeout=timeout,
+        stdout=out,
+        stderr=out,
+        stdin=None,
+    )
+
+
 def broker_process(
     port: int, log_dir: Path | None = None, timeout: float = 30, advertised_port: int | None = None
 ) -> TCPChild:
@@ -123,47 +139,31 @@ def broker_process(
     same; another when a proxy stands in front of it)."""
     url = f"tcp://127.0.0.1:{port}"
     advertised = f"tcp://127.0.0.1:{advertised_port or port}"
-    out = log_file(log_dir, "broker")
-    return TCPChild(
-        [
-            tansu_binary(),
-            "broker",
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            advertised,
-            "--storage-engine",
-            "memory://tansu/",
-        ],
-        host="127.0.0.1",
-        port=port,
-        timeout=timeout,
-        stdout=out,
-        stderr=out,
-        stdin=None,
-    )
+    command = [
+        tansu_binary(),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        advertised,
+        "--storage-engine",
+        "memory://tansu/",
+    ]
+    return tcp_child(command, port, log_dir, "broker", timeout)
 
 
 def redis_process(port: int, log_dir: Path | None = None, timeout: float = 30) -> TCPChild:
-    out = log_file(log_dir, "redis")
-    return TCPChild(
-        [
-            redis_binary(),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--protected-mode",
-            "no",
-        ],
-        host="127.0.0.1",
-        port=port,
-        timeout=timeout,
-        stdout=out,
-        stderr=out,
-        stdin=None,
-    )
+    command = [
+        redis_binary(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--protected-mode",
+        "no",
+    ]
+    return tcp_child(command, port, log_dir, "redis", timeout)

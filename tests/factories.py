@@ -3,11 +3,31 @@
 from __future__ import annotations
 
 import itertools
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from botify.catalog import Catalog, generate_catalog
 from botify.events import ListenEvent, make_listen_event
+from botify.models import MODELS, RECIPES
 
 _ids = itertools.count()
+
+
+@contextmanager
+def registry_restored(*plugins: str) -> Iterator[None]:
+    """The model registry as it was before, afterwards, with the ``plugins`` modules
+    forgotten: later tests see only the models registered before."""
+    models, recipes = dict(MODELS), dict(RECIPES)
+    try:
+        yield
+    finally:
+        MODELS.clear()
+        MODELS.update(models)
+        RECIPES.clear()
+        RECIPES.update(recipes)
+        for plugin in plugins:
+            sys.modules.pop(plugin, None)
 
 
 def small_catalog(n_tracks: int = 200, n_artists: int = 20, seed: int = 0) -> Catalog:

@@ -87,22 +87,48 @@ def sample_top(
     return pool[rng.randrange(len(pool))] if pool else None
 
 
-def _walk(
-    sources: Sequence[CandidateSource],
-    start: int,
-    request: RecommendRequest,
-    state: UserState,
-    pick: Callable[[Sequence[int]], int | None],
-) -> Pick | None:
-    """The first pick any source from ``start`` on yields: an empty source falls through."""
-    for source in sources[start:]:
-        got = source(request, state)
-        if got is None:
-            continue
-        track = pick(_ints(got.tracks))
-        if track is not None:
-            return recommendation(track, got.version)
-    return None
+def _sampling_top(
+    k: int, played: frozenset[int], rng: random.Random
+) -> Callable[[Sequence[int]], int | None]:
+    return lambda ranked: sample_top(ranked, played, k, rng)
+
+
+class _ChainWalk:
+    """A policy that walks the chain of sources from ``start`` on and serves the first pick
+    any source yields: an empty source falls through to the next."""
+
+    __slots__ = ()
+
+    def start(self, request: RecommendRequest, state: UserState, n_sources: int) -> int:
+        """Which source of the chain the walk begins at."""
+        return 0
+
+    def picker(
+        self, request: RecommendRequest, rng: random.Random
+    ) -> Callable[[Sequence[int]], int | None]:
+        """The track this policy picks from one source's ranked list, or None."""
+        raise NotImplementedError
+
+    def choose(
+        self,
+        sources: Sequence[CandidateSource],
+        request: RecommendRequest,
+        state: UserState,
+        rng: random.Random,
+    ) -> Pick | None:
+        """One unplayed track from the sources, or None if none of them has one."""
+        if not sources:
+            return None
+        start = self.start(request, state, len(sources))
+        pick = self.picker(request, rng)
+        for source in sources[start:]:
+            got = source(request, state)
+            if got is None:
+                continue
+            track = pick(_ints(got.tracks))
+            if track is not None:
+                return recommendation(track, got.version)
+        return None
 
 
 def _positive(name: str, value: int) -> int:
@@ -112,7 +138,7 @@ def _positive(name: str, value: int) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class TopKRandom:
+class TopKRandom(_ChainWalk):
     """Uniform among the first ``k`` unplayed candidates of the first source that has any."""
 
     k: int
@@ -120,37 +146,28 @@ class TopKRandom:
     def __post_init__(self) -> None:
         _positive("k", self.k)
 
-    def choose(
-        self,
-        sources: Sequence[CandidateSource],
-        request: RecommendRequest,
-        state: UserState,
-        rng: random.Random,
-    ) -> Pick | None:
-        k, played = self.k, request.played
-        return _walk(sources, 0, request, state, lambda r: sample_top(r, played, k, rng))
+    def picker(
+        self, request: RecommendRequest, rng: random.Random
+    ) -> Callable[[Sequence[int]], int | None]:
+        return _sampling_top(self.k, request.played, rng)
 
 
 @dataclass(frozen=True, slots=True)
-class RelevanceOrder:
+class RelevanceOrder(_ChainWalk):
     """The best unplayed candidate of the first source that has any."""
 
-    def choose(
-        self,
-        sources: Sequence[CandidateSource],
-        request: RecommendRequest,
-        state: UserState,
-        rng: random.Random,
-    ) -> Pick | None:
+    def picker(
+        self, request: RecommendRequest, rng: random.Random
+    ) -> Callable[[Sequence[int]], int | None]:
         def pick(ranked: Sequence[int]) -> int | None:
             best = first_unplayed(ranked, request.played, 1)
             return best[0] if best else None
 
-        return _walk(sources, 0, request, state, pick)
+        return pick
 
 
 @dataclass(frozen=True, slots=True)
-class ArtistDiverse:
+class ArtistDiverse(_ChainWalk):
     """Relevance order, skipping candidates whose artist the session already played
     ``max_per_artist`` times; plain relevance order when every candidate is blocked."""
 
@@ -185,19 +202,15 @@ class ArtistDiverse:
                 return t
         return first
 
-    def choose(
-        self,
-        sources: Sequence[CandidateSource],
-        request: RecommendRequest,
-        state: UserState,
-        rng: random.Random,
-    ) -> Pick | None:
+    def picker(
+        self, request: RecommendRequest, rng: random.Random
+    ) -> Callable[[Sequence[int]], int | None]:
         plays = self.artist_plays(request)
-        return _walk(sources, 0, request, state, lambda r: self.pick(r, request.played, plays))
+        return lambda r: self.pick(r, request.played, plays)
 
 
 @dataclass(frozen=True, slots=True)
-class FailCascade:
+class FailCascade(_ChainWalk):
     """Seed 001's cascade: serve from source ``fail streak // fail_run`` of the chain (the
     last once the streak is long enough), uniformly among its first ``sample_first``
     unplayed items; a source with nothing unplayed falls through to the next."""
@@ -228,22 +241,14 @@ class FailCascade:
             return state.fail_count
         return state.fail_count + 1 if request.time < self.fail_threshold else 0
 
-    def source_index(self, request: RecommendRequest, state: UserState, n_sources: int) -> int:
+    def start(self, request: RecommendRequest, state: UserState, n_sources: int) -> int:
         """Which source of a chain of ``n_sources`` the streak selects."""
         return min(self.fail_streak(request, state) // self.fail_run, n_sources - 1)
 
-    def choose(
-        self,
-        sources: Sequence[CandidateSource],
-        request: RecommendRequest,
-        state: UserState,
-        rng: random.Random,
-    ) -> Pick | None:
-        if not sources:
-            return None
-        start = self.source_index(request, state, len(sources))
-        k, played = self.sample_first, request.played
-        return _walk(sources, start, request, state, lambda r: sample_top(r, played, k, rng))
+    def picker(
+        self, request: RecommendRequest, rng: random.Random
+    ) -> Callable[[Sequence[int]], int | None]:
+        return _sampling_top(self.sample_first, request.played, rng)
 
 
 def top_k_random(k: int) -> TopKRandom:

@@ -5,7 +5,7 @@ catalog or the model's size."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,16 +24,27 @@ from botify.catalog import Catalog
 from botify.recommenders.anchors import Anchor, session_listens
 from botify.recommenders.base import RecommendRequest
 from botify.recommenders.policies import Ranked
-from botify.recommenders.serving_index import ServingIndex, usable_artifact
+from botify.recommenders.serving_index import usable_artifact
 from botify.state import UserState
 
 
-def _ranked(
-    artifact: ModelArtifact, index: ServingIndex, found: np.ndarray | None
+def _model_list(
+    slot: ModelSlot,
+    catalog: Catalog,
+    limit: int | None,
+    lookup: Callable[[ModelArtifact], np.ndarray | None],
 ) -> Ranked | None:
-    if found is None or not len(found):
+    """The servable head (``limit`` long) of the list ``lookup`` reads from the slot's
+    artifact, with its version; None without a usable artifact or servable track."""
+    usable = usable_artifact(slot, catalog)
+    if usable is None:
         return None
-    tracks, _ = index.servable(found)
+    artifact, index = usable
+    found = lookup(artifact)
+    head = None if found is None else found[:limit]
+    if head is None or not len(head):
+        return None
+    tracks, _ = index.servable(head)
     return Ranked(tracks.tolist(), artifact.version) if len(tracks) else None
 
 
@@ -47,12 +58,12 @@ class Neighbours:
     limit: int | None = None
 
     def __call__(self, request: RecommendRequest, state: UserState) -> Ranked | None:
-        usable = usable_artifact(self.slot, self.catalog)
-        if usable is None:
-            return None
-        artifact, index = usable
-        found = artifact.neighbours(self.anchor(request, state))
-        return _ranked(artifact, index, None if found is None else found[: self.limit])
+        return _model_list(
+            self.slot,
+            self.catalog,
+            self.limit,
+            lambda artifact: artifact.neighbours(self.anchor(request, state)),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,12 +75,9 @@ class UserTop:
     limit: int | None = None
 
     def __call__(self, request: RecommendRequest, state: UserState) -> Ranked | None:
-        usable = usable_artifact(self.slot, self.catalog)
-        if usable is None:
-            return None
-        artifact, index = usable
-        found = artifact.user_top(request.user)
-        return _ranked(artifact, index, None if found is None else found[: self.limit])
+        return _model_list(
+            self.slot, self.catalog, self.limit, lambda artifact: artifact.user_top(request.user)
+        )
 
 
 def query(artifact: ModelArtifact, anchor: int, user: int) -> np.ndarray | None:

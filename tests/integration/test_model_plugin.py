@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import random
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from botify.models import MODELS, RECIPES, load_plugins, model_readers
 from botify.settings import REPO_DIR, Settings
 from botify_cli.stack import EmbeddedStack
 from botify_sim.client import BotifyClient
+from tests.factories import registry_restored
 from tests.integration.live_model import one_model_env, served_version
 
 pytestmark = [pytest.mark.slow]
@@ -38,13 +38,8 @@ STEPS = 8
 @pytest.fixture
 def registry() -> Iterator[None]:
     """The registry as it was, after the test: later tests see only the built-in models."""
-    models, recipes = dict(MODELS), dict(RECIPES)
-    yield
-    MODELS.clear()
-    MODELS.update(models)
-    RECIPES.clear()
-    RECIPES.update(recipes)
-    sys.modules.pop(PLUGIN, None)
+    with registry_restored(PLUGIN):
+        yield
 
 
 def test_a_plugin_model_is_trained_published_reloaded_served_and_analysed(

@@ -56,6 +56,16 @@ def refuse_undelivered(rt: Runtime) -> None:
         raise BackendUnavailableError(f"listen events are not being delivered: {status.detail}")
 
 
+async def accepted_listen(request: Request) -> tuple[Runtime, int, NextRequest]:
+    """The runtime, user and listen of a /next or /last call that may go ahead: its body is
+    valid, its track known (refused before any Redis round trip) and events are delivered."""
+    user, body = await parse(request)
+    rt: Runtime = request.app.state.runtime
+    rt.router.check_track(body.track)
+    refuse_undelivered(rt)
+    return rt, user, body
+
+
 def _located(where: str, exc: ValidationError) -> list[dict[str, object]]:
     return [{**e, "loc": (where, *e.get("loc", ()))} for e in exc.errors()]
 
@@ -109,11 +119,7 @@ RESPONSES = error_responses(400, 404, 408, 413, 422, 503)
 async def next_track(request: Request) -> Response:
     """Record the listen and return the next track for the user."""
     started = time.perf_counter()
-    user, body = await parse(request)
-    rt: Runtime = request.app.state.runtime
-    # Unknown tracks are refused before any Redis round trip.
-    rt.router.check_track(body.track)
-    refuse_undelivered(rt)
+    rt, user, body = await accepted_listen(request)
     state, session = await rt.store.load_for_request(user)
     decision = rt.router.next_track(user, body.track, body.time, state, session)
     await rt.store.record_request(user, body.track, body.time, decision.track)
@@ -131,10 +137,7 @@ async def next_track(request: Request) -> Response:
 async def last_track(request: Request) -> Response:
     """Record the session's final listen and close the session."""
     started = time.perf_counter()
-    user, body = await parse(request)
-    rt: Runtime = request.app.state.runtime
-    rt.router.check_track(body.track)
-    refuse_undelivered(rt)
+    rt, user, body = await accepted_listen(request)
     await rt.store.end_session(user)
     await publish(rt, "last", user, body, rt.router.plan.assign(user), started)
     return Response(orjson.dumps({"user": user}), media_type=JSON)

@@ -51,6 +51,7 @@ from services.trainer.models.dataset import (
     feature_keys,
     match_rows,
 )
+from services.trainer.models.parts import sparse_table
 from services.trainer.ranking import Ranker, host, to_ids
 
 INIT_STD = 0.1
@@ -62,15 +63,6 @@ FEATURE_BIAS = "affinity_feature_bias"
 OFFSET = "affinity_offset"
 
 
-def _table(rows: int, dim: int, std: float, padding_idx: int | None = None) -> nn.Embedding:
-    table = nn.Embedding(rows, dim, padding_idx=padding_idx, sparse=True)
-    nn.init.normal_(table.weight, std=std) if std else nn.init.zeros_(table.weight)
-    if padding_idx is not None:
-        with torch.no_grad():
-            table.weight[padding_idx] = 0.0
-    return table
-
-
 class TrackAffinity(nn.Module):
     objective = "pointwise"
 
@@ -80,13 +72,13 @@ class TrackAffinity(nn.Module):
     def __init__(self, data: Dataset, dim: int, l2: float, seed_std: float = INIT_STD) -> None:
         super().__init__()
         n, f = data.n_tracks, data.n_features
-        self.id = _table(n, dim, seed_std)
-        self.id_bias = _table(n, 1, 0.0)
+        self.id = sparse_table(n, dim, seed_std)
+        self.id_bias = sparse_table(n, 1, 0.0)
         # Row f pads a track without a genre.
-        self.feature = _table(f + 1, dim, seed_std, padding_idx=f)
-        self.feature_bias = _table(f + 1, 1, 0.0, padding_idx=f)
+        self.feature = sparse_table(f + 1, dim, seed_std, padding_idx=f)
+        self.feature_bias = sparse_table(f + 1, 1, 0.0, padding_idx=f)
         self.offset = nn.Parameter(torch.zeros(1))
-        self.user_bias = _table(max(data.n_users, 1), 1, 0.0)
+        self.user_bias = sparse_table(max(data.n_users, 1), 1, 0.0)
         self.register_buffer("features", torch.as_tensor(data.track_features))
         self.feature_names = data.features
         self.l2 = l2

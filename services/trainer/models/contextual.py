@@ -17,6 +17,7 @@ from torch import nn
 from botify.artifacts import CONTEXT_EMB, TRACK_BIAS, TRACK_EMB, TRACK_IDS, TRACK_NEIGHBOURS
 from botify.settings import ModelHyperParams
 from services.trainer.models.dataset import NO_ROW, Dataset, match_rows, parent_table
+from services.trainer.models.parts import mean_time
 from services.trainer.ranking import Ranker, by_frequency, host, neighbour_lists, scatter
 
 INIT_STD = 0.05
@@ -45,9 +46,7 @@ class Contextual(nn.Module):
 
     @classmethod
     def build(cls, data: Dataset, params: ModelHyperParams) -> Contextual:
-        ex = cls.examples(data)
-        mean = float(ex["time"].mean()) if len(ex["time"]) else 0.0
-        return cls(data.n_tracks, params.dim, mean, params.l2)
+        return cls(data.n_tracks, params.dim, mean_time(cls.examples(data)), params.l2)
 
     @staticmethod
     def examples(data: Dataset) -> dict[str, np.ndarray]:

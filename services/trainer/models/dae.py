@@ -26,21 +26,15 @@ from botify.artifacts import (
     TRACK_BIAS,
     TRACK_EMB,
     TRACK_IDS,
-    TRACK_NEIGHBOURS,
     USER_EMB,
-    USER_IDS,
-    USER_TOP,
 )
 from botify.models.dae import DaeHyperParams
-from services.trainer.models.dataset import Dataset, match_rows, parent_table
+from services.trainer.models.dataset import Dataset, parent_table
+from services.trainer.models.parts import item_neighbours, ranked_lists, trained_rows
 from services.trainer.ranking import (
     Ranker,
-    by_frequency,
-    cosine_ready,
     host,
-    neighbour_lists,
     scatter,
-    user_lists,
 )
 
 ENCODER = "dae_encoder"
@@ -138,9 +132,7 @@ class MultDAE(nn.Module):
             return 0
         if enc_bias.shape != (hidden,):
             return 0
-        mine, theirs = match_rows(data.track_ids[self.item_rows], ids)
-        trained = np.abs(dec[theirs]).sum(1) > 0
-        mine, theirs = mine[trained], theirs[trained]
+        mine, theirs = trained_rows(data.track_ids[self.item_rows], ids, dec)
         with torch.no_grad():
             self.encoder.weight[mine] = torch.as_tensor(enc[theirs])
             self.decoder.weight[mine] = torch.as_tensor(dec[theirs])
@@ -159,34 +151,14 @@ class MultDAE(nn.Module):
                 ]
             )[: data.n_users]
             decoder, bias = self.decoder.weight.detach(), self.decoder.bias.detach()
-            unit = cosine_ready(decoder)
-            queries = torch.zeros(n, unit.shape[1], device=unit.device)
-            queries[torch.as_tensor(rows)] = unit
         item_count = np.bincount(self.items.cpu().numpy(), minlength=len(rows))
-        neighbours = neighbour_lists(
-            ranker,
-            queries=queries,
-            exact_rows=rows[by_frequency(np.arange(len(rows)), item_count)],
-            items=unit,
-            item_rows=rows,
-            track_ids=data.track_ids,
-            share=len(rows) / max(len(rows) + data.n_users, 1),
-        )
-        user_top = user_lists(
-            ranker,
-            users=users,
-            order=data.users_by_activity(),
-            items=decoder,
-            item_rows=rows,
-            track_ids=data.track_ids,
-            bias=bias,
+        neighbours = item_neighbours(ranker, data, decoder, rows, item_count, data.n_users)
+        lists = ranked_lists(
+            ranker, data, neighbours, users=users, items=decoder, item_rows=rows, bias=bias
         )
         low = float(bias.min()) if len(rows) else 0.0
         return {
-            TRACK_IDS: data.track_ids,
-            TRACK_NEIGHBOURS: neighbours,
-            USER_IDS: data.user_ids,
-            USER_TOP: user_top,
+            **lists,
             USER_EMB: host(users),
             TRACK_EMB: scatter(host(decoder), rows, n),
             TRACK_BIAS: scatter(host(bias), rows, n, low),

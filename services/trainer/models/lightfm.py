@@ -25,10 +25,8 @@ from botify.artifacts import (
     TRACK_BIAS,
     TRACK_EMB,
     TRACK_IDS,
-    TRACK_NEIGHBOURS,
     USER_EMB,
     USER_IDS,
-    USER_TOP,
 )
 from botify.settings import ModelHyperParams
 from services.trainer.models.dataset import (
@@ -38,13 +36,12 @@ from services.trainer.models.dataset import (
     match_rows,
     parent_table,
 )
+from services.trainer.models.parts import catalog_neighbours, ranked_lists
 from services.trainer.ranking import (
     Ranker,
     by_frequency,
     cosine_ready,
     host,
-    neighbour_lists,
-    user_lists,
 )
 
 INIT_STD = 0.05
@@ -148,32 +145,19 @@ class LightFM(nn.Module):
             feature_only = self.feature(self.features).sum(1)
             users = self.user.weight.detach()
         exact = by_frequency(np.flatnonzero(host(known)), liked)
-        groups = len(np.unique(data.track_features, axis=0))
-        neighbours = neighbour_lists(
+        neighbours = catalog_neighbours(
             ranker,
+            data,
             queries=cosine_ready(track),
-            exact_rows=exact,
             items=cosine_ready(track),
-            item_rows=np.arange(n),
-            track_ids=data.track_ids,
+            exact_rows=exact,
             feature_queries=cosine_ready(feature_only),
-            track_features=data.track_features,
-            share=(groups + len(exact)) / (groups + len(exact) + data.n_users),
         )
-        user_top = user_lists(
-            ranker,
-            users=users,
-            order=data.users_by_activity(),
-            items=track,
-            item_rows=np.arange(n),
-            track_ids=data.track_ids,
-            bias=bias,
+        lists = ranked_lists(
+            ranker, data, neighbours, users=users, items=track, item_rows=np.arange(n), bias=bias
         )
         return {
-            TRACK_IDS: data.track_ids,
-            TRACK_NEIGHBOURS: neighbours,
-            USER_IDS: data.user_ids,
-            USER_TOP: user_top,
+            **lists,
             USER_EMB: host(users),
             TRACK_EMB: host(track),
             TRACK_BIAS: host(bias),

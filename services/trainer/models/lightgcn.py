@@ -23,22 +23,19 @@ from torch import nn
 from botify.artifacts import (
     TRACK_EMB,
     TRACK_IDS,
-    TRACK_NEIGHBOURS,
     USER_EMB,
     USER_IDS,
     USER_TOP,
 )
 from botify.models.lightgcn import LightGcnHyperParams
-from services.trainer.models.dataset import Dataset, copy_rows, match_rows, parent_table
+from services.trainer.models.dataset import Dataset, copy_rows, parent_table
+from services.trainer.models.parts import item_neighbours, ranked_lists, trained_rows
 from services.trainer.ranking import (
     Ranker,
     by_frequency,
-    cosine_ready,
     host,
-    neighbour_lists,
     scatter,
     to_ids,
-    user_lists,
 )
 
 INIT_STD = 0.1
@@ -123,12 +120,11 @@ class LightGCN(nn.Module):
         tracks = parent_table(parent, TRACK_E0, weight.shape[1])
         if ids is None or tracks is None:
             return reused
-        mine, theirs = match_rows(data.track_ids[self.item_rows], ids)
-        trained = np.abs(tracks[theirs]).sum(1) > 0
+        mine, theirs = trained_rows(data.track_ids[self.item_rows], ids, tracks)
         with torch.no_grad():
-            rows = torch.as_tensor(mine[trained] + self.n_users)
-            weight[rows] = torch.as_tensor(tracks[theirs[trained]], device=weight.device)
-        return reused + int(trained.sum())
+            rows = torch.as_tensor(mine + self.n_users)
+            weight[rows] = torch.as_tensor(tracks[theirs], device=weight.device)
+        return reused + len(mine)
 
     def export(self, data: Dataset, ranker: Ranker) -> dict[str, np.ndarray]:
         n, rows, k = data.n_tracks, self.item_rows, ranker.k
@@ -137,36 +133,23 @@ class LightGCN(nn.Module):
             connected = self.degree[: self.n_users] > 0
             users = final[: self.n_users] * connected[:, None]
             items = final[self.n_users :]
-            unit = cosine_ready(items)
-            queries = torch.zeros(n, unit.shape[1], device=unit.device)
-            queries[torch.as_tensor(rows)] = unit
         item_degree = host(self.degree[self.n_users :]).astype(np.int64)
         with_edges = np.flatnonzero(host(connected))
-        neighbours = neighbour_lists(
+        neighbours = item_neighbours(ranker, data, items, rows, item_degree, len(with_edges))
+        lists = ranked_lists(
             ranker,
-            queries=queries,
-            exact_rows=rows[by_frequency(np.arange(len(rows)), item_degree)],
-            items=unit,
-            item_rows=rows,
-            track_ids=data.track_ids,
-            share=len(rows) / max(len(rows) + len(with_edges), 1),
-        )
-        user_top = user_lists(
-            ranker,
+            data,
+            neighbours,
             users=users,
-            order=data.users_by_activity(with_edges),
             items=items,
             item_rows=rows,
-            track_ids=data.track_ids,
+            listed_users=with_edges,
         )
         popular = to_ids(by_frequency(np.arange(len(rows)), item_degree)[:k], rows, data.track_ids)
         lonely = np.flatnonzero(~host(connected).astype(bool))
-        user_top[lonely, : len(popular)] = popular
+        lists[USER_TOP][lonely, : len(popular)] = popular
         return {
-            TRACK_IDS: data.track_ids,
-            TRACK_NEIGHBOURS: neighbours,
-            USER_IDS: data.user_ids,
-            USER_TOP: user_top,
+            **lists,
             USER_EMB: host(users),
             TRACK_EMB: scatter(host(items), rows, n),
             USER_E0: host(self.embedding.weight[: self.n_users]),

@@ -24,10 +24,8 @@ from botify.artifacts import (
     TRACK_BIAS,
     TRACK_EMB,
     TRACK_IDS,
-    TRACK_NEIGHBOURS,
     USER_EMB,
     USER_IDS,
-    USER_TOP,
 )
 from botify.settings import ModelHyperParams
 from services.trainer.models.dataset import (
@@ -38,7 +36,13 @@ from services.trainer.models.dataset import (
     match_rows,
     parent_table,
 )
-from services.trainer.ranking import Ranker, by_frequency, host, neighbour_lists, user_lists
+from services.trainer.models.parts import (
+    catalog_neighbours,
+    mean_time,
+    ranked_lists,
+    sparse_table,
+)
+from services.trainer.ranking import Ranker, by_frequency, host
 
 INIT_STD = 0.05
 FEATURE_KEYS = "next_track_feature_keys"
@@ -46,19 +50,6 @@ CONTEXT_FEATURE_EMB = "next_track_context_feature_emb"
 TRACK_FEATURE_EMB = "next_track_track_feature_emb"
 FEATURE_BIAS = "next_track_feature_bias"
 MEAN = "next_track_mean"
-
-
-def _embedding(rows: int, dim: int, std: float, padding_idx: int | None = None) -> nn.Embedding:
-    """A sparse table drawn from N(0, std²), or zeros for ``std`` 0; a padding row is zero."""
-    table = nn.Embedding(rows, dim, padding_idx=padding_idx, sparse=True)
-    if std:
-        nn.init.normal_(table.weight, std=std)
-    else:
-        nn.init.zeros_(table.weight)
-    if padding_idx is not None:
-        with torch.no_grad():
-            table.weight[padding_idx] = 0.0
-    return table
 
 
 class NextTrack(nn.Module):
@@ -70,14 +61,14 @@ class NextTrack(nn.Module):
     def __init__(self, data: Dataset, dim: int, mean: float, l2: float) -> None:
         super().__init__()
         n, f = data.n_tracks, data.n_features
-        self.context_id = _embedding(n, dim, 0.0)
-        self.track_id = _embedding(n, dim, 0.0)
-        self.bias_id = _embedding(n, 1, 0.0)
+        self.context_id = sparse_table(n, dim, 0.0)
+        self.track_id = sparse_table(n, dim, 0.0)
+        self.bias_id = sparse_table(n, 1, 0.0)
         # Row f is the padding of a track without a genre.
-        self.context_feature = _embedding(f + 1, dim, INIT_STD, padding_idx=f)
-        self.track_feature = _embedding(f + 1, dim, INIT_STD, padding_idx=f)
-        self.bias_feature = _embedding(f + 1, 1, 0.0, padding_idx=f)
-        self.user = _embedding(data.n_users, dim, INIT_STD)
+        self.context_feature = sparse_table(f + 1, dim, INIT_STD, padding_idx=f)
+        self.track_feature = sparse_table(f + 1, dim, INIT_STD, padding_idx=f)
+        self.bias_feature = sparse_table(f + 1, 1, 0.0, padding_idx=f)
+        self.user = sparse_table(data.n_users, dim, INIT_STD)
         self.register_buffer("features", torch.as_tensor(data.track_features))
         self.feature_names = data.features
         self.mean = mean
@@ -85,9 +76,7 @@ class NextTrack(nn.Module):
 
     @classmethod
     def build(cls, data: Dataset, params: ModelHyperParams) -> NextTrack:
-        ex = cls.examples(data)
-        mean = float(ex["time"].mean()) if len(ex["time"]) else 0.0
-        return cls(data, params.dim, mean, params.l2)
+        return cls(data, params.dim, mean_time(cls.examples(data)), params.l2)
 
     @staticmethod
     def examples(data: Dataset) -> dict[str, np.ndarray]:
@@ -160,33 +149,20 @@ class NextTrack(nn.Module):
             # Rows with an id part of their own (seen now or by a parent) get their own list.
             own = np.flatnonzero(host(self.context_id.weight).any(axis=1))
         exact = by_frequency(own, np.bincount(ex["context"], minlength=n))
-        groups = len(np.unique(data.track_features, axis=0))
-        neighbours = neighbour_lists(
+        neighbours = catalog_neighbours(
             ranker,
+            data,
             queries=context,
+            items=track,
             exact_rows=exact,
-            items=track,
-            item_rows=np.arange(n),
-            track_ids=data.track_ids,
-            bias=bias,
             feature_queries=feature_context,
-            track_features=data.track_features,
-            share=(groups + len(exact)) / (groups + len(exact) + data.n_users),
-        )
-        user_top = user_lists(
-            ranker,
-            users=users,
-            order=data.users_by_activity(),
-            items=track,
-            item_rows=np.arange(n),
-            track_ids=data.track_ids,
             bias=bias,
+        )
+        lists = ranked_lists(
+            ranker, data, neighbours, users=users, items=track, item_rows=np.arange(n), bias=bias
         )
         return {
-            TRACK_IDS: data.track_ids,
-            TRACK_NEIGHBOURS: neighbours,
-            USER_IDS: data.user_ids,
-            USER_TOP: user_top,
+            **lists,
             CONTEXT_EMB: host(context),
             TRACK_EMB: host(track),
             USER_EMB: host(users),

@@ -4,7 +4,6 @@ table that must describe every entry."""
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from botify.models.registry import LearnedModel, Recipe, learned_model, register
 from botify.recommenders import RecommenderContext, build_recommender, recommender_names
 from botify.recommenders.model_recommender import ServingParams
 from botify.settings import REPO_DIR, ModelHyperParams, Settings, TrainerSettings
-from tests.factories import small_catalog
+from tests.factories import registry_restored, small_catalog
 
 PLUGIN = "tests.integration.models.tiny_pairs"
 
@@ -34,13 +33,8 @@ PLUGIN = "tests.integration.models.tiny_pairs"
 @pytest.fixture
 def registry() -> Iterator[None]:
     """The registry as it was, after the test."""
-    models, recipes = dict(MODELS), dict(RECIPES)
-    yield
-    MODELS.clear()
-    MODELS.update(models)
-    RECIPES.clear()
-    RECIPES.update(recipes)
-    sys.modules.pop(PLUGIN, None)
+    with registry_restored(PLUGIN):
+        yield
 
 
 def docs_table() -> dict[str, set[str]]:

@@ -236,3 +236,25 @@ def test_next_track_exported_vectors_reproduce_the_models_own_prediction(world: 
         * arrays[TRACK_EMB][t.numpy()]
     ).sum(1) + arrays[TRACK_BIAS][t.numpy()]
     np.testing.assert_allclose(served, own, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", REGISTERED)
+def test_the_same_seed_trains_and_warm_starts_identical_arrays(
+    name: str,
+    world: World,
+    split: tuple[pl.DataFrame, pl.DataFrame],
+    trained: dict[str, TrainResult],
+) -> None:
+    """Reproducible runs: what a refactor of the models must keep bit for bit."""
+    train, _ = split
+    again = train_model(name, train, world.catalog, None, fast_settings())
+    assert list(again.arrays) == list(trained[name].arrays)
+    for key, array in trained[name].arrays.items():
+        np.testing.assert_array_equal(again.arrays[key], array, err_msg=key)
+    # A warm start on a shifted window (the rows of the new run and its parent differ).
+    shifted = train.tail(train.height * 2 // 3)
+    warm = [train_model(name, shifted, world.catalog, again.arrays, fast_settings()) for _ in "ab"]
+    assert warm[0].metrics["warm_rows"] > 0
+    assert list(warm[0].arrays) == list(warm[1].arrays)
+    for key, array in warm[0].arrays.items():
+        np.testing.assert_array_equal(warm[1].arrays[key], array, err_msg=key)
