@@ -4,6 +4,7 @@ table that must describe every entry."""
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
