@@ -113,7 +113,10 @@ def rollback(
         int | None,
         typer.Argument(
             min=1,
-            help="A version still on disk (default: the newest one before the current).",
+            help=(
+                "A version still on disk (default: the one served before the current,"
+                " by the history; never one rolled back from)."
+            ),
         ),
     ] = None,
 ) -> None:

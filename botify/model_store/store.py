@@ -144,8 +144,8 @@ class ModelStore:
         return await self._pointers.history(check_model_name(name))
 
     async def rollback(self, name: str, version: int | None = None) -> PointerMove:
-        """Point ``name`` at ``version`` (default: the newest version on disk before the
-        current one), after loading it in full; record the move and announce it.
+        """Point ``name`` at ``version`` (default: ``served_before`` the current one), after
+        loading it in full; record the move and announce it.
         ``ArtifactError`` says why not: an unknown model, a version never published or
         pruned, an artifact that does not load, or a pointer that moved meanwhile."""
         name = check_model_name(name)
@@ -160,12 +160,13 @@ class ModelStore:
                 f"model {name!r} has no published version (models in {self.models_dir}: {known})"
             )
         if version is None:
-            older = [v for v in on_disk if v < current]
-            if not older:
+            history = await self._pointers.history(name)
+            version = served_before(history, current, on_disk)
+            if version is None:
                 raise ArtifactError(
-                    f"{name} has no version before v{current} to roll back to (in {where}: {kept})"
+                    f"{name} has no version before v{current} to roll back to (in {where}: {kept}"
+                    "; versions rolled back from are never picked: name one to take it)"
                 )
-            version = older[-1]
         elif version == current:
             raise ArtifactError(f"{name} v{version} is already the current version")
         elif version not in on_disk:
@@ -261,6 +262,32 @@ class ModelStore:
             ):
                 shutil.rmtree(entry.path, ignore_errors=True)
         return removed
+
+
+def served_before(history: list[PointerMove], current: int, on_disk: list[int]) -> int | None:
+    """The version served before ``current``, by the pointer's ``history``: the ``previous``
+    of the promotion that made it current (a rollback to it returns to that state, so the
+    one before that promotion is looked for). A version some rollback moved away from is
+    never picked, nor one no longer on disk: the search goes on to the version served
+    before it. Without a trace of ``current`` in the history (none kept, or trimmed), the
+    newest version on disk below it that no rollback moved away from. None: nothing."""
+    rolled_away = {m.previous for m in history if m.action == ROLLBACK}
+    available = set(on_disk) - rolled_away - {current}
+    target, end = current, len(history)
+    while True:
+        index = next((i for i in range(end - 1, -1, -1) if history[i].version == target), None)
+        if index is None:
+            break
+        move, end = history[index], index
+        if move.action == ROLLBACK:
+            continue  # it went back to ``target``: how did ``target`` become current before?
+        if move.previous is None:
+            return None
+        if move.previous in available:
+            return move.previous
+        target = move.previous
+    older = [v for v in on_disk if v < current and v in available]
+    return older[-1] if older else None
 
 
 def _tmp_version(dirname: str) -> int:

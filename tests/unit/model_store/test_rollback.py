@@ -3,6 +3,7 @@ clear refusal for each bad request."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,42 @@ async def test_rollback_defaults_to_the_newest_version_before_the_current_one(
         ("rollback", 3, 2),
         ("rollback", 2, 1),
     ]
+
+
+async def test_the_default_is_the_version_served_before_never_one_rolled_back_from(
+    store: ModelStore,
+) -> None:
+    store.keep_versions = 5
+    await publish(store, 3)
+    await store.rollback("contextual")  # v3 -> v2: v3 is known bad
+    await publish(store, 1)  # the trainer promotes v4 over v2
+    move = await store.rollback("contextual")
+    assert (move.previous, move.version) == (4, 2)
+    # From v2 (current again by a rollback): the version served before v2 was v1, not v4.
+    move = await store.rollback("contextual")
+    assert (move.previous, move.version) == (2, 1)
+
+
+async def test_the_default_skips_a_pruned_previous_version_for_the_one_served_before_it(
+    store: ModelStore,
+) -> None:
+    store.keep_versions = 5
+    await publish(store, 2)
+    await store.rollback("contextual", 1)  # v2 -> v1
+    await publish(store, 2)  # v3, v4
+    shutil.rmtree(store.path("contextual", 3))
+    move = await store.rollback("contextual")
+    assert (move.previous, move.version) == (4, 1)  # not v3 (gone), not v2 (rolled back from)
+
+
+async def test_without_history_the_default_is_the_newest_version_on_disk_before_it(
+    store: ModelStore,
+) -> None:
+    store.keep_versions = 5
+    await publish(store, 3)
+    store._pointers.moves.clear()  # type: ignore[attr-defined]
+    move = await store.rollback("contextual")
+    assert (move.previous, move.version) == (3, 2)
 
 
 async def test_a_named_version_is_taken_and_the_next_publication_moves_past_it(
