@@ -6,7 +6,8 @@ A version is published in this order, so no reader ever sees half of one:
 2. the files are written and fsynced in ``<models>/<model>/.tmp-*`` and the directory is
    renamed to its final name ``<models>/<model>/<version:08d>/`` (atomic on one file system);
 3. the pointer ``keys.model_current`` is set to the version, only if it is newer than the one
-   there (two racing publishers never move it backwards);
+   there (two racing publishers never move it backwards) and, for a trainer, only from the
+   version its candidate was judged against (``replacing``);
 4. an announcement is sent (``ModelAnnouncer``), best effort;
 5. old versions are pruned, keeping the newest ``keep_versions`` and always the current one.
 """
@@ -29,7 +30,7 @@ import numpy as np
 import redis.asyncio as aioredis
 
 from botify.artifacts import ModelArtifact, ModelMeta
-from botify.errors import ArtifactError
+from botify.errors import ArtifactError, PointerMovedError
 from botify.files import fsync_dir
 from botify.model_store.announcements import Announcement, Announcer
 from botify.model_store.artifact_files import (
@@ -40,7 +41,9 @@ from botify.model_store.artifact_files import (
     write_files,
 )
 from botify.model_store.pointers import (
+    ANY,
     ROLLBACK,
+    Expected,
     MemoryVersionPointers,
     PointerMove,
     RedisVersionPointers,
@@ -190,10 +193,19 @@ class ModelStore:
             await asyncio.to_thread(self._announcer.announce, announcement)
         return PointerMove(ROLLBACK, version, current, at_ms)
 
-    async def publish(self, meta: ModelMeta, arrays: Mapping[str, np.ndarray]) -> ModelMeta:
+    async def publish(
+        self,
+        meta: ModelMeta,
+        arrays: Mapping[str, np.ndarray],
+        *,
+        replacing: Expected = ANY,
+    ) -> ModelMeta:
         """Publish a new version of ``meta.name`` and return its meta. ``meta.version`` is
         ignored: the store allocates the number. ``ArtifactError`` if meta or arrays are
-        invalid, before a number is taken."""
+        invalid, before a number is taken. With ``replacing`` (the version the new one was
+        judged against; None: none), the pointer moves only from that version: otherwise
+        the files stay on disk (until pruned), the pointer stays, and ``PointerMovedError``
+        says where it is."""
         name = check_model_name(meta.name)
         # Validated with a placeholder version, so a bad artifact takes no number.
         doc = await asyncio.to_thread(validated_document, replace(meta, version=1), arrays)
@@ -203,18 +215,27 @@ class ModelStore:
         doc["version"] = version
         path = await asyncio.to_thread(self._write_version, meta, doc, arrays)
         announcement = Announcement(name, version, str(path.resolve()), meta.created_ms)
-        if await self._pointers.flip(name, version, _now_ms()):
+        moved = await self._pointers.flip(name, version, _now_ms(), replacing)
+        if moved:
             if self._announcer is not None:
                 await asyncio.to_thread(self._announcer.announce, announcement)
-        else:
+        elif replacing == ANY:
             logger.warning("%s v%d was published after a newer version: not current", name, version)
         # The version is published once the pointer moved: whatever fails from here on is
         # clean-up for next time, not a failed publication.
+        current = None
         try:
             current = await self._pointers.current(name)
             await asyncio.to_thread(self.prune, name, current)
         except Exception as exc:
             logger.warning("pruning %s failed: %r", name, exc)
+        if not moved and replacing != ANY:
+            expected = "none" if replacing is None else f"v{replacing}"
+            now = "none" if current is None else f"v{current}"
+            raise PointerMovedError(
+                f"{name} v{version} was judged against {expected}, but the pointer names {now}:"
+                f" not made current (its files stay until pruned)"
+            )
         return meta
 
     def _write_version(

@@ -11,7 +11,10 @@ The version in service is the one the pointer names, read before each run and ag
 its candidate is judged: after ``botify models rollback`` the rolled-back-to version becomes
 the parent and the version to beat (even for a run that was training when it happened). So
 a rollback is never undone by the version it replaced, only by a newly trained one that
-passes the promotion rule against the version now served.
+passes the promotion rule against the version now served. The pointer flips only from the
+version the candidate was judged against (``ModelStore.publish(replacing=...)``): when it
+moved during the judging, the run is reported ``served_changed`` and not promoted (it is not
+judged again; the next run is).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import polars as pl
 from botify.analysis.freshness import RUNS_FILE
 from botify.artifacts import DataWindow, ModelArtifact, ModelMeta
 from botify.catalog import Catalog
-from botify.errors import ConfigError
+from botify.errors import ConfigError, PointerMovedError
 from botify.evaluation import (
     evaluate,
     listen_time_mse,
@@ -54,7 +57,17 @@ WORSE_THAN_SERVED = "worse_than_served"
 TOO_FEW_EXAMPLES = "too_few_examples"
 TRAINING_FAILED = "training_failed"
 PUBLICATION_FAILED = "publication_failed"
-OUTCOMES = (PROMOTED, WORSE_THAN_SERVED, TOO_FEW_EXAMPLES, TRAINING_FAILED, PUBLICATION_FAILED)
+# The pointer moved (a rollback, another trainer) while the candidate was judged: its files
+# stay on disk but it is not made current; the next run judges against the version now served.
+SERVED_CHANGED = "served_changed"
+OUTCOMES = (
+    PROMOTED,
+    WORSE_THAN_SERVED,
+    TOO_FEW_EXAMPLES,
+    TRAINING_FAILED,
+    PUBLICATION_FAILED,
+    SERVED_CHANGED,
+)
 
 
 @dataclass
@@ -111,6 +124,8 @@ class Trainer:
     report_dir: Path
     clock: Callable[[], int] = now_ms
     served: dict[str, ModelArtifact] = field(default_factory=dict)
+    # Model -> the version its pointer named at the last look (absent: none published).
+    pointed: dict[str, int] = field(default_factory=dict)
     # Model -> the recommenders that serve it (botify.recommenders.model_readers).
     readers: dict[str, tuple[str, ...]] = field(default_factory=model_readers)
     runs: int = 0
@@ -129,6 +144,10 @@ class Trainer:
         again only when the pointer moved elsewhere than this trainer left it (a restart,
         a rollback, another trainer)."""
         version = await self.store.current(name)
+        if version is None:
+            self.pointed.pop(name, None)
+        else:
+            self.pointed[name] = version
         served = self.served.get(name)
         if version is None or (served is not None and served.version == version):
             return served
@@ -265,6 +284,7 @@ class Trainer:
         # The version to beat is the one served now, not the parent: a rollback during the
         # run moved the pointer, and the candidate must beat the version it went back to.
         served = await self.follow_pointer(name)
+        pointed = self.pointed.get(name)
         if served is not None:
             report.served_metrics = await self._evaluate(name, served, train, holdout)
             reason = refusal(
@@ -279,7 +299,13 @@ class Trainer:
                 return
         # JSON has no NaN: a metric the window could not give (nothing held out) is left out.
         finite = {k: v for k, v in report.metrics.items() if math.isfinite(v)}
-        published = await self.store.publish(replace(meta, metrics=finite), result.arrays)
+        try:
+            published = await self.store.publish(
+                replace(meta, metrics=finite), result.arrays, replacing=pointed
+            )
+        except PointerMovedError as exc:  # judged against a version no longer served
+            report.reason, report.outcome = f"not promoted: {exc}", SERVED_CHANGED
+            return
         self.served[name] = ModelArtifact(published, result.arrays)
         report.promoted, report.reason, report.outcome = True, "promoted", PROMOTED
         report.version, report.parent = published.version, published.parent

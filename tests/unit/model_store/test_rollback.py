@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from botify.errors import ArtifactError
+from botify.errors import ArtifactError, PointerMovedError
 from botify.model_store import Announcement, ModelStore
 from botify.model_store.pointers import MemoryVersionPointers, PointerMove
 from tests.unit.model_store.samples import arrays, meta
@@ -181,3 +181,17 @@ async def test_a_pointer_that_moved_meanwhile_is_left_alone() -> None:
     assert await pointers.rollback("m", 1, seen=2, at_ms=9) == 3
     assert await pointers.current("m") == 3
     assert [m.version for m in await pointers.history("m")] == [1, 2, 3]
+
+
+async def test_a_publication_judged_against_a_version_rolled_away_from_is_not_made_current(
+    store: ModelStore,
+) -> None:
+    store.keep_versions = 5
+    await publish(store, 2)
+    await store.rollback("contextual", 1)  # while a trainer judged its candidate against v2
+    with pytest.raises(PointerMovedError, match="judged against v2, but the pointer names v1"):
+        await store.publish(meta(), arrays(), replacing=2)
+    assert await store.current("contextual") == 1
+    assert store.versions("contextual") == [1, 2, 3]  # the files stay
+    published = await store.publish(meta(), arrays(), replacing=1)
+    assert published.version == 4 and await store.current("contextual") == 4

@@ -223,10 +223,10 @@ async def test_a_model_whose_evaluation_or_publication_raises_does_not_stop_the_
     else:
         real_publish = trainer.store.publish
 
-        async def publish(meta, arrays):  # type: ignore[no-untyped-def]
+        async def publish(meta, arrays, **kwargs):  # type: ignore[no-untyped-def]
             if meta.name == MODELS[0]:
                 raise ValueError("bad lists")
-            return await real_publish(meta, arrays)
+            return await real_publish(meta, arrays, **kwargs)
 
         monkeypatch.setattr(trainer.store, "publish", publish)
     failed, ok = await trainer.run_all()
@@ -520,3 +520,35 @@ async def test_a_rollback_during_a_run_makes_the_candidate_beat_the_rolled_back_
     # Better than v2, its parent, but judged against v1, which is served now: refused.
     assert not report.promoted and report.served_metrics[PRIMARY] == 0.4
     assert await trainer.store.current("contextual") == 1
+
+
+async def test_a_rollback_while_the_candidate_is_judged_is_not_undone(
+    tmp_path: Path, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loop, "train_model", fake_training(world))
+    monkeypatch.setattr(loop, "refusal", lambda *args: None)
+    trainer = new_trainer(tmp_path, world, fast_settings(models=("contextual",), min_examples=100))
+    await trainer.run_all()
+    await trainer.run_all()
+    pointers = trainer.store._pointers
+    assert isinstance(pointers, MemoryVersionPointers)
+    judged: list[int] = []
+
+    def evaluate(artifact, holdout, train, cfg) -> dict[str, float]:  # type: ignore[no-untyped-def]
+        judged.append(artifact.meta.version)
+        if artifact.meta.version == 2:  # the served one, judged: the operator rolls back now
+            pointers.pointers["contextual"] = 1
+        return {PRIMARY: 0.5, "hr@10": 0.5, "evaluated": 1000.0}
+
+    monkeypatch.setattr(loop, "evaluate", evaluate)
+    (report,) = await trainer.run_all()
+    assert judged == [0, 2]
+    assert (report.promoted, report.outcome, report.version) == (False, loop.SERVED_CHANGED, None)
+    assert "judged against v2, but the pointer names v1" in report.reason
+    assert await trainer.store.current("contextual") == 1
+    assert 3 in trainer.store.versions("contextual")  # its files stay until pruned
+    assert trainer.served["contextual"].version == 2  # not the unpromoted candidate
+
+    (report,) = await trainer.run_all()  # the next run is judged against v1
+    assert report.promoted and judged[-1] == 1
+    assert (report.version, await trainer.store.current("contextual")) == (4, 4)
