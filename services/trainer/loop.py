@@ -14,7 +14,8 @@ a rollback is never undone by the version it replaced, only by a newly trained o
 passes the promotion rule against the version now served. The pointer flips only from the
 version the candidate was judged against (``ModelStore.publish(replacing=...)``): when it
 moved during the judging, the run is reported ``served_changed`` and not promoted (it is not
-judged again; the next run is).
+judged again; the next run is). When the pointer names a version this trainer cannot load,
+the run is reported ``served_unloadable`` and nothing is published.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ WORSE_THAN_SERVED = "worse_than_served"
 TOO_FEW_EXAMPLES = "too_few_examples"
 TRAINING_FAILED = "training_failed"
 PUBLICATION_FAILED = "publication_failed"
+# The pointer names a version this trainer cannot load: nothing to judge the candidate against.
+SERVED_UNLOADABLE = "served_unloadable"
 # The pointer moved (a rollback, another trainer) while the candidate was judged: its files
 # stay on disk but it is not made current; the next run judges against the version now served.
 SERVED_CHANGED = "served_changed"
@@ -66,6 +69,7 @@ OUTCOMES = (
     TOO_FEW_EXAMPLES,
     TRAINING_FAILED,
     PUBLICATION_FAILED,
+    SERVED_UNLOADABLE,
     SERVED_CHANGED,
 )
 
@@ -126,6 +130,8 @@ class Trainer:
     served: dict[str, ModelArtifact] = field(default_factory=dict)
     # Model -> the version its pointer named at the last look (absent: none published).
     pointed: dict[str, int] = field(default_factory=dict)
+    # Model -> why the version its pointer names did not load (absent: it did, or none).
+    unloadable: dict[str, str] = field(default_factory=dict)
     # Model -> the recommenders that serve it (botify.recommenders.model_readers).
     readers: dict[str, tuple[str, ...]] = field(default_factory=model_readers)
     runs: int = 0
@@ -144,6 +150,7 @@ class Trainer:
         again only when the pointer moved elsewhere than this trainer left it (a restart,
         a rollback, another trainer)."""
         version = await self.store.current(name)
+        self.unloadable.pop(name, None)
         if version is None:
             self.pointed.pop(name, None)
         else:
@@ -157,6 +164,7 @@ class Trainer:
             self.served[name] = await asyncio.to_thread(self.store.load, name, version)
         except Exception as exc:  # a pruned or broken version: keep what we had, if anything
             logger.warning("cannot load %s v%d as a parent: %s", name, version, exc)
+            self.unloadable[name] = str(exc)
         return self.served.get(name)
 
     def _hyper(self, name: str) -> ModelHyperParams | None:
@@ -285,6 +293,15 @@ class Trainer:
         # run moved the pointer, and the candidate must beat the version it went back to.
         served = await self.follow_pointer(name)
         pointed = self.pointed.get(name)
+        if pointed is not None and (served is None or served.version != pointed):
+            # Judged against an older version, or unjudged, it could undo a rollback.
+            report.reason = (
+                f"the pointer names v{pointed}, which does not load here: "
+                f"{self.unloadable.get(name, 'unknown error')}; not promoted until it loads or"
+                " the pointer moves"
+            )
+            report.outcome = SERVED_UNLOADABLE
+            return
         if served is not None:
             report.served_metrics = await self._evaluate(name, served, train, holdout)
             reason = refusal(

@@ -350,7 +350,7 @@ async def test_restore_picks_up_the_current_versions_as_parents(
     assert [(r.version, r.parent) for r in reports] == [(2, 1), (2, 1)]
 
 
-async def test_restore_trains_from_scratch_when_the_current_version_is_gone(
+async def test_restore_without_the_current_version_publishes_nothing_unjudged(
     tmp_path: Path, world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(loop, "train_model", fake_training(world))
@@ -363,7 +363,12 @@ async def test_restore_trains_from_scratch_when_the_current_version_is_gone(
     assert list(after.served) == [MODELS[1]]
     assert f"cannot load {MODELS[0]} v1" in caplog.text
     reports = await after.run_all()
-    assert [(r.version, r.parent) for r in reports] == [(2, None), (2, 1)]
+    # Nothing to judge the first model's candidate against: not published unjudged.
+    assert [(r.version, r.parent, r.outcome) for r in reports] == [
+        (None, None, loop.SERVED_UNLOADABLE),
+        (2, 1, loop.PROMOTED),
+    ]
+    assert f"v1, which does not load here: model {MODELS[0]} v1 is not at" in reports[0].reason
 
 
 async def test_restore_with_nothing_published_serves_nothing(tmp_path: Path, world: World) -> None:
@@ -552,3 +557,24 @@ async def test_a_rollback_while_the_candidate_is_judged_is_not_undone(
     (report,) = await trainer.run_all()  # the next run is judged against v1
     assert report.promoted and judged[-1] == 1
     assert (report.version, await trainer.store.current("contextual")) == (4, 4)
+
+
+async def test_a_pointer_to_a_version_that_does_not_load_stops_promotion_for_the_run(
+    tmp_path: Path, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loop, "train_model", fake_training(world))
+    monkeypatch.setattr(loop, "refusal", lambda *args: None)
+    trainer = new_trainer(tmp_path, world, fast_settings(models=("contextual",), min_examples=100))
+    await trainer.run_all()
+    await trainer.run_all()
+    await trainer.store.rollback("contextual", 1)
+    (trainer.store.path("contextual", 1) / "track_ids.npy").unlink()  # broken after the move
+    (report,) = await trainer.run_all()
+    assert (report.promoted, report.outcome) == (False, loop.SERVED_UNLOADABLE)
+    assert "the pointer names v1, which does not load" in report.reason
+    assert await trainer.store.current("contextual") == 1
+    # With nothing loaded at all (a restart), nothing is published unjudged either.
+    fresh = new_trainer(tmp_path / "fresh", world, trainer.settings, trainer.store)
+    (report,) = await fresh.run_all()
+    assert (report.promoted, report.outcome) == (False, loop.SERVED_UNLOADABLE)
+    assert await trainer.store.current("contextual") == 1
