@@ -9,7 +9,10 @@ A version is published in this order, so no reader ever sees half of one:
    there (two racing publishers never move it backwards) and, for a trainer, only from the
    version its candidate was judged against (``replacing``);
 4. an announcement is sent (``ModelAnnouncer``), best effort;
-5. old versions are pruned, keeping the newest ``keep_versions`` and always the current one.
+5. old versions are pruned, keeping the newest ``keep_versions`` and always the current one
+   (the pointer is read again once they are in the trash: a version a rollback made current
+   meanwhile is put back; a rollback checks the files once the pointer moved, and moves it
+   back if they are gone).
 """
 
 from __future__ import annotations
@@ -187,6 +190,14 @@ class ModelStore:
             raise ArtifactError(
                 f"{name}'s pointer moved from v{current} to v{before} meanwhile: nothing changed"
             )
+        if not self.path(name, version).is_dir():
+            # A publisher's prune took it after it loaded here: the pointer goes back (unless
+            # it moved again), so it never stays on a deleted version.
+            back = await self._pointers.rollback(name, current, version, _now_ms())
+            where_now = f"back at v{current}" if back == version else f"at v{back}"
+            raise ArtifactError(
+                f"{name} v{version} was pruned while rolling back to it: the pointer is {where_now}"
+            )
         if self._announcer is not None:
             path = str(self.path(name, version).resolve())
             announcement = Announcement(name, version, path, artifact.meta.created_ms, True)
@@ -226,7 +237,7 @@ class ModelStore:
         current = None
         try:
             current = await self._pointers.current(name)
-            await asyncio.to_thread(self.prune, name, current)
+            await self._prune_following(name, current)
         except Exception as exc:
             logger.warning("pruning %s failed: %r", name, exc)
         if not moved and replacing != ANY:
@@ -260,20 +271,47 @@ class ModelStore:
     def prune(self, name: str, current: int | None) -> list[int]:
         """Delete all but the newest ``keep_versions`` versions and ``current``; return the
         versions deleted. Also clears what crashed publishers and prunes left behind."""
+        trashed = self._trash_old(name, current)
+        self._empty_trash(name, current)
+        return sorted(trashed)
+
+    async def _prune_following(self, name: str, current: int | None) -> list[int]:
+        """``prune``, but a version a rollback made current meanwhile is put back before it
+        is deleted (the rollback checks its files once the pointer moved: between the two,
+        the pointer never stays on a deleted version)."""
+        trashed = await asyncio.to_thread(self._trash_old, name, current)
+        now = await self._pointers.current(name)
+        if now is not None and now in trashed:
+            logger.warning("%s v%d became current while being pruned: kept", name, now)
+            os.rename(trashed.pop(now), self.path(name, now))
+        await asyncio.to_thread(self._empty_trash, name, current if now is None else now)
+        return sorted(trashed)
+
+    def _trash_old(self, name: str, current: int | None) -> dict[int, Path]:
+        """Move the versions ``prune`` deletes to trash directories, by version."""
         model_dir = self.models_dir / check_model_name(name)
         versions = self.versions(name)
-        keep = set(versions[-self.keep_versions :])
-        if current is not None:
-            keep.add(current)
-        removed = []
+        keep = set(self._kept(versions, current))
+        trashed = {}
         for version in versions:
             if version in keep:
                 continue
             # Renamed first, so a reader sees the whole version or none of it.
             trash = model_dir / f"{_TRASH}{version:08d}-{uuid.uuid4().hex[:8]}"
             os.rename(self.path(name, version), trash)
-            shutil.rmtree(trash)
-            removed.append(version)
+            trashed[version] = trash
+        return trashed
+
+    def _kept(self, versions: list[int], current: int | None) -> set[int]:
+        keep = set(versions[-self.keep_versions :])
+        if current is not None:
+            keep.add(current)
+        return keep
+
+    def _empty_trash(self, name: str, current: int | None) -> None:
+        """Delete the trash, and temporary directories of publishers that died."""
+        model_dir = self.models_dir / check_model_name(name)
+        keep = self._kept(self.versions(name), current)
         oldest_kept = min(keep, default=0)
         for entry in os.scandir(model_dir) if model_dir.exists() else ():
             if entry.name.startswith(_TRASH) or (
@@ -282,7 +320,6 @@ class ModelStore:
                 entry.name.startswith(_TMP) and _tmp_version(entry.name) < oldest_kept
             ):
                 shutil.rmtree(entry.path, ignore_errors=True)
-        return removed
 
 
 def served_before(history: list[PointerMove], current: int, on_disk: list[int]) -> int | None:

@@ -195,3 +195,48 @@ async def test_a_publication_judged_against_a_version_rolled_away_from_is_not_ma
     assert store.versions("contextual") == [1, 2, 3]  # the files stay
     published = await store.publish(meta(), arrays(), replacing=1)
     assert published.version == 4 and await store.current("contextual") == 4
+
+
+async def test_a_prune_puts_back_a_version_a_rollback_made_current_meanwhile(
+    store: ModelStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await publish(store, 2)
+    pointers = store._pointers
+    assert isinstance(pointers, MemoryVersionPointers)
+    trash_old = store._trash_old
+
+    def trash_then_roll_back(name: str, current: int | None) -> dict[int, Path]:
+        trashed = trash_old(name, current)  # v1 is in the trash: v3 is current
+        pointers.pointers[name] = 1  # botify models rollback contextual 1, right now
+        return trashed
+
+    monkeypatch.setattr(store, "_trash_old", trash_then_roll_back)
+    await publish(store, 1)
+    assert await store.current("contextual") == 1
+    assert store.load("contextual", 1).meta.version == 1
+    assert [p.name for p in (store.models_dir / "contextual").iterdir() if p.name[0] == "."] == []
+
+
+async def test_a_rollback_to_a_version_pruned_once_the_pointer_moved_is_undone(
+    store: ModelStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await publish(store, 2)
+    pointers = store._pointers
+    rollback = pointers.rollback
+
+    async def rollback_then_prune(model: str, version: int, seen: int, at_ms: int) -> int | None:
+        before = await rollback(model, version, seen, at_ms)
+        if version == 1:
+            shutil.rmtree(store.path(model, 1))  # a trainer's prune, after the load
+        return before
+
+    monkeypatch.setattr(pointers, "rollback", rollback_then_prune)
+    with pytest.raises(
+        ArtifactError, match="v1 was pruned while rolling back to it: .* back at v2"
+    ):
+        await store.rollback("contextual", 1)
+    assert await store.current("contextual") == 2
+    assert moves(await store.promotions("contextual"))[-2:] == [
+        ("rollback", 2, 1),
+        ("rollback", 1, 2),
+    ]
