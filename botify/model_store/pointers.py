@@ -11,6 +11,7 @@ promotion history. ``MemoryVersionPointers`` is the same for one process.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -26,6 +27,8 @@ ROLLBACK: Action = "rollback"
 # Moves kept in a model's history: years of hourly promotions, a few hundred KB.
 HISTORY_LIMIT = 10_000
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True, slots=True)
 class PointerMove:
@@ -38,8 +41,26 @@ class PointerMove:
 
     @classmethod
     def from_bytes(cls, raw: bytes | str) -> PointerMove:
-        doc = orjson.loads(raw)
-        return cls(doc["action"], int(doc["version"]), doc["previous"], int(doc["at_ms"]))
+        """Decode one history entry; ``ArtifactError`` says what is wrong with a bad one."""
+        try:
+            doc = orjson.loads(raw)
+            action, previous = doc["action"], doc["previous"]
+            if action not in (PROMOTE, ROLLBACK):
+                raise ValueError(f"unknown action {action!r}")
+            return cls(
+                action,
+                _version(doc["version"]),
+                None if previous is None else _version(previous),
+                int(doc["at_ms"]),
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(f"malformed pointer move {raw!r}: {exc!r}") from None
+
+
+def _version(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{value!r} is not a version")
+    return value
 
 
 # KEYS: sequence, pointer. ARGV: the highest version on disk. INCR, but never below a version
@@ -166,8 +187,14 @@ class RedisVersionPointers:
 
     async def history(self, model: str) -> list[PointerMove]:
         """The pointer's moves, oldest first (the newest ``HISTORY_LIMIT``)."""
-        raw = await self._redis.lrange(keys.model_promotions(model), 0, -1)
-        return [PointerMove.from_bytes(entry) for entry in raw]
+        key = keys.model_promotions(model)
+        moves = []
+        for index, entry in enumerate(await self._redis.lrange(key, 0, -1)):
+            try:
+                moves.append(PointerMove.from_bytes(entry))
+            except ArtifactError as exc:  # written by hand, or by another program: skipped
+                logger.warning("%s[%d]: %s (skipped)", key, index, exc)
+        return moves
 
 
 @dataclass

@@ -240,3 +240,18 @@ async def test_a_rollback_to_a_version_pruned_once_the_pointer_moved_is_undone(
         ("rollback", 2, 1),
         ("rollback", 1, 2),
     ]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{not json",
+        b"[]",
+        b'{"action":"promote","version":"x","previous":1,"at_ms":1}',
+        b'{"action":"demote","version":2,"previous":1,"at_ms":1}',
+        b'{"action":"promote","version":2,"at_ms":1}',
+    ],
+)
+def test_a_malformed_history_entry_is_an_artifact_error(raw: bytes) -> None:
+    with pytest.raises(ArtifactError, match="malformed pointer move"):
+        PointerMove.from_bytes(raw)
