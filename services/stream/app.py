@@ -141,7 +141,7 @@ class StreamWorker:
             known_tracks=known_tracks,
             # Offsets without it could pass for an old broker's (a broker restarted without
             # its data): no identity, no start.
-            source=topic_identity(kafka, kafka.listens_topic),
+            source=topic_identity(kafka, kafka.listens_topic, service=STREAM),
         )
         # Per partition, the offset after the last record processed.
         self._next: dict[int, int] = {}
@@ -172,7 +172,7 @@ class StreamWorker:
         delay = retry.first
         while True:
             try:
-                source = await asyncio.to_thread(topic_identity, kafka, topic)
+                source = await asyncio.to_thread(topic_identity, kafka, topic, service=STREAM)
                 break
             except BackendUnavailableError as exc:
                 logger.error("topic identity unknown, no record is processed until it is: %s", exc)
