@@ -38,7 +38,8 @@ async def test_an_unknown_topic_identity_is_looked_up_again_after_a_backoff(
 ) -> None:
     answers: list[str | Exception] = [BackendUnavailableError("broker away")] * 2 + ["lifetime-2"]
 
-    def identity(settings: KafkaSettings, topic: str) -> str:
+    def identity(settings: KafkaSettings, topic: str, service: str) -> str:
+        assert service == "stream"
         answer = answers.pop(0)
         if isinstance(answer, Exception):
             raise answer
