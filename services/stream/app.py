@@ -190,6 +190,24 @@ class StreamWorker:
             )
             self.processor.source = source
 
+    async def _finish_and_learn_identity(self, in_flight: deque[list[TopicPartition]]) -> None:
+        """Finish the batches in flight, then look the topic's identity up. Their offsets
+        are stored only if it did not change: offsets of the broker's previous lifetime,
+        committed in the new one, would skip its records (their state writes stand)."""
+        done = await self.processor.finish()
+        before = self.processor.source
+        await self._learn_identity()
+        if self.processor.source == before:
+            self._store_offsets(in_flight, done)
+            return
+        for _ in done:
+            in_flight.popleft()
+        if done:
+            logger.warning(
+                "offsets of %d batch(es) read before the topic's new lifetime not stored",
+                len(done),
+            )
+
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.processor.forget()
         # Everything processed is stored; hand it over before another member starts there.
@@ -229,8 +247,7 @@ class StreamWorker:
                     if not self._identity_known or went_back:
                         # After a rebalance; or a broker restarted without its data that
                         # librdkafka met as "offset out of range" and read from 0.
-                        self._store_offsets(in_flight, await processor.finish())
-                        await self._learn_identity()
+                        await self._finish_and_learn_identity(in_flight)
                     self._next.update((tp.partition, tp.offset) for tp in stored)
                     in_flight.append(stored)
                     # The batch before this one is finished while this one's commits are
