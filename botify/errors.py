@@ -39,6 +39,12 @@ class ArtifactError(BotifyError):
     code = "artifact_error"
 
 
+class PointerMovedError(ArtifactError):
+    """A model's version pointer was not where the caller expected: nothing moved it."""
+
+    code = "pointer_moved"
+
+
 class BackendUnavailableError(BotifyError):
     code = "backend_unavailable"
 

@@ -12,7 +12,7 @@ import sys
 import httpx
 import redis
 
-from botify.kafka import broker_reachable
+from botify.kafka import CLI, broker_reachable
 from botify.settings import Settings
 from botify.storage.connection import sync_redis
 
@@ -32,7 +32,7 @@ def backends_ok(settings: Settings) -> bool:
         client.ping()
     except redis.RedisError:
         return False
-    return broker_reachable(settings.kafka, TIMEOUT_S)
+    return broker_reachable(settings.kafka, TIMEOUT_S, service=CLI)
 
 
 def main(argv: list[str]) -> int:

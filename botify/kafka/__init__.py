@@ -3,7 +3,8 @@
 Every client names its service in ``client.id`` (``client_id``: ``botify-api``,
 ``botify-stream``, ``botify-trainer``, ``botify-export``, ``botify-cli``), so a broker's logs,
 quotas and metrics tell the services apart; ``KafkaSettings.client_id_prefix`` replaces
-``botify`` (say, to tell two deployments apart on one cluster).
+``botify`` (say, to tell two deployments apart on one cluster). Admin clients too: the
+caller's service (``botify-admin`` when none is given), ``<service>-lag`` for lag readers.
 
 - ``clients``: client configs, ``build_consumer``, ``produce_with_room``;
 - ``admin``: topics, a topic's identity, reachability, consumer-group lag;

@@ -18,29 +18,34 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec  # type: ignore[attr-defined]
 
 from botify.errors import BackendUnavailableError
+from botify.kafka.clients import ADMIN, client_id
 from botify.settings import KafkaSettings
 
 
-def _admin(settings: KafkaSettings, name: str | None = None) -> AdminClient:
+def _admin(settings: KafkaSettings, service: str) -> AdminClient:
+    """An admin client of ``service``, named like its other clients (``client_id``)."""
     config: dict[str, str | int | float | bool] = {**settings.client_config()}
-    if name is not None:
-        config["client.id"] = name
+    config["client.id"] = client_id(settings, service)
     return AdminClient(config)
 
 
-def ensure_topics(settings: KafkaSettings, timeout: float = 15.0) -> None:
+def ensure_topics(settings: KafkaSettings, timeout: float = 15.0, *, service: str = ADMIN) -> None:
     """Create the listens topic, its dead-letter topic and the training examples topic if
     they do not exist."""
     wanted = (settings.listens_topic, settings.dlq_topic, settings.examples_topic)
-    create_topics(settings, dict.fromkeys(wanted, settings.partitions), timeout)
+    create_topics(settings, dict.fromkeys(wanted, settings.partitions), timeout, service=service)
 
 
 def create_topics(
-    settings: KafkaSettings, partitions: Mapping[str, int], timeout: float = 15.0
+    settings: KafkaSettings,
+    partitions: Mapping[str, int],
+    timeout: float = 15.0,
+    *,
+    service: str = ADMIN,
 ) -> None:
     """Create each topic of ``partitions`` (name -> partition count) that does not exist;
     one created meanwhile by another process is fine."""
-    admin = _admin(settings)
+    admin = _admin(settings, service)
     try:
         existing = set(admin.list_topics(timeout=timeout).topics)
     except KafkaException as exc:
@@ -75,12 +80,14 @@ def create_topics(
 _NO_TOPIC_ID = {None, "", "AAAAAAAAAAAAAAAAAAAAAA"}
 
 
-def topic_identity(settings: KafkaSettings, topic: str, timeout: float = 10.0) -> str:
+def topic_identity(
+    settings: KafkaSettings, topic: str, timeout: float = 10.0, *, service: str = ADMIN
+) -> str:
     """The identity of this lifetime of ``topic``: the cluster id and the topic id, which a
     broker restarted without its data does not keep (Tansu keeps its cluster id but makes a
     new topic id; Kafka makes both new). Offsets compare only within one identity.
     ``BackendUnavailableError`` when the broker does not say."""
-    admin = _admin(settings)
+    admin = _admin(settings, service)
     try:
         cluster = admin.describe_cluster(request_timeout=timeout).result(timeout)
         described = admin.describe_topics(TopicCollection([topic]), request_timeout=timeout)
@@ -93,9 +100,11 @@ def topic_identity(settings: KafkaSettings, topic: str, timeout: float = 10.0) -
     return f"{cluster.cluster_id or ''}/{'' if tid in _NO_TOPIC_ID else tid}"
 
 
-def broker_reachable(settings: KafkaSettings, timeout: float = 2.0) -> bool:
+def broker_reachable(
+    settings: KafkaSettings, timeout: float = 2.0, *, service: str = ADMIN
+) -> bool:
     try:
-        _admin(settings).list_topics(timeout=timeout)
+        _admin(settings, service).list_topics(timeout=timeout)
     except KafkaException:
         return False
     return True
@@ -118,10 +127,11 @@ class PartitionLag:
 
 
 class ConsumerLagReader:
-    """Reads a consumer group's lag per partition with one admin client, kept open."""
+    """Reads a consumer group's lag per partition with one admin client of ``service``,
+    kept open."""
 
-    def __init__(self, settings: KafkaSettings, client_id: str = "botify-lag") -> None:
-        self._admin = _admin(settings, client_id)
+    def __init__(self, settings: KafkaSettings, service: str = "lag") -> None:
+        self._admin = _admin(settings, service)
 
     def read(self, group: str, topics: Iterable[str], timeout: float = 5.0) -> list[PartitionLag]:
         """Every partition of ``topics``: its end and ``group``'s committed offset.

@@ -21,6 +21,8 @@ STREAM = "stream"
 TRAINER = "trainer"
 EXPORT = "export"
 CLI = "cli"
+# Admin calls made on no service's behalf (the default of ``botify.kafka.admin``'s).
+ADMIN = "admin"
 
 
 # Record headers as librdkafka takes and reports them.

@@ -83,6 +83,7 @@ class ModelAnnouncer:
     def __init__(self, kafka: KafkaSettings, topic: str, service: str) -> None:
         self._kafka = kafka
         self._topic = topic
+        self._service = service
         self._publisher = ListenPublisher(kafka, service)
         self._topic_ready = False
 
@@ -91,7 +92,9 @@ class ModelAnnouncer:
         at their next poll of the pointer, so a failure here loses nothing."""
         try:
             if not self._topic_ready:
-                create_topics(self._kafka, {self._topic: ANNOUNCE_PARTITIONS})
+                create_topics(
+                    self._kafka, {self._topic: ANNOUNCE_PARTITIONS}, service=self._service
+                )
                 self._topic_ready = True
             failed = self._publisher.stats.failed
             self._publisher.publish_raw(
@@ -152,7 +155,7 @@ class AnnouncementFeed:
             self._thread.join(timeout)
 
     def _open(self) -> Consumer:
-        create_topics(self._kafka, {self._topic: ANNOUNCE_PARTITIONS})
+        create_topics(self._kafka, {self._topic: ANNOUNCE_PARTITIONS}, service=self._service)
         consumer = build_consumer(
             self._kafka, self._service, overrides={"enable.auto.offset.store": False}
         )

@@ -2,14 +2,16 @@
 
 Both live in Redis and are shared by every trainer, API and CLI process; each change is one
 Lua script, so racing processes never interleave. A publisher's flip only moves a pointer
-forward (two racing trainers never move it backwards); a rollback moves it to any version,
-but only from the version its caller saw (a trainer's flip meanwhile is not undone
-unseen). Every move is appended, in the same script, to the model's promotion history.
-``MemoryVersionPointers`` is the same for one process.
+forward (two racing trainers never move it backwards), and a trainer's only from the version
+its candidate was judged against (a rollback meanwhile is not undone unjudged); a rollback
+moves it to any version, but only from the version its caller saw (a trainer's flip
+meanwhile is not undone unseen). Every move is appended, in the same script, to the model's
+promotion history. ``MemoryVersionPointers`` is the same for one process.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -25,6 +27,8 @@ ROLLBACK: Action = "rollback"
 # Moves kept in a model's history: years of hourly promotions, a few hundred KB.
 HISTORY_LIMIT = 10_000
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True, slots=True)
 class PointerMove:
@@ -37,8 +41,26 @@ class PointerMove:
 
     @classmethod
     def from_bytes(cls, raw: bytes | str) -> PointerMove:
-        doc = orjson.loads(raw)
-        return cls(doc["action"], int(doc["version"]), doc["previous"], int(doc["at_ms"]))
+        """Decode one history entry; ``ArtifactError`` says what is wrong with a bad one."""
+        try:
+            doc = orjson.loads(raw)
+            action, previous = doc["action"], doc["previous"]
+            if action not in (PROMOTE, ROLLBACK):
+                raise ValueError(f"unknown action {action!r}")
+            return cls(
+                action,
+                _version(doc["version"]),
+                None if previous is None else _version(previous),
+                int(doc["at_ms"]),
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(f"malformed pointer move {raw!r}: {exc!r}") from None
+
+
+def _version(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{value!r} is not a version")
+    return value
 
 
 # KEYS: sequence, pointer. ARGV: the highest version on disk. INCR, but never below a version
@@ -63,11 +85,19 @@ local function record(action, previous)
 end
 """
 
-# KEYS: pointer, history. ARGV: version, at_ms, history limit. Only ever moves forward.
+# KEYS: pointer, history. ARGV: version, at_ms, history limit, the version the caller expects
+# there ('any': no check, '': none). Only ever moves forward, and only from that version.
 _FLIP = (
     _RECORD
     + """
 local raw = redis.call('GET', KEYS[1])
+if ARGV[4] ~= 'any' then
+  if ARGV[4] == '' then
+    if raw then return 0 end
+  elseif not raw or tonumber(raw) ~= tonumber(ARGV[4]) then
+    return 0
+  end
+end
 local current = tonumber(raw or '0') or 0
 if current >= tonumber(ARGV[1]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1])
@@ -90,10 +120,17 @@ return current
 )
 
 
+# ``flip``'s ``expected`` when the caller does not mind which version is there.
+ANY: Literal["any"] = "any"
+Expected = int | None | Literal["any"]
+
+
 class VersionPointers(Protocol):
     async def allocate(self, model: str, floor: int) -> int: ...
 
-    async def flip(self, model: str, version: int, at_ms: int) -> bool: ...
+    async def flip(
+        self, model: str, version: int, at_ms: int, expected: Expected = ANY
+    ) -> bool: ...
 
     async def rollback(self, model: str, version: int, seen: int, at_ms: int) -> int | None: ...
 
@@ -118,10 +155,12 @@ class RedisVersionPointers:
         keys_ = [keys.model_sequence(model), keys.model_current(model)]
         return int(await self._allocate(keys=keys_, args=[floor]))
 
-    async def flip(self, model: str, version: int, at_ms: int) -> bool:
-        """Point at ``version`` if it is newer than the current one; True if it moved."""
+    async def flip(self, model: str, version: int, at_ms: int, expected: Expected = ANY) -> bool:
+        """Point at ``version`` if it is newer than the current one and, unless ``expected``
+        is ``ANY``, the current one is ``expected`` (None: none); True if it moved."""
         keys_ = [keys.model_current(model), keys.model_promotions(model)]
-        return bool(await self._flip(keys=keys_, args=[version, at_ms, HISTORY_LIMIT]))
+        seen = "" if expected is None else str(expected)
+        return bool(await self._flip(keys=keys_, args=[version, at_ms, HISTORY_LIMIT, seen]))
 
     async def rollback(self, model: str, version: int, seen: int, at_ms: int) -> int | None:
         """Point at ``version`` if the pointer is still at ``seen``. Returns the version
@@ -148,8 +187,14 @@ class RedisVersionPointers:
 
     async def history(self, model: str) -> list[PointerMove]:
         """The pointer's moves, oldest first (the newest ``HISTORY_LIMIT``)."""
-        raw = await self._redis.lrange(keys.model_promotions(model), 0, -1)
-        return [PointerMove.from_bytes(entry) for entry in raw]
+        key = keys.model_promotions(model)
+        moves = []
+        for index, entry in enumerate(await self._redis.lrange(key, 0, -1)):
+            try:
+                moves.append(PointerMove.from_bytes(entry))
+            except ArtifactError as exc:  # written by hand, or by another program: skipped
+                logger.warning("%s[%d]: %s (skipped)", key, index, exc)
+        return moves
 
 
 @dataclass
@@ -165,8 +210,10 @@ class MemoryVersionPointers:
         self.sequences[model] = seq
         return seq
 
-    async def flip(self, model: str, version: int, at_ms: int) -> bool:
+    async def flip(self, model: str, version: int, at_ms: int, expected: Expected = ANY) -> bool:
         previous = self.pointers.get(model)
+        if expected != ANY and previous != expected:
+            return False
         if (previous or 0) >= version:
             return False
         self._move(model, PointerMove(PROMOTE, version, previous, at_ms))

@@ -66,11 +66,13 @@ class ConsumerLagMonitor:
         topics: Sequence[str],
         registry: CollectorRegistry,
         interval_s: float,
+        *,
+        service: str,
     ) -> ConsumerLagMonitor:
-        """A monitor reading from the configured brokers with a client of its own."""
-        return cls(
-            ConsumerLagReader(kafka, client_id=f"{group}-lag"), group, topics, registry, interval_s
-        )
+        """A monitor reading from the configured brokers with a client of its own, of
+        ``service`` (its ``client.id``: ``<prefix>-<service>-lag``)."""
+        reader = ConsumerLagReader(kafka, service=f"{service}-lag")
+        return cls(reader, group, topics, registry, interval_s)
 
     def refresh(self) -> None:
         """One reading; a broker that does not answer is counted, not raised."""

@@ -7,7 +7,7 @@ reads the pointer, loads the version it names if that is not the one served, in 
 low-priority worker thread (one load at a time), and swaps it in with one assignment on the
 event loop. The pointer is followed both ways: forward when the trainer publishes, back when
 ``botify models rollback`` moves it. A version that fails to load is counted, logged and
-skipped: the old one keeps serving.
+skipped: the old one keeps serving; a rollback announcement naming it lets it be tried again.
 """
 
 from __future__ import annotations
@@ -86,6 +86,8 @@ class ModelWatcher:
         # Versions that failed to load for good: the next version is the way out.
         self.failed: dict[str, set[int]] = {name: set() for name in self.slots}
         self._attempts: dict[tuple[str, int], int] = {}
+        # Failed versions the pointer named, whose skipping was logged.
+        self._skip_logged: set[tuple[str, int]] = set()
         self._pointer_down: set[str] = set()
         self._announced: asyncio.Queue[Announcement] = asyncio.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -166,7 +168,19 @@ class ModelWatcher:
                 continue
             if (slot.version or 0) > announcement.version and not announcement.rollback:
                 continue
+            if announcement.rollback:
+                # ``botify models rollback`` loaded it in full before moving the pointer: a
+                # failure here may have been this instance's (a full disk, a volume's hiccup).
+                self.forget_failure(announcement.model, announcement.version)
             await self.refresh(announcement.model)
+
+    def forget_failure(self, name: str, version: int) -> None:
+        """Let ``version`` of ``name`` be loaded again, though it failed before."""
+        if version in self.failed.get(name, ()):
+            logger.warning("model %s v%d: failed to load before, trying it again", name, version)
+            self.failed[name].discard(version)
+        self._attempts.pop((name, version), None)
+        self._skip_logged.discard((name, version))
 
     async def _poll(self) -> None:
         while True:
@@ -201,6 +215,16 @@ class ModelWatcher:
             if target is None or target == served:
                 return False
             if target in self.failed[name]:
+                if (name, target) not in self._skip_logged:  # once, not at every poll
+                    self._skip_logged.add((name, target))
+                    logger.error(
+                        "model %s: the pointer names v%d, which failed to load here: still"
+                        " serving v%s (a rollback announcement of v%d tries it again)",
+                        name,
+                        target,
+                        served,
+                        target,
+                    )
                 return False
             started = time.perf_counter()
             try:

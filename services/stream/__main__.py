@@ -15,7 +15,7 @@ import sys  # noqa: E402
 
 from botify.errors import BotifyError  # noqa: E402
 from botify.experiments import load_experiments  # noqa: E402
-from botify.kafka import ensure_topics  # noqa: E402
+from botify.kafka import STREAM, ensure_topics  # noqa: E402
 from botify.settings import Settings  # noqa: E402
 from botify.telemetry import ConsumerLagMonitor, Heartbeat, MetricsServer, process_registry  # noqa: E402
 from services.stream.app import serve  # noqa: E402
@@ -29,7 +29,7 @@ def main() -> None:
     settings = Settings()
     registry = process_registry()
     try:
-        ensure_topics(settings.kafka)
+        ensure_topics(settings.kafka, service=STREAM)
         plan = load_experiments(settings.experiments.path, settings.experiments.default_recommender)
         metrics = StreamMetrics(registry, plan)
         heartbeat = Heartbeat(settings.metrics.stall_s)
@@ -45,6 +45,7 @@ def main() -> None:
         [settings.kafka.listens_topic],
         registry,
         settings.metrics.lag_interval_s,
+        service=STREAM,
     )
     lag.start()
     # What start-up made (modules, settings, metrics) lives as long as the process: out of

@@ -141,7 +141,7 @@ class StreamWorker:
             known_tracks=known_tracks,
             # Offsets without it could pass for an old broker's (a broker restarted without
             # its data): no identity, no start.
-            source=topic_identity(kafka, kafka.listens_topic),
+            source=topic_identity(kafka, kafka.listens_topic, service=STREAM),
         )
         # Per partition, the offset after the last record processed.
         self._next: dict[int, int] = {}
@@ -172,7 +172,7 @@ class StreamWorker:
         delay = retry.first
         while True:
             try:
-                source = await asyncio.to_thread(topic_identity, kafka, topic)
+                source = await asyncio.to_thread(topic_identity, kafka, topic, service=STREAM)
                 break
             except BackendUnavailableError as exc:
                 logger.error("topic identity unknown, no record is processed until it is: %s", exc)
@@ -189,6 +189,24 @@ class StreamWorker:
                 self.processor.source,
             )
             self.processor.source = source
+
+    async def _finish_and_learn_identity(self, in_flight: deque[list[TopicPartition]]) -> None:
+        """Finish the batches in flight, then look the topic's identity up. Their offsets
+        are stored only if it did not change: offsets of the broker's previous lifetime,
+        committed in the new one, would skip its records (their state writes stand)."""
+        done = await self.processor.finish()
+        before = self.processor.source
+        await self._learn_identity()
+        if self.processor.source == before:
+            self._store_offsets(in_flight, done)
+            return
+        for _ in done:
+            in_flight.popleft()
+        if done:
+            logger.warning(
+                "offsets of %d batch(es) read before the topic's new lifetime not stored",
+                len(done),
+            )
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.processor.forget()
@@ -229,8 +247,7 @@ class StreamWorker:
                     if not self._identity_known or went_back:
                         # After a rebalance; or a broker restarted without its data that
                         # librdkafka met as "offset out of range" and read from 0.
-                        self._store_offsets(in_flight, await processor.finish())
-                        await self._learn_identity()
+                        await self._finish_and_learn_identity(in_flight)
                     self._next.update((tp.partition, tp.offset) for tp in stored)
                     in_flight.append(stored)
                     # The batch before this one is finished while this one's commits are

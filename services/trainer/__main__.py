@@ -181,9 +181,10 @@ def main() -> None:
         [settings.kafka.examples_topic],
         registry,
         settings.metrics.lag_interval_s,
+        service=TRAINER,
     )
     try:
-        ensure_topics(settings.kafka)
+        ensure_topics(settings.kafka, service=TRAINER)
         server.start()
         lag.start()
         asyncio.run(serve(settings, metrics, heartbeat))

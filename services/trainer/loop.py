@@ -11,7 +11,11 @@ The version in service is the one the pointer names, read before each run and ag
 its candidate is judged: after ``botify models rollback`` the rolled-back-to version becomes
 the parent and the version to beat (even for a run that was training when it happened). So
 a rollback is never undone by the version it replaced, only by a newly trained one that
-passes the promotion rule against the version now served.
+passes the promotion rule against the version now served. The pointer flips only from the
+version the candidate was judged against (``ModelStore.publish(replacing=...)``): when it
+moved during the judging, the run is reported ``served_changed`` and not promoted (it is not
+judged again; the next run is). When the pointer names a version this trainer cannot load,
+the run is reported ``served_unloadable`` and nothing is published.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import polars as pl
 from botify.analysis.freshness import RUNS_FILE
 from botify.artifacts import DataWindow, ModelArtifact, ModelMeta
 from botify.catalog import Catalog
-from botify.errors import ConfigError
+from botify.errors import ConfigError, PointerMovedError
 from botify.evaluation import (
     evaluate,
     listen_time_mse,
@@ -55,7 +59,20 @@ WORSE_THAN_SERVED = "worse_than_served"
 TOO_FEW_EXAMPLES = "too_few_examples"
 TRAINING_FAILED = "training_failed"
 PUBLICATION_FAILED = "publication_failed"
-OUTCOMES = (PROMOTED, WORSE_THAN_SERVED, TOO_FEW_EXAMPLES, TRAINING_FAILED, PUBLICATION_FAILED)
+# The pointer names a version this trainer cannot load: nothing to judge the candidate against.
+SERVED_UNLOADABLE = "served_unloadable"
+# The pointer moved (a rollback, another trainer) while the candidate was judged: its files
+# stay on disk but it is not made current; the next run judges against the version now served.
+SERVED_CHANGED = "served_changed"
+OUTCOMES = (
+    PROMOTED,
+    WORSE_THAN_SERVED,
+    TOO_FEW_EXAMPLES,
+    TRAINING_FAILED,
+    PUBLICATION_FAILED,
+    SERVED_UNLOADABLE,
+    SERVED_CHANGED,
+)
 
 
 @dataclass
@@ -112,6 +129,10 @@ class Trainer:
     report_dir: Path
     clock: Callable[[], int] = now_ms
     served: dict[str, ModelArtifact] = field(default_factory=dict)
+    # Model -> the version its pointer named at the last look (absent: none published).
+    pointed: dict[str, int] = field(default_factory=dict)
+    # Model -> why the version its pointer names did not load (absent: it did, or none).
+    unloadable: dict[str, str] = field(default_factory=dict)
     # Model -> the recommenders that serve it (botify.recommenders.model_readers).
     readers: dict[str, tuple[str, ...]] = field(default_factory=model_readers)
     runs: int = 0
@@ -130,6 +151,11 @@ class Trainer:
         again only when the pointer moved elsewhere than this trainer left it (a restart,
         a rollback, another trainer)."""
         version = await self.store.current(name)
+        self.unloadable.pop(name, None)
+        if version is None:
+            self.pointed.pop(name, None)
+        else:
+            self.pointed[name] = version
         served = self.served.get(name)
         if version is None or (served is not None and served.version == version):
             return served
@@ -139,6 +165,7 @@ class Trainer:
             self.served[name] = await asyncio.to_thread(self.store.load, name, version)
         except Exception as exc:  # a pruned or broken version: keep what we had, if anything
             logger.warning("cannot load %s v%d as a parent: %s", name, version, exc)
+            self.unloadable[name] = str(exc)
         return self.served.get(name)
 
     def _hyper(self, name: str) -> ModelHyperParams | None:
@@ -267,6 +294,16 @@ class Trainer:
         # The version to beat is the one served now, not the parent: a rollback during the
         # run moved the pointer, and the candidate must beat the version it went back to.
         served = await self.follow_pointer(name)
+        pointed = self.pointed.get(name)
+        if pointed is not None and (served is None or served.version != pointed):
+            # Judged against an older version, or unjudged, it could undo a rollback.
+            report.reason = (
+                f"the pointer names v{pointed}, which does not load here: "
+                f"{self.unloadable.get(name, 'unknown error')}; not promoted until it loads or"
+                " the pointer moves"
+            )
+            report.outcome = SERVED_UNLOADABLE
+            return
         if served is not None:
             report.served_metrics = await self._evaluate(name, served, train, holdout)
             reason = refusal(
@@ -281,7 +318,13 @@ class Trainer:
                 return
         # JSON has no NaN: a metric the window could not give (nothing held out) is left out.
         finite = {k: v for k, v in report.metrics.items() if math.isfinite(v)}
-        published = await self.store.publish(replace(meta, metrics=finite), result.arrays)
+        try:
+            published = await self.store.publish(
+                replace(meta, metrics=finite), result.arrays, replacing=pointed
+            )
+        except PointerMovedError as exc:  # judged against a version no longer served
+            report.reason, report.outcome = f"not promoted: {exc}", SERVED_CHANGED
+            return
         self.served[name] = ModelArtifact(published, result.arrays)
         report.promoted, report.reason, report.outcome = True, "promoted", PROMOTED
         report.version, report.parent = published.version, published.parent

@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer
+from prometheus_client import CollectorRegistry
 
+from botify.errors import BackendUnavailableError
 from botify.example_log import ExampleConsumer
 from botify.kafka import (
     API,
@@ -17,16 +19,22 @@ from botify.kafka import (
     EXPORT,
     STREAM,
     TRAINER,
+    ConsumerLagReader,
     DeliveringProducer,
     ListenPublisher,
+    admin,
+    broker_reachable,
     build_consumer,
     clients,
+    create_topics,
     delivering,
     producer_config,
     publisher,
+    topic_identity,
 )
 from botify.model_store import ModelAnnouncer
 from botify.settings import KafkaSettings
+from botify.telemetry.lag import ConsumerLagMonitor
 
 SERVICES = (API, STREAM, TRAINER, EXPORT, CLI)
 
@@ -91,4 +99,34 @@ def test_each_client_is_built_for_the_service_that_asks(monkeypatch: pytest.Monk
         "botify-trainer",
         "botify-trainer",
         "botify-export",
+    ]
+
+
+def test_admin_clients_name_their_service_with_the_configured_prefix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ids: list[object] = []
+
+    class RecordingAdmin(admin.AdminClient):  # type: ignore[misc]
+        def __init__(self, config: dict[str, object]) -> None:
+            ids.append(config["client.id"])
+            super().__init__(config)
+
+    monkeypatch.setattr(admin, "AdminClient", RecordingAdmin)
+    settings = nowhere(client_id_prefix="shop")
+    assert not broker_reachable(settings, 0.05)
+    assert not broker_reachable(settings, 0.05, service=CLI)
+    with pytest.raises(BackendUnavailableError):
+        create_topics(settings, {"t": 1}, timeout=0.05, service=TRAINER)
+    with pytest.raises(BackendUnavailableError):
+        topic_identity(settings, "t", timeout=0.05, service=STREAM)
+    ConsumerLagReader(settings, service="stream-lag")
+    ConsumerLagMonitor.for_group(settings, "g", ["t"], CollectorRegistry(), 1.0, service=TRAINER)
+    assert ids == [
+        "shop-admin",
+        "shop-cli",
+        "shop-trainer",
+        "shop-stream",
+        "shop-stream-lag",
+        "shop-trainer-lag",
     ]

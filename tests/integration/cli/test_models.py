@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from confluent_kafka import KafkaError, KafkaException
 from typer.testing import CliRunner
 
+from botify import keys
 from botify.model_store import ModelStore
+from botify_cli import models as models_cli
 from botify_cli.main import app
 from tests.unit.model_store.samples import arrays, meta
 
@@ -97,3 +100,60 @@ def test_history_of_an_unknown_model_is_an_error(env: dict[str, str]) -> None:
     result = CliRunner().invoke(app, ["models", "history", "nothing_here"], env=env)
     assert result.exit_code == 2
     assert "model 'nothing_here' has no published version" in result.output
+
+
+def test_an_announcement_that_cannot_be_sent_is_a_warning_after_the_pointer_moved(
+    tmp_path: Path,
+    redis_url: str,
+    env: dict[str, str],
+    model: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    publish(redis_url, tmp_path / "models", model, 2)
+
+    class Unbuildable:
+        def __init__(self, *args: object) -> None:
+            raise KafkaException(KafkaError(KafkaError._INVALID_ARG, "bad sasl.mechanism"))
+
+    monkeypatch.setattr(models_cli, "ModelAnnouncer", Unbuildable)
+    env = {**env, "BOTIFY_MODELS__POLL_S": "7"}
+    result = CliRunner().invoke(app, ["models", "rollback", model], env=env)
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output and result.exception is None
+    warning = " ".join(result.stderr.split())
+    assert warning.startswith("warning: pointer moved; announcement not sent: ")
+    assert "not sent: bad sasl.mechanism;" in warning
+    assert warning.endswith("API instances will follow on their next poll (within 7 s)")
+    assert "rolled back from v2 to v1" in result.stdout
+    assert current(redis_url, tmp_path / "models", model) == 1
+
+
+def test_a_models_directory_that_cannot_be_read_is_named_not_redis(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    (tmp_path / "models").write_text("not a directory")
+    result = CliRunner().invoke(app, ["models", "rollback", "contextual"], env=env)
+    assert result.exit_code == 2, result.output
+    assert "Redis" not in result.output
+    assert f"Not a directory: {tmp_path / 'models' / 'contextual'}" in result.output
+
+
+def test_history_skips_a_malformed_entry(
+    tmp_path: Path, redis_url: str, env: dict[str, str], model: str
+) -> None:
+    publish(redis_url, tmp_path / "models", model, 2)
+
+    async def spoil() -> None:
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            key = keys.model_promotions(model)
+            await client.linsert(key, "BEFORE", (await client.lindex(key, -1)), b"{not json")
+            await client.rpush(key, b'{"action":"promote","version":"x","previous":1,"at_ms":1}')
+        finally:
+            await client.aclose()
+
+    asyncio.run(spoil())
+    result = CliRunner().invoke(app, ["models", "history", model], env=env)
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output and result.exception is None
+    assert result.stdout.count("promote") == 2

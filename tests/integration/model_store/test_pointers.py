@@ -89,3 +89,19 @@ async def test_no_key_but_the_sequence_pointer_and_history_is_written(
         keys.model_current(model),
         keys.model_promotions(model),
     }
+
+
+async def test_a_flip_with_an_expected_version_moves_only_from_it(
+    client: aioredis.Redis, model: str
+) -> None:
+    pointers = RedisVersionPointers(client)
+    assert not await pointers.flip(model, 1, NOW_MS, expected=3)  # no pointer yet
+    assert await pointers.flip(model, 1, NOW_MS, expected=None)
+    assert not await pointers.flip(model, 2, NOW_MS, expected=None)  # there is one now
+    assert await pointers.flip(model, 2, NOW_MS, expected=1)
+    assert await pointers.rollback(model, 1, seen=2, at_ms=NOW_MS) == 2
+    # A candidate judged against v2 does not undo the rollback to v1.
+    assert not await pointers.flip(model, 3, NOW_MS, expected=2)
+    assert await pointers.current(model) == 1
+    assert await pointers.flip(model, 3, NOW_MS, expected=1)
+    assert [m.version for m in await pointers.history(model)] == [1, 2, 1, 3]

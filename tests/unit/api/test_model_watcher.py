@@ -331,3 +331,29 @@ async def test_loads_run_at_a_lower_cpu_priority_than_the_event_loop() -> None:
     loop_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     assert len(niceness) == 1
     assert niceness[0] > loop_nice or loop_nice == 19  # 19: already the lowest
+
+
+async def test_a_rollback_announcement_retries_a_version_that_failed_here_before(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    h = harness(poll_s=0.02)
+    h.store.pointers["a"] = 1
+    await h.watcher.start()
+    try:
+        h.store.broken.add(("a", 2))  # e.g. unreadable on this instance's volume for a while
+        h.store.pointers["a"] = 2
+        await until(lambda: h.watcher.failed["a"] == {2})
+        reads = h.store.pointer_reads
+        await until(lambda: h.store.pointer_reads >= reads + 5)  # a few more polls
+        skipped = [r for r in caplog.records if "which failed to load here" in r.getMessage()]
+        assert len(skipped) == 1  # said once, not at every poll
+        h.store.pointers["a"] = 3
+        await until(lambda: h.slots["a"].version == 3)
+        h.store.broken.clear()
+        h.store.pointers["a"] = 2  # botify models rollback a 2
+        h.feed.emit("a", 2, rollback=True)
+        await until(lambda: h.slots["a"].version == 2)
+        assert h.watcher.failed["a"] == set()
+        assert "a v2: failed to load before, trying it again" in caplog.text
+    finally:
+        await h.watcher.stop()

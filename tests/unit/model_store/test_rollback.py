@@ -3,11 +3,12 @@ clear refusal for each bad request."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
-from botify.errors import ArtifactError
+from botify.errors import ArtifactError, PointerMovedError
 from botify.model_store import Announcement, ModelStore
 from botify.model_store.pointers import MemoryVersionPointers, PointerMove
 from tests.unit.model_store.samples import arrays, meta
@@ -53,6 +54,42 @@ async def test_rollback_defaults_to_the_newest_version_before_the_current_one(
         ("rollback", 3, 2),
         ("rollback", 2, 1),
     ]
+
+
+async def test_the_default_is_the_version_served_before_never_one_rolled_back_from(
+    store: ModelStore,
+) -> None:
+    store.keep_versions = 5
+    await publish(store, 3)
+    await store.rollback("contextual")  # v3 -> v2: v3 is known bad
+    await publish(store, 1)  # the trainer promotes v4 over v2
+    move = await store.rollback("contextual")
+    assert (move.previous, move.version) == (4, 2)
+    # From v2 (current again by a rollback): the version served before v2 was v1, not v4.
+    move = await store.rollback("contextual")
+    assert (move.previous, move.version) == (2, 1)
+
+
+async def test_the_default_skips_a_pruned_previous_version_for_the_one_served_before_it(
+    store: ModelStore,
+) -> None:
+    store.keep_versions = 5
+    await publish(store, 2)
+    await store.rollback("contextual", 1)  # v2 -> v1
+    await publish(store, 2)  # v3, v4
+    shutil.rmtree(store.path("contextual", 3))
+    move = await store.rollback("contextual")
+    assert (move.previous, move.version) == (4, 1)  # not v3 (gone), not v2 (rolled back from)
+
+
+async def test_without_history_the_default_is_the_newest_version_on_disk_before_it(
+    store: ModelStore,
+) -> None:
+    store.keep_versions = 5
+    await publish(store, 3)
+    store._pointers.moves.clear()  # type: ignore[attr-defined]
+    move = await store.rollback("contextual")
+    assert (move.previous, move.version) == (3, 2)
 
 
 async def test_a_named_version_is_taken_and_the_next_publication_moves_past_it(
@@ -144,3 +181,77 @@ async def test_a_pointer_that_moved_meanwhile_is_left_alone() -> None:
     assert await pointers.rollback("m", 1, seen=2, at_ms=9) == 3
     assert await pointers.current("m") == 3
     assert [m.version for m in await pointers.history("m")] == [1, 2, 3]
+
+
+async def test_a_publication_judged_against_a_version_rolled_away_from_is_not_made_current(
+    store: ModelStore,
+) -> None:
+    store.keep_versions = 5
+    await publish(store, 2)
+    await store.rollback("contextual", 1)  # while a trainer judged its candidate against v2
+    with pytest.raises(PointerMovedError, match="judged against v2, but the pointer names v1"):
+        await store.publish(meta(), arrays(), replacing=2)
+    assert await store.current("contextual") == 1
+    assert store.versions("contextual") == [1, 2, 3]  # the files stay
+    published = await store.publish(meta(), arrays(), replacing=1)
+    assert published.version == 4 and await store.current("contextual") == 4
+
+
+async def test_a_prune_puts_back_a_version_a_rollback_made_current_meanwhile(
+    store: ModelStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await publish(store, 2)
+    pointers = store._pointers
+    assert isinstance(pointers, MemoryVersionPointers)
+    trash_old = store._trash_old
+
+    def trash_then_roll_back(name: str, current: int | None) -> dict[int, Path]:
+        trashed = trash_old(name, current)  # v1 is in the trash: v3 is current
+        pointers.pointers[name] = 1  # botify models rollback contextual 1, right now
+        return trashed
+
+    monkeypatch.setattr(store, "_trash_old", trash_then_roll_back)
+    await publish(store, 1)
+    assert await store.current("contextual") == 1
+    assert store.load("contextual", 1).meta.version == 1
+    assert [p.name for p in (store.models_dir / "contextual").iterdir() if p.name[0] == "."] == []
+
+
+async def test_a_rollback_to_a_version_pruned_once_the_pointer_moved_is_undone(
+    store: ModelStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await publish(store, 2)
+    pointers = store._pointers
+    rollback = pointers.rollback
+
+    async def rollback_then_prune(model: str, version: int, seen: int, at_ms: int) -> int | None:
+        before = await rollback(model, version, seen, at_ms)
+        if version == 1:
+            shutil.rmtree(store.path(model, 1))  # a trainer's prune, after the load
+        return before
+
+    monkeypatch.setattr(pointers, "rollback", rollback_then_prune)
+    with pytest.raises(
+        ArtifactError, match="v1 was pruned while rolling back to it: .* back at v2"
+    ):
+        await store.rollback("contextual", 1)
+    assert await store.current("contextual") == 2
+    assert moves(await store.promotions("contextual"))[-2:] == [
+        ("rollback", 2, 1),
+        ("rollback", 1, 2),
+    ]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{not json",
+        b"[]",
+        b'{"action":"promote","version":"x","previous":1,"at_ms":1}',
+        b'{"action":"demote","version":2,"previous":1,"at_ms":1}',
+        b'{"action":"promote","version":2,"at_ms":1}',
+    ],
+)
+def test_a_malformed_history_entry_is_an_artifact_error(raw: bytes) -> None:
+    with pytest.raises(ArtifactError, match="malformed pointer move"):
+        PointerMove.from_bytes(raw)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections import deque
+
 import pytest
 from confluent_kafka import TopicPartition
 
@@ -38,7 +40,8 @@ async def test_an_unknown_topic_identity_is_looked_up_again_after_a_backoff(
 ) -> None:
     answers: list[str | Exception] = [BackendUnavailableError("broker away")] * 2 + ["lifetime-2"]
 
-    def identity(settings: KafkaSettings, topic: str) -> str:
+    def identity(settings: KafkaSettings, topic: str, service: str) -> str:
+        assert service == "stream"
         answer = answers.pop(0)
         if isinstance(answer, Exception):
             raise answer
@@ -54,3 +57,46 @@ async def test_an_unknown_topic_identity_is_looked_up_again_after_a_backoff(
     )  # type: ignore[arg-type]
     await worker._learn_identity()
     assert worker.processor.source == "lifetime-2" and worker._identity_known and not answers
+
+
+class FinishingProcessor:
+    """What ``_finish_and_learn_identity`` needs of a ``ListenProcessor``: one batch in
+    flight, finished."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.finished = 0
+        self.retry = Retry(0.001, 2.0, 0.002)
+
+    async def finish(self) -> list[list[str]]:
+        self.finished += 1
+        return [["k"]]
+
+
+class OffsetStore:
+    def __init__(self) -> None:
+        self.stored: list[list[TopicPartition]] = []
+
+    def store_offsets(self, offsets: list[TopicPartition]) -> None:
+        self.stored.append(offsets)
+
+
+@pytest.mark.parametrize(("now", "stored"), [("lifetime-1", True), ("lifetime-2", False)])
+async def test_a_batch_in_flight_when_the_topic_changes_lifetime_stores_no_offsets(
+    monkeypatch: pytest.MonkeyPatch, now: str, stored: bool
+) -> None:
+    monkeypatch.setattr(app, "topic_identity", lambda settings, topic, service: now)
+    worker = object.__new__(app.StreamWorker)
+    worker._settings = Settings()
+    worker._heartbeat = None
+    worker._identity_known = True
+    processor = FinishingProcessor("lifetime-1")
+    worker.processor = processor  # type: ignore[assignment]
+    consumer = OffsetStore()
+    worker._consumer = consumer  # type: ignore[assignment]
+    old_lifetime = [TopicPartition("t", 0, 5000)]
+    in_flight = deque([old_lifetime])
+    await worker._finish_and_learn_identity(in_flight)
+    assert processor.finished == 1  # its state writes are done either way
+    assert not in_flight and processor.source == now
+    assert consumer.stored == ([old_lifetime] if stored else [])

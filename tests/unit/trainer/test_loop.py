@@ -223,10 +223,10 @@ async def test_a_model_whose_evaluation_or_publication_raises_does_not_stop_the_
     else:
         real_publish = trainer.store.publish
 
-        async def publish(meta, arrays):  # type: ignore[no-untyped-def]
+        async def publish(meta, arrays, **kwargs):  # type: ignore[no-untyped-def]
             if meta.name == MODELS[0]:
                 raise ValueError("bad lists")
-            return await real_publish(meta, arrays)
+            return await real_publish(meta, arrays, **kwargs)
 
         monkeypatch.setattr(trainer.store, "publish", publish)
     failed, ok = await trainer.run_all()
@@ -350,7 +350,7 @@ async def test_restore_picks_up_the_current_versions_as_parents(
     assert [(r.version, r.parent) for r in reports] == [(2, 1), (2, 1)]
 
 
-async def test_restore_trains_from_scratch_when_the_current_version_is_gone(
+async def test_restore_without_the_current_version_publishes_nothing_unjudged(
     tmp_path: Path, world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(loop, "train_model", fake_training(world))
@@ -363,7 +363,12 @@ async def test_restore_trains_from_scratch_when_the_current_version_is_gone(
     assert list(after.served) == [MODELS[1]]
     assert f"cannot load {MODELS[0]} v1" in caplog.text
     reports = await after.run_all()
-    assert [(r.version, r.parent) for r in reports] == [(2, None), (2, 1)]
+    # Nothing to judge the first model's candidate against: not published unjudged.
+    assert [(r.version, r.parent, r.outcome) for r in reports] == [
+        (None, None, loop.SERVED_UNLOADABLE),
+        (2, 1, loop.PROMOTED),
+    ]
+    assert f"v1, which does not load here: model {MODELS[0]} v1 is not at" in reports[0].reason
 
 
 async def test_restore_with_nothing_published_serves_nothing(tmp_path: Path, world: World) -> None:
@@ -519,4 +524,57 @@ async def test_a_rollback_during_a_run_makes_the_candidate_beat_the_rolled_back_
     (report,) = await trainer.run_all()
     # Better than v2, its parent, but judged against v1, which is served now: refused.
     assert not report.promoted and report.served_metrics[PRIMARY] == 0.4
+    assert await trainer.store.current("contextual") == 1
+
+
+async def test_a_rollback_while_the_candidate_is_judged_is_not_undone(
+    tmp_path: Path, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loop, "train_model", fake_training(world))
+    monkeypatch.setattr(loop, "refusal", lambda *args: None)
+    trainer = new_trainer(tmp_path, world, fast_settings(models=("contextual",), min_examples=100))
+    await trainer.run_all()
+    await trainer.run_all()
+    pointers = trainer.store._pointers
+    assert isinstance(pointers, MemoryVersionPointers)
+    judged: list[int] = []
+
+    def evaluate(artifact, holdout, train, cfg) -> dict[str, float]:  # type: ignore[no-untyped-def]
+        judged.append(artifact.meta.version)
+        if artifact.meta.version == 2:  # the served one, judged: the operator rolls back now
+            pointers.pointers["contextual"] = 1
+        return {PRIMARY: 0.5, "hr@10": 0.5, "evaluated": 1000.0}
+
+    monkeypatch.setattr(loop, "evaluate", evaluate)
+    (report,) = await trainer.run_all()
+    assert judged == [0, 2]
+    assert (report.promoted, report.outcome, report.version) == (False, loop.SERVED_CHANGED, None)
+    assert "judged against v2, but the pointer names v1" in report.reason
+    assert await trainer.store.current("contextual") == 1
+    assert 3 in trainer.store.versions("contextual")  # its files stay until pruned
+    assert trainer.served["contextual"].version == 2  # not the unpromoted candidate
+
+    (report,) = await trainer.run_all()  # the next run is judged against v1
+    assert report.promoted and judged[-1] == 1
+    assert (report.version, await trainer.store.current("contextual")) == (4, 4)
+
+
+async def test_a_pointer_to_a_version_that_does_not_load_stops_promotion_for_the_run(
+    tmp_path: Path, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loop, "train_model", fake_training(world))
+    monkeypatch.setattr(loop, "refusal", lambda *args: None)
+    trainer = new_trainer(tmp_path, world, fast_settings(models=("contextual",), min_examples=100))
+    await trainer.run_all()
+    await trainer.run_all()
+    await trainer.store.rollback("contextual", 1)
+    (trainer.store.path("contextual", 1) / "track_ids.npy").unlink()  # broken after the move
+    (report,) = await trainer.run_all()
+    assert (report.promoted, report.outcome) == (False, loop.SERVED_UNLOADABLE)
+    assert "the pointer names v1, which does not load" in report.reason
+    assert await trainer.store.current("contextual") == 1
+    # With nothing loaded at all (a restart), nothing is published unjudged either.
+    fresh = new_trainer(tmp_path / "fresh", world, trainer.settings, trainer.store)
+    (report,) = await fresh.run_all()
+    assert (report.promoted, report.outcome) == (False, loop.SERVED_UNLOADABLE)
     assert await trainer.store.current("contextual") == 1
