@@ -462,15 +462,37 @@ async def test_each_report_records_its_round_and_the_examples_that_triggered_it(
 # -- after a rollback --------------------------------------------------------------------------
 
 
-async def test_after_a_rollback_the_trainer_beats_the_rolled_back_to_version_or_publishes_nothing(
-    tmp_path: Path, world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls: list[tuple[str, object]] = []
+async def two_versions_promoted(
+    tmp_path: Path,
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+    calls: list[tuple[str, object]] | None = None,
+) -> Trainer:
+    """A trainer that promoted contextual v1 then v2 (every candidate passes while these
+    patches hold), with the pointer on v2."""
     monkeypatch.setattr(loop, "train_model", fake_training(world, calls))
     monkeypatch.setattr(loop, "refusal", lambda *args: None)
     trainer = new_trainer(tmp_path, world, fast_settings(models=("contextual",), min_examples=100))
     await trainer.run_all()
     await trainer.run_all()
+    return trainer
+
+
+def scored_by_version(scores: dict[int, float]) -> Callable:
+    """An ``evaluate`` that scores each artifact by its version (0: the candidate)."""
+
+    def evaluate(artifact, holdout, train, cfg) -> dict[str, float]:  # type: ignore[no-untyped-def]
+        value = scores[artifact.meta.version]
+        return {PRIMARY: value, "hr@10": value, "evaluated": 1000.0}
+
+    return evaluate
+
+
+async def test_after_a_rollback_the_trainer_beats_the_rolled_back_to_version_or_publishes_nothing(
+    tmp_path: Path, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, object]] = []
+    trainer = await two_versions_promoted(tmp_path, world, monkeypatch, calls)
     assert await trainer.store.current("contextual") == 2
     await trainer.store.rollback("contextual", 1)
     monkeypatch.undo()
@@ -478,12 +500,7 @@ async def test_after_a_rollback_the_trainer_beats_the_rolled_back_to_version_or_
 
     # v2 scored worse than the candidate, v1 better: judged against v1, it is refused.
     scores = {0: 0.3, 1: 0.4, 2: 0.2}
-
-    def evaluate(artifact, holdout, train, cfg) -> dict[str, float]:  # type: ignore[no-untyped-def]
-        value = scores[artifact.meta.version]
-        return {PRIMARY: value, "hr@10": value, "evaluated": 1000.0}
-
-    monkeypatch.setattr(loop, "evaluate", evaluate)
+    monkeypatch.setattr(loop, "evaluate", scored_by_version(scores))
     calls.clear()
     (report,) = await trainer.run_all()
     assert not report.promoted and report.served_metrics[PRIMARY] == 0.4
@@ -500,11 +517,7 @@ async def test_after_a_rollback_the_trainer_beats_the_rolled_back_to_version_or_
 async def test_a_rollback_during_a_run_makes_the_candidate_beat_the_rolled_back_to_version(
     tmp_path: Path, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(loop, "train_model", fake_training(world))
-    monkeypatch.setattr(loop, "refusal", lambda *args: None)
-    trainer = new_trainer(tmp_path, world, fast_settings(models=("contextual",), min_examples=100))
-    await trainer.run_all()
-    await trainer.run_all()
+    trainer = await two_versions_promoted(tmp_path, world, monkeypatch)
     monkeypatch.undo()
     pointers = trainer.store._pointers
     assert isinstance(pointers, MemoryVersionPointers)
@@ -515,12 +528,7 @@ async def test_a_rollback_during_a_run_makes_the_candidate_beat_the_rolled_back_
 
     monkeypatch.setattr(loop, "train_model", train_while_rolled_back)
     scores = {0: 0.3, 1: 0.4, 2: 0.2}
-
-    def evaluate(artifact, holdout, train, cfg) -> dict[str, float]:  # type: ignore[no-untyped-def]
-        value = scores[artifact.meta.version]
-        return {PRIMARY: value, "hr@10": value, "evaluated": 1000.0}
-
-    monkeypatch.setattr(loop, "evaluate", evaluate)
+    monkeypatch.setattr(loop, "evaluate", scored_by_version(scores))
     (report,) = await trainer.run_all()
     # Better than v2, its parent, but judged against v1, which is served now: refused.
     assert not report.promoted and report.served_metrics[PRIMARY] == 0.4
@@ -530,11 +538,7 @@ async def test_a_rollback_during_a_run_makes_the_candidate_beat_the_rolled_back_
 async def test_a_rollback_while_the_candidate_is_judged_is_not_undone(
     tmp_path: Path, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(loop, "train_model", fake_training(world))
-    monkeypatch.setattr(loop, "refusal", lambda *args: None)
-    trainer = new_trainer(tmp_path, world, fast_settings(models=("contextual",), min_examples=100))
-    await trainer.run_all()
-    await trainer.run_all()
+    trainer = await two_versions_promoted(tmp_path, world, monkeypatch)
     pointers = trainer.store._pointers
     assert isinstance(pointers, MemoryVersionPointers)
     judged: list[int] = []
@@ -562,11 +566,7 @@ async def test_a_rollback_while_the_candidate_is_judged_is_not_undone(
 async def test_a_pointer_to_a_version_that_does_not_load_stops_promotion_for_the_run(
     tmp_path: Path, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(loop, "train_model", fake_training(world))
-    monkeypatch.setattr(loop, "refusal", lambda *args: None)
-    trainer = new_trainer(tmp_path, world, fast_settings(models=("contextual",), min_examples=100))
-    await trainer.run_all()
-    await trainer.run_all()
+    trainer = await two_versions_promoted(tmp_path, world, monkeypatch)
     await trainer.store.rollback("contextual", 1)
     (trainer.store.path("contextual", 1) / "track_ids.npy").unlink()  # broken after the move
     (report,) = await trainer.run_all()
