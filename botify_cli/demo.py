@@ -280,44 +280,35 @@ def run_demo(
         assert endpoints is not None
         timings["stack_start"] = time.perf_counter() - t
         started_at = time.time()
-        warm: DriveSummary | None = None
-        if warmup:
+
+        def drive_phase(phase: str, sessions: int, seed: int) -> DriveSummary:
+            # Both phases drive the same world, pace and key; only the count and seed differ.
             t = time.perf_counter()
-            say(f"warm-up: {warmup:,} sessions while the trainer learns")
-            # Another seed: the measured phase must not replay the warm-up's sessions.
-            warm = drive(
+            summary = drive(
                 endpoints.api,
                 world_dir,
                 world,
-                warmup,
+                sessions,
                 processes,
-                sim.seed + 1,
+                seed,
                 sim.user,
                 on_progress,
                 rate=rate,
                 on_behind=on_behind,
                 api_key=api_key,
             )
-            timings["warmup"] = time.perf_counter() - t
-            _check_sessions(warm)
+            timings[phase] = time.perf_counter() - t
+            _check_sessions(summary)
+            return summary
+
+        warm: DriveSummary | None = None
+        if warmup:
+            say(f"warm-up: {warmup:,} sessions while the trainer learns")
+            # Another seed: the measured phase must not replay the warm-up's sessions.
+            warm = drive_phase("warmup", warmup, sim.seed + 1)
         measured_from = time.time_ns() // 1_000_000
-        t = time.perf_counter()
         say(f"driving {episodes:,} measured sessions from {processes} processes")
-        summary = drive(
-            endpoints.api,
-            world_dir,
-            world,
-            episodes,
-            processes,
-            sim.seed,
-            sim.user,
-            on_progress,
-            rate=rate,
-            on_behind=on_behind,
-            api_key=api_key,
-        )
-        timings["traffic"] = time.perf_counter() - t
-        _check_sessions(summary)
+        summary = drive_phase("traffic", episodes, sim.seed)
         if endpoints.prometheus is not None:
             say("reading each arm's time per session over the run from Prometheus")
             timeline = _timeline(endpoints.prometheus, started_at)

@@ -5,10 +5,15 @@ test session, on free loopback ports."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from botify_cli.processes import TCPChild
 
 ROOT = Path(__file__).resolve().parent
 
@@ -22,28 +27,36 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
 
 
-@pytest.fixture(scope="session")
-def broker_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from botify_cli.processes import broker_process, free_port
+@contextmanager
+def _child_on_free_port(
+    start: Callable[..., TCPChild], tmp_path_factory: pytest.TempPathFactory, name: str
+) -> Iterator[int]:
+    """``start``'s child on a free loopback port, logging under a temporary ``name``
+    directory; stopped when the block ends."""
+    from botify_cli.processes import free_port
 
     port = free_port()
-    proc = broker_process(port, log_dir=tmp_path_factory.mktemp("broker")).start()
+    proc = start(port, log_dir=tmp_path_factory.mktemp(name)).start()
     try:
-        yield f"127.0.0.1:{port}"
+        yield port
     finally:
         proc.stop()
+
+
+@pytest.fixture(scope="session")
+def broker_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from botify_cli.processes import broker_process
+
+    with _child_on_free_port(broker_process, tmp_path_factory, "broker") as port:
+        yield f"127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from botify_cli.processes import free_port, redis_process
+    from botify_cli.processes import redis_process
 
-    port = free_port()
-    proc = redis_process(port, log_dir=tmp_path_factory.mktemp("redis")).start()
-    try:
+    with _child_on_free_port(redis_process, tmp_path_factory, "redis") as port:
         yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.stop()
 
 
 @pytest.fixture

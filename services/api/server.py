@@ -18,6 +18,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from botify.settings import ApiSettings
+from services.api.deadlines import SweptDeadlines
 
 
 class HeaderLimitedProtocol(HttpToolsProtocol):
@@ -25,10 +26,8 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
 
     header_timeout_s = 10.0
     max_header_bytes = 16_384
-    # Per class (protocol_for makes one per server): connections reading headers, and
-    # the deadline of each; the one timer that sweeps them.
-    _deadlines: ClassVar[dict[HeaderLimitedProtocol, float]] = {}
-    _sweeper: ClassVar[list[asyncio.TimerHandle | None]] = [None]
+    # Per class (protocol_for makes one per server): connections reading headers.
+    _deadlines: ClassVar[SweptDeadlines[HeaderLimitedProtocol]]
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -38,26 +37,10 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         self._start_header_timer()
 
     def _start_header_timer(self) -> None:
-        # Deadlines in one table swept by one timer, not a timer per request: a timer costs
-        # ~5 us, a dictionary entry a fraction of that.
-        self._deadlines[self] = self.loop.time() + self.header_timeout_s
-        if self._sweeper[0] is None:
-            self._sweeper[0] = self.loop.call_later(self.header_timeout_s / 4, self._sweep)
+        self._deadlines.start(self, self.loop)
 
     def _stop_header_timer(self) -> None:
-        self._deadlines.pop(self, None)
-
-    @classmethod
-    def _sweep(cls) -> None:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        for protocol, deadline in list(cls._deadlines.items()):
-            if deadline <= now:
-                del cls._deadlines[protocol]
-                protocol._headers_too_slow()
-        cls._sweeper[0] = (
-            loop.call_later(cls.header_timeout_s / 4, cls._sweep) if cls._deadlines else None
-        )
+        self._deadlines.stop(self)
 
     def _refuse(self, status: bytes) -> None:
         self._stop_header_timer()
@@ -106,6 +89,15 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
 
+def _headers_too_slow(protocol: HeaderLimitedProtocol) -> None:
+    protocol._headers_too_slow()
+
+
+HeaderLimitedProtocol._deadlines = SweptDeadlines(
+    HeaderLimitedProtocol.header_timeout_s, _headers_too_slow
+)
+
+
 def protocol_for(settings: ApiSettings) -> type[HeaderLimitedProtocol]:
     """The protocol class with ``settings``' header limits (uvicorn takes a class)."""
     return type(
@@ -114,8 +106,7 @@ def protocol_for(settings: ApiSettings) -> type[HeaderLimitedProtocol]:
         {
             "header_timeout_s": settings.header_timeout_s,
             "max_header_bytes": settings.max_header_bytes,
-            "_deadlines": {},
-            "_sweeper": [None],
+            "_deadlines": SweptDeadlines(settings.header_timeout_s, _headers_too_slow),
         },
     )
 

@@ -4,8 +4,6 @@ the API serves those versions, all while requests keep being answered."""
 
 from __future__ import annotations
 
-import random
-import time
 from pathlib import Path
 
 import httpx
@@ -15,8 +13,7 @@ from botify.analysis.freshness import read_runs
 from botify.catalog import Catalog, Track, generate_catalog
 from botify.settings import Settings
 from botify_cli.stack import EmbeddedStack
-from botify_sim.client import BotifyClient
-from tests.integration.live_model import one_model_env, served_version
+from tests.integration.live_model import one_model_env, served_version, teach_until_second_version
 
 pytestmark = [pytest.mark.slow]
 
@@ -25,7 +22,6 @@ MODEL = "affinity"
 # two cores are shared with the broker, Redis, the API, the stream and the trainer.
 DEADLINE_S = 90.0
 MAX_SESSIONS = 5_000
-STEPS = 8
 
 
 def catalog() -> Catalog:
@@ -54,46 +50,24 @@ def test_the_trainer_learns_from_live_traffic_and_the_api_serves_its_versions(
 ) -> None:
     cat = catalog()
     env = one_model_env(tmp_path, cat, MODEL, BOTIFY_MODELS__POLL_S="0.5")
-    ids = cat.ids.tolist()
-    rng = random.Random(0)
-    failures: list[str] = []
-    sessions = 0
     with EmbeddedStack(Settings(), tmp_path / "logs", trainer=True, extra_env=env) as stack:
         assert stack.endpoints is not None
         api = stack.endpoints.api
-        client = BotifyClient(api, timeout=10)
-        deadline = time.monotonic() + DEADLINE_S
-        try:
-            while sessions < MAX_SESSIONS and time.monotonic() < deadline:
-                # A taste the model can learn: each user likes a tenth of the artists.
-                user = rng.randrange(200)
-
-                def liked(track: int, user: int = user) -> bool:
-                    return int(cat.artist_of(track).split()[-1]) % 10 == user % 10
-
-                track, listened = rng.choice(ids), 1.0
-                try:
-                    for _ in range(STEPS):
-                        track = client.next(user, track, listened)
-                        listened = 0.95 if liked(track) else 0.05
-                    client.last(user, track, listened)
-                except Exception as exc:  # counted: the assertion below names them
-                    failures.append(repr(exc))
-                    client.close()
-                    client = BotifyClient(api, timeout=10)
-                sessions += 1
-                if sessions % 25 == 0 and served(api) >= 2:
-                    break
-        finally:
-            client.close()
+        traffic = teach_until_second_version(
+            api, cat, MODEL, users=200, max_sessions=MAX_SESSIONS, deadline_s=DEADLINE_S
+        )
         version = served(api)
         dead = stack.dead()
 
     runs = promoted(tmp_path)
     logs = {p.name: p.read_text()[-2000:] for p in (tmp_path / "logs").glob("*.log")}
-    assert not failures, failures[:5]
+    assert not traffic.failures, traffic.failures[:5]
     assert not dead, (dead, logs)
-    assert len(runs) >= 2, (sessions, read_runs(tmp_path / "trainer"), logs.get("trainer.log"))
+    assert len(runs) >= 2, (
+        traffic.sessions,
+        read_runs(tmp_path / "trainer"),
+        logs.get("trainer.log"),
+    )
     assert [r["version"] for r in runs[:2]] == [1, 2]
     assert [r["parent"] for r in runs[:2]] == [None, 1]  # the second warm-started
     assert version >= 2, (version, runs)

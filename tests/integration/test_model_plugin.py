@@ -6,12 +6,9 @@ listens are analysed like any arm's."""
 from __future__ import annotations
 
 import json
-import random
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import polars as pl
 import pytest
 
@@ -22,9 +19,8 @@ from botify.listen_export import export_parquet
 from botify.models import MODELS, RECIPES, load_plugins, model_readers
 from botify.settings import REPO_DIR, Settings
 from botify_cli.stack import EmbeddedStack
-from botify_sim.client import BotifyClient
 from tests.factories import registry_restored
-from tests.integration.live_model import one_model_env, served_version
+from tests.integration.live_model import one_model_env, teach_until_second_version
 
 pytestmark = [pytest.mark.slow]
 
@@ -32,7 +28,6 @@ PLUGIN = "tests.integration.models.tiny_pairs"
 MODEL = "tiny_pairs"
 DEADLINE_S = 60.0
 MAX_SESSIONS = 3_000
-STEPS = 8
 
 
 @pytest.fixture
@@ -60,37 +55,19 @@ def test_a_plugin_model_is_trained_published_reloaded_served_and_analysed(
         # The subprocesses import the plugin from the checkout.
         PYTHONPATH=str(REPO_DIR),
     )
-    ids = cat.ids.tolist()
-    rng = random.Random(0)
-    failures: list[str] = []
-    sessions, version, stop_at = 0, 0, MAX_SESSIONS
     settings = Settings()
     with EmbeddedStack(settings, tmp_path / "logs", trainer=True, extra_env=env) as stack:
         assert stack.endpoints is not None
-        api = stack.endpoints.api
-        client = BotifyClient(api, timeout=10)
-        deadline = time.monotonic() + DEADLINE_S
-        try:
-            while sessions < MAX_SESSIONS and time.monotonic() < deadline:
-                user = rng.randrange(100)
-                track, listened = rng.choice(ids), 1.0
-                try:
-                    for _ in range(STEPS):
-                        track = client.next(user, track, listened)
-                        liked = int(cat.artist_of(track).split()[-1]) % 10 == user % 10
-                        listened = 0.95 if liked else 0.05
-                    client.last(user, track, listened)
-                except Exception as exc:  # counted: the assertion below names them
-                    failures.append(repr(exc))
-                sessions += 1
-                if version < 2 and sessions % 25 == 0:
-                    version = served_version(httpx.get(f"{api}/metrics", timeout=10).text, MODEL)
-                    # A few sessions more, so that the second version serves some listens.
-                    stop_at = sessions + 10
-                if version >= 2 and sessions >= stop_at:
-                    break
-        finally:
-            client.close()
+        # A few sessions past the second version, so that it serves some listens.
+        traffic = teach_until_second_version(
+            stack.endpoints.api,
+            cat,
+            MODEL,
+            users=100,
+            max_sessions=MAX_SESSIONS,
+            deadline_s=DEADLINE_S,
+            sessions_after=10,
+        )
         dead = stack.dead()
         # Stopping the API flushes its producer: the export sees every answered request.
         stack.stop_service("api")
@@ -98,12 +75,12 @@ def test_a_plugin_model_is_trained_published_reloaded_served_and_analysed(
 
     logs = {p.name: p.read_text()[-2000:] for p in (tmp_path / "logs").glob("*.log")}
     runs = read_runs(tmp_path / "trainer")
-    assert not failures, failures[:5]
+    assert not traffic.failures, traffic.failures[:5]
     assert not dead, (dead, logs)
     promoted = [r for r in runs if r["model"] == MODEL and r["promoted"]]
     assert [r["version"] for r in promoted[:2]] == [1, 2], (runs, logs.get("trainer.log"))
     assert promoted[1]["parent"] == 1  # the second warm-started from the first
-    assert version >= 2, (sessions, version)
+    assert traffic.version >= 2, traffic
 
     events = pl.read_parquet(exported.path)
     served = events.filter(pl.col("model_version").is_not_null())

@@ -141,19 +141,13 @@ def test_consumer_side_decode_rejects_bad_records_with_a_reason(raw: bytes | Non
 def test_a_trusted_event_encodes_exactly_as_a_validated_one() -> None:
     from botify.events import encode_listen_event, make_listen_event, trusted_listen_event
 
-    fields = dict(
-        event_id="e1",
-        message="next",
-        timestamp=1_700_000_000_000,
-        user=7,
-        track=3,
-        time=0.5,
-        recommendation=9,
-        latency=0.001,
-        recommender="affinity",
-        model_version=4,
-        experiments={"AA": "C", "RECOMMENDERS": "T1"},
-    )
+    # A served model version and two experiments: the optional parts encoded too.
+    fields = {
+        **valid_fields(),
+        "timestamp": 1_700_000_000_000,
+        "model_version": 4,
+        "experiments": {"AA": "C", "RECOMMENDERS": "T1"},
+    }
     trusted = trusted_listen_event(**fields)
     assert encode_listen_event(trusted) == encode_listen_event(make_listen_event(**fields))
     assert decode_listen_event(encode_listen_event(trusted)) == trusted

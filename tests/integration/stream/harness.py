@@ -111,6 +111,11 @@ class Worker:
         wait_for(ready, timeout, f"worker {self.log.name} to be ready")
         return self
 
+    def kill(self) -> None:
+        """SIGKILL the worker if it still runs: a test's clean-up, whatever it asserted."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.stop(signal.SIGKILL)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
         """Signal the worker and wait for it; returns its exit code."""
         assert self.proc is not None

@@ -4,7 +4,6 @@ applied, not mistaken for replays of the old one's (issue 12: 915 of 9,029 were 
 
 from __future__ import annotations
 
-import signal
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -61,8 +60,8 @@ def test_a_broker_restarted_without_its_data_loses_no_event_to_old_positions(
             )
             assert worker.stop() == 0
         finally:
-            if worker is not None and worker.proc is not None and worker.proc.poll() is None:
-                worker.stop(signal.SIGKILL)
+            if worker is not None:
+                worker.kill()
             broker.stop()
     assert identities[0] != identities[1]
     # Every event of both brokers applied once: none skipped as a duplicate.
@@ -111,6 +110,5 @@ def test_a_running_worker_meets_a_broker_restarted_without_its_data_and_loses_no
         assert {u: s.listens for u, s in states.items() if s is not None} == dict(per_user)
         assert worker.stop() == 0
     finally:
-        if worker.proc is not None and worker.proc.poll() is None:
-            worker.stop(signal.SIGKILL)
+        worker.kill()
         broker.stop()

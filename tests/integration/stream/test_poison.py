@@ -5,7 +5,6 @@ worker within its grace period even while it is retrying."""
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 import uuid
 from pathlib import Path
@@ -85,8 +84,7 @@ def test_a_poison_record_is_dead_lettered_cut_and_every_other_partition_goes_on(
         assert worker.stop() == 0
         print(f"stopped {time.monotonic() - started:.2f} s after SIGTERM")
     finally:
-        if worker.proc is not None and worker.proc.poll() is None:
-            worker.stop(signal.SIGKILL)
+        worker.kill()
 
 
 def test_sigterm_stops_a_worker_that_is_retrying_within_its_grace_period(
@@ -117,8 +115,7 @@ def test_sigterm_stops_a_worker_that_is_retrying_within_its_grace_period(
         assert took < grace and code == 0
         assert "stream worker stopped" in worker.text()
     finally:
-        if worker.proc is not None and worker.proc.poll() is None:
-            worker.stop(signal.SIGKILL)
+        worker.kill()
 
 
 def test_sigterm_stops_a_worker_whose_broker_is_gone_within_its_grace_period(
@@ -149,6 +146,5 @@ def test_sigterm_stops_a_worker_whose_broker_is_gone_within_its_grace_period(
         print(f"stopped {took:.2f} s after SIGTERM with its broker gone, exit code {code}")
         assert took < grace + 1.0
     finally:
-        if worker.proc is not None and worker.proc.poll() is None:
-            worker.stop(signal.SIGKILL)
+        worker.kill()
         broker.stop()

@@ -84,8 +84,7 @@ async def test_a_redis_restart_pauses_the_worker_and_loses_no_event(
         assert "retrying" in worker.text()
         assert worker.stop() == 0
     finally:
-        if worker.proc is not None and worker.proc.poll() is None:
-            worker.stop(signal.SIGKILL)
+        worker.kill()
         server.stop()
 
 
@@ -132,5 +131,4 @@ async def test_workers_split_the_partitions_and_a_killed_one_loses_nothing(
         assert second.stop() == 0
     finally:
         for w in (first, second):
-            if w.proc is not None and w.proc.poll() is None:
-                w.stop(signal.SIGKILL)
+            w.kill()

@@ -5,7 +5,8 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -107,6 +108,19 @@ def harness(poll_s: float = 3600.0, names: tuple[str, ...] = ("a", "b")) -> Harn
     return Harness(store, slots, metrics, watcher, feeds)
 
 
+@asynccontextmanager
+async def watching(poll_s: float = 3600.0, **pointers: int) -> AsyncIterator[Harness]:
+    """A started watcher whose store's pointers name ``pointers`` (model=version), stopped
+    when the block ends, whatever the test asserted."""
+    h = harness(poll_s)
+    h.store.pointers.update(pointers)
+    await h.watcher.start()
+    try:
+        yield h
+    finally:
+        await h.watcher.stop()
+
+
 async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -115,16 +129,11 @@ async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
 
 
 async def test_start_serves_the_version_each_pointer_names() -> None:
-    h = harness()
-    h.store.pointers["a"] = 4
-    await h.watcher.start()
-    try:
+    async with watching(a=4) as h:
         assert h.slots["a"].version == 4
         assert h.slots["b"].artifact is None  # nothing published yet
         assert h.sample("a") == 4 and h.sample("b") == 0
         assert h.feed.started
-    finally:
-        await h.watcher.stop()
 
 
 async def test_loading_happens_in_a_worker_thread_not_on_the_event_loop() -> None:
@@ -136,10 +145,7 @@ async def test_loading_happens_in_a_worker_thread_not_on_the_event_loop() -> Non
 
 
 async def test_requests_see_the_old_version_until_the_new_one_is_fully_loaded() -> None:
-    h = harness()
-    h.store.pointers["a"] = 1
-    await h.watcher.start()
-    try:
+    async with watching(a=1) as h:
         old = h.slots["a"].artifact
         h.store.gate = threading.Event()
         h.store.pointers["a"] = 2
@@ -153,65 +159,41 @@ async def test_requests_see_the_old_version_until_the_new_one_is_fully_loaded() 
         assert await refresh
         assert h.slots["a"].version == 2
         assert h.sample("a", "botify_api_model_reloads_total") == 2
-    finally:
-        await h.watcher.stop()
 
 
 async def test_the_poll_swaps_in_a_newer_version_without_any_announcement() -> None:
-    h = harness(poll_s=0.02)
-    h.store.pointers["b"] = 1
-    await h.watcher.start()
-    try:
+    async with watching(poll_s=0.02, b=1) as h:
         h.store.pointers["b"] = 3
         await until(lambda: h.slots["b"].version == 3)
         assert h.sample("b") == 3
-    finally:
-        await h.watcher.stop()
 
 
 async def test_an_announcement_triggers_the_swap_long_before_the_next_poll() -> None:
-    h = harness(poll_s=3600)
-    await h.watcher.start()
-    try:
+    async with watching(poll_s=3600) as h:
         h.store.pointers["a"] = 5
         started = time.monotonic()
         h.feed.emit("a", 5)
         await until(lambda: h.slots["a"].version == 5, timeout=2)
         assert time.monotonic() - started < 2
-    finally:
-        await h.watcher.stop()
 
 
 async def test_a_pointer_moved_back_to_an_older_version_is_followed() -> None:
-    h = harness()
-    h.store.pointers["a"] = 5
-    await h.watcher.start()
-    try:
+    async with watching(a=5) as h:
         h.store.pointers["a"] = 3  # botify models rollback a 3
         assert await h.watcher.refresh("a")
         assert h.slots["a"].version == 3
         assert h.store.loads == [("a", 5), ("a", 3)]
-    finally:
-        await h.watcher.stop()
 
 
 async def test_a_rollback_announcement_of_an_older_version_is_followed_at_once() -> None:
-    h = harness()
-    h.store.pointers["a"] = 5
-    await h.watcher.start()
-    try:
+    async with watching(a=5) as h:
         h.store.pointers["a"] = 3
         h.feed.emit("a", 3, rollback=True)
         await until(lambda: h.slots["a"].version == 3)
-    finally:
-        await h.watcher.stop()
 
 
 async def test_replayed_and_foreign_announcements_cost_no_pointer_read() -> None:
-    h = harness()
-    h.store.pointers["a"] = 5
-    await h.watcher.start()
-    try:
+    async with watching(a=5) as h:
         reads = h.store.pointer_reads
         h.feed.emit("a", 3)  # replayed from the start of the topic
         h.feed.emit("a", 5)
@@ -220,15 +202,10 @@ async def test_replayed_and_foreign_announcements_cost_no_pointer_read() -> None
         h.feed.emit("b", 1)  # a marker: announcements are handled in order
         await until(lambda: h.slots["b"].version == 1)
         assert h.store.pointer_reads == reads + 1
-    finally:
-        await h.watcher.stop()
 
 
 async def test_a_version_that_fails_to_load_is_counted_skipped_and_not_retried() -> None:
-    h = harness(poll_s=0.02)
-    h.store.pointers["a"] = 1
-    await h.watcher.start()
-    try:
+    async with watching(poll_s=0.02, a=1) as h:
         h.store.broken.add(("a", 2))
         h.store.pointers["a"] = 2
         await until(lambda: h.sample("a", "botify_api_model_reload_failures_total") == 1)
@@ -240,32 +217,22 @@ async def test_a_version_that_fails_to_load_is_counted_skipped_and_not_retried()
         h.store.pointers["a"] = 3
         await until(lambda: h.slots["a"].version == 3)
         assert h.sample("a", "botify_api_model_reload_failures_total") == 1
-    finally:
-        await h.watcher.stop()
 
 
 async def test_a_passing_load_failure_is_retried_at_the_next_poll() -> None:
-    h = harness(poll_s=0.02)
-    h.store.pointers["a"] = 1
-    await h.watcher.start()
-    try:
+    async with watching(poll_s=0.02, a=1) as h:
         h.store.flaky[("a", 2)] = 1
         h.store.pointers["a"] = 2
         await until(lambda: h.slots["a"].version == 2)
         assert h.store.loads.count(("a", 2)) == 2
         assert h.sample("a", "botify_api_model_reload_failures_total") == 1
         assert h.watcher.failed["a"] == set()
-    finally:
-        await h.watcher.stop()
 
 
 async def test_an_unreadable_pointer_keeps_the_served_version(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    h = harness(poll_s=0.02)
-    h.store.pointers["a"] = 1
-    await h.watcher.start()
-    try:
+    async with watching(poll_s=0.02, a=1) as h:
         h.store.down = True
         reads = h.store.pointer_reads
         await until(lambda: h.store.pointer_reads >= reads + 6)
@@ -275,8 +242,6 @@ async def test_an_unreadable_pointer_keeps_the_served_version(
         h.store.down = False
         h.store.pointers["a"] = 2
         await until(lambda: h.slots["a"].version == 2)
-    finally:
-        await h.watcher.stop()
 
 
 async def test_stop_cancels_the_background_work_and_stops_the_feed() -> None:
@@ -336,10 +301,7 @@ async def test_loads_run_at_a_lower_cpu_priority_than_the_event_loop() -> None:
 async def test_a_rollback_announcement_retries_a_version_that_failed_here_before(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    h = harness(poll_s=0.02)
-    h.store.pointers["a"] = 1
-    await h.watcher.start()
-    try:
+    async with watching(poll_s=0.02, a=1) as h:
         h.store.broken.add(("a", 2))  # e.g. unreadable on this instance's volume for a while
         h.store.pointers["a"] = 2
         await until(lambda: h.watcher.failed["a"] == {2})
@@ -355,5 +317,3 @@ async def test_a_rollback_announcement_retries_a_version_that_failed_here_before
         await until(lambda: h.slots["a"].version == 2)
         assert h.watcher.failed["a"] == set()
         assert "a v2: failed to load before, trying it again" in caplog.text
-    finally:
-        await h.watcher.stop()
