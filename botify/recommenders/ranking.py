@@ -61,9 +61,9 @@ def embedding_scores(arrays: Arrays, q: np.ndarray, rows: np.ndarray) -> np.ndar
     # take() is several times faster than fancy indexing for a few hundred rows; np.asarray
     # gives plain arrays, not the memmap subclass with its per-operation overhead.
     emb = np.asarray(arrays[TRACK_EMB]).take(rows, axis=0)
-    # einsum's loop computes each dot product alone; matmul's BLAS kernel rounds a row
-    # differently depending on where it falls in its blocks.
-    scores: np.ndarray = np.einsum("...kd,...d->...k", emb, q)
+    # vecdot computes each dot product alone, over one row; matmul's BLAS kernel rounds a
+    # row differently depending on where it falls in its blocks.
+    scores: np.ndarray = np.vecdot(emb, q if q.ndim == 1 else q[:, None, :])
     bias = arrays.get(TRACK_BIAS)
     if bias is not None:
         scores += np.asarray(bias).take(rows)
@@ -92,6 +92,8 @@ def by_score(
         scores = np.where(scored[:, None], scores, 0.0)
     # Negated, so that a stable ascending sort is best first with ties in candidate order.
     order = np.argsort(-scores, axis=-1, kind="stable")
+    if tracks.ndim == 1:
+        return tracks.take(order)  # a few microseconds less than take_along_axis
     return np.take_along_axis(tracks, order, axis=-1)
 
 
@@ -117,11 +119,20 @@ def query_vectors(
 
 def rows_of(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     """Row of each of ``wanted`` (any shape) in ``ids`` (unique, any order), -1 where absent."""
+    ids = np.asarray(ids, np.int64)
     wanted = np.asarray(wanted, np.int64)
     if len(ids) == 0:
         return np.full(wanted.shape, -1, dtype=np.int64)
+    top = int(ids.max())
+    if ids.min() >= 0 and top < 4 * len(ids) + (1 << 16):
+        # Ids close to 0..n (a catalog's): a direct table, several times faster than a
+        # search over hundreds of thousands of candidates. Its last entry is "no row".
+        table = np.full(top + 2, -1, dtype=np.int64)
+        table[ids] = np.arange(len(ids))
+        out: np.ndarray = table.take(np.where((wanted >= 0) & (wanted <= top), wanted, top + 1))
+        return out
     order = np.argsort(ids, kind="stable")
-    ordered = np.asarray(ids, np.int64)[order]
+    ordered = ids[order]
     pos = np.minimum(np.searchsorted(ordered, wanted), len(ids) - 1)
     return np.where(ordered[pos] == wanted, order[pos], -1)
 
