@@ -107,11 +107,12 @@ def query_vectors(
     q: np.ndarray | None = None
     scored = np.zeros(len(anchor_rows), dtype=bool)
     for emb, rows in ((context_emb, anchor_rows), (user_emb, user_rows)):
-        if emb is None:
+        if emb is None or len(emb) == 0:
             continue
         has = rows >= 0
         part = np.where(has[:, None], np.asarray(emb).take(np.maximum(rows, 0), axis=0), 0)
-        # Added only where the part exists, as serving adds it: x + 0 is x, bit for bit.
+        # As serving: the sum where both parts exist, else the one that does (0 + x is x,
+        # bit for bit).
         q = part if q is None else np.where(has[:, None], q + part, q)
         scored |= has
     return q, scored
@@ -140,7 +141,7 @@ def rows_of(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
 def _lists(arrays: Arrays, name: str, rows: np.ndarray) -> np.ndarray:
     """Table ``name``'s row for each query, all PAD where the row is -1 or the table absent."""
     table = arrays.get(name)
-    if table is None:
+    if table is None or len(table) == 0:
         return np.full((len(rows), 0), PAD, dtype=np.int64)
     found = np.asarray(table).take(np.maximum(rows, 0), axis=0)
     return np.where(rows[:, None] >= 0, found, PAD)

@@ -222,3 +222,17 @@ def test_ranking_names_every_registered_models_evaluation() -> None:
         "contextual": Ranking.NEIGHBOURS,
         "next_track": Ranking.RERANKED,
     }
+
+
+def test_a_model_without_users_ranks_by_the_anchor_alone() -> None:
+    arrays = {
+        TRACK_IDS: np.arange(3, dtype=np.int64),
+        TRACK_NEIGHBOURS: np.array([[1, 2], [0, 2], [0, 1]], np.int64),
+        CONTEXT_EMB: np.array([[1.0], [1.0], [1.0]], np.float32),
+        TRACK_EMB: np.array([[0.0], [1.0], [2.0]], np.float32),
+        USER_IDS: np.empty(0, np.int64),
+        USER_TOP: np.empty((0, 2), np.int64),
+        USER_EMB: np.empty((0, 1), np.float32),
+    }
+    got = rank_queries(arrays, Ranking.RERANKED, np.array([0, 7]), np.array([5, 5]))
+    assert got.tolist() == [[2, 1], [PAD, PAD]]
