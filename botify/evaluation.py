@@ -3,23 +3,37 @@
 Works on any ``ModelArtifact`` (or its arrays), so the trainer scores a new version and the
 one in service on the same held-out examples. Everything here is numpy.
 
-Ranking: each held-out positive (a listen of at least the positive threshold) is a query.
-Context-type models (those with ``context_emb``, or only neighbour lists) answer with the
-previous track's ``track_neighbours``, re-ranked for the user by ⟨context + user, track⟩ +
-bias when the model has a vector for the user, exactly as serving re-ranks; user-based models
-answer with ``user_top``. The lists are the model's full-catalogue top-K. From a list we
-remove the previous track (serving never repeats it) and the tracks the user already had as
-positives in the training window, then cut at k: HR@k is the share of queries whose track is
-in the cut, NDCG@k its 1/log2(rank + 2). A query the model has no list for is a miss. A
-positive whose track the user already liked in training cannot be a hit under that removal,
-so it is not a query; neither is a repeat of the previous track.
+Ranking: each held-out positive (a listen of at least the positive threshold) is a query
+(user, previous track). It gets the ranked list serving's candidate source would answer a
+request by that user right after that track with, computed by the same code
+(``botify.recommenders.ranking.rank_queries``), with the source the model's registry entry
+names (``LearnedModel.evaluated_by``; unregistered arrays: by the arrays, see there):
+
+- ``neighbours``: the previous track's neighbour list (``Neighbours``, contextual);
+- ``reranked``: the previous track's neighbours and the user's top tracks, re-ranked by
+  ⟨context[prev] + user[u], track⟩ + bias from the parts the model has (``Reranked``,
+  next_track);
+- ``session_taste``: ``SessionTaste`` on a session whose one listen is the previous track,
+  i.e. its neighbours by ⟨context[prev], track⟩ + bias (affinity; serving weighs every
+  listen of the session, which a held-out row does not carry);
+- ``user_top``: the user's top tracks (``UserTop``: dae, lightgcn, lightfm).
+
+The anchor is always the previous track: a recipe anchored elsewhere (the last liked track,
+the session's start) or falling back to a second source is evaluated on that first source
+anchored on the previous track, and serving limits (a recipe's top k) are not applied. Ties
+are in the ranking module's order. From a list we remove padding, repeats (a track in both
+lists: policies skip it), the previous track (serving never repeats it) and the tracks the
+user already had as positives in the training window, then cut at k: HR@k is the share of
+queries whose track is in the cut, NDCG@k its 1/log2(rank + 2). A query the model has no
+list for is a miss. A positive whose track the user already liked in training cannot be a
+hit under that removal, so it is not a query; neither is a repeat of the previous track.
+Serving also drops tracks outside its catalog; the evaluation keeps every model track.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Literal
 
 import numpy as np
 import polars as pl
@@ -39,15 +53,17 @@ from botify.artifacts import (
     USER_TOP,
     ModelArtifact,
 )
-from botify.recommenders.sources import embedding_scores
+from botify.models import MODELS
+from botify.recommenders.ranking import Ranking, rank_queries
+from botify.recommenders.ranking import rows_of as _rows
 from botify.settings import TrainerSettings
 
 Arrays = Mapping[str, np.ndarray]
-Query = Literal["auto", "context", "user"]
 # Metrics where lower is better; every other one is maximised.
 _LOWER_IS_BETTER = ("mse", "loss")
-# Held-out rows scored at once (bounds the memory of a re-rank to block × K × d floats).
-_BLOCK = 2048
+# Held-out rows ranked at once: a re-rank gathers block × K × d floats (about 26 MB for
+# 200 candidates of 64 floats); blocks of 2048 measured slower.
+_BLOCK = 512
 _ID_BITS = 31  # ids are < 2**31 (botify.events.MAX_ID), so (user, track) packs in an int64
 
 
@@ -78,11 +94,15 @@ def evaluate(
     holdout: pl.DataFrame,
     train: pl.DataFrame,
     settings: TrainerSettings,
+    ranking: Ranking | None = None,
 ) -> dict[str, float]:
-    """Every metric that applies to ``artifact``: ranking, and listen-time MSE for models
-    that predict it (``context_emb`` and ``track_emb``)."""
+    """Every metric that applies to ``artifact``: ranking (``ranking``: see
+    ``ranking_metrics``), and listen-time MSE for models that predict it (``context_emb``
+    and ``track_emb``)."""
     threshold = settings.positive_threshold
-    out = ranking_metrics(artifact, holdout, train, settings.eval_k, positive_threshold=threshold)
+    out = ranking_metrics(
+        artifact, holdout, train, settings.eval_k, positive_threshold=threshold, ranking=ranking
+    )
     if predicts_listen_time(artifact):
         out |= listen_time_mse(artifact, holdout, train)
     return out
@@ -101,17 +121,18 @@ def ranking_metrics(
     k: int = 10,
     *,
     positive_threshold: float = 0.5,
-    query: Query = "auto",
+    ranking: Ranking | None = None,
 ) -> dict[str, float]:
     """``{"hr@k", "ndcg@k", "evaluated"}`` over the held-out positives (module docstring).
-    ``query`` forces the lists used; ``auto`` takes neighbours for context-type models."""
+    ``ranking`` forces the source the lists come from; None takes the one the artifact's
+    registered model names (``evaluation_ranking``)."""
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     arrays = _arrays(artifact)
-    mode = _query_mode(arrays) if query == "auto" else query
-    table = arrays.get(TRACK_NEIGHBOURS if mode == "context" else USER_TOP)
-    if table is None:
-        raise ValueError(f"the artifact has no {'neighbours' if mode == 'context' else 'user_top'}")
+    mode = evaluation_ranking(artifact) if ranking is None else ranking
+    needed = USER_TOP if mode is Ranking.USER_TOP else TRACK_NEIGHBOURS
+    if needed not in arrays and not (mode is Ranking.RERANKED and USER_TOP in arrays):
+        raise ValueError(f"the artifact has no {needed} to rank by {mode.value}")
     users, contexts, tracks = _positives(holdout, positive_threshold)
     liked = _liked_keys(train, positive_threshold)
     fresh = ~_contains(liked, _pack(users, tracks)) & (contexts != tracks)
@@ -119,16 +140,11 @@ def ranking_metrics(
     n = len(tracks)
     if n == 0:
         return {f"hr@{k}": 0.0, f"ndcg@{k}": 0.0, "evaluated": 0.0}
-    track_rows = _rows(arrays[TRACK_IDS], contexts)
-    user_rows = _rows(arrays.get(USER_IDS, np.empty(0, np.int64)), users)
     hits, gain = 0, 0.0
     for s in range(0, n, _BLOCK):
         e = min(s + _BLOCK, n)
-        qrow = track_rows[s:e] if mode == "context" else user_rows[s:e]
-        lists = np.where(qrow[:, None] >= 0, table[np.maximum(qrow, 0)], PAD)
-        if mode == "context":
-            lists = _rerank(arrays, lists, track_rows[s:e], user_rows[s:e])
-        drop = (lists == PAD) | (lists == contexts[s:e, None])
+        lists = rank_queries(arrays, mode, contexts[s:e], users[s:e])
+        drop = (lists == PAD) | (lists == contexts[s:e, None]) | _repeats(lists)
         drop |= _contains(liked, _pack(np.broadcast_to(users[s:e, None], lists.shape), lists))
         rank = np.cumsum(~drop, axis=1) - 1
         hit = ~drop & (rank < k) & (lists == tracks[s:e, None])
@@ -136,6 +152,20 @@ def ranking_metrics(
         hits += int(found.sum())
         gain += float((1.0 / np.log2(rank[hit] + 2.0)).sum())
     return {f"hr@{k}": hits / n, f"ndcg@{k}": gain / n, "evaluated": float(n)}
+
+
+def evaluation_ranking(artifact: ModelArtifact | Arrays) -> Ranking:
+    """The source a held-out query of ``artifact`` is ranked by: its registered model's
+    ``evaluated_by``; otherwise (unregistered, or arrays alone) the neighbours when it has
+    them and context vectors or no user lists, else the user's top tracks."""
+    if isinstance(artifact, ModelArtifact):
+        model = MODELS.get(artifact.meta.name)
+        if model is not None and model.evaluated_by is not None:
+            return model.evaluated_by
+    arrays = _arrays(artifact)
+    if TRACK_NEIGHBOURS in arrays and (CONTEXT_EMB in arrays or USER_TOP not in arrays):
+        return Ranking.NEIGHBOURS
+    return Ranking.USER_TOP
 
 
 def listen_time_mse(
@@ -242,12 +272,6 @@ def _arrays(artifact: ModelArtifact | Arrays) -> Arrays:
     return artifact.arrays if isinstance(artifact, ModelArtifact) else artifact
 
 
-def _query_mode(arrays: Arrays) -> Literal["context", "user"]:
-    if CONTEXT_EMB in arrays or USER_TOP not in arrays:
-        return "context"
-    return "user"
-
-
 def _positives(frame: pl.DataFrame, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     pos = frame.filter(pl.col("time") >= threshold)
     return tuple(pos[c].to_numpy().astype(np.int64) for c in ("user", "context", "track"))  # type: ignore[return-value]
@@ -271,40 +295,12 @@ def _contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
     return found
 
 
-def _rows(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    """Row of each of ``wanted`` in ``ids`` (unique, any order), -1 where absent."""
-    wanted = np.asarray(wanted, np.int64)
-    if len(ids) == 0:
-        return np.full(wanted.shape, -1, dtype=np.int64)
-    order = np.argsort(ids, kind="stable")
-    ordered = ids[order]
-    pos = np.minimum(np.searchsorted(ordered, wanted), len(ids) - 1)
-    return np.where(ordered[pos] == wanted, order[pos], -1)
-
-
-def _rerank(
-    arrays: Arrays, lists: np.ndarray, context_rows: np.ndarray, user_rows: np.ndarray
-) -> np.ndarray:
-    """Serving's re-rank score (``botify.recommenders.sources.embedding_scores``) over the
-    lists of the queries whose user the model knows; the others keep the model's order."""
-    track_emb, user_emb = arrays.get(TRACK_EMB), arrays.get(USER_EMB)
-    if track_emb is None or user_emb is None:
-        return lists
-    mine = np.flatnonzero(user_rows >= 0)
-    if len(mine) == 0:
-        return lists
-    query = user_emb[user_rows[mine]].astype(np.float32)
-    context_emb = arrays.get(CONTEXT_EMB)
-    if context_emb is not None:
-        query = query + context_emb[np.maximum(context_rows[mine], 0)] * (
-            context_rows[mine, None] >= 0
-        )
-    sub = lists[mine]
-    rows = _rows(arrays[TRACK_IDS], sub)
-    scores = embedding_scores(arrays, query, np.maximum(rows, 0))
-    # Padding and tracks without a row go last, in the model's order (as serving does).
-    scores = np.where(rows >= 0, scores, -np.inf)
-    order = np.argsort(-scores, axis=1, kind="stable")
-    out = lists.copy()
-    out[mine] = np.take_along_axis(sub, order, axis=1)
+def _repeats(lists: np.ndarray) -> np.ndarray:
+    """Where a list repeats a track it already holds earlier (its first place counts)."""
+    order = np.argsort(lists, axis=1, kind="stable")
+    ordered = np.take_along_axis(lists, order, axis=1)
+    later = np.zeros(lists.shape, dtype=bool)
+    later[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
+    out = np.zeros(lists.shape, dtype=bool)
+    np.put_along_axis(out, order, later, axis=1)
     return out

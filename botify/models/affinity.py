@@ -8,6 +8,7 @@ from botify.models.registry import LearnedModel, Recipe, register
 from botify.recommenders.base import Recommender, RecommenderContext
 from botify.recommenders.model_recommender import ModelRecommender, ServingParams
 from botify.recommenders.policies import artist_diverse
+from botify.recommenders.ranking import Ranking
 from botify.recommenders.sources import SessionTaste
 from botify.settings import ModelHyperParams
 
@@ -56,6 +57,7 @@ class AffinityParams(ModelHyperParams):
 
 MODEL = LearnedModel(
     "affinity",
+    evaluated_by=Ranking.SESSION_TASTE,
     trainer="services.trainer.models.affinity:TrackAffinity",
     rank=0,
     params=AffinityParams,

@@ -9,6 +9,7 @@ from botify.recommenders.anchors import prev_anchor, start_anchor
 from botify.recommenders.base import Recommender, RecommenderContext
 from botify.recommenders.model_recommender import ModelRecommender, ServingParams
 from botify.recommenders.policies import top_k_random
+from botify.recommenders.ranking import Ranking
 from botify.recommenders.sources import Neighbours
 from botify.settings import ModelHyperParams
 
@@ -52,6 +53,7 @@ class ContextualParams(ModelHyperParams):
 
 MODEL = LearnedModel(
     "contextual",
+    evaluated_by=Ranking.NEIGHBOURS,
     trainer="services.trainer.models.contextual:Contextual",
     rank=1,
     params=ContextualParams,

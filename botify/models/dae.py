@@ -8,6 +8,7 @@ from botify.models.registry import LearnedModel, Recipe, register
 from botify.recommenders.base import Recommender, RecommenderContext
 from botify.recommenders.model_recommender import ModelRecommender, ServingParams
 from botify.recommenders.policies import relevance_order
+from botify.recommenders.ranking import Ranking
 from botify.recommenders.sources import UserTop
 from botify.settings import ModelHyperParams
 
@@ -46,6 +47,7 @@ class DaeHyperParams(ModelHyperParams):
 
 MODEL = LearnedModel(
     "dae",
+    evaluated_by=Ranking.USER_TOP,
     trainer="services.trainer.models.dae:MultDAE",
     rank=3,
     params=DaeHyperParams,

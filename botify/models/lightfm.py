@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from botify.models.registry import LearnedModel, register
+from botify.recommenders.ranking import Ranking
 from botify.settings import ModelHyperParams
 
 
@@ -17,6 +18,7 @@ class LightFmParams(ModelHyperParams):
 
 MODEL = LearnedModel(
     "lightfm",
+    evaluated_by=Ranking.USER_TOP,
     trainer="services.trainer.models.lightfm:LightFM",
     rank=5,
     params=LightFmParams,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from botify.models.registry import LearnedModel, register
+from botify.recommenders.ranking import Ranking
 from botify.settings import ModelHyperParams
 
 
@@ -20,6 +21,7 @@ class LightGcnHyperParams(ModelHyperParams):
 
 MODEL = LearnedModel(
     "lightgcn",
+    evaluated_by=Ranking.USER_TOP,
     trainer="services.trainer.models.lightgcn:LightGCN",
     rank=4,
     params=LightGcnHyperParams,

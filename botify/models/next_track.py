@@ -9,6 +9,7 @@ from botify.recommenders.anchors import LikedAnchor, prev_anchor
 from botify.recommenders.base import Recommender, RecommenderContext
 from botify.recommenders.model_recommender import ModelRecommender, ServingParams
 from botify.recommenders.policies import artist_diverse, top_k_random
+from botify.recommenders.ranking import Ranking
 from botify.recommenders.sources import Reranked
 from botify.settings import ModelHyperParams
 
@@ -63,6 +64,7 @@ class NextTrackParams(ModelHyperParams):
 
 MODEL = LearnedModel(
     "next_track",
+    evaluated_by=Ranking.RERANKED,
     trainer="services.trainer.models.next_track:NextTrack",
     rank=2,
     params=NextTrackParams,

@@ -22,6 +22,7 @@ from botify.errors import ConfigError
 from botify.recommenders import BASELINES
 from botify.recommenders.base import Recommender, RecommenderContext
 from botify.recommenders.model_recommender import ServingParams
+from botify.recommenders.ranking import Ranking
 from botify.settings import ModelHyperParams, RecommenderSettings, TrainerSettings
 
 Entry = TypeVar("Entry", "LearnedModel", "Recipe")
@@ -57,6 +58,11 @@ class LearnedModel:
     # The trainer's default order (``default_models``): lower first, then in the order they
     # registered. The best-serving model comes first: it is the freshest after each round.
     rank: int = 100
+    # How the offline evaluation ranks a held-out query (``botify.evaluation``): the
+    # candidate source of the recipe it serves best through, anchored on the previous track.
+    # None: from its arrays (neighbours when it has them and context vectors or no user
+    # lists, else the user's top tracks), in the model's order.
+    evaluated_by: Ranking | None = None
 
 
 MODELS: dict[str, LearnedModel] = {}

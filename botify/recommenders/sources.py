@@ -5,7 +5,7 @@ catalog or the model's size."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,8 +13,6 @@ import numpy as np
 from botify.artifacts import (
     CONTEXT_EMB,
     PAD,
-    TRACK_BIAS,
-    TRACK_EMB,
     TRACK_NEIGHBOURS,
     USER_EMB,
     ModelArtifact,
@@ -24,6 +22,7 @@ from botify.catalog import Catalog
 from botify.recommenders.anchors import Anchor, session_listens
 from botify.recommenders.base import RecommendRequest
 from botify.recommenders.policies import Ranked
+from botify.recommenders.ranking import by_score
 from botify.recommenders.serving_index import usable_artifact
 from botify.state import UserState
 
@@ -97,47 +96,18 @@ def rerank(
     artifact: ModelArtifact, anchor: int, user: int, tracks: np.ndarray, rows: np.ndarray
 ) -> np.ndarray:
     """``tracks`` (with their model ``rows``, -1 for none) by ⟨context_emb[anchor] +
-    user_emb[user], track_emb[row]⟩ + track_bias[row], best first (ties in no set order).
-    The model's own order where it lacks the embeddings or knows neither anchor nor user;
-    tracks without a row keep their order after the scored ones."""
-    return by_score(artifact, query(artifact, anchor, user), tracks, rows)
-
-
-def by_score(
-    artifact: ModelArtifact, q: np.ndarray | None, tracks: np.ndarray, rows: np.ndarray
-) -> np.ndarray:
-    """``tracks`` by ⟨q, track_emb[row]⟩ + track_bias[row], best first; unchanged without
-    ``q`` or track embeddings, and tracks without a row (-1) last, in their order."""
-    if TRACK_EMB not in artifact.arrays or q is None:
-        return tracks
-    known = rows >= 0
-    complete = bool(known.all())
-    scored, scored_rows = (tracks, rows) if complete else (tracks[known], rows[known])
-    scores = embedding_scores(artifact.arrays, q, scored_rows)
-    best = scored[scores.argsort()[::-1]]
-    return best if complete else np.concatenate([best, tracks[~known]])
-
-
-def embedding_scores(
-    arrays: Mapping[str, np.ndarray], q: np.ndarray, rows: np.ndarray
-) -> np.ndarray:
-    """⟨q, track_emb[row]⟩ + track_bias[row] of model ``rows`` (all >= 0): one query ``q``
-    (d,) with rows (k,), or one per list, (n, d) with rows (n, k). Serving's re-rank score,
-    and the offline evaluation's (``botify.evaluation``)."""
-    # take() is several times faster than fancy indexing for a few hundred rows; np.asarray
-    # gives plain arrays, not the memmap subclass with its per-operation overhead.
-    emb = np.asarray(arrays[TRACK_EMB]).take(rows, axis=0)
-    scores: np.ndarray = emb @ q if q.ndim == 1 else np.einsum("nkd,nd->nk", emb, q)
-    bias = arrays.get(TRACK_BIAS)
-    if bias is not None:
-        scores += np.asarray(bias).take(rows)
-    return scores
+    user_emb[user], track_emb[row]⟩ + track_bias[row], best first, ties in candidate order
+    (``botify.recommenders.ranking``). The model's own order where it lacks the embeddings or
+    knows neither anchor nor user; tracks without a row keep their order after the scored
+    ones."""
+    return by_score(artifact.arrays, query(artifact, anchor, user), tracks, rows)
 
 
 @dataclass(frozen=True, slots=True)
 class Reranked:
     """The anchor's neighbours and the user's top tracks, re-ranked for this user and
-    anchor with the model's embeddings (``rerank``)."""
+    anchor with the model's embeddings (``rerank``; ``Ranking.RERANKED`` in the
+    evaluation)."""
 
     slot: ModelSlot
     anchor: Anchor
@@ -213,5 +183,8 @@ class SessionTaste:
         w = np.asarray(weights, dtype=np.float32)
         q = None
         if context_emb is not None and w.sum() > 0:
-            q = (w @ np.asarray(context_emb).take(rows, axis=0)) / w.sum()
-        return Ranked(by_score(artifact, q, tracks, track_rows).tolist(), artifact.version)
+            # One listen's taste is its own vector, exactly (the evaluation ranks a held-out
+            # query as this one-listen session, ``Ranking.SESSION_TASTE``); w·x / w may not be.
+            context = np.asarray(context_emb)
+            q = context[rows[0]] if len(rows) == 1 else (w @ context.take(rows, axis=0)) / w.sum()
+        return Ranked(by_score(artifact.arrays, q, tracks, track_rows).tolist(), artifact.version)

@@ -26,11 +26,13 @@ from botify.artifacts import (
 from botify.evaluation import (
     better,
     evaluate,
+    evaluation_ranking,
     listen_time_mse,
     predicts_listen_time,
     ranking_metrics,
     split_holdout,
 )
+from botify.recommenders.ranking import Ranking
 from botify.settings import TrainerSettings
 from botify.training import example_schema
 
@@ -165,29 +167,62 @@ def test_context_models_answer_with_the_previous_tracks_neighbours_minus_itself(
     assert got["ndcg@2"] == pytest.approx((1 / math.log2(3) + 1 / math.log2(3)) / 3)
 
 
-def test_known_users_get_the_neighbours_re_ranked_as_serving_does() -> None:
-    # Without the user, context 10's list is 11, 12; the user's vector prefers 12.
+def reranked_arrays() -> dict[str, np.ndarray]:
+    # Tracks 11 and 12 point along the two axes; every context prefers 12, user 1 prefers 11.
     track = np.zeros((10, 2), np.float32)
-    track[1], track[2] = [1.0, 0.0], [0.0, 1.0]
-    arrays = {
+    track[1], track[2], track[3] = [1.0, 0.0], [0.0, 1.0], [0.5, 0.0]
+    return {
         TRACK_NEIGHBOURS: neighbours({10: [11, 12]}),
-        CONTEXT_EMB: np.tile(np.array([[0.1, 0.0]], np.float32), (10, 1)),
+        CONTEXT_EMB: np.tile(np.array([[0.0, 0.1]], np.float32), (10, 1)),
         TRACK_EMB: track,
         TRACK_BIAS: np.zeros(10, np.float32),
-        USER_IDS: np.array([1], np.int64),
-        USER_EMB: np.array([[0.0, 1.0]], np.float32),
+        **user_top({1: [13]}),
+        USER_EMB: np.array([[1.0, 0.0]], np.float32),
     }
-    holdout = examples((1, 10, 12, 1.0), (2, 10, 12, 1.0))
-    got = ranking_metrics(artifact(**arrays), holdout, examples(), k=1)
-    # User 1 (known) hits 12 at the top; user 2 (unknown) keeps the model's order: 11 first.
-    assert got["hr@1"] == 0.5
+
+
+def test_reranked_models_rank_by_context_plus_user_for_known_and_unknown_users() -> None:
+    holdout = examples((1, 10, 11, 1.0), (2, 10, 12, 1.0))
+    got = ranking_metrics(
+        artifact(**reranked_arrays()), holdout, examples(), k=1, ranking=Ranking.RERANKED
+    )
+    # User 1: (0, 0.1) + (1, 0) puts 11 first. User 2 (unknown): the context alone, 12 first.
+    assert got["hr@1"] == 1.0
+
+
+def test_reranked_models_rank_the_users_top_tracks_with_the_neighbours() -> None:
+    # User 1's top track 13 scores 0.5, between 11 (1.0) and 12 (0.1); a user the model does
+    # not know has no top tracks, and the context ranks 12 first.
+    holdout = examples((1, 10, 13, 1.0), (2, 10, 13, 1.0))
+    art = artifact(**reranked_arrays())
+    got = ranking_metrics(art, holdout, examples(), k=2, ranking=Ranking.RERANKED)
+    assert got["hr@2"] == 0.5
+    assert got["ndcg@2"] == pytest.approx(0.5 / math.log2(3))
+
+
+def test_a_track_in_both_lists_counts_once() -> None:
+    arrays = reranked_arrays() | user_top({1: [11, 12, 13]})
+    # 11, 11, 13, 12, 12 by score: the repeats are skipped, so 12 is third.
+    holdout = examples((1, 10, 12, 1.0))
+    got = ranking_metrics(artifact(**arrays), holdout, examples(), k=3, ranking=Ranking.RERANKED)
+    assert got["ndcg@3"] == pytest.approx(1 / math.log2(2 + 2))
+
+
+def test_a_registered_models_artifact_is_ranked_by_its_registry_entry() -> None:
+    meta = ModelMeta("next_track", 1, None, 0, DataWindow(0, 0, 0))
+    registered = ModelArtifact(meta, {TRACK_IDS: np.arange(10, 20, dtype=np.int64)})
+    assert evaluation_ranking(registered) is Ranking.RERANKED
+    # Unregistered: by the arrays.
+    assert evaluation_ranking(artifact(**reranked_arrays())) is Ranking.NEIGHBOURS
+    assert evaluation_ranking(artifact(**user_top({1: [12]}))) is Ranking.USER_TOP
 
 
 def test_user_based_models_are_queried_by_user_top() -> None:
     arrays = {TRACK_NEIGHBOURS: neighbours({10: [13]}), **user_top({1: [12]})}
     holdout = examples((1, 10, 12, 1.0))
     assert ranking_metrics(artifact(**arrays), holdout, examples())["hr@10"] == 1.0
-    assert ranking_metrics(artifact(**arrays), holdout, examples(), query="context")["hr@10"] == 0.0
+    got = ranking_metrics(artifact(**arrays), holdout, examples(), ranking=Ranking.NEIGHBOURS)
+    assert got["hr@10"] == 0.0
 
 
 def test_only_positives_are_queries_and_an_empty_holdout_evaluates_nothing() -> None:
@@ -203,7 +238,9 @@ def test_only_positives_are_queries_and_an_empty_holdout_evaluates_nothing() -> 
 
 def test_ranking_an_artifact_without_the_needed_lists_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="user_top"):
-        ranking_metrics(artifact(), examples((1, 10, 12, 1.0)), examples(), query="user")
+        ranking_metrics(
+            artifact(), examples((1, 10, 12, 1.0)), examples(), ranking=Ranking.USER_TOP
+        )
 
 
 # -- listen time -------------------------------------------------------------------------------

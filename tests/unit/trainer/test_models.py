@@ -172,7 +172,8 @@ def test_model_finds_held_out_listens_far_more_often_than_random(
     name: str, trained: dict[str, TrainResult], split: tuple[pl.DataFrame, pl.DataFrame]
 ) -> None:
     train, holdout = split
-    metrics = evaluate(trained[name].arrays, holdout, train, fast_settings())
+    ranking = REGISTRY[name].evaluated_by
+    metrics = evaluate(trained[name].arrays, holdout, train, fast_settings(), ranking)
     assert metrics["evaluated"] >= 20
     # Random top-10 lists over ~110 candidates hit about 0.09 of the time.
     assert metrics["hr@10"] >= 0.6
