@@ -129,7 +129,7 @@ def ranking_metrics(
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     arrays = _arrays(artifact)
-    mode = evaluation_ranking(artifact) if ranking is None else ranking
+    mode = evaluation_ranking(artifact) if ranking is None else Ranking(ranking)
     needed = USER_TOP if mode is Ranking.USER_TOP else TRACK_NEIGHBOURS
     if needed not in arrays and not (mode is Ranking.RERANKED and USER_TOP in arrays):
         raise ValueError(f"the artifact has no {needed} to rank by {mode.value}")

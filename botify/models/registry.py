@@ -64,6 +64,12 @@ class LearnedModel:
     # lists, else the user's top tracks), in the model's order.
     evaluated_by: Ranking | None = None
 
+    def __post_init__(self) -> None:
+        # A plain string ("user_top") is accepted and checked here, at registration: an
+        # unknown name would otherwise rank every held-out query by some other source.
+        if self.evaluated_by is not None:
+            object.__setattr__(self, "evaluated_by", Ranking(self.evaluated_by))
+
 
 MODELS: dict[str, LearnedModel] = {}
 RECIPES: dict[str, Recipe] = {}

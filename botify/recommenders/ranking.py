@@ -84,6 +84,9 @@ def by_score(
     if q is None or TRACK_EMB not in arrays:
         return tracks
     known = rows >= 0
+    if not known.any():
+        # Nothing to score (and with an empty track table, no row 0 to stand in).
+        return tracks
     if known.all():
         scores = embedding_scores(arrays, q, rows)
     else:
@@ -153,7 +156,8 @@ def rank_queries(
     """Each query's (anchor track id, user id) ranked candidates as ``ranking``'s source
     serves them, (n, K), padded with PAD. Unlike serving, the lists keep the tracks outside
     the serving catalog and a track in both of a query's lists twice (policies skip
-    repeats)."""
+    repeats). ``ranking`` may be its name; an unknown one is a ValueError."""
+    ranking = Ranking(ranking)
     anchor_rows = rows_of(arrays[TRACK_IDS], anchors)
     user_rows = rows_of(arrays.get(USER_IDS, np.empty(0, np.int64)), users)
     if ranking is Ranking.USER_TOP:
@@ -164,7 +168,7 @@ def rank_queries(
     if ranking is Ranking.RERANKED:
         tracks = np.concatenate([neighbours, _lists(arrays, USER_TOP, user_rows)], axis=1)
         q, scored = query_vectors(arrays, anchor_rows, user_rows)
-    else:
+    else:  # SESSION_TASTE, the only one left: Ranking() refused any other name
         tracks = neighbours
         q, scored = query_vectors(arrays, anchor_rows, np.full_like(user_rows, -1))
     rows = rows_of(arrays[TRACK_IDS], tracks)

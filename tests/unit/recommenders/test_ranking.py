@@ -27,6 +27,7 @@ from botify.artifacts import (
 from botify.catalog import Catalog, Track
 from botify.evaluation import ranking_metrics
 from botify.models import MODELS, RECIPES
+from botify.models.registry import LearnedModel
 from botify.recommenders import RecommenderContext, RecommendRequest
 from botify.recommenders.base import Recommender
 from botify.recommenders.model_recommender import ModelRecommender, ServingParams
@@ -216,12 +217,38 @@ def test_a_score_has_the_same_bits_in_a_batch_and_alone_at_any_position() -> Non
         assert (alone == batch[i, cut:]).all()
 
 
-def test_ranking_names_every_registered_models_evaluation() -> None:
-    assert {m: MODELS[m].evaluated_by for m in ("affinity", "contextual", "next_track")} == {
-        "affinity": Ranking.SESSION_TASTE,
-        "contextual": Ranking.NEIGHBOURS,
-        "next_track": Ranking.RERANKED,
+def test_a_ranking_named_by_a_string_is_checked_not_taken_for_another_source() -> None:
+    arrays = {
+        TRACK_IDS: np.arange(3, dtype=np.int64),
+        TRACK_NEIGHBOURS: np.array([[1, 2], [0, 2], [0, 1]], np.int64),
+        USER_IDS: np.array([7], np.int64),
+        USER_TOP: np.array([[2, 1]], np.int64),
     }
+    anchors, users = np.array([0]), np.array([7])
+    named = rank_queries(arrays, "user_top", anchors, users)  # type: ignore[arg-type]
+    assert named.tolist() == rank_queries(arrays, Ranking.USER_TOP, anchors, users).tolist()
+    assert named.tolist() == [[2, 1]]
+    with pytest.raises(ValueError, match="nonsense"):
+        rank_queries(arrays, "nonsense", anchors, users)  # type: ignore[arg-type]
+    model = LearnedModel("strings", trainer="x:Y", evaluated_by="reranked")  # type: ignore[arg-type]
+    assert model.evaluated_by is Ranking.RERANKED
+    with pytest.raises(ValueError, match="nonsense"):
+        LearnedModel("strings", trainer="x:Y", evaluated_by="nonsense")  # type: ignore[arg-type]
+
+
+def test_a_model_without_track_rows_keeps_the_candidate_order() -> None:
+    # A user's list of tracks the model has no embedding row for: nothing to score, and no
+    # row 0 to read in their place.
+    arrays = {
+        TRACK_IDS: np.empty(0, np.int64),
+        TRACK_EMB: np.empty((0, 2), np.float32),
+        USER_IDS: np.array([7], np.int64),
+        USER_EMB: np.ones((1, 2), np.float32),
+        USER_TOP: np.array([[5, 6]], np.int64),
+    }
+    tracks = np.array([5, 6])
+    assert by_score(arrays, np.ones(2, np.float32), tracks, np.array([-1, -1])).tolist() == [5, 6]
+    assert rank_queries(arrays, Ranking.RERANKED, np.array([1]), np.array([7])).tolist() == [[5, 6]]
 
 
 def test_a_model_without_users_ranks_by_the_anchor_alone() -> None:
