@@ -37,3 +37,5 @@ def test_the_server_takes_its_limits_from_the_settings() -> None:
     assert (config.limit_concurrency, config.backlog, config.timeout_keep_alive) == (10, 20, 3)
     protocol = protocol_for(settings)
     assert (protocol.header_timeout_s, protocol.max_header_bytes) == (4, 2048)
+    # The sweeper keeps its own copy of the timeout: it must be the same one.
+    assert protocol._deadlines.timeout_s == 4
