@@ -34,6 +34,7 @@ from botify.artifacts import (
     USER_IDS,
     USER_TOP,
 )
+from botify.recommenders.track_rows import TrackRows
 
 Arrays = Mapping[str, np.ndarray]
 
@@ -123,22 +124,7 @@ def query_vectors(
 
 def rows_of(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     """Row of each of ``wanted`` (any shape) in ``ids`` (unique, any order), -1 where absent."""
-    ids = np.asarray(ids, np.int64)
-    wanted = np.asarray(wanted, np.int64)
-    if len(ids) == 0:
-        return np.full(wanted.shape, -1, dtype=np.int64)
-    top = int(ids.max())
-    if ids.min() >= 0 and top < 4 * len(ids) + (1 << 16):
-        # Ids close to 0..n (a catalog's): a direct table, several times faster than a
-        # search over hundreds of thousands of candidates. Its last entry is "no row".
-        table = np.full(top + 2, -1, dtype=np.int64)
-        table[ids] = np.arange(len(ids))
-        out: np.ndarray = table.take(np.where((wanted >= 0) & (wanted <= top), wanted, top + 1))
-        return out
-    order = np.argsort(ids, kind="stable")
-    ordered = ids[order]
-    pos = np.minimum(np.searchsorted(ordered, wanted), len(ids) - 1)
-    return np.where(ordered[pos] == wanted, order[pos], -1)
+    return TrackRows(ids)(wanted)
 
 
 def _lists(arrays: Arrays, name: str, rows: np.ndarray) -> np.ndarray:
@@ -158,7 +144,8 @@ def rank_queries(
     the serving catalog and a track in both of a query's lists twice (policies skip
     repeats). ``ranking`` may be its name; an unknown one is a ValueError."""
     ranking = Ranking(ranking)
-    anchor_rows = rows_of(arrays[TRACK_IDS], anchors)
+    track_rows = TrackRows(arrays[TRACK_IDS])
+    anchor_rows = track_rows(anchors)
     user_rows = rows_of(arrays.get(USER_IDS, np.empty(0, np.int64)), users)
     if ranking is Ranking.USER_TOP:
         return _lists(arrays, USER_TOP, user_rows)
@@ -171,5 +158,5 @@ def rank_queries(
     else:  # SESSION_TASTE, the only one left: Ranking() refused any other name
         tracks = neighbours
         q, scored = query_vectors(arrays, anchor_rows, np.full_like(user_rows, -1))
-    rows = rows_of(arrays[TRACK_IDS], tracks)
+    rows = track_rows(tracks)
     return by_score(arrays, q, tracks, rows, scored)

@@ -23,14 +23,9 @@ from botify.artifacts import (
     ModelSlot,
 )
 from botify.catalog import Catalog
+from botify.recommenders.track_rows import TrackRows
 
 logger = logging.getLogger(__name__)
-
-
-# Track ids below DENSE_FACTOR * tracks + DENSE_SLACK get a direct id -> row table (at most
-# a few times the model's own size); sparser ids a sorted search.
-_DENSE_FACTOR = 4
-_DENSE_SLACK = 1 << 16
 
 
 def artifact_problems(artifact: ModelArtifact) -> tuple[str, ...]:
@@ -76,34 +71,10 @@ class ServingIndex:
         self.problems = artifact_problems(artifact)
         self.catalog = catalog
         ids = np.asarray(artifact.arrays[TRACK_IDS], dtype=np.int64).ravel()
-        n = len(ids)
         # By row, plus a last False that row -1 ("no row") reaches.
         self._servable = np.append(np.isin(ids, catalog.ids), False)
-        self._dense: np.ndarray | None = None
-        if n and ids.min() >= 0 and ids.max() < _DENSE_FACTOR * n + _DENSE_SLACK:
-            # Ids close to 0..n: a direct table, whose gathers are independent memory
-            # reads, where a binary search waits on each miss in turn. The last entry is
-            # "no row", for ids past the end.
-            self._dense = np.full(int(ids.max()) + 2, -1, dtype=np.intp)
-            self._dense[ids] = np.arange(n)
-        else:
-            order = np.argsort(ids, kind="stable")
-            # A sentinel above every id ends the arrays: a search never runs off the end.
-            self._sorted_ids = np.append(ids[order], np.iinfo(np.int64).max)
-            self._sorted_rows = np.append(order, -1).astype(np.intp)
-
-    def rows(self, tracks: np.ndarray) -> np.ndarray:
-        """Each track's model row, -1 where the model has none."""
-        if self._dense is not None:
-            # As unsigned, a negative id is past the end too; one cheap op, unlike clip().
-            last = len(self._dense) - 1
-            return self._dense.take(
-                np.minimum(tracks.astype(np.int64, copy=False).view(np.uint64), last)
-            )
-        pos = np.searchsorted(self._sorted_ids, tracks)
-        rows = self._sorted_rows.take(pos)
-        rows[self._sorted_ids.take(pos) != tracks] = -1
-        return rows
+        # rows(tracks): each track's model row, -1 where the model has none.
+        self.rows = TrackRows(ids)
 
     def servable(self, tracks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The catalog tracks among ``tracks``, in order, with their model rows (-1 for a
