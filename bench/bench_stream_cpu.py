@@ -10,19 +10,25 @@ as the worker does (decode, fold, examples, commit commands, metrics), with:
   (``RedisUserStateStore.commit_users`` over a connection that packs each command with
   hiredis and answers "written");
 - the examples topic by a list (librdkafka's produce is not the worker's Python);
-- the metrics by the worker's own ``StreamMetrics``.
+- the metrics by the worker's own ``StreamMetrics``;
+- the garbage collector tuned as the worker tunes it (``tune_collector`` with
+  ``BOTIFY_STREAM__GC_THRESHOLD``, or ``--gc-threshold``), its own time shown apart.
 
-Baseline in the same run: decoding the same records alone (what the bare consumer of
+Batches of ``--batch-sizes``: a backlog's (the consume call's limit) and what a worker fed
+live at 20,000 events/s takes per 20 ms batch wait (400). Baseline in the same run: decoding
+the same records alone (what the bare consumer of
 ``--throughput`` does per record, with the worker's decoder). Prints process CPU µs per event
 of both, and their ratio, best of ``--repeat`` runs (a busy machine only ever adds time).
 
     python bench/bench_stream_cpu.py [--events 100000] [--users 10000] [--repeat 5]
+        [--batch-sizes 2000,400] [--gc-threshold N]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import sys
 import time
 from collections.abc import Sequence
@@ -36,9 +42,11 @@ from stream_throughput import session_events
 
 from botify.events import decode_listen_record
 from botify.experiments import ExperimentPlan
+from botify.settings import StreamSettings
 from botify.state import StateConfig
 from botify.storage.redis import RedisUserStateStore
 from services.stream.agents import ListenProcessor, Record
+from services.stream.app import tune_collector
 from services.stream.metrics import StreamMetrics
 
 console = Console(width=100)
@@ -94,6 +102,21 @@ def batches_of(values: list[bytes], batch_size: int, partitions: int) -> list[li
     return [records[i : i + batch_size] for i in range(0, len(records), batch_size)]
 
 
+class _CollectorClock:
+    """Process CPU seconds spent in the garbage collector's passes."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._started = 0.0
+        gc.callbacks.append(self._tick)
+
+    def _tick(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.process_time()
+        else:
+            self.seconds += time.process_time() - self._started
+
+
 def decode_only(batches: list[list[Record]]) -> float:
     started = time.process_time()
     for batch in batches:
@@ -129,32 +152,46 @@ def main() -> int:
     )
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--users", type=int, default=10_000)
-    parser.add_argument("--batch-size", type=int, default=2000)
+    parser.add_argument("--batch-sizes", default="2000,400")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gc-threshold", type=int, default=StreamSettings().gc_threshold)
     args = parser.parse_args()
     values = session_events(args.events, args.users, args.seed)
-    batches = batches_of(values, args.batch_size, args.partitions)
-    runs: dict[str, list[float]] = {"decode only": [], "worker": [], "worker, no examples": []}
+    sizes = [int(size) for size in args.batch_sizes.split(",")]
+    batches = {size: batches_of(values, size, args.partitions) for size in sizes}
+    del values
+    tune_collector(args.gc_threshold)
+    clock = _CollectorClock()
+    paths = {"decode only": lambda size: decode_only(batches[size])} | {
+        f"worker{label}": lambda size, on=on: worker(batches[size], examples=on)
+        for label, on in ((", examples", True), (", no examples", False))
+    }
+    runs: dict[tuple[str, int], list[tuple[float, float]]] = {}
     for _ in range(args.repeat):  # interleaved: a load spike hits every figure alike
-        runs["decode only"].append(decode_only(batches))
-        runs["worker"].append(worker(batches, examples=True))
-        runs["worker, no examples"].append(worker(batches, examples=False))
-    base = min(runs["decode only"])
+        for size in sizes:
+            for name, path in paths.items():
+                gc.collect()
+                clock.seconds = 0.0
+                seconds = path(size)
+                runs.setdefault((name, size), []).append((seconds, clock.seconds))
     table = Table(
-        title=f"stream worker CPU, {args.events:,} events of {args.users:,} users "
-        f"(best of {args.repeat})"
+        title=f"stream worker CPU per event, {args.events:,} events of {args.users:,} users, "
+        f"gc threshold {args.gc_threshold:,} (best of {args.repeat})"
     )
-    for column in ("path", "µs/event", "× decode only", "events/s of one core"):
-        table.add_column(column, justify="right" if column != "path" else "left")
-    for name, seconds in runs.items():
-        best = min(seconds)
+    for column in ("path", "batch", "µs/event", "of it gc", "× decode only", "events/s/core"):
+        table.add_column(column, justify="left" if column == "path" else "right")
+    for (name, size), measured in runs.items():
+        seconds, collecting = min(measured)
+        base = min(runs[("decode only", size)])[0]
         table.add_row(
             name,
-            f"{best / args.events * 1e6:.1f}",
-            f"{best / base:.2f}",
-            f"{args.events / best:,.0f}",
+            f"{size:,}",
+            f"{seconds / args.events * 1e6:.1f}",
+            f"{collecting / args.events * 1e6:.1f}",
+            f"{seconds / base:.2f}",
+            f"{args.events / seconds:,.0f}",
         )
     console.print(table)
     return 0

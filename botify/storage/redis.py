@@ -22,10 +22,11 @@ from botify.storage.pipelined import PipelinedRedis
 # ('' and '' for a user with no state), the new partition and offset (all four as decimal
 # strings: a Lua number holds 14 digits exactly), and its plays as {track, time} maps;
 # then ARGV[1 + i]: user i's state blob (Redis's cmsgpack reads no binary strings). One
-# packed row rather than an argument per field: the worker packs them in one C call. A user is written only if its stored position is the expected one; the plays
-# of the users written are summed per track first, so popularity costs two commands per
-# distinct track, not per listen (plays in a hash: HINCRBY costs a third of a ZINCRBY, and
-# only listen time is ranked).
+# packed row rather than an argument per field: the worker packs them in one C call. A
+# user is written only if its stored position is the expected one; the plays of the users
+# written are summed per track first, so popularity costs two commands per distinct track,
+# not per listen (plays in a hash: HINCRBY costs a third of a ZINCRBY, and only listen
+# time is ranked).
 _COMMIT_USERS = """
 local plays, times, tracks, written = {}, {}, {}, {}
 local rows = cmsgpack.unpack(ARGV[1])
