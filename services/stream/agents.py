@@ -510,24 +510,20 @@ class ListenProcessor:
             items = pending[user]
             start = states[user]
             try:
-                folded = fold_listens(start, [(e, p) for _, e, p in items], config)
+                folded = fold_listens(start, items, config)
             except Exception:  # a bug, not bad data: find the event, one at a time
                 fold, made = self._fold_each(user, items, start)
             else:
                 made = folded.examples
-                ended = [(items[j][1], end) for j, end in folded.ended]
-                if len(items) == 1:  # most users have one event in a batch
-                    index = items[0][0]
-                    if folded.applied:
-                        applied, events, duplicates = [index], [items[0][1]], []
-                    else:
-                        applied, events, duplicates = [], [], [index]
-                else:
-                    applied = [items[j][0] for j in folded.applied]
-                    events = [items[j][1] for j in folded.applied]
-                    duplicates = [items[j][0] for j in folded.duplicates]
                 fold = _UserFold(
-                    user, applied, events, ended, duplicates, [], folded.state, folded.plays
+                    user,
+                    folded.applied,
+                    folded.events,
+                    folded.ended,
+                    folded.duplicates,
+                    [],
+                    folded.state,
+                    folded.plays,
                 )
             if making and made:
                 key = b"%d" % user  # the examples' record key: the user, as on the listens topic

@@ -479,24 +479,29 @@ def test_fold_listens_is_apply_listen_applied_to_each_event_in_turn(
     for event, position in events(before):  # any state the user may be in
         state = apply_listen(state, event, position, config).state
     given_events = events(steps)
-    folded = fold_listens(state, given_events, config)
+    folded = fold_listens(
+        state,
+        [(10 + i, event, position) for i, (event, position) in enumerate(given_events)],
+        config,
+    )
 
     expected, applied, duplicates, plays, examples, ended = state, [], [], [], [], []
     for i, (event, position) in enumerate(given_events):
         t = apply_listen(expected, event, position, config)
         if not t.applied:
-            duplicates.append(i)
+            duplicates.append(10 + i)
             assert t.state == expected
             continue
-        applied.append(i)
+        applied.append(10 + i)
         plays += t.plays
         if t.example is not None:
             examples.append(t.example)
         if t.ended is not None:
-            ended.append((i, t.ended))
+            ended.append((event, t.ended))
         expected = t.state
     assert folded.state == expected
     assert folded.state.to_bytes() == expected.to_bytes()
     assert (folded.applied, folded.duplicates) == (applied, duplicates)
     assert folded.plays == tuple(plays) and folded.examples == examples
     assert folded.ended == ended
+    assert folded.events == [given_events[tag - 10][0] for tag in applied]

@@ -211,7 +211,7 @@ async def test_an_event_the_fold_cannot_handle_is_dead_lettered_not_retried(
         return apply_listen(state, event, position, config)
 
     def fold_all(state, events, config):  # type: ignore[no-untyped-def]
-        if any(event.track == 13 for event, _ in events):
+        if any(event.track == 13 for _, event, _ in events):
             raise ValueError("a bug")
         return fold_listens(state, events, config)
 
