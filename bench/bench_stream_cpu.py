@@ -10,7 +10,8 @@ as the worker does (decode, fold, examples, commit commands, metrics), with:
   (``RedisUserStateStore.commit_users`` over a connection that packs each command with
   hiredis and answers "written");
 - the examples topic by a list (librdkafka's produce is not the worker's Python);
-- the metrics by the worker's own ``StreamMetrics``;
+- the metrics by the worker's own ``StreamMetrics``, the catalog check against a set of the
+  events' track ids;
 - the garbage collector tuned as the worker tunes it (``tune_collector`` with
   ``BOTIFY_STREAM__GC_THRESHOLD``, or ``--gc-threshold``), its own time shown apart.
 
@@ -38,7 +39,7 @@ import hiredis
 from prometheus_client import CollectorRegistry
 from rich.console import Console
 from rich.table import Table
-from stream_throughput import session_events
+from stream_throughput import TRACKS, session_events
 
 from botify.events import decode_listen_record
 from botify.experiments import ExperimentPlan
@@ -133,6 +134,7 @@ def worker(batches: list[list[Record]], examples: bool) -> float:
         config=StateConfig(),
         examples=_ListSink() if examples else None,
         observer=StreamMetrics(CollectorRegistry(), ExperimentPlan(())),
+        known_tracks=frozenset(range(TRACKS)),  # the worker checks the catalog's ids
         source="bench",
     )
 

@@ -118,9 +118,9 @@ class Record(msgspec.Struct, frozen=True, gc=False):
     value: bytes | None
 
 
-@dataclass(slots=True)
-class _UserFold:
-    """What folding one user's events of a batch gave: indices into the batch."""
+class _UserFold(msgspec.Struct, gc=False):
+    """What folding one user's events of a batch gave: indices into the batch. (A Struct:
+    one is made per user and batch, and it holds no cycle.)"""
 
     user: int
     applied: list[int]
@@ -296,19 +296,31 @@ class ListenProcessor:
         pending: dict[int, list[tuple[int, DecodedListen, Position]]] = {}
         known, source = self.known_tracks, self.source
         for i, record in enumerate(records):
+            # decode(record), inline: this runs per event.
             try:
-                event = decode(record)
+                event = decode_listen_record(record.value)
+                if record.key is not None and record.key != event.key:
+                    raise InvalidEventError(
+                        f"record key {record.key!r} is not the user id {event.user}"
+                    )
             except InvalidEventError as exc:
                 dead.append((i, str(exc)))
                 continue
-            if known is not None:
+            # unknown_track, its common case inline.
+            if known is not None and (
+                event.track not in known
+                or (event.recommendation is not None and event.recommendation not in known)
+            ):
                 unknown = unknown_track(event.track, event.recommendation, known)
-                if unknown is not None:
-                    dead.append((i, unknown))
-                    continue
-            pending.setdefault(event.user, []).append(
-                (i, event, Position(record.partition, record.offset, source))
-            )
+                assert unknown is not None
+                dead.append((i, unknown))
+                continue
+            entry = (i, event, Position(record.partition, record.offset, source))
+            user_entries = pending.get(event.user)
+            if user_entries is None:
+                pending[event.user] = [entry]
+            else:
+                user_entries.append(entry)
         span = _Span(records)
         first = await self._send_round(span, pending, refold=False) if pending else None
         return _Batch(records, outcomes, dead, pending, span, started, first)
@@ -679,11 +691,3 @@ class ListenProcessor:
 
 def _coordinates(record: Record) -> tuple[str, int, int, bytes | None, bytes | None]:
     return record.topic, record.partition, record.offset, record.key, record.value
-
-
-def decode(record: Record) -> DecodedListen:
-    """The record's event, or ``InvalidEventError`` saying why it is not one."""
-    event = decode_listen_record(record.value)
-    if record.key is not None and record.key != event.key:
-        raise InvalidEventError(f"record key {record.key!r} is not the user id {event.user}")
-    return event
