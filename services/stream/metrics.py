@@ -180,7 +180,8 @@ class StreamMetrics:
         # event; an event's arms are looked up once, whatever the number of experiments.
         per_key: dict[tuple[str, tuple[tuple[str, str], ...]], list[float]] = {}
         for event in applied:
-            key = (event.recommender, tuple(event.experiments.items()))
+            experiments = event.experiments
+            key = (event.recommender, tuple(experiments.items()) if experiments else ())
             acc = per_key.get(key)
             if acc is None:
                 acc = per_key[key] = [0, 0.0, 0]
