@@ -275,8 +275,9 @@ class StreamSettings(_Section):
     # Allocations between two passes of Python's cyclic garbage collector over its young
     # objects (CPython's default is 700). A batch allocates dozens of short-lived objects per
     # event, none of them in cycles; at the default the collector's passes, and the full
-    # ones they trigger over the state cache, took a third of the worker's CPU.
-    gc_threshold: int = Field(default=10_000, ge=1)
+    # ones they trigger over the state cache, took a third of the worker's CPU; at 10,000
+    # still 2-3 µs per event, at 50,000 0.2 µs (bench/bench_stream_cpu.py, gc column).
+    gc_threshold: int = Field(default=50_000, ge=1)
     # A batch's commits stay in flight while the next batch is taken and folded, so Redis
     # applies one batch while the worker folds the next; off only to measure what that gains
     # (bench/bench_stream.py --throughput).

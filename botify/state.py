@@ -18,6 +18,7 @@ so none is tracked by the garbage collector (``gc=False``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import msgpack
@@ -261,3 +262,106 @@ def session_example(
         position.offset,
         event.recommender,
     )
+
+
+class FoldedListens(msgspec.Struct, frozen=True, gc=False):
+    """What ``fold_listens`` made of one user's events: the same as ``apply_listen`` over
+    them one by one, without the states in between."""
+
+    # After the last event applied (the state given, if none was).
+    state: UserState
+    # The tags of the events applied, and of the replays among them.
+    applied: list[int]
+    duplicates: list[int]
+    # The events applied, in order.
+    events: list[ListenEvent | ListenRecord]
+    # One play per event applied, in order.
+    plays: tuple[TrackPlay, ...]
+    # In order: the ``example`` of each transition that has one.
+    examples: list[TrainingExample]
+    # Per ``last`` applied: the event and the session it closed.
+    ended: list[tuple[ListenEvent | ListenRecord, SessionEnd]]
+
+
+def fold_listens(
+    state: UserState,
+    listens: Iterable[tuple[int, ListenEvent | ListenRecord, Position]],
+    config: StateConfig = StateConfig(),
+) -> FoldedListens:
+    """Fold a user's events into its state in one pass: exactly what ``apply_listen`` gives
+    applied to each in turn (a property test holds them equal), without the states in
+    between. ``listens`` are (tag, event, position): the result names events by their tags
+    (the stream's: their indices in the batch). The stream folds a batch per user with it."""
+    n, threshold = config.history_size, config.fail_threshold
+    history, times = state.history, state.history_times
+    in_session, start, tracks = state.in_session, state.session_start, state.session_tracks
+    fails, listens_total, sessions = state.fail_count, state.listens, state.sessions
+    last, s_listens, s_time = state.position, state.session_listens, state.session_time
+    applied: list[int] = []
+    duplicates: list[int] = []
+    events: list[ListenEvent | ListenRecord] = []
+    plays: list[TrackPlay] = []
+    examples: list[TrainingExample] = []
+    ended: list[tuple[ListenEvent | ListenRecord, SessionEnd]] = []
+    for tag, event, position in listens:
+        # As apply_listen: not position.supersedes(last), inline.
+        if (
+            last is not None
+            and position.partition == last.partition
+            and position.offset <= last.offset
+            and (position.source == last.source or position.source is None or last.source is None)
+        ):
+            duplicates.append(tag)
+            continue
+        track, listened = event.track, event.time
+        if in_session and history and start is not None:  # session_example, inline
+            examples.append(
+                TrainingExample(
+                    event.timestamp,
+                    event.user,
+                    start,
+                    history[-1],
+                    track,
+                    listened,
+                    position.partition,
+                    position.offset,
+                    event.recommender,
+                )
+            )
+        history = (history + (track,))[-n:]
+        times = (times + (listened,))[-n:]
+        fails = fails + 1 if listened < threshold else 0
+        plays.append(TrackPlay(track, listened))
+        count = (s_listens if in_session else 0) + 1
+        total = (s_time if in_session else 0.0) + listened
+        listens_total += 1
+        last = position
+        applied.append(tag)
+        events.append(event)
+        if event.message == "last":
+            ended.append((event, SessionEnd(count, total)))
+            in_session, start, tracks, s_listens, s_time = False, None, (), 0, 0.0
+            continue
+        assert event.recommendation is not None  # guaranteed by the event's validation
+        if not in_session:
+            start, tracks, sessions = track, (), sessions + 1
+        for t in (track, event.recommendation):
+            if t not in tracks:
+                tracks += (t,)
+        in_session, s_listens, s_time = True, count, total
+    if applied:
+        state = UserState(
+            state.user,
+            history,
+            times,
+            in_session,
+            start,
+            tracks,
+            fails,
+            listens_total,
+            sessions,
+            last,
+            s_listens,
+            s_time,
+        )
+    return FoldedListens(state, applied, duplicates, events, tuple(plays), examples, ended)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import cast
 
+import msgspec
 import redis.asyncio as aioredis
 
 from botify import keys
@@ -16,41 +17,44 @@ from botify.storage.base import commit_transition
 from botify.storage.connection import RedisEndpoint
 from botify.storage.pipelined import PipelinedRedis
 
-# KEYS: play-counts hash, listen-time zset, then one state hash per user. ARGV, per user: the
-# expected partition and offset ('' and '' for a user with no state), the new partition,
-# offset and state blob, the number of plays, then (track, time) pairs. A user is written
-# only if its stored position is the expected one; the plays of the users written are summed
-# per track first, so popularity costs two commands per distinct track, not per listen (plays
-# in a hash: HINCRBY costs a third of a ZINCRBY, and only listen time is ranked).
+# KEYS: play-counts hash, listen-time zset, then one state hash per user. ARGV[1]: one
+# MessagePack array with a row per user, in KEYS' order: the expected partition and offset
+# ('' and '' for a user with no state), the new partition and offset (all four as decimal
+# strings: a Lua number holds 14 digits exactly), and its plays as {track, time} maps;
+# then ARGV[1 + i]: user i's state blob (Redis's cmsgpack reads no binary strings). One
+# packed row rather than an argument per field: the worker packs them in one C call. A
+# user is written only if its stored position is the expected one; the plays of the users
+# written are summed per track first, so popularity costs two commands per distinct track,
+# not per listen (plays in a hash: HINCRBY costs a third of a ZINCRBY, and only listen
+# time is ranked).
 _COMMIT_USERS = """
 local plays, times, tracks, written = {}, {}, {}, {}
-local a = 1
-for i = 3, #KEYS do
-  local n = tonumber(ARGV[a + 5])
-  local pos = redis.call('HMGET', KEYS[i], 'p', 'o')
+local rows = cmsgpack.unpack(ARGV[1])
+for i, row in ipairs(rows) do
+  local key = KEYS[i + 2]
+  local pos = redis.call('HMGET', key, 'p', 'o')
   local ok
-  if ARGV[a] == '' then
+  if row[1] == '' then
     ok = not pos[1]
   else
-    ok = pos[1] and tonumber(pos[1]) == tonumber(ARGV[a])
-      and tonumber(pos[2]) == tonumber(ARGV[a + 1])
+    ok = pos[1] and tonumber(pos[1]) == tonumber(row[1])
+      and tonumber(pos[2]) == tonumber(row[2])
   end
   if ok then
-    redis.call('HSET', KEYS[i], 'p', ARGV[a + 2], 'o', ARGV[a + 3], 's', ARGV[a + 4])
-    for j = a + 6, a + 4 + 2 * n, 2 do
-      local t = ARGV[j]
+    redis.call('HSET', key, 'p', row[3], 'o', row[4], 's', ARGV[i + 1])
+    for _, play in ipairs(row[5]) do
+      local t = play.track
       if not plays[t] then
         plays[t], times[t] = 0, 0
         tracks[#tracks + 1] = t
       end
       plays[t] = plays[t] + 1
-      times[t] = times[t] + tonumber(ARGV[j + 1])
+      times[t] = times[t] + play.time
     end
     written[#written + 1] = 1
   else
     written[#written + 1] = 0
   end
-  a = a + 6 + 2 * n
 end
 for _, t in ipairs(tracks) do
   redis.call('HINCRBY', KEYS[1], t, plays[t])
@@ -58,6 +62,7 @@ for _, t in ipairs(tracks) do
 end
 return written
 """
+_encode_rows = msgspec.msgpack.Encoder().encode
 # Users per script call: one call blocks Redis for its length (a few µs per user).
 COMMIT_USERS_PER_CALL = 500
 
@@ -125,16 +130,24 @@ class RedisUserStateStore:
         for first in range(0, len(commits), COMMIT_USERS_PER_CALL):
             chunk = commits[first : first + COMMIT_USERS_PER_CALL]
             keys_: list[object] = [keys.TRACK_PLAY_COUNTS, keys.TRACK_LISTEN_TIME]
-            args: list[object] = []
+            rows = []
+            blobs: list[object] = []
             for c in chunk:
-                pos, exp = c.state.position, c.expected
+                state, exp = c.state, c.expected
+                pos = state.position
                 assert pos is not None, "a commit carries the position of its last listen"
-                keys_.append(keys.user_state(c.state.user))
-                args += ("", "") if exp is None else (exp.partition, exp.offset)
-                args += (pos.partition, pos.offset, c.state.to_bytes(), len(c.plays))
-                for play in c.plays:
-                    args += (play.track, play.time)
-            calls.append(("EVAL", _COMMIT_USERS, len(keys_), *keys_, *args))
+                keys_.append(keys.user_state(state.user))
+                rows.append(
+                    (
+                        "" if exp is None else str(exp.partition),
+                        "" if exp is None else str(exp.offset),
+                        str(pos.partition),
+                        str(pos.offset),
+                        c.plays,
+                    )
+                )
+                blobs.append(state.to_bytes())
+            calls.append(("EVAL", _COMMIT_USERS, len(keys_), *keys_, _encode_rows(rows), *blobs))
         replies = await self._fast.call_many(*calls) if calls else []
         return [bool(w) for reply in replies for w in reply]
 

@@ -9,7 +9,6 @@ import signal
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
 
 import asyncio  # noqa: E402
-import gc  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
 
@@ -18,7 +17,7 @@ from botify.experiments import load_experiments  # noqa: E402
 from botify.kafka import STREAM, ensure_topics  # noqa: E402
 from botify.settings import Settings  # noqa: E402
 from botify.telemetry import ConsumerLagMonitor, Heartbeat, MetricsServer, process_registry  # noqa: E402
-from services.stream.app import serve  # noqa: E402
+from services.stream.app import serve, tune_collector  # noqa: E402
 from services.stream.metrics import StreamMetrics  # noqa: E402
 
 
@@ -48,11 +47,7 @@ def main() -> None:
         service=STREAM,
     )
     lag.start()
-    # What start-up made (modules, settings, metrics) lives as long as the process: out of
-    # the collector's way. Then fewer, larger passes over the young objects.
-    gc.freeze()
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(settings.stream.gc_threshold, older, oldest)
+    tune_collector(settings.stream.gc_threshold)
     try:
         asyncio.run(serve(settings, metrics, heartbeat))
     except BotifyError as exc:  # a bad catalog: one line

@@ -40,15 +40,16 @@ from botify.errors import BackendUnavailableError, InvalidEventError
 from botify.events import DecodedListen, decode_listen_record
 from botify.state import (
     Position,
+    SessionEnd,
     StateConfig,
     TrackPlay,
-    Transition,
     UserCommit,
     UserState,
     apply_listen,
+    fold_listens,
 )
 from botify.storage import UserStateStore
-from botify.training import encode_example
+from botify.training import TrainingExample, encode_example
 
 logger = logging.getLogger(__name__)
 
@@ -88,9 +89,13 @@ class StreamObserver(Protocol):
         """A backend step failed and will be redone."""
 
     def committed(
-        self, applied: Sequence[tuple[DecodedListen, Transition]], duplicates: int
+        self,
+        applied: Sequence[DecodedListen],
+        ended: Sequence[tuple[DecodedListen, SessionEnd]],
+        duplicates: int,
     ) -> None:
-        """The listens whose users' states were written, right after the commit."""
+        """The listens whose users' states were written, right after the commit, and the
+        sessions the ``last`` ones among them closed."""
 
     def examples_skipped(self, count: int) -> None: ...
 
@@ -113,16 +118,19 @@ class Record(msgspec.Struct, frozen=True, gc=False):
     value: bytes | None
 
 
-@dataclass(slots=True)
-class _UserFold:
-    """What folding one user's events of a batch gave: indices into the batch."""
+class _UserFold(msgspec.Struct, gc=False):
+    """What folding one user's events of a batch gave: indices into the batch. (A Struct:
+    one is made per user and batch, and it holds no cycle.)"""
 
     user: int
-    applied: list[int] = field(default_factory=list)
-    # The applied events and their transitions, for the observer (sessions they ended).
-    transitions: list[tuple[DecodedListen, Transition]] = field(default_factory=list)
-    duplicates: list[int] = field(default_factory=list)
-    failed: list[tuple[int, str]] = field(default_factory=list)
+    applied: list[int]
+    # The applied events and the sessions they closed, for the observer.
+    events: list[DecodedListen]
+    ended: list[tuple[DecodedListen, SessionEnd]]
+    duplicates: list[int]
+    failed: list[tuple[int, str]]
+    state: UserState  # after the last event applied
+    plays: tuple[TrackPlay, ...]
     commit: UserCommit | None = None
 
 
@@ -288,19 +296,31 @@ class ListenProcessor:
         pending: dict[int, list[tuple[int, DecodedListen, Position]]] = {}
         known, source = self.known_tracks, self.source
         for i, record in enumerate(records):
+            # decode(record), inline: this runs per event.
             try:
-                event = decode(record)
+                event = decode_listen_record(record.value)
+                if record.key is not None and record.key != event.key:
+                    raise InvalidEventError(
+                        f"record key {record.key!r} is not the user id {event.user}"
+                    )
             except InvalidEventError as exc:
                 dead.append((i, str(exc)))
                 continue
-            if known is not None:
+            # unknown_track, its common case inline.
+            if known is not None and (
+                event.track not in known
+                or (event.recommendation is not None and event.recommendation not in known)
+            ):
                 unknown = unknown_track(event.track, event.recommendation, known)
-                if unknown is not None:
-                    dead.append((i, unknown))
-                    continue
-            pending.setdefault(event.user, []).append(
-                (i, event, Position(record.partition, record.offset, source))
-            )
+                assert unknown is not None
+                dead.append((i, unknown))
+                continue
+            entry = (i, event, Position(record.partition, record.offset, source))
+            user_entries = pending.get(event.user)
+            if user_entries is None:
+                pending[event.user] = [entry]
+            else:
+                user_entries.append(entry)
         span = _Span(records)
         first = await self._send_round(span, pending, refold=False) if pending else None
         return _Batch(records, outcomes, dead, pending, span, started, first)
@@ -411,8 +431,14 @@ class ListenProcessor:
             current.cancel()
         again: dict[int, list[tuple[int, DecodedListen, Position]]] = {}
         applied = duplicates = 0
-        written_events: list[tuple[DecodedListen, Transition]] = []
-        unconfirmed, number = self._unconfirmed, current.number
+        written_events: list[DecodedListen] = []
+        ended: list[tuple[DecodedListen, SessionEnd]] = []
+        unconfirmed, number, cache, states = (
+            self._unconfirmed,
+            current.number,
+            self._cache,
+            current.states,
+        )
         for fold in current.folds:
             user = fold.user
             if fold.commit is not None:
@@ -421,34 +447,35 @@ class ListenProcessor:
                     del unconfirmed[user]
                 if not next(written):
                     again[user] = pending[user]
-                    self._cache.pop(user, None)
+                    cache.pop(user, None)
                     continue
-            self._remember(user, current.states[user] if fold.commit is None else fold.commit.state)
+            cache[user] = states[user] if fold.commit is None else fold.state
+            cache.move_to_end(user)
             for i in fold.applied:
                 outcomes[i] = APPLIED
-            for i in fold.duplicates:
-                outcomes[i] = DUPLICATE
-            dead += fold.failed
+            if fold.duplicates:
+                for i in fold.duplicates:
+                    outcomes[i] = DUPLICATE
+                duplicates += len(fold.duplicates)
+            if fold.failed:
+                dead += fold.failed
             applied += len(fold.applied)
-            duplicates += len(fold.duplicates)
-            written_events += fold.transitions
+            written_events += fold.events
+            if fold.ended:
+                ended += fold.ended
+        while len(cache) > self.cache_users:  # least recently used first
+            cache.popitem(last=False)
         counts = {
             keys.STREAM_APPLIED: applied,
             keys.STREAM_DUPLICATES: duplicates,
             keys.STREAM_EXAMPLES_SKIPPED: current.skipped,
         }
         if self.observer is not None:
-            self.observer.committed(written_events, duplicates)
+            self.observer.committed(written_events, ended, duplicates)
             if current.skipped:
                 self.observer.examples_skipped(current.skipped)
         await self._retrying("count", span, lambda: self._count(counts))
         return again
-
-    def _remember(self, user: int, state: UserState) -> None:
-        self._cache[user] = state
-        self._cache.move_to_end(user)
-        while len(self._cache) > self.cache_users:
-            self._cache.popitem(last=False)
 
     async def _commit_when_delivered(
         self, span: object, folds: list[_UserFold], examples: list[tuple[bytes, bytes]], sent: bool
@@ -489,43 +516,75 @@ class ListenProcessor:
         folds: list[_UserFold] = []
         examples: list[tuple[bytes, bytes]] = []
         skipped = 0
-        config, encode = self.config, encode_example
+        config, encode, making = self.config, encode_example, self.examples is not None
+        made: list[TrainingExample]
         for user in users:
-            fold = _UserFold(user)
-            start = state = states[user]
-            plays: list[TrackPlay] = []
-            key = b"%d" % user  # the examples' record key: the user, as on the listens topic
-            for i, event, position in pending[user]:
-                try:
-                    t = apply_listen(state, event, position, config)
-                except Exception as exc:  # deterministic: retrying would stall the partition
-                    logger.exception("folding [%d]@%d failed", position.partition, position.offset)
-                    fold.failed.append((i, f"processing failed: {exc!r}"))
-                    continue
-                if not t.applied:
-                    fold.duplicates.append(i)
-                    continue
-                fold.applied.append(i)
-                fold.transitions.append((event, t))
-                state = t.state
-                plays += t.plays
-                if t.example is not None:
+            items = pending[user]
+            start = states[user]
+            try:
+                folded = fold_listens(start, items, config)
+            except Exception:  # a bug, not bad data: find the event, one at a time
+                fold, made = self._fold_each(user, items, start)
+            else:
+                made = folded.examples
+                fold = _UserFold(
+                    user,
+                    folded.applied,
+                    folded.events,
+                    folded.ended,
+                    folded.duplicates,
+                    [],
+                    folded.state,
+                    folded.plays,
+                )
+            if making and made:
+                key = b"%d" % user  # the examples' record key: the user, as on the listens topic
+                for example in made:
                     try:
-                        examples.append((key, encode(t.example)))
+                        examples.append((key, encode(example)))
                     except Exception as exc:  # deterministic: a retry would stall the partition
                         # The listen is good and its state applies; only the example is set
                         # aside (counted and logged; the listen stays on its topic to redo it).
                         logger.warning(
                             "no training example from [%d]@%d: %s",
-                            position.partition,
-                            position.offset,
+                            example.partition,
+                            example.offset,
                             exc,
                         )
                         skipped += 1
             if fold.applied:
-                fold.commit = UserCommit(state, start.position, tuple(plays))
+                fold.commit = UserCommit(fold.state, start.position, fold.plays)
             folds.append(fold)
         return folds, examples, skipped
+
+    def _fold_each(
+        self, user: int, items: list[tuple[int, DecodedListen, Position]], state: UserState
+    ) -> tuple[_UserFold, list[TrainingExample]]:
+        """The fold of one user's events one at a time, when ``fold_listens`` raised: the
+        event ``apply_listen`` raises on is dead-lettered, the others apply."""
+        fold = _UserFold(user, [], [], [], [], [], state, ())
+        plays: list[TrackPlay] = []
+        made: list[TrainingExample] = []
+        for i, event, position in items:
+            try:
+                t = apply_listen(state, event, position, self.config)
+            except Exception as exc:  # deterministic: retrying would stall the partition
+                logger.exception("folding [%d]@%d failed", position.partition, position.offset)
+                fold.failed.append((i, f"processing failed: {exc!r}"))
+                continue
+            if not t.applied:
+                fold.duplicates.append(i)
+                continue
+            fold.applied.append(i)
+            fold.events.append(event)
+            if t.ended is not None:
+                fold.ended.append((event, t.ended))
+            if t.example is not None:
+                made.append(t.example)
+            state = t.state
+            plays += t.plays
+        fold.state, fold.plays = state, tuple(plays)
+        return fold, made
 
     async def _count(self, counts: dict[str, int]) -> None:
         await self.store.incr_many({k: v for k, v in counts.items() if v})
@@ -632,11 +691,3 @@ class ListenProcessor:
 
 def _coordinates(record: Record) -> tuple[str, int, int, bytes | None, bytes | None]:
     return record.topic, record.partition, record.offset, record.key, record.value
-
-
-def decode(record: Record) -> DecodedListen:
-    """The record's event, or ``InvalidEventError`` saying why it is not one."""
-    event = decode_listen_record(record.value)
-    if record.key is not None and record.key != event.key:
-        raise InvalidEventError(f"record key {record.key!r} is not the user id {event.user}")
-    return event

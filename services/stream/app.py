@@ -20,6 +20,7 @@ else runs on this loop between batches.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -263,6 +264,15 @@ class StreamWorker:
             self._consumer.close()  # commits the stored offsets and leaves the group
             self._producer.close()
             await self._store.close()
+
+
+def tune_collector(young_threshold: int) -> None:
+    """Once start-up is done: what it made (modules, settings, metrics) lives as long as the
+    process, out of the collector's way; then fewer, larger passes over the young objects
+    (``StreamSettings.gc_threshold``)."""
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(young_threshold, older, oldest)
 
 
 async def serve(

@@ -21,7 +21,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from botify.events import DecodedListen
 from botify.experiments import ExperimentPlan
-from botify.state import Transition
+from botify.state import SessionEnd
 from botify.telemetry import precreate
 from botify.telemetry.bulk import BulkHistogram
 
@@ -165,19 +165,23 @@ class StreamMetrics:
         self.batch_duration.observe(seconds)
 
     def committed(
-        self, applied: Sequence[tuple[DecodedListen, Transition]], duplicates: int
+        self,
+        applied: Sequence[DecodedListen],
+        ended: Sequence[tuple[DecodedListen, SessionEnd]],
+        duplicates: int,
     ) -> None:
         now_ms = time.time() * 1000.0
         self.events.labels("applied").inc(len(applied))
         if duplicates:
             self.events.labels("duplicate").inc(duplicates)
-        stamps = np.fromiter((e.timestamp for e, _ in applied), np.float64, len(applied))
+        stamps = np.fromiter((e.timestamp for e in applied), np.float64, len(applied))
         self.delay.observe_many(np.maximum(now_ms - stamps, 0.0) / 1000.0)
         # Summed per (recommender, arms) first: one increment per arm and batch, not per
         # event; an event's arms are looked up once, whatever the number of experiments.
         per_key: dict[tuple[str, tuple[tuple[str, str], ...]], list[float]] = {}
-        for event, t in applied:
-            key = (event.recommender, tuple(event.experiments.items()))
+        for event in applied:
+            experiments = event.experiments
+            key = (event.recommender, tuple(experiments.items()) if experiments else ())
             acc = per_key.get(key)
             if acc is None:
                 acc = per_key[key] = [0, 0.0, 0]
@@ -185,12 +189,12 @@ class StreamMetrics:
             acc[1] += event.time
             if event.recommendation is not None:
                 acc[2] += 1
-            if t.ended is not None:
-                for name, arm in key[1]:
-                    arm_series = self._children((name, arm, key[0]))
-                    arm_series.sessions.inc()
-                    arm_series.session_time.observe(t.ended.time)
-                    arm_series.session_tracks.observe(t.ended.listens)
+        for event, session in ended:
+            for name, arm in event.experiments.items():
+                arm_series = self._children((name, arm, event.recommender))
+                arm_series.sessions.inc()
+                arm_series.session_time.observe(session.time)
+                arm_series.session_tracks.observe(session.listens)
         for (recommender, arms), (listens, listened, served) in per_key.items():
             for name, arm in arms:
                 arm_series = self._children((name, arm, recommender))

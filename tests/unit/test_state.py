@@ -5,7 +5,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from botify.state import Position, StateConfig, TrackPlay, UserState, apply_listen
+from botify.events import ListenEvent
+from botify.state import (
+    Position,
+    StateConfig,
+    TrackPlay,
+    UserState,
+    apply_listen,
+    fold_listens,
+)
 from botify.storage import InMemoryUserStateStore
 from botify.training import TrainingExample
 from tests.factories import listen
@@ -427,3 +435,73 @@ def test_a_state_encodes_to_the_bytes_msgpack_packb_writes_and_reads_back(
     )
     assert state.to_bytes() == msgpack.packb(fields)
     assert UserState.from_bytes(state.to_bytes()) == state
+
+
+fold_steps = st.lists(
+    st.tuples(
+        st.integers(0, 6),  # track
+        st.integers(0, 6),  # recommendation
+        st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0]),
+        st.booleans(),  # last
+        st.integers(0, 1),  # partition
+        st.integers(0, 8),  # offset: repeats and rewinds are replays
+        st.sampled_from([None, "a", "b"]),  # the topic lifetime
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    before=fold_steps,
+    steps=fold_steps,
+    history_size=st.integers(1, 4),
+)
+def test_fold_listens_is_apply_listen_applied_to_each_event_in_turn(
+    before: list[tuple[int, int, float, bool, int, int, str | None]],
+    steps: list[tuple[int, int, float, bool, int, int, str | None]],
+    history_size: int,
+) -> None:
+    config = StateConfig(history_size=history_size, fail_threshold=0.5)
+
+    def events(
+        drawn: list[tuple[int, int, float, bool, int, int, str | None]],
+    ) -> list[tuple[ListenEvent, Position]]:
+        return [
+            (
+                listen(track=t, recommendation=r, time=x, message="last" if end else "next"),
+                Position(p, o, s),
+            )
+            for t, r, x, end, p, o, s in drawn
+        ]
+
+    state = UserState(1)
+    for event, position in events(before):  # any state the user may be in
+        state = apply_listen(state, event, position, config).state
+    given_events = events(steps)
+    folded = fold_listens(
+        state,
+        [(10 + i, event, position) for i, (event, position) in enumerate(given_events)],
+        config,
+    )
+
+    expected, applied, duplicates, plays, examples, ended = state, [], [], [], [], []
+    for i, (event, position) in enumerate(given_events):
+        t = apply_listen(expected, event, position, config)
+        if not t.applied:
+            duplicates.append(10 + i)
+            assert t.state == expected
+            continue
+        applied.append(10 + i)
+        plays += t.plays
+        if t.example is not None:
+            examples.append(t.example)
+        if t.ended is not None:
+            ended.append((event, t.ended))
+        expected = t.state
+    assert folded.state == expected
+    assert folded.state.to_bytes() == expected.to_bytes()
+    assert (folded.applied, folded.duplicates) == (applied, duplicates)
+    assert folded.plays == tuple(plays) and folded.examples == examples
+    assert folded.ended == ended
+    assert folded.events == [given_events[tag - 10][0] for tag in applied]

@@ -6,7 +6,7 @@ import pytest
 
 from botify import keys
 from botify.events import encode_listen_event
-from botify.state import Position, StateConfig, UserState, apply_listen
+from botify.state import Position, StateConfig, UserState, apply_listen, fold_listens
 from botify.storage import InMemoryUserStateStore
 from services.stream import agents
 from services.stream.agents import ListenProcessor, Record, Retry
@@ -210,6 +210,13 @@ async def test_an_event_the_fold_cannot_handle_is_dead_lettered_not_retried(
             raise ValueError("a bug")
         return apply_listen(state, event, position, config)
 
+    def fold_all(state, events, config):  # type: ignore[no-untyped-def]
+        if any(event.track == 13 for _, event, _ in events):
+            raise ValueError("a bug")
+        return fold_listens(state, events, config)
+
+    # The batch fold raises, then the event-by-event fold finds the event it raises on.
+    monkeypatch.setattr(agents, "fold_listens", fold_all)
     monkeypatch.setattr(agents, "apply_listen", fold)
     store, dlq = InMemoryUserStateStore(), RecordingTopic()
     proc = ListenProcessor(store, dlq, StateConfig(), FAST)
