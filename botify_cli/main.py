@@ -22,23 +22,14 @@ from rich.progress import (
 from rich.table import Table
 
 from botify.errors import BotifyError, ConfigError
-from botify.models import (
-    MODELS,
-    RECIPES,
-    check_sections,
-    check_serving,
-    hyper_params,
-    load_plugins,
-    trained_models,
-)
-from botify.recommenders.model_recommender import ServingParams
 from botify.settings import RecommenderSettings, Settings
 from botify.storage.connection import redact
 from botify_cli import models
 from botify_cli.analyze import analyze_command
 
-# The heavy modules (scipy, polars and numpy through the analysis, pyarrow through the
-# export, the simulator, the process stack) are imported by the commands that use them, so
+# The heavy modules (scipy and polars through the analysis, pyarrow through the export, the
+# model registry and its recommenders, the simulator, the process stack) are imported by the
+# commands that use them, so
 # that `botify --help` and the small commands (models, settings) start in a fraction of a
 # second; tests/unit/test_cli_startup.py keeps them out of this module's imports.
 if TYPE_CHECKING:
@@ -61,6 +52,8 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 def load_settings() -> Settings:
     """The settings, with the model plugins they name registered; a typo'd key (a trainer
     or serving setting no model or recipe claims) is refused here, before anything starts."""
+    from botify.models import check_sections, check_serving, load_plugins
+
     try:
         settings = Settings()
     except Exception as exc:  # pydantic's ValidationError names the bad variable
@@ -527,6 +520,9 @@ def export(
 @app.command("settings")
 def show_settings() -> None:
     """Print the effective settings (from BOTIFY_* variables and defaults)."""
+    from botify.models import MODELS, RECIPES, hyper_params, trained_models
+    from botify.recommenders.model_recommender import ServingParams
+
     settings = load_settings()
     shown = settings.model_dump(mode="json")  # secrets print as "**********"
     shown["redis"]["url"] = redact(settings.redis.url)

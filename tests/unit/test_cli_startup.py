@@ -1,6 +1,7 @@
 """``botify --help`` and the small commands (models, settings) start without the heavy
-libraries: the analysis (scipy, polars), the export (pyarrow), the simulator, the process
-stack and anything torch or faust are imported by the commands that use them only."""
+libraries: the analysis (scipy, polars), the export (pyarrow), the model registry and its
+recommenders, the simulator, the process stack and anything torch or faust are imported by
+the commands that use them only."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ HEAVY = (
     "fastapi",
     "botify_sim",
     "botify.analysis",
+    "botify.models",
+    "botify.recommenders",
     "botify.listen_export",
     "botify_cli.demo",
     "botify_cli.stack",
