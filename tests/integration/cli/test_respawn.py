@@ -1,6 +1,6 @@
 """``EmbeddedStack.respawn`` starts a crashed child's process without waiting for it, and
 ``ready`` polls its health: the supervisor's tick is never held for a child's start timeout.
-Real processes (a Python HTTP server slow to listen) on free loopback ports."""
+Real processes (a Python HTTP server that listens when told to) on free loopback ports."""
 
 from __future__ import annotations
 
@@ -16,10 +16,13 @@ from botify.settings import Settings
 from botify_cli.processes import free_port, http_child
 from botify_cli.stack import EmbeddedStack
 
-# Listens only after a while, as an API instance loading its catalog and models does.
-SLOW_SERVER = """
-import http.server, sys, time
-time.sleep(float(sys.argv[2]))
+# Listens only once the gate file exists (bounded: 60 s), as an API instance loading its
+# catalog and models is a while before it answers.
+GATED_SERVER = """
+import http.server, pathlib, sys, time
+gate, deadline = pathlib.Path(sys.argv[2]), time.monotonic() + 60
+while not gate.exists() and time.monotonic() < deadline:
+    time.sleep(0.05)
 http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), http.server.SimpleHTTPRequestHandler).serve_forever()
 """
 
@@ -31,9 +34,9 @@ def stack(tmp_path: Path) -> Iterator[EmbeddedStack]:
     stack.stop()
 
 
-def add_server(stack: EmbeddedStack, name: str, listen_after_s: float, timeout: float) -> None:
+def add_server(stack: EmbeddedStack, name: str, gate: Path, timeout: float) -> None:
     port = free_port()
-    command = [sys.executable, "-c", SLOW_SERVER, str(port), str(listen_after_s)]
+    command = [sys.executable, "-c", GATED_SERVER, str(port), str(gate)]
     child = http_child(command, f"http://127.0.0.1:{port}/", stack.log_dir, name, timeout)
     stack.children.append((name, child))
 
@@ -48,14 +51,14 @@ def poll_ready(stack: EmbeddedStack, name: str, within_s: float) -> bool:
 
 
 def test_respawn_returns_at_once_and_ready_says_when_the_child_answers(
-    stack: EmbeddedStack,
+    stack: EmbeddedStack, tmp_path: Path
 ) -> None:
-    add_server(stack, "api", listen_after_s=2.0, timeout=30)
-    started = time.monotonic()
-    stack.respawn("api")
-    assert time.monotonic() - started < 1.0  # not the 2 s the child takes to listen
+    gate = tmp_path / "listen"
+    add_server(stack, "api", gate, timeout=60)
+    stack.respawn("api")  # returned while the child cannot answer: it waits for the gate
     assert not stack.ready("api")
-    assert poll_ready(stack, "api", within_s=20)
+    gate.touch()
+    assert poll_ready(stack, "api", within_s=30)
     assert stack.dead() == []
 
 
@@ -80,8 +83,10 @@ def test_a_child_that_exits_before_it_is_ready_is_reported_and_left_stopped(
     assert stack.dead() == ["api"]
 
 
-def test_a_child_not_ready_within_its_start_timeout_is_stopped(stack: EmbeddedStack) -> None:
-    add_server(stack, "api", listen_after_s=60, timeout=1.0)
+def test_a_child_not_ready_within_its_start_timeout_is_stopped(
+    stack: EmbeddedStack, tmp_path: Path
+) -> None:
+    add_server(stack, "api", tmp_path / "never", timeout=1.0)
     stack.respawn("api")
     with pytest.raises(BackendUnavailableError, match="within its start timeout"):
         poll_ready(stack, "api", within_s=20)
