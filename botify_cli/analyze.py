@@ -10,12 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from botify.analysis.load import load_log
-from botify.analysis.render import write_html
-from botify.analysis.report import analyze
-from botify.analysis.sessions import METRICS
 from botify.errors import BotifyError
-from botify_cli.analysis_tables import arms_table, course_table, cuped_table, extras_table, srm_text
 
 
 def analyze_command(
@@ -36,6 +31,20 @@ def analyze_command(
     ] = None,
 ) -> None:
     """A/B analysis of a listen log, as the course did it, plus SRM, Holm, delta and CUPED."""
+    # Imported here: the analysis brings scipy, polars and numpy, which `botify --help` and
+    # the other commands do not need.
+    from botify.analysis.load import load_log
+    from botify.analysis.render import write_html
+    from botify.analysis.report import analyze
+    from botify.analysis.sessions import METRICS
+    from botify_cli.analysis_tables import (
+        arms_table,
+        course_table,
+        cuped_table,
+        extras_table,
+        srm_text,
+    )
+
     console = Console()
     err = Console(stderr=True)
     try:

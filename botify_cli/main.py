@@ -7,7 +7,7 @@ import signal
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -22,30 +22,20 @@ from rich.progress import (
 from rich.table import Table
 
 from botify.errors import BotifyError, ConfigError
-from botify.listen_export import export_jsonl, export_parquet
-from botify.models import (
-    MODELS,
-    RECIPES,
-    check_sections,
-    check_serving,
-    hyper_params,
-    load_plugins,
-    trained_models,
-)
-from botify.recommenders.model_recommender import ServingParams
 from botify.settings import RecommenderSettings, Settings
 from botify.storage.connection import redact
 from botify_cli import models
-from botify_cli.analysis_tables import course_table, extras_table, srm_text
 from botify_cli.analyze import analyze_command
-from botify_cli.demo import demo_arms, round_sizes, run_demo, trainer_kept_up, write_results
-from botify_cli.stack import EmbeddedStack, StackEndpoints, new_run_dir
-from botify_cli.supervision import BackendDiedError, BrokerMemoryError, Supervisor
-from botify_sim.config import SimConfig
-from botify_sim.config import load_config as load_sim_config
-from botify_sim.driver import DriveSummary, drive
-from botify_sim.world import load_world
-from botify_sim.worlds import ensure_world
+
+# The heavy modules (scipy and polars through the analysis, pyarrow through the export, the
+# model registry and its recommenders, the simulator, the process stack) are imported by the
+# commands that use them, so
+# that `botify --help` and the small commands (models, settings) start in a fraction of a
+# second; tests/unit/test_cli_startup.py keeps them out of this module's imports.
+if TYPE_CHECKING:
+    from botify_cli.stack import EmbeddedStack, StackEndpoints
+    from botify_sim.config import SimConfig
+    from botify_sim.driver import DriveSummary
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 app.add_typer(models.app, name="models")
@@ -62,6 +52,8 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 def load_settings() -> Settings:
     """The settings, with the model plugins they name registered; a typo'd key (a trainer
     or serving setting no model or recipe claims) is refused here, before anything starts."""
+    from botify.models import check_sections, check_serving, load_plugins
+
     try:
         settings = Settings()
     except Exception as exc:  # pydantic's ValidationError names the bad variable
@@ -110,6 +102,9 @@ def up(
 ) -> None:
     """Start the embedded stack (broker, Redis, API instances behind a load balancer, stream
     workers, trainer) until Ctrl-C."""
+    from botify_cli.stack import EmbeddedStack, new_run_dir
+    from botify_cli.supervision import BackendDiedError, BrokerMemoryError, Supervisor
+
     settings = load_settings()
     if api_port is not None and not 1 <= api_port <= 65535:
         raise fail(f"--api-port must be in 1..65535, got {api_port}")
@@ -186,6 +181,8 @@ app.command("analyze")(analyze_command)
 
 
 def _sim_config(seed: int | None, config: Path | None) -> SimConfig:
+    from botify_sim.config import load_config as load_sim_config
+
     try:
         sim = load_sim_config(config) if config else load_sim_config()
     except (OSError, ValueError) as exc:
@@ -205,6 +202,8 @@ def world(
     config: Annotated[Path | None, typer.Option(help="Simulator config TOML.")] = None,
 ) -> None:
     """Build a simulated world: public catalog.jsonl plus hidden embeddings and users."""
+    from botify_sim.worlds import ensure_world
+
     settings = load_settings()
     sim = _sim_config(seed, config)
     if catalog is not None and not catalog.is_file():
@@ -270,6 +269,10 @@ def sim(
     ] = None,
 ) -> None:
     """Drive simulated users against an API (ours or the original botify)."""
+    from botify_sim.driver import drive
+    from botify_sim.world import load_world
+    from botify_sim.worlds import ensure_world
+
     settings = load_settings()
     simc = _sim_config(seed, config)
     pace = _rate(rate, settings)
@@ -359,6 +362,10 @@ def demo(
     ] = False,
 ) -> None:
     """The main job: an A/B test of every recommender on simulated traffic, end to end."""
+    from botify_cli.analysis_tables import course_table, extras_table, srm_text
+    from botify_cli.demo import demo_arms, round_sizes, run_demo, trainer_kept_up, write_results
+    from botify_cli.stack import new_run_dir
+
     settings = load_settings()
     simc = _sim_config(seed, None)
     pace = _rate(rate, settings)
@@ -499,6 +506,8 @@ def export(
     ],
 ) -> None:
     """Export the listen-events topic of the configured broker."""
+    from botify.listen_export import export_jsonl, export_parquet
+
     settings = load_settings()
     try:
         with console.status("reading the topic…"):
@@ -511,6 +520,9 @@ def export(
 @app.command("settings")
 def show_settings() -> None:
     """Print the effective settings (from BOTIFY_* variables and defaults)."""
+    from botify.models import MODELS, RECIPES, hyper_params, trained_models
+    from botify.recommenders.model_recommender import ServingParams
+
     settings = load_settings()
     shown = settings.model_dump(mode="json")  # secrets print as "**********"
     shown["redis"]["url"] = redact(settings.redis.url)

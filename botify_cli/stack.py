@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
-from mirakuru.base import SimpleExecutor
+from mirakuru.base import Executor, SimpleExecutor
 
 from botify.errors import BackendUnavailableError
 from botify.settings import KafkaSettings, Settings
@@ -272,18 +272,40 @@ class EmbeddedStack:
         except psutil.Error:
             return None
 
-    def restart(self, name: str) -> None:
-        """Start an exited child again with its command and environment, and wait until it
-        is healthy; raises BackendUnavailableError (leaving it stopped) when it is not."""
+    def respawn(self, name: str) -> None:
+        """Start an exited child again with its command and environment, without waiting
+        for it (a supervisor has other children to watch meanwhile): ``ready(name)`` says
+        when it is healthy. BackendUnavailableError when it cannot even be started."""
         child = self._child(name)
         child.kill()  # reaps the exited process and any child it left behind
         try:
-            child.start()
+            # The process only: Executor.start() would also wait, up to its start timeout.
+            SimpleExecutor.start(child)
         except Exception as exc:
             child.kill()
             raise BackendUnavailableError(
-                f"{name} did not become ready: {exc}; see {self.log_path(name)}"
+                f"{name} could not be started: {exc}; see {self.log_path(name)}"
             ) from None
+
+    def ready(self, name: str) -> bool:
+        """Whether a respawned child is healthy yet (its URL or port answers; a child with
+        neither: once running). BackendUnavailableError, leaving it stopped, when it exited
+        or its start timeout passed first."""
+        child = self._child(name)
+        if not child.running():
+            code = self.exit_code(name)
+            child.kill()
+            raise BackendUnavailableError(
+                f"{name} exited with code {code} before it was ready; see {self.log_path(name)}"
+            )
+        if not isinstance(child, Executor) or child.after_start_check():
+            return True
+        if child.check_timeout():
+            return False
+        child.kill()
+        raise BackendUnavailableError(
+            f"{name} did not become ready within its start timeout; see {self.log_path(name)}"
+        )
 
     def stop(self, grace_s: float | None = None) -> None:
         """Stop every child: in reverse start order, each given its own time to exit cleanly

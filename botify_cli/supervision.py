@@ -52,6 +52,9 @@ class ChildRecord:
     restarts: int = 0
     # When the pending restart is due; None while the child runs.
     restart_at: float | None = None
+    # Respawned, not healthy yet: polled each check, never waited for (an API instance may
+    # take its whole start timeout, and the other children need watching meanwhile).
+    starting: bool = False
 
 
 @dataclass
@@ -71,6 +74,9 @@ class Supervisor:
     def check(self) -> None:
         """Restart what is due; raise when a backend died or the broker outgrew its bound."""
         now = self.clock()
+        for name, record in self.records.items():
+            if record.starting:
+                self._poll_start(name, record)
         for name in self.stack.dead():
             if name in BACKENDS:
                 raise BackendDiedError(self._backend_died(name))
@@ -78,7 +84,7 @@ class Supervisor:
             if record.restart_at is None:
                 self._schedule(name, record, now)
             elif now >= record.restart_at:
-                self._restart(name, record)
+                self._respawn(name, record)
         self._guard_broker_memory()
 
     def _schedule(self, name: str, record: ChildRecord, now: float) -> None:
@@ -93,17 +99,30 @@ class Supervisor:
             f"(crash {record.crashes_in_a_row} in a row; log: {self.stack.log_path(name)})"
         )
 
-    def _restart(self, name: str, record: ChildRecord) -> None:
+    def _respawn(self, name: str, record: ChildRecord) -> None:
+        record.restart_at = None
+        record.started_at = self.clock()
         try:
-            self.stack.restart(name)
+            self.stack.respawn(name)
         except BackendUnavailableError as exc:
             # Still dead: the next check schedules it again with a longer delay.
             self.say(f"{name} did not come back: {exc}")
+            return
+        record.starting = True
+        self._poll_start(name, record)
+
+    def _poll_start(self, name: str, record: ChildRecord) -> None:
+        try:
+            if not self.stack.ready(name):
+                return
+        except BackendUnavailableError as exc:
+            # Stopped: the next check finds it dead and schedules it with a longer delay.
+            self.say(f"{name} did not come back: {exc}")
+            record.started_at = self.clock()
         else:
             record.restarts += 1
             self.say(f"{name} restarted (restart {record.restarts})")
-        record.restart_at = None
-        record.started_at = self.clock()
+        record.starting = False
 
     def _backend_died(self, name: str) -> str:
         code = self.stack.exit_code(name)

@@ -40,6 +40,7 @@ class DeliveringProducer:
         self._producer = Producer(self._config)
         self._errors: list[KafkaError] = []
         self._fatal = False
+        self._closed = False
 
     def _on_error(self, err: KafkaError) -> None:
         if is_fatal(err):
@@ -63,6 +64,7 @@ class DeliveringProducer:
             return
         logger.warning("the producer hit a fatal error (fenced by a new broker?): replacing it")
         self._drop_pending()
+        self._producer.close()  # purged: at once; dropped, it would reconnect until collected
         self._producer = Producer(self._config)
         self._fatal = False
 
@@ -149,4 +151,13 @@ class DeliveringProducer:
         raise BackendUnavailableError(f"delivery to the broker failed: {why}")
 
     def close(self) -> None:
-        self._producer.flush(self._settings.flush_timeout_s)
+        """Deliver what is outstanding (at most ``flush_timeout_s``), then stop the client."""
+        if self._closed:
+            return
+        self._closed = True
+        left = self._producer.flush(self._settings.flush_timeout_s)
+        if left:
+            logger.error("%d records were not delivered before shutdown", left)
+        # close() waits for undelivered records without a deadline: they are given up first.
+        self._producer.purge()
+        self._producer.close()

@@ -177,6 +177,10 @@ class ListenPublisher:
             self._count_failure(
                 STUCK_IN_REBUILT, f"{left} events stuck in a producer that was rebuilt", left
             )
+        else:
+            # Stops its threads now (close() would wait for stuck events without a deadline):
+            # dropped, it would live, reconnecting, until the garbage collector found it.
+            old.close()
         self._resend()
 
     def _resend(self) -> None:
@@ -287,9 +291,17 @@ class ListenPublisher:
         )
 
     def close(self) -> None:
+        """Deliver what is outstanding (at most ``flush_timeout_s``), then stop the client."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         self._poller.join(timeout=self._settings.flush_timeout_s + 2)
         self._resend()
         left = self.flush() + len(self._carry)
         if left:
             logger.error("%d events were not delivered before shutdown", left)
+        # Without close(), librdkafka's threads would go on reconnecting until the garbage
+        # collector found the producer (its callbacks refer back to this object); the events
+        # given up are purged first, as close() waits for them without a deadline.
+        self._producer.purge(in_queue=True, in_flight=True, blocking=False)
+        self._producer.close()

@@ -39,6 +39,7 @@ class QueueOfTen:
 
 def producer(fake: QueueOfTen) -> DeliveringProducer:
     p = DeliveringProducer(KafkaSettings(bootstrap_servers="127.0.0.1:1"), "test")
+    p._producer.close()  # the librdkafka client the fake replaces: stopped, not left retrying
     p._producer = fake  # type: ignore[assignment]
     return p
 

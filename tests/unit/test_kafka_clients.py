@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 from collections.abc import Callable
@@ -57,7 +58,10 @@ def test_a_producer_reports_its_service_in_client_id(service: str) -> None:
     stats: list[str] = []
     config = producer_config(nowhere(client_id_prefix="shop"), service)
     producer = Producer(config | {"statistics.interval.ms": 50, "stats_cb": stats.append})
-    assert reported_client_id(producer.poll, stats) == f"shop-{service}"
+    try:
+        assert reported_client_id(producer.poll, stats) == f"shop-{service}"
+    finally:
+        producer.close()
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -121,7 +125,13 @@ def test_admin_clients_name_their_service_with_the_configured_prefix(
     with pytest.raises(BackendUnavailableError):
         topic_identity(settings, "t", timeout=0.05, service=STREAM)
     ConsumerLagReader(settings, service="stream-lag")
-    ConsumerLagMonitor.for_group(settings, "g", ["t"], CollectorRegistry(), 1.0, service=TRAINER)
+    monitor = ConsumerLagMonitor.for_group(
+        settings, "g", ["t"], CollectorRegistry(), 1.0, service=TRAINER
+    )
+    # Its (unstarted) thread refers back to it: only the collector frees its admin client
+    # (which has no close()), else retrying the closed port until the process exits.
+    del monitor
+    gc.collect()
     assert ids == [
         "shop-admin",
         "shop-cli",

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import pytest
@@ -56,13 +57,17 @@ def test_a_stuck_producer_is_reported_then_rebuilt_with_backoff() -> None:
         publisher.close()
 
 
-def test_a_full_buffer_fails_at_once_on_the_event_loop_path() -> None:
-    settings = nowhere(produce_retries=5)
-    publisher = ListenPublisher(settings, "test")
-    # A producer whose queue holds one event.
-    publisher._producer = publisher._producer.__class__(
-        {"bootstrap.servers": settings.bootstrap_servers, "queue.buffering.max.messages": 1}
-    )
+def test_a_full_buffer_fails_at_once_on_the_event_loop_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class QueueOfOne(Producer):  # type: ignore[misc]
+        """A producer whose queue holds one event."""
+
+        def __init__(self, config: dict[str, object]) -> None:
+            super().__init__(config | {"queue.buffering.max.messages": 1})
+
+    monkeypatch.setattr(publisher_module, "Producer", QueueOfOne)
+    publisher = ListenPublisher(nowhere(produce_retries=5), "test")
     try:
         publisher.publish(listen(user=1))
         started = time.monotonic()
@@ -77,11 +82,21 @@ def test_a_full_buffer_fails_at_once_on_the_event_loop_path() -> None:
 def test_an_event_a_rebuilt_producer_never_reported_is_counted_under_a_bounded_label(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    built: list[Producer] = []
+
     class Unpurgeable(Producer):  # type: ignore[misc]
-        """Ignores purge: its events never report, as a wedged librdkafka's would not."""
+        """Ignores purge while wedged: its events never report, as a wedged librdkafka's
+        would not."""
+
+        wedged = True
+
+        def __init__(self, config: dict[str, object]) -> None:
+            super().__init__(config)
+            built.append(self)
 
         def purge(self, *args: object, **kwargs: object) -> None:
-            pass
+            if not self.wedged:
+                super().purge(*args, **kwargs)
 
     monkeypatch.setattr(publisher_module, "Producer", Unpurgeable)
     labels: list[str] = []
@@ -99,4 +114,11 @@ def test_an_event_a_rebuilt_producer_never_reported_is_counted_under_a_bounded_l
         assert labels == [kafka.STUCK_IN_REBUILT]
         assert publisher.stats.failed == 1
     finally:
+        Unpurgeable.wedged = False
         publisher.close()
+        # The rebuilt-away producers still hold their stuck event: stopped here, not left
+        # reconnecting to the closed port until the process ends.
+        for producer in built:
+            with contextlib.suppress(RuntimeError):  # closed already (by close() or a rebuild)
+                producer.purge()
+                producer.close()

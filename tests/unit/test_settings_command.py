@@ -8,7 +8,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from botify_cli import main
+from botify_cli import stack
 from botify_cli.main import app
 
 
@@ -48,7 +48,7 @@ def test_a_typo_in_a_setting_is_refused_before_anything_starts(
     def started(*args: object, **kwargs: object) -> None:
         raise AssertionError(f"botify {command} started despite {key}")
 
-    monkeypatch.setattr(main, "new_run_dir", started)
+    monkeypatch.setattr(stack, "new_run_dir", started)
     monkeypatch.setenv(key, "3")
     result = CliRunner().invoke(app, [command], env={"COLUMNS": "200"})
     assert result.exit_code == 2, (result.output, result.exception)

@@ -24,7 +24,11 @@ class FakeStack:
     """The parts of EmbeddedStack the supervisor uses."""
 
     exited: dict[str, int] = field(default_factory=dict)
+    # Respawns whose child dies before it is healthy.
     fail_restarts: int = 0
+    # Respawned children and the checks each still needs before it is healthy.
+    starting: dict[str, int] = field(default_factory=dict)
+    slow_starts: dict[str, int] = field(default_factory=dict)
     restarted: list[str] = field(default_factory=list)
     broker_rss: int | None = 100 * 2**20
 
@@ -37,12 +41,22 @@ class FakeStack:
     def log_path(self, name: str) -> Path:
         return Path(f"/logs/{name}.log")
 
-    def restart(self, name: str) -> None:
+    def respawn(self, name: str) -> None:
+        del self.exited[name]
+        self.starting[name] = self.slow_starts.get(name, 0)
+
+    def ready(self, name: str) -> bool:
         if self.fail_restarts:
             self.fail_restarts -= 1
+            del self.starting[name]
+            self.exited[name] = 1
             raise BackendUnavailableError(f"{name} did not become ready")
+        if self.starting[name]:
+            self.starting[name] -= 1
+            return False
+        del self.starting[name]
         self.restarted.append(name)
-        del self.exited[name]
+        return True
 
     def resident_bytes(self, name: str) -> int | None:
         assert name == "broker"
@@ -137,3 +151,31 @@ def test_the_broker_past_its_memory_bound_stops_the_stack() -> None:
         sup.check()
     off, _ = supervisor(stack, clock, broker_max_memory_mb=0)
     off.check()  # 0 turns the guard off
+
+
+def test_a_restart_getting_healthy_is_polled_while_the_other_children_are_watched() -> None:
+    # An API instance that takes three checks to answer its health URL: meanwhile a stream
+    # worker's crash is restarted, and the broker's death is seen at the very next check.
+    stack, clock = FakeStack(exited={"api": 1}, slow_starts={"api": 3}), Clock()
+    sup, said = supervisor(stack, clock)
+    sup.check()
+    clock.now += 1
+    sup.check()  # respawned; not healthy yet
+    assert sup.records["api"].starting and stack.restarted == []
+    stack.exited["stream-1"] = -9
+    sup.check()
+    clock.now += 1
+    sup.check()
+    assert stack.restarted == ["stream-1"]
+    assert sup.records["api"].starting
+    sup.check()
+    assert stack.restarted == ["stream-1", "api"]
+    assert not sup.records["api"].starting and sup.records["api"].restarts == 1
+    assert "api restarted (restart 1)" in said
+    stack.exited["api"] = 1
+    sup.check()
+    clock.now += 2
+    sup.check()  # respawned again, polled from now on
+    stack.exited["broker"] = -9
+    with pytest.raises(BackendDiedError):
+        sup.check()
