@@ -56,6 +56,8 @@ _CARRY_CODES = frozenset({KafkaError._FATAL, KafkaError._PURGE_QUEUE, KafkaError
 MAX_CARRIES = 3
 # The failure label of events a rebuilt producer still held and never reported.
 STUCK_IN_REBUILT = "_REBUILT"
+# The failure label of events given up when the publisher closed (purged or never sent).
+GIVEN_UP_AT_SHUTDOWN = "_SHUTDOWN"
 
 
 class _Delivery:
@@ -111,6 +113,8 @@ class ListenPublisher:
         self._carry: deque[tuple[str, bytes | None, bytes | None, Headers | None, _Delivery]]
         self._carry = deque()
         self._fatal: str | None = None
+        # Set by close(): from then on a purged event is given up, not carried over.
+        self._closing = False
         self._rebuild_backoff = settings.rebuild_after_s
         self._next_rebuild = 0.0
         self._next_fatal_rebuild = 0.0
@@ -206,12 +210,16 @@ class ListenPublisher:
 
     def _delivered(self, err: KafkaError | None, msg: Message, delivery: _Delivery) -> None:
         if err is not None:
-            if (err.code() in _CARRY_CODES or err.fatal()) and delivery.carries < MAX_CARRIES:
+            if self._closing and err.code() in _CARRY_CODES:
+                # Purged by close(): no producer will send it again; its waiter hears now.
+                self._count_failure(GIVEN_UP_AT_SHUTDOWN, f"delivery to {msg.topic()}: shutdown")
+            elif (err.code() in _CARRY_CODES or err.fatal()) and delivery.carries < MAX_CARRIES:
                 again = _Delivery(self, delivery.then, delivery.carries + 1)
                 topic = msg.topic() or ""  # a delivery report always names its topic
                 self._carry.append((topic, msg.key(), msg.value(), msg.headers(), again))
                 return
-            self._count_failure(err.name(), f"delivery to {msg.topic()}: {err.str()}")
+            else:
+                self._count_failure(err.name(), f"delivery to {msg.topic()}: {err.str()}")
         if delivery.then is not None:
             delivery.then(err, msg)
 
@@ -291,7 +299,9 @@ class ListenPublisher:
         )
 
     def close(self) -> None:
-        """Deliver what is outstanding (at most ``flush_timeout_s``), then stop the client."""
+        """Deliver what is outstanding (at most ``flush_timeout_s``), then stop the client.
+        What is given up is counted as failed (``GIVEN_UP_AT_SHUTDOWN``), and acked publishes
+        still waiting hear it at once."""
         if self._stop.is_set():
             return
         self._stop.set()
@@ -300,8 +310,26 @@ class ListenPublisher:
         left = self.flush() + len(self._carry)
         if left:
             logger.error("%d events were not delivered before shutdown", left)
+        self._closing = True
+        for _topic, _key, _value, _headers, delivery in self._carry:
+            # Reported already (purged by a rebuild), with no room left on the new producer.
+            self._count_failure(GIVEN_UP_AT_SHUTDOWN, "carried-over event not resent")
+            if delivery.then is not None:
+                delivery.then(KafkaError(KafkaError._PURGE_QUEUE, "shutdown"), None)  # type: ignore[arg-type]
+        self._carry.clear()
         # Without close(), librdkafka's threads would go on reconnecting until the garbage
         # collector found the producer (its callbacks refer back to this object); the events
         # given up are purged first, as close() waits for them without a deadline.
-        self._producer.purge(in_queue=True, in_flight=True, blocking=False)
-        self._producer.close()
+        self._purge_and_close(self._producer)
+
+    def _purge_and_close(self, producer: Producer) -> None:
+        producer.purge(in_queue=True, in_flight=True, blocking=False)
+        deadline = time.monotonic() + 1.0
+        while len(producer) and time.monotonic() < deadline:
+            producer.poll(0.05)  # each purged event's report is counted by _delivered
+        left = len(producer)
+        if left:
+            self._count_failure(
+                GIVEN_UP_AT_SHUTDOWN, f"{left} events never reported at shutdown", left
+            )
+        producer.close()

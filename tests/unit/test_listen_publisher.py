@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 
@@ -122,3 +123,23 @@ def test_an_event_a_rebuilt_producer_never_reported_is_counted_under_a_bounded_l
             with contextlib.suppress(RuntimeError):  # closed already (by close() or a rebuild)
                 producer.purge()
                 producer.close()
+
+
+async def test_close_counts_the_events_it_gives_up_and_answers_their_waiters_at_once() -> None:
+    labels: list[str] = []
+    publisher = ListenPublisher(nowhere(), "test", labels.append, acked=True)
+    closed = False
+    try:
+        waiting = asyncio.ensure_future(publisher.publish_acked(listen(user=1), timeout=60))
+        await asyncio.sleep(0.05)  # queued, with no broker to take it
+        started = time.monotonic()
+        await asyncio.to_thread(publisher.close)
+        closed = True
+        with pytest.raises(BackendUnavailableError, match="did not take"):
+            await asyncio.wait_for(waiting, 10)  # answered by close, not by the 60 s deadline
+        assert time.monotonic() - started < 10
+        assert publisher.stats.failed == 1 and labels == [kafka.GIVEN_UP_AT_SHUTDOWN]
+        assert publisher.stats.unacknowledged == 0
+    finally:
+        if not closed:
+            publisher.close()
