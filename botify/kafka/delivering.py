@@ -54,6 +54,10 @@ class DeliveringProducer:
             if is_fatal(err):
                 self._fatal = True
 
+    def _check_open(self) -> None:
+        if self._closed:  # librdkafka's closed producer would raise a RuntimeError: a 500
+            raise BackendUnavailableError("the producer is shut down")
+
     def _drop_pending(self) -> None:
         """Drop every record not delivered yet; their delivery callbacks report it now."""
         self._producer.purge()
@@ -75,6 +79,7 @@ class DeliveringProducer:
         headers: Headers | None = None,
     ) -> None:
         """Hand (key, value) records to librdkafka, which sends them in its own threads."""
+        self._check_open()
         for key, value in records:
             try:
                 room = produce_with_room(
@@ -96,6 +101,7 @@ class DeliveringProducer:
     def send_batch(self, topic: str, records: Sequence[tuple[bytes | None, bytes | None]]) -> None:
         """``send`` for records without headers, handed to librdkafka in one call (a third of
         the cost per record of ``produce``: the stream sends a training example per listen)."""
+        self._check_open()
         messages = [{"key": key, "value": value} for key, value in records]
         queued = self._producer.produce_batch(topic, messages, on_delivery=self._delivered)
         if queued < len(messages):
@@ -105,6 +111,7 @@ class DeliveringProducer:
     def flush(self) -> None:
         """Wait until every record sent so far is delivered; on failure drop the rest and
         raise ``BackendUnavailableError``."""
+        self._check_open()
         left = self._producer.flush(self._settings.flush_timeout_s)
         if left or self._errors:
             self._fail(f"{left} records undelivered, errors {self._errors[:3]}")
@@ -117,6 +124,7 @@ class DeliveringProducer:
         """Send (key, value, headers) records and wait for them (at most flush_timeout_s):
         per record, None when delivered, else the name of its error (a record refused at
         once, too large say, does not hold the others back). Nothing is left queued."""
+        self._check_open()
         errors: list[str | None] = [None] * len(records)
 
         def reporter(i: int) -> Callable[[KafkaError | None, Message], None]:

@@ -119,6 +119,10 @@ class ListenPublisher:
         self._next_rebuild = 0.0
         self._next_fatal_rebuild = 0.0
         self._first = _Delivery(self, None)
+        # Held while a record is produced and while the producer is swapped or closed: no
+        # record goes to a producer after it was replaced or closed.
+        self._lock = threading.Lock()
+        self._closed = False
         self._producer = self._new_producer()
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll_loop, name="kafka-poll", daemon=True)
@@ -166,9 +170,9 @@ class ListenPublisher:
         self.status = status
 
     def _rebuild(self, why: str) -> None:
-        old = self._producer
-        # New events go to the new producer from here on.
-        self._producer = self._new_producer()
+        new = self._new_producer()
+        with self._lock:  # new events go to the new producer from here on
+            old, self._producer = self._producer, new
         self.tracker.rebuilt += 1
         logger.warning("rebuilding the Kafka producer (%s); %d events carried over", why, len(old))
         old.purge(in_queue=True, in_flight=True, blocking=False)
@@ -184,6 +188,7 @@ class ListenPublisher:
         else:
             # Stops its threads now (close() would wait for stuck events without a deadline):
             # dropped, it would live, reconnecting, until the garbage collector found it.
+            old.purge(in_queue=True, in_flight=True, blocking=False)
             old.close()
         self._resend()
 
@@ -271,16 +276,19 @@ class ListenPublisher:
         local queue fails at once instead of waiting for it to drain."""
         delivery = self._first if on_delivery is None else _Delivery(self, on_delivery)
         try:
-            room = produce_with_room(
-                self._producer,
-                topic,
-                key,
-                value,
-                list(headers) if headers else None,
-                delivery,
-                self._settings.produce_retries if block else 0,
-                0.005,
-            )
+            with self._lock:
+                if self._closed:
+                    raise BackendUnavailableError("the event publisher is shut down")
+                room = produce_with_room(
+                    self._producer,
+                    topic,
+                    key,
+                    value,
+                    list(headers) if headers else None,
+                    delivery,
+                    self._settings.produce_retries if block else 0,
+                    0.005,
+                )
         except KafkaException as exc:  # a fenced producer refuses until it is rebuilt
             self._count_failure(exc.args[0].name(), f"produce refused: {exc}")
             raise BackendUnavailableError(f"the producer refused the event: {exc}") from None
@@ -294,6 +302,11 @@ class ListenPublisher:
         return self._outstanding()
 
     def flush(self, timeout: float | None = None) -> int:
+        if self._stop.is_set():
+            raise BackendUnavailableError("the event publisher is shut down")
+        return self._flush(timeout)
+
+    def _flush(self, timeout: float | None = None) -> int:
         return int(
             self._producer.flush(self._settings.flush_timeout_s if timeout is None else timeout)
         )
@@ -302,12 +315,14 @@ class ListenPublisher:
         """Deliver what is outstanding (at most ``flush_timeout_s``), then stop the client.
         What is given up is counted as failed (``GIVEN_UP_AT_SHUTDOWN``), and acked publishes
         still waiting hear it at once."""
-        if self._stop.is_set():
-            return
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
         self._stop.set()
         self._poller.join(timeout=self._settings.flush_timeout_s + 2)
         self._resend()
-        left = self.flush() + len(self._carry)
+        left = self._flush() + len(self._carry)
         if left:
             logger.error("%d events were not delivered before shutdown", left)
         self._closing = True

@@ -57,3 +57,16 @@ def test_a_queue_that_stays_full_fails_the_send_instead_of_dropping_records() ->
     fake.poll = lambda timeout: 0  # type: ignore[method-assign]  # the broker takes nothing
     with pytest.raises(BackendUnavailableError, match="buffer stays full"):
         producer(fake).send_batch("t", [(b"%d" % i, b"v") for i in range(25)])
+
+
+def test_a_send_after_close_is_a_backend_unavailable_error_not_a_crash() -> None:
+    p = DeliveringProducer(KafkaSettings(bootstrap_servers="127.0.0.1:1"), "test")
+    p.close()
+    for use in (
+        lambda: p.send("t", [(b"k", b"v")]),
+        lambda: p.send_batch("t", [(b"k", b"v")]),
+        lambda: p.deliver_each("t", [(b"k", b"v", [])]),
+        p.flush,
+    ):
+        with pytest.raises(BackendUnavailableError, match="shut down"):
+            use()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 
 import pytest
@@ -143,3 +144,64 @@ async def test_close_counts_the_events_it_gives_up_and_answers_their_waiters_at_
     finally:
         if not closed:
             publisher.close()
+
+
+def test_an_event_produced_while_the_producer_is_replaced_is_carried_over_not_a_500(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    entered, closed = threading.Event(), threading.Event()
+
+    class SlowFirstProduce(Producer):  # type: ignore[misc]
+        """The first producer's produce stalls (up to 2 s) until the producer is closed:
+        the window of an event-loop thread that took the producer just before a rebuild."""
+
+        built = 0
+
+        def __init__(self, config: dict[str, object]) -> None:
+            super().__init__(config)
+            SlowFirstProduce.built += 1
+            self.first = SlowFirstProduce.built == 1
+
+        def produce(self, *args: object, **kwargs: object) -> None:
+            if self.first:
+                entered.set()
+                closed.wait(2)
+            super().produce(*args, **kwargs)
+
+        def close(self, *args: object) -> object:
+            closed.set()
+            return super().close(*args)
+
+    monkeypatch.setattr(publisher_module, "Producer", SlowFirstProduce)
+    publisher = ListenPublisher(nowhere(), "test", poll_interval=0.01)
+    errors: list[BaseException] = []
+
+    def publish() -> None:
+        try:
+            publisher.publish(listen(user=1))
+        except BaseException as exc:
+            errors.append(exc)
+
+    try:
+        thread = threading.Thread(target=publish)
+        thread.start()
+        assert entered.wait(5)
+        publisher._fatal = "_FENCED: as librdkafka's error callback reports it"
+        thread.join(10)
+        deadline = time.monotonic() + 5
+        while publisher.status.producers_rebuilt == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert errors == []
+        # Produced on the old producer before the swap: carried over, not lost.
+        assert publisher.stats.carried_over == 1 and publisher.pending() == 1
+    finally:
+        publisher.close()
+
+
+def test_a_publish_after_close_is_a_backend_unavailable_error_not_a_crash() -> None:
+    publisher = ListenPublisher(nowhere(), "test")
+    publisher.close()
+    with pytest.raises(BackendUnavailableError, match="shut down"):
+        publisher.publish(listen(user=1))
+    with pytest.raises(BackendUnavailableError, match="shut down"):
+        publisher.flush()
