@@ -34,17 +34,30 @@ class DeliveringProducer:
     def __init__(self, settings: KafkaSettings, service: str, linger_ms: int | None = None) -> None:
         """``linger_ms``: how long records wait to be batched (default: the settings')."""
         self._settings = settings
-        self._config = producer_config(settings, service) | {"error_cb": self._on_error}
+        self._config = producer_config(settings, service)
         if linger_ms is not None:
             self._config["linger.ms"] = linger_ms
-        self._producer = Producer(self._config)
+        self._generation = 0
+        self._producer = self._new_producer()
         self._errors: list[KafkaError] = []
         self._fatal = False
         self._closed = False
 
-    def _on_error(self, err: KafkaError) -> None:
+    def _new_producer(self) -> Producer:
+        """A producer whose fatal errors count only while it is the newest one built."""
+        self._generation += 1
+        generation = self._generation
+
+        def on_error(err: KafkaError) -> None:
+            self._on_error(err, generation)
+
+        return Producer(self._config | {"error_cb": on_error})
+
+    def _on_error(self, err: KafkaError, generation: int) -> None:
         if is_fatal(err):
-            self._fatal = True
+            # A replaced producer's late error (served by its close) would otherwise
+            # replace the fresh one for nothing.
+            self._fatal = self._fatal or generation == self._generation
         else:  # all brokers down, authentication: what librdkafka would have logged itself
             logger.warning("kafka producer: %s", err)
 
@@ -68,8 +81,8 @@ class DeliveringProducer:
             return
         logger.warning("the producer hit a fatal error (fenced by a new broker?): replacing it")
         self._drop_pending()
-        self._producer.close()  # purged: at once; dropped, it would reconnect until collected
-        self._producer = Producer(self._config)
+        old, self._producer = self._producer, self._new_producer()
+        old.close()  # purged: at once; dropped, it would reconnect until collected
         self._fatal = False
 
     def send(

@@ -123,18 +123,28 @@ class ListenPublisher:
         # record goes to a producer after it was replaced or closed.
         self._lock = threading.Lock()
         self._closed = False
+        self._generation = 0
         self._producer = self._new_producer()
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll_loop, name="kafka-poll", daemon=True)
         self._poller.start()
 
     def _new_producer(self) -> Producer:
-        config = producer_config(self._settings, self._service, self.acked)
-        return Producer(config | {"error_cb": self._error})
+        """A producer whose errors count only while it is the newest one built."""
+        self._generation += 1
+        generation = self._generation
 
-    def _error(self, err: KafkaError) -> None:
+        def on_error(err: KafkaError) -> None:
+            self._error(err, generation)
+
+        config = producer_config(self._settings, self._service, self.acked)
+        return Producer(config | {"error_cb": on_error})
+
+    def _error(self, err: KafkaError, generation: int) -> None:
         # Served by poll(); non-fatal errors (a broker down) librdkafka retries by itself.
-        if err.fatal():
+        # A replaced producer's late fatal error (served while it is drained) would
+        # otherwise rebuild its fresh successor for nothing, sending its events twice.
+        if err.fatal() and generation == self._generation:
             self._fatal = f"{err.name()}: {err.str()}"
 
     def _poll_loop(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from confluent_kafka import KafkaError
 
 from botify.errors import BackendUnavailableError
 from botify.kafka import DeliveringProducer
@@ -70,3 +71,19 @@ def test_a_send_after_close_is_a_backend_unavailable_error_not_a_crash() -> None
     ):
         with pytest.raises(BackendUnavailableError, match="shut down"):
             use()
+
+
+def test_a_late_fatal_error_of_a_replaced_producer_does_not_replace_its_successor() -> None:
+    p = DeliveringProducer(KafkaSettings(bootstrap_servers="127.0.0.1:1"), "test")
+    try:
+        first = p._producer
+        p._fatal = True
+        p._renew_if_fatal()
+        assert p._producer is not first
+        fenced = KafkaError(KafkaError._FENCED, "fenced", fatal=True)
+        p._on_error(fenced, 1)  # the replaced (first) producer's error, served late
+        assert not p._fatal
+        p._on_error(fenced, 2)
+        assert p._fatal
+    finally:
+        p.close()

@@ -7,9 +7,10 @@ import asyncio
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Producer
 
 from botify import kafka
 from botify.errors import BackendUnavailableError
@@ -205,3 +206,30 @@ def test_a_publish_after_close_is_a_backend_unavailable_error_not_a_crash() -> N
         publisher.publish(listen(user=1))
     with pytest.raises(BackendUnavailableError, match="shut down"):
         publisher.flush()
+
+
+def test_a_late_fatal_error_of_a_replaced_producer_does_not_rebuild_its_successor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    error_callbacks: list[Callable[[KafkaError], None]] = []
+
+    class Recording(Producer):  # type: ignore[misc]
+        def __init__(self, config: dict[str, object]) -> None:
+            super().__init__(config)
+            error_callbacks.append(config["error_cb"])  # type: ignore[arg-type]
+
+    monkeypatch.setattr(publisher_module, "Producer", Recording)
+    publisher = ListenPublisher(nowhere(), "test", poll_interval=0.01)
+    try:
+        publisher._fatal = "_FENCED: as librdkafka's error callback reports it"
+        deadline = time.monotonic() + 5
+        while publisher.status.producers_rebuilt == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert publisher.status.producers_rebuilt == 1 and len(error_callbacks) == 2
+        fenced = KafkaError(KafkaError._FENCED, "fenced", fatal=True)
+        error_callbacks[0](fenced)  # the old producer's queued error, served late
+        assert publisher._fatal is None
+        error_callbacks[1](fenced)  # the current one's still counts
+        assert publisher._fatal is not None
+    finally:
+        publisher.close()
