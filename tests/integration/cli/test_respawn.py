@@ -4,6 +4,7 @@ Real processes (a Python HTTP server that listens when told to) on free loopback
 
 from __future__ import annotations
 
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -90,4 +91,18 @@ def test_a_child_not_ready_within_its_start_timeout_is_stopped(
     stack.respawn("api")
     with pytest.raises(BackendUnavailableError, match="within its start timeout"):
         poll_ready(stack, "api", within_s=20)
+    assert stack.dead() == ["api"]
+
+
+def test_a_child_whose_port_another_process_took_is_not_reported_restarted(
+    stack: EmbeddedStack, tmp_path: Path
+) -> None:
+    gate = tmp_path / "listen"
+    add_server(stack, "api", gate, timeout=30)
+    child = stack.children[0][1]
+    with socket.socket() as squatter:  # not our child, yet it answers on the child's port
+        squatter.bind(("127.0.0.1", child.port))  # type: ignore[attr-defined]
+        squatter.listen()
+        with pytest.raises(BackendUnavailableError, match="port is taken"):
+            stack.respawn("api")
     assert stack.dead() == ["api"]
