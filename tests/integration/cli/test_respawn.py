@@ -106,3 +106,35 @@ def test_a_child_whose_port_another_process_took_is_not_reported_restarted(
         with pytest.raises(BackendUnavailableError, match="port is taken"):
             stack.respawn("api")
     assert stack.dead() == ["api"]
+
+
+# Accepts connections and never answers (bounded: 60 s).
+MUTE_SERVER = """
+import socket, sys, time
+server = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+held, deadline = [], time.monotonic() + 60
+server.settimeout(0.1)
+while time.monotonic() < deadline:
+    try:
+        held.append(server.accept()[0])
+    except TimeoutError:
+        pass
+"""
+
+
+def test_a_probe_of_a_child_that_accepts_but_never_answers_is_short(
+    stack: EmbeddedStack,
+) -> None:
+    port = free_port()
+    command = [sys.executable, "-c", MUTE_SERVER, str(port)]
+    child = http_child(command, f"http://127.0.0.1:{port}/", stack.log_dir, "api", 60)
+    stack.children.append(("api", child))
+    stack.respawn("api")
+    deadline = time.monotonic() + 20
+    while not stack.dead() and child.pre_start_check() is False:  # listening yet?
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    started = time.monotonic()
+    assert not stack.ready("api")
+    # About HEALTH_PROBE_TIMEOUT_S, not the 60 s start timeout left (a generous margin).
+    assert time.monotonic() - started < 15
