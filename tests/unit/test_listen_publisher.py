@@ -22,7 +22,8 @@ from tests.factories import listen
 
 
 def nowhere(**kw: object) -> KafkaSettings:
-    return KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}", flush_timeout_s=0.5, **kw)
+    config: dict[str, object] = {"flush_timeout_s": 0.5} | kw
+    return KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}", **config)  # type: ignore[arg-type]
 
 
 def test_a_fatal_error_rebuilds_the_producer_and_carries_its_events_over() -> None:
@@ -233,3 +234,75 @@ def test_a_late_fatal_error_of_a_replaced_producer_does_not_rebuild_its_successo
         assert publisher._fatal is not None
     finally:
         publisher.close()
+
+
+class Tracking(Producer):  # type: ignore[misc]
+    """Records which producers were closed; ``wedged`` ones ignore purge (never drain)."""
+
+    built: list[Tracking] = []
+    wedged = False
+
+    def __init__(self, config: dict[str, object]) -> None:
+        super().__init__(config)
+        self.closed = False
+        Tracking.built.append(self)
+
+    def purge(self, *args: object, **kwargs: object) -> None:
+        if not Tracking.wedged:
+            super().purge(*args, **kwargs)
+
+    def close(self, *args: object) -> object:
+        self.closed = True
+        return super().close(*args)
+
+
+@pytest.mark.parametrize("wedged", [False, True])
+def test_a_rebuild_closes_the_old_producer_only_once_it_is_drained(
+    monkeypatch: pytest.MonkeyPatch, wedged: bool
+) -> None:
+    monkeypatch.setattr(Tracking, "built", [])
+    monkeypatch.setattr(Tracking, "wedged", wedged)
+    monkeypatch.setattr(publisher_module, "Producer", Tracking)
+    publisher = ListenPublisher(nowhere(flush_timeout_s=0.1), "test", poll_interval=0.01)
+    try:
+        publisher.publish(listen(user=1))
+        publisher._fatal = "_FENCED: as librdkafka's error callback reports it"
+        deadline = time.monotonic() + 5
+        while publisher.status.producers_rebuilt == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert publisher.status.producers_rebuilt == 1
+        old = Tracking.built[0]
+        # Drained: stopped at once. Wedged: close() would wait for its event without end.
+        assert old.closed is not wedged
+    finally:
+        Tracking.wedged = False
+        publisher.close()
+        for producer in Tracking.built:
+            if not producer.closed:
+                producer.purge()
+                producer.close()
+
+
+def test_a_second_close_is_safe() -> None:
+    publisher = ListenPublisher(nowhere(), "test")
+    publisher.publish(listen(user=1))
+    publisher.close()
+    publisher.close()
+    assert publisher.stats.failed == 1
+
+
+def test_close_against_an_unreachable_broker_is_bounded_and_counts_what_it_gave_up(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    labels: list[str] = []
+    settings = nowhere()
+    publisher = ListenPublisher(settings, "test", labels.append)
+    for user in range(3):
+        publisher.publish(listen(user=user))
+    started = time.monotonic()
+    publisher.close()
+    # flush_timeout_s (0.5 s) to deliver, then at most a second for the purge's reports;
+    # a generous margin for a loaded machine, far below librdkafka's message.timeout.ms.
+    assert time.monotonic() - started < settings.flush_timeout_s + 15
+    assert publisher.stats.failed == 3 and labels == [kafka.GIVEN_UP_AT_SHUTDOWN] * 3
+    assert "3 events were not delivered before shutdown" in caplog.text
