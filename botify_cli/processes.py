@@ -51,6 +51,11 @@ class TCPChild(_ChildMixin, TCPExecutor):
     """A child process that is ready when its TCP port accepts connections."""
 
 
+# One health probe's longest wait: a child that accepts but never answers must not hold
+# the supervisor's tick (which probes it) for the rest of its start timeout.
+HEALTH_PROBE_TIMEOUT_S = 1.0
+
+
 class HTTPChild(_ChildMixin, HTTPExecutor):
     """A child process that is ready when its URL answers 2xx."""
 
@@ -109,6 +114,7 @@ def http_child(
         status="200",
         method="GET",
         timeout=timeout,
+        request_timeout=HEALTH_PROBE_TIMEOUT_S,
         envvars=env,
         stdout=out,
         stderr=out,

@@ -275,9 +275,15 @@ class EmbeddedStack:
     def respawn(self, name: str) -> None:
         """Start an exited child again with its command and environment, without waiting
         for it (a supervisor has other children to watch meanwhile): ``ready(name)`` says
-        when it is healthy. BackendUnavailableError when it cannot even be started."""
+        when it is healthy. BackendUnavailableError when it cannot even be started (its
+        port is taken, say)."""
         child = self._child(name)
         child.kill()  # reaps the exited process and any child it left behind
+        if isinstance(child, Executor) and child.pre_start_check():
+            # Another process holds the child's port: ready() would probe it, not the child.
+            raise BackendUnavailableError(
+                f"{name} could not be started: its port is taken by another process"
+            )
         try:
             # The process only: Executor.start() would also wait, up to its start timeout.
             SimpleExecutor.start(child)

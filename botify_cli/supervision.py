@@ -101,12 +101,12 @@ class Supervisor:
 
     def _respawn(self, name: str, record: ChildRecord) -> None:
         record.restart_at = None
-        record.started_at = self.clock()
         try:
             self.stack.respawn(name)
         except BackendUnavailableError as exc:
             # Still dead: the next check schedules it again with a longer delay.
             self.say(f"{name} did not come back: {exc}")
+            record.started_at = self.clock()
             return
         record.starting = True
         self._poll_start(name, record)
@@ -120,6 +120,8 @@ class Supervisor:
             self.say(f"{name} did not come back: {exc}")
             record.started_at = self.clock()
         else:
+            # Up from when it is healthy: a slow start does not count as a stable run.
+            record.started_at = self.clock()
             record.restarts += 1
             self.say(f"{name} restarted (restart {record.restarts})")
         record.starting = False

@@ -36,6 +36,7 @@ from botify.kafka.clients import (
 )
 from botify.kafka.delivering import DeliveringProducer
 from botify.kafka.publisher import (
+    GIVEN_UP_AT_SHUTDOWN,
     MAX_CARRIES,
     STUCK_IN_REBUILT,
     ListenPublisher,
@@ -46,6 +47,7 @@ __all__ = [
     "API",
     "CLI",
     "EXPORT",
+    "GIVEN_UP_AT_SHUTDOWN",
     "MAX_CARRIES",
     "STREAM",
     "STUCK_IN_REBUILT",

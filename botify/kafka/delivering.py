@@ -34,17 +34,30 @@ class DeliveringProducer:
     def __init__(self, settings: KafkaSettings, service: str, linger_ms: int | None = None) -> None:
         """``linger_ms``: how long records wait to be batched (default: the settings')."""
         self._settings = settings
-        self._config = producer_config(settings, service) | {"error_cb": self._on_error}
+        self._config = producer_config(settings, service)
         if linger_ms is not None:
             self._config["linger.ms"] = linger_ms
-        self._producer = Producer(self._config)
+        self._generation = 0
+        self._producer = self._new_producer()
         self._errors: list[KafkaError] = []
         self._fatal = False
         self._closed = False
 
-    def _on_error(self, err: KafkaError) -> None:
+    def _new_producer(self) -> Producer:
+        """A producer whose fatal errors count only while it is the newest one built."""
+        self._generation += 1
+        generation = self._generation
+
+        def on_error(err: KafkaError) -> None:
+            self._on_error(err, generation)
+
+        return Producer(self._config | {"error_cb": on_error})
+
+    def _on_error(self, err: KafkaError, generation: int) -> None:
         if is_fatal(err):
-            self._fatal = True
+            # A replaced producer's late error (served by its close) would otherwise
+            # replace the fresh one for nothing.
+            self._fatal = self._fatal or generation == self._generation
         else:  # all brokers down, authentication: what librdkafka would have logged itself
             logger.warning("kafka producer: %s", err)
 
@@ -53,6 +66,10 @@ class DeliveringProducer:
             self._errors.append(err)
             if is_fatal(err):
                 self._fatal = True
+
+    def _check_open(self) -> None:
+        if self._closed:  # librdkafka's closed producer would raise a RuntimeError: a 500
+            raise BackendUnavailableError("the producer is shut down")
 
     def _drop_pending(self) -> None:
         """Drop every record not delivered yet; their delivery callbacks report it now."""
@@ -64,8 +81,8 @@ class DeliveringProducer:
             return
         logger.warning("the producer hit a fatal error (fenced by a new broker?): replacing it")
         self._drop_pending()
-        self._producer.close()  # purged: at once; dropped, it would reconnect until collected
-        self._producer = Producer(self._config)
+        old, self._producer = self._producer, self._new_producer()
+        old.close()  # purged: at once; dropped, it would reconnect until collected
         self._fatal = False
 
     def send(
@@ -75,6 +92,7 @@ class DeliveringProducer:
         headers: Headers | None = None,
     ) -> None:
         """Hand (key, value) records to librdkafka, which sends them in its own threads."""
+        self._check_open()
         for key, value in records:
             try:
                 room = produce_with_room(
@@ -96,6 +114,7 @@ class DeliveringProducer:
     def send_batch(self, topic: str, records: Sequence[tuple[bytes | None, bytes | None]]) -> None:
         """``send`` for records without headers, handed to librdkafka in one call (a third of
         the cost per record of ``produce``: the stream sends a training example per listen)."""
+        self._check_open()
         messages = [{"key": key, "value": value} for key, value in records]
         queued = self._producer.produce_batch(topic, messages, on_delivery=self._delivered)
         if queued < len(messages):
@@ -105,6 +124,7 @@ class DeliveringProducer:
     def flush(self) -> None:
         """Wait until every record sent so far is delivered; on failure drop the rest and
         raise ``BackendUnavailableError``."""
+        self._check_open()
         left = self._producer.flush(self._settings.flush_timeout_s)
         if left or self._errors:
             self._fail(f"{left} records undelivered, errors {self._errors[:3]}")
@@ -117,6 +137,7 @@ class DeliveringProducer:
         """Send (key, value, headers) records and wait for them (at most flush_timeout_s):
         per record, None when delivered, else the name of its error (a record refused at
         once, too large say, does not hold the others back). Nothing is left queued."""
+        self._check_open()
         errors: list[str | None] = [None] * len(records)
 
         def reporter(i: int) -> Callable[[KafkaError | None, Message], None]:

@@ -56,6 +56,8 @@ _CARRY_CODES = frozenset({KafkaError._FATAL, KafkaError._PURGE_QUEUE, KafkaError
 MAX_CARRIES = 3
 # The failure label of events a rebuilt producer still held and never reported.
 STUCK_IN_REBUILT = "_REBUILT"
+# The failure label of events given up when the publisher closed (purged or never sent).
+GIVEN_UP_AT_SHUTDOWN = "_SHUTDOWN"
 
 
 class _Delivery:
@@ -111,22 +113,38 @@ class ListenPublisher:
         self._carry: deque[tuple[str, bytes | None, bytes | None, Headers | None, _Delivery]]
         self._carry = deque()
         self._fatal: str | None = None
+        # Set by close(): from then on a purged event is given up, not carried over.
+        self._closing = False
         self._rebuild_backoff = settings.rebuild_after_s
         self._next_rebuild = 0.0
         self._next_fatal_rebuild = 0.0
         self._first = _Delivery(self, None)
+        # Held while a record is produced and while the producer is swapped or closed: no
+        # record goes to a producer after it was replaced or closed.
+        self._lock = threading.Lock()
+        self._closed = False
+        self._generation = 0
         self._producer = self._new_producer()
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll_loop, name="kafka-poll", daemon=True)
         self._poller.start()
 
     def _new_producer(self) -> Producer:
-        config = producer_config(self._settings, self._service, self.acked)
-        return Producer(config | {"error_cb": self._error})
+        """A producer whose errors count only while it is the newest one built."""
+        self._generation += 1
+        generation = self._generation
 
-    def _error(self, err: KafkaError) -> None:
+        def on_error(err: KafkaError) -> None:
+            self._error(err, generation)
+
+        config = producer_config(self._settings, self._service, self.acked)
+        return Producer(config | {"error_cb": on_error})
+
+    def _error(self, err: KafkaError, generation: int) -> None:
         # Served by poll(); non-fatal errors (a broker down) librdkafka retries by itself.
-        if err.fatal():
+        # A replaced producer's late fatal error (served while it is drained) would
+        # otherwise rebuild its fresh successor for nothing, sending its events twice.
+        if err.fatal() and generation == self._generation:
             self._fatal = f"{err.name()}: {err.str()}"
 
     def _poll_loop(self) -> None:
@@ -162,9 +180,9 @@ class ListenPublisher:
         self.status = status
 
     def _rebuild(self, why: str) -> None:
-        old = self._producer
-        # New events go to the new producer from here on.
-        self._producer = self._new_producer()
+        new = self._new_producer()
+        with self._lock:  # new events go to the new producer from here on
+            old, self._producer = self._producer, new
         self.tracker.rebuilt += 1
         logger.warning("rebuilding the Kafka producer (%s); %d events carried over", why, len(old))
         old.purge(in_queue=True, in_flight=True, blocking=False)
@@ -180,6 +198,7 @@ class ListenPublisher:
         else:
             # Stops its threads now (close() would wait for stuck events without a deadline):
             # dropped, it would live, reconnecting, until the garbage collector found it.
+            old.purge(in_queue=True, in_flight=True, blocking=False)
             old.close()
         self._resend()
 
@@ -206,12 +225,16 @@ class ListenPublisher:
 
     def _delivered(self, err: KafkaError | None, msg: Message, delivery: _Delivery) -> None:
         if err is not None:
-            if (err.code() in _CARRY_CODES or err.fatal()) and delivery.carries < MAX_CARRIES:
+            if self._closing and err.code() in _CARRY_CODES:
+                # Purged by close(): no producer will send it again; its waiter hears now.
+                self._count_failure(GIVEN_UP_AT_SHUTDOWN, f"delivery to {msg.topic()}: shutdown")
+            elif (err.code() in _CARRY_CODES or err.fatal()) and delivery.carries < MAX_CARRIES:
                 again = _Delivery(self, delivery.then, delivery.carries + 1)
                 topic = msg.topic() or ""  # a delivery report always names its topic
                 self._carry.append((topic, msg.key(), msg.value(), msg.headers(), again))
                 return
-            self._count_failure(err.name(), f"delivery to {msg.topic()}: {err.str()}")
+            else:
+                self._count_failure(err.name(), f"delivery to {msg.topic()}: {err.str()}")
         if delivery.then is not None:
             delivery.then(err, msg)
 
@@ -263,16 +286,19 @@ class ListenPublisher:
         local queue fails at once instead of waiting for it to drain."""
         delivery = self._first if on_delivery is None else _Delivery(self, on_delivery)
         try:
-            room = produce_with_room(
-                self._producer,
-                topic,
-                key,
-                value,
-                list(headers) if headers else None,
-                delivery,
-                self._settings.produce_retries if block else 0,
-                0.005,
-            )
+            with self._lock:
+                if self._closed:
+                    raise BackendUnavailableError("the event publisher is shut down")
+                room = produce_with_room(
+                    self._producer,
+                    topic,
+                    key,
+                    value,
+                    list(headers) if headers else None,
+                    delivery,
+                    self._settings.produce_retries if block else 0,
+                    0.005,
+                )
         except KafkaException as exc:  # a fenced producer refuses until it is rebuilt
             self._count_failure(exc.args[0].name(), f"produce refused: {exc}")
             raise BackendUnavailableError(f"the producer refused the event: {exc}") from None
@@ -286,22 +312,49 @@ class ListenPublisher:
         return self._outstanding()
 
     def flush(self, timeout: float | None = None) -> int:
+        if self._stop.is_set():
+            raise BackendUnavailableError("the event publisher is shut down")
+        return self._flush(timeout)
+
+    def _flush(self, timeout: float | None = None) -> int:
         return int(
             self._producer.flush(self._settings.flush_timeout_s if timeout is None else timeout)
         )
 
     def close(self) -> None:
-        """Deliver what is outstanding (at most ``flush_timeout_s``), then stop the client."""
-        if self._stop.is_set():
-            return
+        """Deliver what is outstanding (at most ``flush_timeout_s``), then stop the client.
+        What is given up is counted as failed (``GIVEN_UP_AT_SHUTDOWN``), and acked publishes
+        still waiting hear it at once."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
         self._stop.set()
         self._poller.join(timeout=self._settings.flush_timeout_s + 2)
         self._resend()
-        left = self.flush() + len(self._carry)
+        left = self._flush() + len(self._carry)
         if left:
             logger.error("%d events were not delivered before shutdown", left)
+        self._closing = True
+        for _topic, _key, _value, _headers, delivery in self._carry:
+            # Reported already (purged by a rebuild), with no room left on the new producer.
+            self._count_failure(GIVEN_UP_AT_SHUTDOWN, "carried-over event not resent")
+            if delivery.then is not None:
+                delivery.then(KafkaError(KafkaError._PURGE_QUEUE, "shutdown"), None)  # type: ignore[arg-type]
+        self._carry.clear()
         # Without close(), librdkafka's threads would go on reconnecting until the garbage
         # collector found the producer (its callbacks refer back to this object); the events
         # given up are purged first, as close() waits for them without a deadline.
-        self._producer.purge(in_queue=True, in_flight=True, blocking=False)
-        self._producer.close()
+        self._purge_and_close(self._producer)
+
+    def _purge_and_close(self, producer: Producer) -> None:
+        producer.purge(in_queue=True, in_flight=True, blocking=False)
+        deadline = time.monotonic() + 1.0
+        while len(producer) and time.monotonic() < deadline:
+            producer.poll(0.05)  # each purged event's report is counted by _delivered
+        left = len(producer)
+        if left:
+            self._count_failure(
+                GIVEN_UP_AT_SHUTDOWN, f"{left} events never reported at shutdown", left
+            )
+        producer.close()

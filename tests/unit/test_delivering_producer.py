@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
+from confluent_kafka import KafkaError, Producer
 
 from botify.errors import BackendUnavailableError
 from botify.kafka import DeliveringProducer
+from botify.kafka import delivering as delivering_module
 from botify.settings import KafkaSettings
+from botify_cli.processes import free_port
 
 
 class QueueOfTen:
@@ -57,3 +62,72 @@ def test_a_queue_that_stays_full_fails_the_send_instead_of_dropping_records() ->
     fake.poll = lambda timeout: 0  # type: ignore[method-assign]  # the broker takes nothing
     with pytest.raises(BackendUnavailableError, match="buffer stays full"):
         producer(fake).send_batch("t", [(b"%d" % i, b"v") for i in range(25)])
+
+
+def test_a_send_after_close_is_a_backend_unavailable_error_not_a_crash() -> None:
+    p = DeliveringProducer(KafkaSettings(bootstrap_servers="127.0.0.1:1"), "test")
+    p.close()
+    for use in (
+        lambda: p.send("t", [(b"k", b"v")]),
+        lambda: p.send_batch("t", [(b"k", b"v")]),
+        lambda: p.deliver_each("t", [(b"k", b"v", [])]),
+        p.flush,
+    ):
+        with pytest.raises(BackendUnavailableError, match="shut down"):
+            use()
+
+
+def test_a_late_fatal_error_of_a_replaced_producer_does_not_replace_its_successor() -> None:
+    p = DeliveringProducer(KafkaSettings(bootstrap_servers="127.0.0.1:1"), "test")
+    try:
+        first = p._producer
+        p._fatal = True
+        p._renew_if_fatal()
+        assert p._producer is not first
+        fenced = KafkaError(KafkaError._FENCED, "fenced", fatal=True)
+        p._on_error(fenced, 1)  # the replaced (first) producer's error, served late
+        assert not p._fatal
+        p._on_error(fenced, 2)
+        assert p._fatal
+    finally:
+        p.close()
+
+
+def test_a_second_close_is_safe() -> None:
+    p = DeliveringProducer(KafkaSettings(bootstrap_servers="127.0.0.1:1"), "test")
+    p.close()
+    p.close()
+
+
+def test_close_against_an_unreachable_broker_is_bounded_and_logs_what_it_gave_up(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}", flush_timeout_s=0.5)
+    p = DeliveringProducer(settings, "test")
+    p.send("t", [(b"k", b"v")] * 3)
+    started = time.monotonic()
+    p.close()
+    assert time.monotonic() - started < settings.flush_timeout_s + 15  # generous margin
+    assert "3 records were not delivered before shutdown" in caplog.text
+
+
+def test_replacing_a_fenced_producer_closes_the_old_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    closed: list[Producer] = []
+
+    class Tracking(Producer):  # type: ignore[misc]
+        def close(self, *args: object) -> object:
+            closed.append(self)
+            return super().close(*args)
+
+    monkeypatch.setattr(delivering_module, "Producer", Tracking)
+    p = DeliveringProducer(KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}"), "test")
+    try:
+        old = p._producer
+        p.send("t", [(b"k", b"v")])
+        p._fatal = True
+        p._renew_if_fatal()
+        assert closed == [old] and p._producer is not old
+    finally:
+        p.close()

@@ -179,3 +179,21 @@ def test_a_restart_getting_healthy_is_polled_while_the_other_children_are_watche
     stack.exited["broker"] = -9
     with pytest.raises(BackendDiedError):
         sup.check()
+
+
+def test_a_slow_start_then_a_quick_crash_does_not_reset_the_backoff() -> None:
+    # Healthy 9 s after its respawn, crashed 2 s later: up for 2 s, not for 11.
+    stack, clock = FakeStack(exited={"api": 1}, slow_starts={"api": 9}), Clock()
+    sup, _ = supervisor(stack, clock, restart_stable_s=10)
+    sup.check()
+    clock.now += 1
+    sup.check()  # respawned
+    for _ in range(9):
+        clock.now += 1
+        sup.check()
+    assert stack.restarted == ["api"]
+    clock.now += 2
+    stack.exited["api"] = 1
+    sup.check()
+    assert sup.records["api"].crashes_in_a_row == 2
+    assert sup.records["api"].restart_at == clock.now + 2

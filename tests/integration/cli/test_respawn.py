@@ -4,6 +4,7 @@ Real processes (a Python HTTP server that listens when told to) on free loopback
 
 from __future__ import annotations
 
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -91,3 +92,49 @@ def test_a_child_not_ready_within_its_start_timeout_is_stopped(
     with pytest.raises(BackendUnavailableError, match="within its start timeout"):
         poll_ready(stack, "api", within_s=20)
     assert stack.dead() == ["api"]
+
+
+def test_a_child_whose_port_another_process_took_is_not_reported_restarted(
+    stack: EmbeddedStack, tmp_path: Path
+) -> None:
+    gate = tmp_path / "listen"
+    add_server(stack, "api", gate, timeout=30)
+    child = stack.children[0][1]
+    with socket.socket() as squatter:  # not our child, yet it answers on the child's port
+        squatter.bind(("127.0.0.1", child.port))  # type: ignore[attr-defined]
+        squatter.listen()
+        with pytest.raises(BackendUnavailableError, match="port is taken"):
+            stack.respawn("api")
+    assert stack.dead() == ["api"]
+
+
+# Accepts connections and never answers (bounded: 60 s).
+MUTE_SERVER = """
+import socket, sys, time
+server = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+held, deadline = [], time.monotonic() + 60
+server.settimeout(0.1)
+while time.monotonic() < deadline:
+    try:
+        held.append(server.accept()[0])
+    except TimeoutError:
+        pass
+"""
+
+
+def test_a_probe_of_a_child_that_accepts_but_never_answers_is_short(
+    stack: EmbeddedStack,
+) -> None:
+    port = free_port()
+    command = [sys.executable, "-c", MUTE_SERVER, str(port)]
+    child = http_child(command, f"http://127.0.0.1:{port}/", stack.log_dir, "api", 60)
+    stack.children.append(("api", child))
+    stack.respawn("api")
+    deadline = time.monotonic() + 20
+    while not stack.dead() and child.pre_start_check() is False:  # listening yet?
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    started = time.monotonic()
+    assert not stack.ready("api")
+    # About HEALTH_PROBE_TIMEOUT_S, not the 60 s start timeout left (a generous margin).
+    assert time.monotonic() - started < 15
