@@ -371,6 +371,17 @@ async def test_a_listen_of_a_track_not_in_the_catalog_is_dead_lettered_not_folde
     ]
 
 
+async def test_the_catalog_check_is_unknown_tracks_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The inline pre-check only spares the common case a call: on a miss, unknown_track
+    decides, so a rule it drops is dropped by the stream too (never a reasonless letter)."""
+    monkeypatch.setattr(agents, "unknown_track", lambda track, recommendation, known: None)
+    store, dlq = InMemoryUserStateStore(), RecordingTopic()
+    proc = ListenProcessor(store, dlq, StateConfig(), known_tracks=frozenset(range(100)))
+    raw = encode_listen_event(listen(user=1, track=500))
+    assert await proc.handle_batch([record(raw, 0)]) == ["applied"]
+    assert (await store.load(1)).history == (500,) and dlq.sent == []
+
+
 def fold_of(events: list, user: int = 1) -> UserState:  # type: ignore[type-arg]
     """What replaying ``events`` (offsets 0, 1, ... of partition 2) makes of the user."""
     state = UserState(user)
