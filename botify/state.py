@@ -294,8 +294,9 @@ def fold_listens(
 ) -> FoldedListens:
     """Fold a user's events into its state in one pass: exactly what ``apply_listen`` gives
     applied to each in turn (a property test holds them equal: a change to one is made to
-    both), without the states in between. ``listens`` are (tag, event, position): the result names events by their tags
-    (the stream's: their indices in the batch). The stream folds a batch per user with it."""
+    both), without the states in between. ``listens`` are (tag, event, position): the
+    result names events by their tags (the stream's: their indices in the batch). The
+    stream folds a batch per user with it."""
     n, threshold = config.history_size, config.fail_threshold
     history, times = state.history, state.history_times
     in_session, start, tracks = state.in_session, state.session_start, state.session_tracks
