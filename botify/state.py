@@ -175,7 +175,11 @@ def apply_listen(
     position: Position,
     config: StateConfig = StateConfig(),
 ) -> Transition:
-    """Fold one listen event into the user's state; a replayed event is a no-op."""
+    """Fold one listen event into the user's state; a replayed event is a no-op.
+
+    ``fold_listens`` is its batch twin (the stream's fast path; this one is its fallback),
+    held equal by the property test in tests/unit/test_state.py: a change to one is made
+    to both."""
     last = state.position
     # not position.supersedes(last), inline: this runs per event.
     if (
@@ -289,9 +293,10 @@ def fold_listens(
     config: StateConfig = StateConfig(),
 ) -> FoldedListens:
     """Fold a user's events into its state in one pass: exactly what ``apply_listen`` gives
-    applied to each in turn (a property test holds them equal), without the states in
-    between. ``listens`` are (tag, event, position): the result names events by their tags
-    (the stream's: their indices in the batch). The stream folds a batch per user with it."""
+    applied to each in turn (a property test holds them equal: a change to one is made to
+    both), without the states in between. ``listens`` are (tag, event, position): the
+    result names events by their tags (the stream's: their indices in the batch). The
+    stream folds a batch per user with it."""
     n, threshold = config.history_size, config.fail_threshold
     history, times = state.history, state.history_times
     in_session, start, tracks = state.in_session, state.session_start, state.session_tracks

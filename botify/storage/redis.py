@@ -20,13 +20,16 @@ from botify.storage.pipelined import PipelinedRedis
 # KEYS: play-counts hash, listen-time zset, then one state hash per user. ARGV[1]: one
 # MessagePack array with a row per user, in KEYS' order: the expected partition and offset
 # ('' and '' for a user with no state), the new partition and offset (all four as decimal
-# strings: a Lua number holds 14 digits exactly), and its plays as {track, time} maps;
-# then ARGV[1 + i]: user i's state blob (Redis's cmsgpack reads no binary strings). One
-# packed row rather than an argument per field: the worker packs them in one C call. A
-# user is written only if its stored position is the expected one; the plays of the users
-# written are summed per track first, so popularity costs two commands per distinct track,
-# not per listen (plays in a hash: HINCRBY costs a third of a ZINCRBY, and only listen
-# time is ranked).
+# strings, compared as strings: a Lua number is a double, which tells offsets apart only
+# up to 2**53, and Python's str(int) is canonical, so equal strings are equal offsets), and
+# its plays as {track, time} maps; then ARGV[1 + i]: user i's state blob (the cmsgpack of
+# Redis 6.2, which the tests run, refuses MessagePack bin 8/16/32: "Bad data format in
+# input"). One packed row rather than an argument per field: the worker packs them in one
+# C call. A user is written only if its stored position is the expected one (equality, not
+# order: replay safety comes from the fold, which started from that position); the plays
+# of the users written are summed per track first, so popularity costs two commands per
+# distinct track, not per listen (plays in a hash: HINCRBY costs a third of a ZINCRBY, and
+# only listen time is ranked).
 _COMMIT_USERS = """
 local plays, times, tracks, written = {}, {}, {}, {}
 local rows = cmsgpack.unpack(ARGV[1])
@@ -37,8 +40,7 @@ for i, row in ipairs(rows) do
   if row[1] == '' then
     ok = not pos[1]
   else
-    ok = pos[1] and tonumber(pos[1]) == tonumber(row[1])
-      and tonumber(pos[2]) == tonumber(row[2])
+    ok = pos[1] == row[1] and pos[2] == row[2]
   end
   if ok then
     redis.call('HSET', key, 'p', row[3], 'o', row[4], 's', ARGV[i + 1])

@@ -282,11 +282,15 @@ def stream() -> dashboard.Dashboard:
         )
         .with_panel(
             series(
-                "Retries per second by step",
+                "Retries per second by step, and fold fallbacks",
                 "short",
                 query(
                     "sum by (step) (rate(botify_stream_retries_total[$__rate_interval]))",
                     "{{step}}",
+                ),
+                query(
+                    "sum(rate(botify_stream_fold_fallbacks_total[$__rate_interval]))",
+                    "fold fallbacks (a bug)",
                 ),
             )
         )

@@ -99,6 +99,10 @@ class StreamObserver(Protocol):
 
     def examples_skipped(self, count: int) -> None: ...
 
+    def fold_fell_back(self) -> None:
+        """``fold_listens`` raised on a user's events (a bug): they were folded one at a
+        time."""
+
     def dead_lettered(self, count: int) -> None: ...
 
     def skipped(self, count: int) -> None:
@@ -213,6 +217,9 @@ class ListenProcessor:
     # (it would count in popularity, and TopPop would serve a track /track cannot find).
     # None: not checked.
     known_tracks: Container[int] | None = None
+    # A failing batch fold is logged at most once per this many seconds (a bug would fail
+    # every batch); the observer counts every one.
+    fold_fallback_log_s: float = 60.0
     # The identity of the topic lifetime the records' offsets count in (see
     # botify.state.Position); the worker sets it on each assignment.
     source: str | None = None
@@ -223,6 +230,8 @@ class ListenProcessor:
     # Set when the batch in flight must be finished before the next one folds.
     _settle_first: bool = field(default=False, init=False)
     _rounds: int = field(default=0, init=False)
+    _fallback_logged_at: float = field(default=float("-inf"), init=False)
+    _fallbacks_unlogged: int = field(default=0, init=False)
 
     def forget(self) -> None:
         """Drop the cached states (the worker's partitions change). A batch in flight is
@@ -306,15 +315,16 @@ class ListenProcessor:
             except InvalidEventError as exc:
                 dead.append((i, str(exc)))
                 continue
-            # unknown_track, its common case inline.
+            # A cheap inline pre-check (this runs per event); on a miss unknown_track, the
+            # catalog's one rule, decides and gives the reason.
             if known is not None and (
                 event.track not in known
                 or (event.recommendation is not None and event.recommendation not in known)
             ):
                 unknown = unknown_track(event.track, event.recommendation, known)
-                assert unknown is not None
-                dead.append((i, unknown))
-                continue
+                if unknown is not None:
+                    dead.append((i, unknown))
+                    continue
             entry = (i, event, Position(record.partition, record.offset, source))
             user_entries = pending.get(event.user)
             if user_entries is None:
@@ -523,7 +533,8 @@ class ListenProcessor:
             start = states[user]
             try:
                 folded = fold_listens(start, items, config)
-            except Exception:  # a bug, not bad data: find the event, one at a time
+            except Exception as exc:  # a bug, not bad data: find the event, one at a time
+                self._fold_failed(user, exc)
                 fold, made = self._fold_each(user, items, start)
             else:
                 made = folded.examples
@@ -556,6 +567,23 @@ class ListenProcessor:
                 fold.commit = UserCommit(fold.state, start.position, fold.plays)
             folds.append(fold)
         return folds, examples, skipped
+
+    def _fold_failed(self, user: int, exc: Exception) -> None:
+        """Count a failed batch fold; log it, with its traceback, if none was logged for
+        ``fold_fallback_log_s``."""
+        if self.observer is not None:
+            self.observer.fold_fell_back()
+        self._fallbacks_unlogged += 1
+        now = time.monotonic()
+        if now - self._fallback_logged_at >= self.fold_fallback_log_s:
+            logger.error(
+                "fold_listens failed on user %d's events, folding them one at a time"
+                " (%d such fallbacks since the last logged)",
+                user,
+                self._fallbacks_unlogged,
+                exc_info=exc,
+            )
+            self._fallback_logged_at, self._fallbacks_unlogged = now, 0
 
     def _fold_each(
         self, user: int, items: list[tuple[int, DecodedListen, Position]], state: UserState

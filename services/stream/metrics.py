@@ -69,6 +69,11 @@ class StreamMetrics:
             "Training examples that failed validation (their listens still applied).",
             registry=r,
         )
+        self.fold_fallbacks = Counter(
+            "botify_stream_fold_fallbacks_total",
+            "Users whose batch fold raised (a bug), their events folded one at a time.",
+            registry=r,
+        )
         self.batch_size = Histogram(
             "botify_stream_batch_size_records",
             "Records per processed batch.",
@@ -153,6 +158,9 @@ class StreamMetrics:
 
     def examples_skipped(self, count: int) -> None:
         self.examples_skipped_total.inc(count)
+
+    def fold_fell_back(self) -> None:
+        self.fold_fallbacks.inc()
 
     def dead_lettered(self, count: int) -> None:
         self.events.labels("dead_letter").inc(count)

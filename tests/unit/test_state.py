@@ -1,11 +1,19 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from botify.events import ListenEvent
+from botify.events import (
+    DecodedListen,
+    ListenEvent,
+    ListenRecord,
+    decode_listen_record,
+    encode_listen_event,
+)
 from botify.state import (
     Position,
     StateConfig,
@@ -451,6 +459,15 @@ fold_steps = st.lists(
 )
 
 
+def as_record(event: ListenEvent) -> DecodedListen:
+    """The event as the stream decodes it: a msgspec ``ListenRecord``."""
+    record = decode_listen_record(encode_listen_event(event))
+    assert isinstance(record, ListenRecord)
+    return record
+
+
+# The stream folds msgspec-decoded records mostly; tools and the fallback decoder, models.
+@pytest.mark.parametrize("decoded", [lambda e: e, as_record], ids=["ListenEvent", "ListenRecord"])
 @settings(max_examples=300, deadline=None)
 @given(
     before=fold_steps,
@@ -458,6 +475,7 @@ fold_steps = st.lists(
     history_size=st.integers(1, 4),
 )
 def test_fold_listens_is_apply_listen_applied_to_each_event_in_turn(
+    decoded: Callable[[ListenEvent], DecodedListen],
     before: list[tuple[int, int, float, bool, int, int, str | None]],
     steps: list[tuple[int, int, float, bool, int, int, str | None]],
     history_size: int,
@@ -466,10 +484,12 @@ def test_fold_listens_is_apply_listen_applied_to_each_event_in_turn(
 
     def events(
         drawn: list[tuple[int, int, float, bool, int, int, str | None]],
-    ) -> list[tuple[ListenEvent, Position]]:
+    ) -> list[tuple[DecodedListen, Position]]:
         return [
             (
-                listen(track=t, recommendation=r, time=x, message="last" if end else "next"),
+                decoded(
+                    listen(track=t, recommendation=r, time=x, message="last" if end else "next")
+                ),
                 Position(p, o, s),
             )
             for t, r, x, end, p, o, s in drawn

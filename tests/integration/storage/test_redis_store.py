@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import msgspec
 import pytest
 import redis
 
@@ -37,4 +38,19 @@ async def test_plays_counted_in_the_legacy_sorted_set_still_count(redis_url: str
         assert r.zscore(keys.LEGACY_TRACK_PLAYS, 3) == 2  # never written again
     finally:
         await store.close()
+        r.close()
+
+
+def test_the_commit_scripts_cmsgpack_refuses_msgpack_binary_types(redis_url: str) -> None:
+    """Why the state blobs travel as plain script arguments, not in the packed rows: the
+    Redis the tests run (6.2) decodes MessagePack's str types as raw bytes but refuses bin
+    8/16/32. If a newer Redis fails this, the blobs could join the rows."""
+    r = redis.Redis.from_url(redis_url)
+    script = "return cmsgpack.unpack(ARGV[1])"
+    try:
+        assert r.eval(script, 0, b"\xd9\x03\x00\x01\xfe") == b"\x00\x01\xfe"  # str 8
+        for blob in (b"\x00\x01\xfe", b"\x00" * 300, b"\x00" * 70_000):  # bin 8, 16, 32
+            with pytest.raises(redis.ResponseError, match="Bad data format"):
+                r.eval(script, 0, msgspec.msgpack.encode(blob))
+    finally:
         r.close()

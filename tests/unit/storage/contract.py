@@ -125,6 +125,24 @@ async def check_commit_users_writes_only_where_the_stored_position_is_the_expect
     assert TrackPlay(8, 0.25) in onward.plays
 
 
+async def check_commit_users_compares_offsets_beyond_a_double_exactly(
+    store: UserStateStore,
+) -> None:
+    # Above 2**53 a double cannot tell neighbouring offsets apart: the check must not
+    # go through one.
+    big = 2**53
+    stored = folded(UserState(40), 7, first_offset=big + 1)
+    assert await store.commit_users([stored]) == [True]
+    one_behind = folded(UserState(40), 7, first_offset=big).state
+    stale = folded(one_behind, 8, first_offset=big + 1)
+    assert stale.expected == Position(0, big)
+    assert await store.commit_users([stale]) == [False]
+    assert await store.load(40) == stored.state
+    onward = folded(stored.state, 8, first_offset=big + 2)
+    assert await store.commit_users([onward]) == [True]
+    assert await store.load(40) == onward.state
+
+
 async def check_incr_many_adds_to_every_counter(store: UserStateStore) -> None:
     await store.incr_many({"botify:stream:a": 2, "botify:stream:b": 3})
     await store.incr_many({"botify:stream:a": 1})

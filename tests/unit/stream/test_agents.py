@@ -203,7 +203,7 @@ async def test_events_of_one_user_in_one_batch_fold_in_order() -> None:
 
 
 async def test_an_event_the_fold_cannot_handle_is_dead_lettered_not_retried(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     def fold(state, event, position, config):  # type: ignore[no-untyped-def]
         if event.track == 13:
@@ -215,18 +215,63 @@ async def test_an_event_the_fold_cannot_handle_is_dead_lettered_not_retried(
             raise ValueError("a bug")
         return fold_listens(state, events, config)
 
-    # The batch fold raises, then the event-by-event fold finds the event it raises on.
+    # The batch fold raises, then the event-by-event fold finds the event it raises on; the
+    # other user of the batch folds on the fast path.
     monkeypatch.setattr(agents, "fold_listens", fold_all)
     monkeypatch.setattr(agents, "apply_listen", fold)
     store, dlq = InMemoryUserStateStore(), RecordingTopic()
     proc = ListenProcessor(store, dlq, StateConfig(), FAST)
+    tracks = ((1, 12), (2, 12), (1, 13), (2, 13), (1, 14), (2, 15))
     batch = [
-        record(encode_listen_event(listen(user=1, track=t)), i) for i, t in enumerate((12, 13, 14))
+        record(encode_listen_event(listen(user=u, track=t)), i, key=b"%d" % u)
+        for i, (u, t) in enumerate(tracks)
     ]
-    assert await proc.handle_batch(batch) == ["applied", "dead_letter", "applied"]
+    with caplog.at_level("ERROR", logger=agents.__name__):
+        outcomes = await proc.handle_batch(batch)
+    assert outcomes == ["applied", "applied", "dead_letter", "dead_letter", "applied", "applied"]
     assert (await store.load(1)).history == (12, 14)
-    assert b"a bug" in dlq.sent[0]["headers"]["botify-error"]
+    assert (await store.load(2)).history == (12, 15)
+    assert len(dlq.sent) == 2 and all(b"a bug" in m["headers"]["botify-error"] for m in dlq.sent)
     assert await store.counter(keys.STREAM_DUPLICATES) == 0
+    # Both users fell back; one log line (rate-limited), with the exception.
+    fallbacks = [r for r in caplog.records if "fold_listens failed" in r.getMessage()]
+    assert len(fallbacks) == 1 and fallbacks[0].exc_info is not None
+
+
+async def test_a_spurious_batch_fold_failure_ends_as_the_fast_path_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``fold_listens`` raising though every event folds: the event-by-event fold gives the
+    same outcomes, states, popularity and counters."""
+    events = [
+        (1, listen(user=1, track=1, recommendation=2)),
+        (2, listen(user=2, track=4, time=0.3)),
+        (1, listen(user=1, track=2, message="last")),
+        (2, listen(user=2, track=5, recommendation=6)),
+        (1, listen(user=1, track=9, recommendation=3)),
+    ]
+    batch = [record(encode_listen_event(e), i, key=b"%d" % u) for i, (u, e) in enumerate(events)]
+    batch.append(batch[2])  # a redelivery inside the batch
+
+    async def run() -> tuple[list[str], InMemoryUserStateStore]:
+        store = InMemoryUserStateStore()
+        proc = ListenProcessor(store, RecordingTopic(), StateConfig(), FAST)
+        return await proc.handle_batch(batch), store
+
+    fast_outcomes, fast = await run()
+
+    def refuse(state, events, config):  # type: ignore[no-untyped-def]
+        raise RuntimeError("spurious")
+
+    monkeypatch.setattr(agents, "fold_listens", refuse)
+    slow_outcomes, slow = await run()
+    assert fast_outcomes == ["applied"] * 5 + ["duplicate"]
+    assert slow_outcomes == fast_outcomes
+    assert await slow.load_many([1, 2]) == await fast.load_many([1, 2])
+    for track in (1, 2, 4, 5, 9):
+        assert await slow.track_stats(track) == await fast.track_stats(track)
+    for counter in (keys.STREAM_APPLIED, keys.STREAM_DUPLICATES, keys.STREAM_DEAD_LETTERS):
+        assert await slow.counter(counter) == await fast.counter(counter)
 
 
 class RacedStore(InMemoryUserStateStore):
@@ -324,6 +369,17 @@ async def test_a_listen_of_a_track_not_in_the_catalog_is_dead_lettered_not_folde
         b"unknown track 500: not in the catalog",
         b"unknown recommendation 501: not in the catalog",
     ]
+
+
+async def test_the_catalog_check_is_unknown_tracks_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The inline pre-check only spares the common case a call: on a miss, unknown_track
+    decides, so a rule it drops is dropped by the stream too (never a reasonless letter)."""
+    monkeypatch.setattr(agents, "unknown_track", lambda track, recommendation, known: None)
+    store, dlq = InMemoryUserStateStore(), RecordingTopic()
+    proc = ListenProcessor(store, dlq, StateConfig(), known_tracks=frozenset(range(100)))
+    raw = encode_listen_event(listen(user=1, track=500))
+    assert await proc.handle_batch([record(raw, 0)]) == ["applied"]
+    assert (await store.load(1)).history == (500,) and dlq.sent == []
 
 
 def fold_of(events: list, user: int = 1) -> UserState:  # type: ignore[type-arg]

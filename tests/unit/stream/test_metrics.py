@@ -139,3 +139,23 @@ async def test_an_example_that_fails_validation_is_counted_in_the_metrics(
     )
     assert outcomes == ["applied", "applied"]
     assert value(registry, "botify_stream_examples_skipped_total") == 1
+
+
+async def test_a_failed_batch_fold_is_counted_per_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.stream import agents
+
+    def refuse(state, events, config):  # type: ignore[no-untyped-def]
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(agents, "fold_listens", refuse)
+    registry = CollectorRegistry()
+    proc = ListenProcessor(
+        InMemoryUserStateStore(),
+        RecordingTopic(),
+        StateConfig(),
+        observer=StreamMetrics(registry, PLAN),
+    )
+    assert value(registry, "botify_stream_fold_fallbacks_total") == 0
+    batch = records(1, [listen(user=1, track=1)]) + records(2, [listen(user=2, track=2)], 1)
+    assert await proc.handle_batch(batch) == ["applied", "applied"]
+    assert value(registry, "botify_stream_fold_fallbacks_total") == 2
