@@ -57,9 +57,8 @@ from botify.state import (
     FoldedListens,
     Position,
     StateConfig,
-    TrackPlay,
     UserState,
-    apply_listen,
+    fold_each,
     fold_listens,
 )
 from botify.storage.redis import RedisUserStateStore
@@ -166,23 +165,9 @@ def fold_each_event(
     listens: Sequence[tuple[int, ListenEvent | ListenRecord, Position]],
     config: StateConfig,
 ) -> FoldedListens:
-    """``fold_listens`` as the per-event path computes it: one ``apply_listen`` per event."""
-    applied, duplicates, events, examples, ended = [], [], [], [], []
-    plays: list[TrackPlay] = []
-    for tag, event, position in listens:
-        t = apply_listen(state, event, position, config)
-        if not t.applied:
-            duplicates.append(tag)
-            continue
-        applied.append(tag)
-        events.append(event)
-        plays += t.plays
-        if t.example is not None:
-            examples.append(t.example)
-        if t.ended is not None:
-            ended.append((event, t.ended))
-        state = t.state
-    return FoldedListens(state, applied, duplicates, events, tuple(plays), examples, ended)
+    """``fold_listens`` as the per-event path computes it (``fold_each``: one
+    ``apply_listen`` per event, the stream's fallback)."""
+    return fold_each(state, listens, config)[0]
 
 
 def batches_of(values: list[bytes], batch_size: int, partitions: int) -> list[list[Record]]:

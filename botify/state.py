@@ -370,3 +370,40 @@ def fold_listens(
             s_time,
         )
     return FoldedListens(state, applied, duplicates, events, tuple(plays), examples, ended)
+
+
+def fold_each(
+    state: UserState,
+    listens: Iterable[tuple[int, ListenEvent | ListenRecord, Position]],
+    config: StateConfig = StateConfig(),
+) -> tuple[FoldedListens, list[tuple[int, Exception]]]:
+    """``apply_listen`` over a user's events one at a time, as ``fold_listens`` gives them
+    in one pass: the stream's fallback when that raises (it finds the event at fault), and
+    the per-event baseline the CPU bench compares it with. An event ``apply_listen`` raises
+    on is skipped and returned with its error, by tag, so the others still apply."""
+    applied: list[int] = []
+    duplicates: list[int] = []
+    events: list[ListenEvent | ListenRecord] = []
+    plays: list[TrackPlay] = []
+    examples: list[TrainingExample] = []
+    ended: list[tuple[ListenEvent | ListenRecord, SessionEnd]] = []
+    failed: list[tuple[int, Exception]] = []
+    for tag, event, position in listens:
+        try:
+            t = apply_listen(state, event, position, config)
+        except Exception as exc:  # a bad event or a bug: the caller sets it aside
+            failed.append((tag, exc))
+            continue
+        if not t.applied:
+            duplicates.append(tag)
+            continue
+        applied.append(tag)
+        events.append(event)
+        plays += t.plays
+        if t.example is not None:
+            examples.append(t.example)
+        if t.ended is not None:
+            ended.append((event, t.ended))
+        state = t.state
+    folded = FoldedListens(state, applied, duplicates, events, tuple(plays), examples, ended)
+    return folded, failed

@@ -39,13 +39,14 @@ from botify.dead_letters import RECORD_ERRORS, DeadLetter, Headers
 from botify.errors import BackendUnavailableError, InvalidEventError
 from botify.events import DecodedListen, decode_listen_record
 from botify.state import (
+    FoldedListens,
     Position,
     SessionEnd,
     StateConfig,
     TrackPlay,
     UserCommit,
     UserState,
-    apply_listen,
+    fold_each,
     fold_listens,
 )
 from botify.storage import UserStateStore
@@ -531,23 +532,23 @@ class ListenProcessor:
         for user in users:
             items = pending[user]
             start = states[user]
+            failed: list[tuple[int, str]] = []
             try:
                 folded = fold_listens(start, items, config)
             except Exception as exc:  # a bug, not bad data: find the event, one at a time
                 self._fold_failed(user, exc)
-                fold, made = self._fold_each(user, items, start)
-            else:
-                made = folded.examples
-                fold = _UserFold(
-                    user,
-                    folded.applied,
-                    folded.events,
-                    folded.ended,
-                    folded.duplicates,
-                    [],
-                    folded.state,
-                    folded.plays,
-                )
+                folded, failed = self._fold_each(items, start)
+            made = folded.examples
+            fold = _UserFold(
+                user,
+                folded.applied,
+                folded.events,
+                folded.ended,
+                folded.duplicates,
+                failed,
+                folded.state,
+                folded.plays,
+            )
             if making and made:
                 key = b"%d" % user  # the examples' record key: the user, as on the listens topic
                 for example in made:
@@ -586,33 +587,22 @@ class ListenProcessor:
             self._fallback_logged_at, self._fallbacks_unlogged = now, 0
 
     def _fold_each(
-        self, user: int, items: list[tuple[int, DecodedListen, Position]], state: UserState
-    ) -> tuple[_UserFold, list[TrainingExample]]:
-        """The fold of one user's events one at a time, when ``fold_listens`` raised: the
-        event ``apply_listen`` raises on is dead-lettered, the others apply."""
-        fold = _UserFold(user, [], [], [], [], [], state, ())
-        plays: list[TrackPlay] = []
-        made: list[TrainingExample] = []
-        for i, event, position in items:
-            try:
-                t = apply_listen(state, event, position, self.config)
-            except Exception as exc:  # deterministic: retrying would stall the partition
-                logger.exception("folding [%d]@%d failed", position.partition, position.offset)
-                fold.failed.append((i, f"processing failed: {exc!r}"))
-                continue
-            if not t.applied:
-                fold.duplicates.append(i)
-                continue
-            fold.applied.append(i)
-            fold.events.append(event)
-            if t.ended is not None:
-                fold.ended.append((event, t.ended))
-            if t.example is not None:
-                made.append(t.example)
-            state = t.state
-            plays += t.plays
-        fold.state, fold.plays = state, tuple(plays)
-        return fold, made
+        self, items: list[tuple[int, DecodedListen, Position]], state: UserState
+    ) -> tuple[FoldedListens, list[tuple[int, str]]]:
+        """The fold of one user's events one at a time (``fold_each``), when
+        ``fold_listens`` raised: the events ``apply_listen`` raises on are dead-lettered with
+        the reason, the others apply."""
+        folded, errors = fold_each(state, items, self.config)
+        failed = []
+        if errors:
+            positions = {i: position for i, _, position in items}
+            for i, exc in errors:  # deterministic: retrying would stall the partition
+                position = positions[i]
+                logger.error(
+                    "folding [%d]@%d failed", position.partition, position.offset, exc_info=exc
+                )
+                failed.append((i, f"processing failed: {exc!r}"))
+        return folded, failed
 
     async def _count(self, counts: dict[str, int]) -> None:
         await self.store.incr_many({k: v for k, v in counts.items() if v})

@@ -20,6 +20,7 @@ from botify.state import (
     TrackPlay,
     UserState,
     apply_listen,
+    fold_each,
     fold_listens,
 )
 from botify.storage import InMemoryUserStateStore
@@ -525,3 +526,6 @@ def test_fold_listens_is_apply_listen_applied_to_each_event_in_turn(
     assert folded.plays == tuple(plays) and folded.examples == examples
     assert folded.ended == ended
     assert folded.events == [given_events[tag - 10][0] for tag in applied]
+    # The stream's fallback, one apply_listen at a time, gives the same fold.
+    tagged = [(10 + i, event, position) for i, (event, position) in enumerate(given_events)]
+    assert fold_each(state, tagged, config) == (folded, [])

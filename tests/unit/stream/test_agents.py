@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+import botify.state
 from botify import keys
 from botify.events import encode_listen_event
 from botify.state import Position, StateConfig, UserState, apply_listen, fold_listens
@@ -218,7 +219,8 @@ async def test_an_event_the_fold_cannot_handle_is_dead_lettered_not_retried(
     # The batch fold raises, then the event-by-event fold finds the event it raises on; the
     # other user of the batch folds on the fast path.
     monkeypatch.setattr(agents, "fold_listens", fold_all)
-    monkeypatch.setattr(agents, "apply_listen", fold)
+    # The event-by-event fold is botify.state.fold_each: its apply_listen is the one to fail.
+    monkeypatch.setattr(botify.state, "apply_listen", fold)
     store, dlq = InMemoryUserStateStore(), RecordingTopic()
     proc = ListenProcessor(store, dlq, StateConfig(), FAST)
     tracks = ((1, 12), (2, 12), (1, 13), (2, 13), (1, 14), (2, 15))
