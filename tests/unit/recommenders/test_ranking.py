@@ -102,6 +102,14 @@ def serving_source(model: str, context: RecommenderContext) -> CandidateSource:
     raise AssertionError(f"no recipe serves {model}")
 
 
+def served_artifact(model: str, integer: bool) -> tuple[ModelArtifact, CandidateSource]:
+    """A random artifact of ``model`` loaded in its slot, and the source that serves it."""
+    artifact = random_artifact(model, seed=len(model), integer=integer)
+    context = RecommenderContext(CATALOG)
+    context.slot(model).artifact = artifact
+    return artifact, serving_source(model, context)
+
+
 def served(source: CandidateSource, user: int, previous: int) -> list[int]:
     """What the source answers a request by ``user`` right after ``previous`` (a session's
     first listen, heard in full), repeats skipped as the policies skip them."""
@@ -130,10 +138,7 @@ CASES = [(m, integer) for m in sorted(MODELS) for integer in (True, False)]
 def test_the_evaluation_ranks_each_query_as_the_models_serving_source_does(
     model: str, integer: bool
 ) -> None:
-    artifact = random_artifact(model, seed=len(model), integer=integer)
-    context = RecommenderContext(CATALOG)
-    context.slot(model).artifact = artifact
-    source = serving_source(model, context)
+    artifact, source = served_artifact(model, integer)
     ranking = MODELS[model].evaluated_by
     assert ranking is not None, f"{model} names no evaluation ranking"
     users, previous = queries(artifact, seed=1)
@@ -148,10 +153,7 @@ def test_the_evaluations_metrics_are_the_served_ranks_of_the_held_out_tracks(
 ) -> None:
     # Each held-out track is a random one of the served list (or a track it lacks): its
     # NDCG is 1/log2(rank + 2) at its served rank, the previous track skipped.
-    artifact = random_artifact(model, seed=len(model), integer=integer)
-    context = RecommenderContext(CATALOG)
-    context.slot(model).artifact = artifact
-    source = serving_source(model, context)
+    artifact, source = served_artifact(model, integer)
     users, previous = queries(artifact, seed=2)
     rng = np.random.default_rng(3)
     k = 2 * WIDTH
