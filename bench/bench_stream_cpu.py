@@ -86,8 +86,6 @@ class _PackingRedis:
             hiredis.pack_command(command)
             if command[0] == "EVAL":
                 replies.append([1] * (int(command[2]) - 2))
-            elif command[0] == "EVALSHA":
-                replies.append([1] * (int(command[2]) - 2))
             elif command[0] == "HGET":
                 replies.append(self.stored.get(command[1]))
             else:

@@ -1,4 +1,6 @@
-"""The listen-events processor: a thin shell around ``botify.state.apply_listen``.
+"""The listen-events processor: a thin shell around ``botify.state.fold_listens`` (one
+user's events of a batch at a time; ``fold_each``, one ``apply_listen`` per event, when it
+raises).
 
 For each batch of records: decode and validate; take the users' states (the worker's cache
 of what it committed last, else Redis); fold each user's events in memory; publish the

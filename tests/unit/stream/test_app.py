@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 from collections import deque
 
 import pytest
@@ -100,3 +101,14 @@ async def test_a_batch_in_flight_when_the_topic_changes_lifetime_stores_no_offse
     assert processor.finished == 1  # its state writes are done either way
     assert not in_flight and processor.source == now
     assert consumer.stored == ([old_lifetime] if stored else [])
+
+
+def test_the_worker_tunes_the_collector_to_its_young_threshold_and_freezes_start_up() -> None:
+    before = gc.get_threshold()
+    try:
+        app.tune_collector(12_345)
+        assert gc.get_threshold() == (12_345, *before[1:])
+        assert gc.get_freeze_count() > 0  # what start-up made is out of the collector's way
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
