@@ -291,12 +291,14 @@ def fold_listens(
     state: UserState,
     listens: Iterable[tuple[int, ListenEvent | ListenRecord, Position]],
     config: StateConfig = StateConfig(),
+    examples_wanted: bool = True,
 ) -> FoldedListens:
     """Fold a user's events into its state in one pass: exactly what ``apply_listen`` gives
     applied to each in turn (a property test holds them equal: a change to one is made to
-    both), without the states in between. ``listens`` are (tag, event, position): the
-    result names events by their tags (the stream's: their indices in the batch). The
-    stream folds a batch per user with it."""
+    both), without the states in between; without ``examples_wanted`` it makes no training
+    examples (a worker that publishes none need not build them). ``listens`` are (tag,
+    event, position): the result names events by their tags (the stream's: their indices
+    in the batch). The stream folds a batch per user with it."""
     n, threshold = config.history_size, config.fail_threshold
     history, times = state.history, state.history_times
     in_session, start, tracks = state.in_session, state.session_start, state.session_tracks
@@ -319,7 +321,7 @@ def fold_listens(
             duplicates.append(tag)
             continue
         track, listened = event.track, event.time
-        if in_session and history and start is not None:  # session_example, inline
+        if examples_wanted and in_session and history and start is not None:  # session_example
             examples.append(
                 TrainingExample(
                     event.timestamp,

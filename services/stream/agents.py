@@ -536,7 +536,7 @@ class ListenProcessor:
             start = states[user]
             failed: list[tuple[int, str]] = []
             try:
-                folded = fold_listens(start, items, config)
+                folded = fold_listens(start, items, config, making)
             except Exception as exc:  # a bug, not bad data: find the event, one at a time
                 self._fold_failed(user, exc)
                 folded, failed = self._fold_each(items, start)

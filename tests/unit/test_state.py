@@ -529,3 +529,12 @@ def test_fold_listens_is_apply_listen_applied_to_each_event_in_turn(
     # The stream's fallback, one apply_listen at a time, gives the same fold.
     tagged = [(10 + i, event, position) for i, (event, position) in enumerate(given_events)]
     assert fold_each(state, tagged, config) == (folded, [])
+    # A worker that publishes no examples folds the same, without building them.
+    bare = fold_listens(state, tagged, config, examples_wanted=False)
+    assert bare.examples == [] and bare.state == folded.state
+    assert (bare.applied, bare.duplicates, bare.plays) == (
+        folded.applied,
+        folded.duplicates,
+        folded.plays,
+    )
+    assert (bare.events, bare.ended) == (folded.events, folded.ended)
