@@ -185,21 +185,12 @@ class ListenPublisher:
             old, self._producer = self._producer, new
         self.tracker.rebuilt += 1
         logger.warning("rebuilding the Kafka producer (%s); %d events carried over", why, len(old))
-        old.purge(in_queue=True, in_flight=True, blocking=False)
-        deadline = time.monotonic() + self._settings.flush_timeout_s
-        while len(old) and time.monotonic() < deadline:
-            old.poll(0.05)  # each purged event's report lands in _carry
-        left = len(old)
+        left = self._purge_and_close(old, self._settings.flush_timeout_s)
         if left:
             # Reports that never came: those events cannot be sent again, only counted.
             self._count_failure(
                 STUCK_IN_REBUILT, f"{left} events stuck in a producer that was rebuilt", left
             )
-        else:
-            # Stops its threads now (close() would wait for stuck events without a deadline):
-            # dropped, it would live, reconnecting, until the garbage collector found it.
-            old.purge(in_queue=True, in_flight=True, blocking=False)
-            old.close()
         self._resend()
 
     def _resend(self) -> None:
@@ -312,7 +303,7 @@ class ListenPublisher:
         return self._outstanding()
 
     def flush(self, timeout: float | None = None) -> int:
-        if self._stop.is_set():
+        if self._closed:
             raise BackendUnavailableError("the event publisher is shut down")
         return self._flush(timeout)
 
@@ -342,19 +333,24 @@ class ListenPublisher:
             if delivery.then is not None:
                 delivery.then(KafkaError(KafkaError._PURGE_QUEUE, "shutdown"), None)  # type: ignore[arg-type]
         self._carry.clear()
-        # Without close(), librdkafka's threads would go on reconnecting until the garbage
-        # collector found the producer (its callbacks refer back to this object); the events
-        # given up are purged first, as close() waits for them without a deadline.
-        self._purge_and_close(self._producer)
-
-    def _purge_and_close(self, producer: Producer) -> None:
-        producer.purge(in_queue=True, in_flight=True, blocking=False)
-        deadline = time.monotonic() + 1.0
-        while len(producer) and time.monotonic() < deadline:
-            producer.poll(0.05)  # each purged event's report is counted by _delivered
-        left = len(producer)
+        left = self._purge_and_close(self._producer, 1.0)
         if left:
             self._count_failure(
                 GIVEN_UP_AT_SHUTDOWN, f"{left} events never reported at shutdown", left
             )
-        producer.close()
+
+    def _purge_and_close(self, producer: Producer, within_s: float) -> int:
+        """Purge ``producer``, serve its purged events' reports (each one counted by
+        ``_delivered``) for at most ``within_s``, and close it once nothing is left: how
+        many events never reported. Without close(), librdkafka's threads would go on
+        reconnecting until the garbage collector found the producer (its callbacks refer
+        back to this object); with events left it is not closed, since close() waits for
+        them without a deadline."""
+        producer.purge(in_queue=True, in_flight=True, blocking=False)
+        deadline = time.monotonic() + within_s
+        while len(producer) and time.monotonic() < deadline:
+            producer.poll(0.05)
+        left = len(producer)
+        if not left:
+            producer.close()
+        return left
