@@ -89,12 +89,8 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
 
-def _headers_too_slow(protocol: HeaderLimitedProtocol) -> None:
-    protocol._headers_too_slow()
-
-
 HeaderLimitedProtocol._deadlines = SweptDeadlines(
-    HeaderLimitedProtocol.header_timeout_s, _headers_too_slow
+    HeaderLimitedProtocol.header_timeout_s, HeaderLimitedProtocol._headers_too_slow
 )
 
 
@@ -106,7 +102,9 @@ def protocol_for(settings: ApiSettings) -> type[HeaderLimitedProtocol]:
         {
             "header_timeout_s": settings.header_timeout_s,
             "max_header_bytes": settings.max_header_bytes,
-            "_deadlines": SweptDeadlines(settings.header_timeout_s, _headers_too_slow),
+            "_deadlines": SweptDeadlines(
+                settings.header_timeout_s, HeaderLimitedProtocol._headers_too_slow
+            ),
         },
     )
 
