@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import msgpack
 import msgspec
 
-from botify.events import ListenEvent, ListenRecord
+from botify.events import DecodedListen
 from botify.training import TrainingExample
 
 # The state's encoder: msgspec writes the same MessagePack bytes as msgpack.packb for these
@@ -171,7 +171,7 @@ class UserCommit(msgspec.Struct, frozen=True, gc=False):
 
 def apply_listen(
     state: UserState,
-    event: ListenEvent | ListenRecord,
+    event: DecodedListen,
     position: Position,
     config: StateConfig = StateConfig(),
 ) -> Transition:
@@ -243,7 +243,7 @@ def apply_listen(
 
 
 def session_example(
-    state: UserState, event: ListenEvent | ListenRecord, position: Position
+    state: UserState, event: DecodedListen, position: Position
 ) -> TrainingExample | None:
     """The training example ``event`` makes, given the state before it.
 
@@ -278,18 +278,18 @@ class FoldedListens(msgspec.Struct, frozen=True, gc=False):
     applied: list[int]
     duplicates: list[int]
     # The events applied, in order.
-    events: list[ListenEvent | ListenRecord]
+    events: list[DecodedListen]
     # One play per event applied, in order.
     plays: tuple[TrackPlay, ...]
     # In order: the ``example`` of each transition that has one.
     examples: list[TrainingExample]
     # Per ``last`` applied: the event and the session it closed.
-    ended: list[tuple[ListenEvent | ListenRecord, SessionEnd]]
+    ended: list[tuple[DecodedListen, SessionEnd]]
 
 
 def fold_listens(
     state: UserState,
-    listens: Iterable[tuple[int, ListenEvent | ListenRecord, Position]],
+    listens: Iterable[tuple[int, DecodedListen, Position]],
     config: StateConfig = StateConfig(),
     examples_wanted: bool = True,
 ) -> FoldedListens:
@@ -306,10 +306,10 @@ def fold_listens(
     last, s_listens, s_time = state.position, state.session_listens, state.session_time
     applied: list[int] = []
     duplicates: list[int] = []
-    events: list[ListenEvent | ListenRecord] = []
+    events: list[DecodedListen] = []
     plays: list[TrackPlay] = []
     examples: list[TrainingExample] = []
-    ended: list[tuple[ListenEvent | ListenRecord, SessionEnd]] = []
+    ended: list[tuple[DecodedListen, SessionEnd]] = []
     for tag, event, position in listens:
         # As apply_listen: not position.supersedes(last), inline.
         if (
@@ -376,7 +376,7 @@ def fold_listens(
 
 def fold_each(
     state: UserState,
-    listens: Iterable[tuple[int, ListenEvent | ListenRecord, Position]],
+    listens: Iterable[tuple[int, DecodedListen, Position]],
     config: StateConfig = StateConfig(),
 ) -> tuple[FoldedListens, list[tuple[int, Exception]]]:
     """``apply_listen`` over a user's events one at a time, as ``fold_listens`` gives them
@@ -385,10 +385,10 @@ def fold_each(
     on is skipped and returned with its error, by tag, so the others still apply."""
     applied: list[int] = []
     duplicates: list[int] = []
-    events: list[ListenEvent | ListenRecord] = []
+    events: list[DecodedListen] = []
     plays: list[TrackPlay] = []
     examples: list[TrainingExample] = []
-    ended: list[tuple[ListenEvent | ListenRecord, SessionEnd]] = []
+    ended: list[tuple[DecodedListen, SessionEnd]] = []
     failed: list[tuple[int, Exception]] = []
     for tag, event, position in listens:
         try:
